@@ -1,0 +1,211 @@
+//! One error type for the whole domain, in the manner of OpenDAL: a kind that
+//! decides the gRPC code, a stable UPPER_SNAKE reason, whether retrying can
+//! help, and context that is safe to show (never a secret).
+use std::{fmt, time::Duration};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, from the caller's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed; retrying it unchanged cannot succeed.
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    /// The request is well formed but conflicts with the current state.
+    FailedPrecondition,
+    PermissionDenied,
+    Unauthenticated,
+    /// A driver or provider cannot be reached now; retrying later may succeed.
+    Unavailable,
+    /// The operation is not supported by the driver of an entrance.
+    Unsupported,
+    ResourceExhausted,
+    /// keysmith itself failed: a bug or a broken store.
+    Internal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorStatus {
+    Permanent,
+    Temporary,
+}
+
+/// A field of the request that is wrong, and why (AIP-193 BadRequest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    reason: &'static str,
+    message: String,
+    status: ErrorStatus,
+    metadata: Vec<(&'static str, String)>,
+    violations: Vec<FieldViolation>,
+    retry_after: Option<Duration>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, reason: &'static str, message: impl Into<String>) -> Self {
+        let status = match kind {
+            ErrorKind::Unavailable | ErrorKind::ResourceExhausted => ErrorStatus::Temporary,
+            _ => ErrorStatus::Permanent,
+        };
+        Self {
+            kind,
+            reason,
+            message: message.into(),
+            status,
+            metadata: Vec::new(),
+            violations: Vec::new(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Bad input in one field.
+    pub fn invalid_field(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        let field = field.into();
+        let description = description.into();
+        Self::new(
+            ErrorKind::InvalidArgument,
+            reason,
+            format!("{field}: {description}"),
+        )
+        .with_violation(field, description)
+    }
+
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, reason, message)
+    }
+
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FailedPrecondition, reason, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, reasons::INTERNAL, message)
+    }
+
+    pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, reason, message)
+    }
+
+    pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((key, value.into()));
+        self
+    }
+
+    pub fn with_violation(
+        mut self,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.violations.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self.status = ErrorStatus::Temporary;
+        self
+    }
+
+    pub fn set_temporary(mut self) -> Self {
+        self.status = ErrorStatus::Temporary;
+        self
+    }
+
+    pub fn set_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn is_temporary(&self) -> bool {
+        self.status == ErrorStatus::Temporary
+    }
+    pub fn metadata(&self) -> &[(&'static str, String)] {
+        &self.metadata
+    }
+    pub fn violations(&self) -> &[FieldViolation] {
+        &self.violations
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}, {})", self.message, self.kind, self.reason)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
+
+/// The stable reasons keysmith reports in `ErrorInfo.reason`.
+pub mod reasons {
+    pub const INTERNAL: &str = "INTERNAL";
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    pub const FIELD_REQUIRED: &str = "FIELD_REQUIRED";
+    pub const FIELD_INVALID: &str = "FIELD_INVALID";
+    pub const FIELD_TOO_LONG: &str = "FIELD_TOO_LONG";
+    pub const INVALID_TIME_WINDOW: &str = "INVALID_TIME_WINDOW";
+    pub const INVALID_PIN: &str = "INVALID_PIN";
+    pub const INVALID_PAGE_SIZE: &str = "INVALID_PAGE_SIZE";
+    pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    pub const PROPERTY_NOT_FOUND: &str = "PROPERTY_NOT_FOUND";
+    pub const ENTRANCE_NOT_FOUND: &str = "ENTRANCE_NOT_FOUND";
+    pub const SPACE_NOT_FOUND: &str = "SPACE_NOT_FOUND";
+    pub const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
+    pub const RESERVATION_NOT_FOUND: &str = "RESERVATION_NOT_FOUND";
+    pub const CREDENTIAL_MODE_NOT_SUPPORTED: &str = "CREDENTIAL_MODE_NOT_SUPPORTED";
+    pub const OPERATION_NOT_SUPPORTED: &str = "OPERATION_NOT_SUPPORTED";
+    pub const STAFF_NOT_SUPPORTED: &str = "STAFF_NOT_SUPPORTED";
+    pub const PIN_NOT_SUPPORTED: &str = "PIN_NOT_SUPPORTED";
+    pub const PIN_IN_USE: &str = "PIN_IN_USE";
+    pub const RESERVATION_KEY_NOT_SUPPORTED: &str = "RESERVATION_KEY_NOT_SUPPORTED";
+    pub const RESERVATION_KEY_REQUIRED: &str = "RESERVATION_KEY_REQUIRED";
+    pub const RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF: &str = "RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF";
+    pub const RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP: &str =
+        "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP";
+    pub const RESERVATION_JOINER_ENTRANCE_SET_CONFLICT: &str =
+        "RESERVATION_JOINER_ENTRANCE_SET_CONFLICT";
+    pub const RESERVATION_TIME_FRAMES_MUST_OVERLAP: &str = "RESERVATION_TIME_FRAMES_MUST_OVERLAP";
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    pub const KEY_REVOKED: &str = "KEY_REVOKED";
+    pub const KEY_EXPIRED: &str = "KEY_EXPIRED";
+    pub const ENCODING_NOT_REQUIRED: &str = "ENCODING_NOT_REQUIRED";
+    pub const DRIVER_FAILED: &str = "DRIVER_FAILED";
+    pub const DRIVER_UNAVAILABLE: &str = "DRIVER_UNAVAILABLE";
+}

@@ -1,0 +1,380 @@
+//! The operations of the access service as plain domain requests. The gRPC
+//! edge converts its messages into these; validation of content lives here.
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    capability::CredentialMode,
+    error::{reasons, Error, Result},
+    key::{Holder, KeyState, Role},
+    secret::Secret,
+    time::Window,
+};
+
+pub const MAX_ID_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = 256;
+pub const MAX_TARGETS: usize = 100;
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 500;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IssueRequest {
+    pub property_id: String,
+    pub request_id: Option<String>,
+    pub holder: Holder,
+    pub entrance_ids: Vec<String>,
+    pub space_ids: Vec<String>,
+    pub window: Window,
+    pub reservation_key: Option<String>,
+    pub role: Role,
+    pub modes: Vec<CredentialMode>,
+    pub pin: Option<Secret<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RevokeTarget {
+    Key(String),
+    Reservation(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    pub property_id: String,
+    pub request_id: Option<String>,
+    pub target: RevokeTarget,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListKeysRequest {
+    pub property_id: String,
+    /// Negative is refused, 0 means the default, above the maximum is capped.
+    pub page_size: i32,
+    pub page_token: String,
+    pub reservation_key: Option<String>,
+    pub entrance_id: Option<String>,
+    pub holder_id: Option<String>,
+    pub states: Vec<KeyState>,
+    pub include_revoked: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateKeyRequest {
+    pub property_id: String,
+    pub request_id: Option<String>,
+    pub key_id: String,
+    pub window: Window,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodeKeyRequest {
+    pub property_id: String,
+    pub request_id: Option<String>,
+    pub key_id: String,
+    pub encoder_id: Option<String>,
+}
+
+/// Collects every field violation of a request before failing, so that a
+/// caller sees all of them at once.
+#[derive(Default)]
+pub struct Violations {
+    first_reason: Option<&'static str>,
+    list: Vec<(String, String)>,
+}
+
+impl Violations {
+    pub fn add(&mut self, reason: &'static str, field: impl Into<String>, why: impl Into<String>) {
+        self.first_reason.get_or_insert(reason);
+        self.list.push((field.into(), why.into()));
+    }
+
+    /// A required identifier: present, bounded, printable.
+    pub fn id(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.add(reasons::FIELD_REQUIRED, field, "is required");
+        } else {
+            self.optional_id(field, value);
+        }
+    }
+
+    pub fn optional_id(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_ID_LEN {
+            self.add(
+                reasons::FIELD_TOO_LONG,
+                field,
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            );
+        } else if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            self.add(
+                reasons::FIELD_INVALID,
+                field,
+                "must not contain whitespace or control characters",
+            );
+        }
+    }
+
+    pub fn name(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_NAME_LEN {
+            self.add(
+                reasons::FIELD_TOO_LONG,
+                field,
+                format!("must be at most {MAX_NAME_LEN} bytes"),
+            );
+        } else if value.chars().any(char::is_control) {
+            self.add(
+                reasons::FIELD_INVALID,
+                field,
+                "must not contain control characters",
+            );
+        }
+    }
+
+    pub fn window(&mut self, window: &Window) {
+        if window.ends_at <= window.starts_at {
+            self.add(
+                reasons::INVALID_TIME_WINDOW,
+                "ends_at",
+                "must be after starts_at",
+            );
+        }
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let Some(reason) = self.first_reason else {
+            return Ok(());
+        };
+        let message = self
+            .list
+            .iter()
+            .map(|(f, why)| format!("{f} {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut error = Error::new(crate::error::ErrorKind::InvalidArgument, reason, message);
+        for (field, why) in self.list {
+            error = error.with_violation(field, why);
+        }
+        Err(error)
+    }
+}
+
+/// A PIN chosen by a caller: 4 to 8 digits.
+pub fn check_pin(pin: &str) -> bool {
+    (4..=8).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl IssueRequest {
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        if let Some(id) = &self.request_id {
+            v.optional_id("request_id", id);
+        }
+        v.id("holder_id", &self.holder.id);
+        if let Some(name) = &self.holder.name {
+            v.name("holder_name", name);
+        }
+        if self.entrance_ids.is_empty() && self.space_ids.is_empty() {
+            v.add(
+                reasons::FIELD_REQUIRED,
+                "entrance_ids",
+                "at least one entrance or space is required",
+            );
+        }
+        if self.entrance_ids.len() + self.space_ids.len() > MAX_TARGETS {
+            v.add(
+                reasons::FIELD_TOO_LONG,
+                "entrance_ids",
+                format!("at most {MAX_TARGETS} entrances and spaces together"),
+            );
+        }
+        for (i, id) in self.entrance_ids.iter().enumerate() {
+            v.id(&format!("entrance_ids[{i}]"), id);
+        }
+        for (i, id) in self.space_ids.iter().enumerate() {
+            v.id(&format!("space_ids[{i}]"), id);
+        }
+        v.window(&self.window);
+        if let Some(key) = &self.reservation_key {
+            v.optional_id("reservation_key", key);
+        }
+        if self.modes.is_empty() {
+            v.add(
+                reasons::FIELD_REQUIRED,
+                "modes",
+                "at least one credential mode is required",
+            );
+        }
+        if let Some(pin) = &self.pin {
+            if !check_pin(pin.expose()) {
+                v.add(reasons::INVALID_PIN, "pin", "must be 4 to 8 digits");
+            } else if !self.modes.contains(&CredentialMode::Pin) {
+                v.add(
+                    reasons::FIELD_INVALID,
+                    "pin",
+                    "is only allowed when the PIN mode is requested",
+                );
+            }
+        }
+        v.finish()
+    }
+}
+
+impl RevokeRequest {
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        if let Some(id) = &self.request_id {
+            v.optional_id("request_id", id);
+        }
+        match &self.target {
+            RevokeTarget::Key(id) => v.id("key_id", id),
+            RevokeTarget::Reservation(key) => v.id("reservation_key", key),
+        }
+        v.finish()
+    }
+}
+
+impl UpdateKeyRequest {
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        if let Some(id) = &self.request_id {
+            v.optional_id("request_id", id);
+        }
+        v.id("key_id", &self.key_id);
+        v.window(&self.window);
+        v.finish()
+    }
+}
+
+impl EncodeKeyRequest {
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        if let Some(id) = &self.request_id {
+            v.optional_id("request_id", id);
+        }
+        v.id("key_id", &self.key_id);
+        if let Some(id) = &self.encoder_id {
+            v.optional_id("encoder_id", id);
+        }
+        v.finish()
+    }
+}
+
+impl ListKeysRequest {
+    /// The page size to use.
+    pub fn validate(&self) -> Result<usize> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        for (field, value) in [
+            ("reservation_key", &self.reservation_key),
+            ("entrance_id", &self.entrance_id),
+            ("holder_id", &self.holder_id),
+        ] {
+            if let Some(value) = value {
+                v.optional_id(field, value);
+            }
+        }
+        if self.page_size < 0 {
+            v.add(
+                reasons::INVALID_PAGE_SIZE,
+                "page_size",
+                "must not be negative",
+            );
+        }
+        if self.page_token.len() > 1024 {
+            v.add(
+                reasons::INVALID_PAGE_TOKEN,
+                "page_token",
+                "is not a page token of this service",
+            );
+        }
+        v.finish()?;
+        Ok(match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn issue() -> IssueRequest {
+        IssueRequest {
+            property_id: "hotel".into(),
+            request_id: None,
+            holder: Holder {
+                id: "guest-1".into(),
+                name: None,
+            },
+            entrance_ids: vec!["room-101".into()],
+            space_ids: vec![],
+            window: Window {
+                starts_at: Timestamp::from_unix_seconds(10),
+                ends_at: Timestamp::from_unix_seconds(20),
+            },
+            reservation_key: None,
+            role: Role::Guest,
+            modes: vec![CredentialMode::Card],
+            pin: None,
+        }
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        issue().validate().unwrap();
+    }
+
+    #[test]
+    fn every_violation_is_reported_with_its_field() {
+        let mut r = issue();
+        r.property_id.clear();
+        r.window.ends_at = r.window.starts_at;
+        r.modes.clear();
+        r.holder.id = "x".repeat(MAX_ID_LEN + 1);
+        let err = r.validate().unwrap_err();
+        assert_eq!(err.reason(), reasons::FIELD_REQUIRED);
+        let fields: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["property_id", "holder_id", "ends_at", "modes"]);
+    }
+
+    #[test]
+    fn pins_are_four_to_eight_digits_and_need_the_pin_mode() {
+        assert!(check_pin("1234") && check_pin("12345678"));
+        assert!(!check_pin("123") && !check_pin("123456789") && !check_pin("12a4"));
+        let mut r = issue();
+        r.pin = Some(Secret::new("1234".into()));
+        let err = r.validate().unwrap_err();
+        assert_eq!(err.violations()[0].field, "pin");
+        r.modes.push(CredentialMode::Pin);
+        r.validate().unwrap();
+        r.pin = Some(Secret::new("12".into()));
+        assert_eq!(r.validate().unwrap_err().reason(), reasons::INVALID_PIN);
+    }
+
+    #[test]
+    fn the_pin_never_reaches_an_error_message() {
+        let mut r = issue();
+        r.pin = Some(Secret::new("98x7".into()));
+        let err = r.validate().unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("98x7"));
+    }
+
+    #[test]
+    fn page_size_is_defaulted_capped_and_never_negative() {
+        let mut r = ListKeysRequest {
+            property_id: "hotel".into(),
+            ..Default::default()
+        };
+        assert_eq!(r.validate().unwrap(), DEFAULT_PAGE_SIZE);
+        r.page_size = 10_000;
+        assert_eq!(r.validate().unwrap(), MAX_PAGE_SIZE);
+        r.page_size = -1;
+        assert_eq!(
+            r.validate().unwrap_err().reason(),
+            reasons::INVALID_PAGE_SIZE
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The capability router: which driver serves each entrance, and what each
+//! entrance can do. Built from what the drivers report.
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use parking_lot::RwLock;
+
+use crate::{
+    driver::{Driver, DriverInfo, EntranceSpec},
+    error::{reasons, Error, ErrorKind, Result},
+};
+
+/// An entrance and the driver behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedEntrance {
+    pub driver: String,
+    pub spec: EntranceSpec,
+}
+
+#[derive(Default)]
+struct Catalog {
+    entrances: HashMap<(String, String), Arc<RoutedEntrance>>,
+    spaces: HashMap<(String, String), Vec<String>>,
+    /// Each property's entrance ids, in a stable order.
+    properties: BTreeMap<String, Vec<String>>,
+}
+
+pub struct Router {
+    drivers: BTreeMap<String, Arc<dyn Driver>>,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl Router {
+    /// Registers the drivers by name and loads their entrances.
+    pub async fn new(drivers: Vec<Arc<dyn Driver>>) -> Result<Self> {
+        let mut by_name = BTreeMap::new();
+        for driver in drivers {
+            let name = driver.info().name;
+            if by_name.insert(name.clone(), driver).is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    reasons::FIELD_INVALID,
+                    format!("two drivers are named {name:?}"),
+                ));
+            }
+        }
+        let router = Self {
+            drivers: by_name,
+            catalog: RwLock::new(Arc::default()),
+        };
+        router.refresh().await?;
+        Ok(router)
+    }
+
+    /// Reloads every driver's entrances. An entrance id claimed by two
+    /// drivers in one property is an error: routing would be ambiguous.
+    pub async fn refresh(&self) -> Result<()> {
+        let mut catalog = Catalog::default();
+        for (name, driver) in &self.drivers {
+            for spec in driver.entrances().await? {
+                let id = (spec.property_id.clone(), spec.entrance_id.clone());
+                for space in &spec.space_ids {
+                    catalog
+                        .spaces
+                        .entry((spec.property_id.clone(), space.clone()))
+                        .or_default()
+                        .push(spec.entrance_id.clone());
+                }
+                catalog
+                    .properties
+                    .entry(spec.property_id.clone())
+                    .or_default()
+                    .push(spec.entrance_id.clone());
+                let routed = Arc::new(RoutedEntrance {
+                    driver: name.clone(),
+                    spec,
+                });
+                if let Some(other) = catalog.entrances.insert(id.clone(), routed) {
+                    return Err(Error::internal(format!(
+                        "entrance {:?} of property {:?} is served by both {:?} and {:?}",
+                        id.1, id.0, other.driver, name
+                    )));
+                }
+            }
+        }
+        *self.catalog.write() = Arc::new(catalog);
+        Ok(())
+    }
+
+    pub fn driver(&self, name: &str) -> Result<&Arc<dyn Driver>> {
+        self.drivers
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("no driver named {name:?} is registered")))
+    }
+
+    pub fn driver_infos(&self) -> Vec<DriverInfo> {
+        self.drivers.values().map(|d| d.info()).collect()
+    }
+
+    pub fn has_property(&self, property_id: &str) -> bool {
+        self.catalog.read().properties.contains_key(property_id)
+    }
+
+    pub fn require_property(&self, property_id: &str) -> Result<()> {
+        if self.has_property(property_id) {
+            Ok(())
+        } else {
+            Err(property_not_found(property_id))
+        }
+    }
+
+    pub fn entrance(&self, property_id: &str, entrance_id: &str) -> Option<Arc<RoutedEntrance>> {
+        self.catalog
+            .read()
+            .entrances
+            .get(&(property_id.to_owned(), entrance_id.to_owned()))
+            .cloned()
+    }
+
+    pub fn entrances_of(&self, property_id: &str) -> Result<Vec<Arc<RoutedEntrance>>> {
+        let catalog = self.catalog.read().clone();
+        let ids = catalog
+            .properties
+            .get(property_id)
+            .ok_or_else(|| property_not_found(property_id))?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                catalog
+                    .entrances
+                    .get(&(property_id.to_owned(), id.clone()))
+                    .cloned()
+            })
+            .collect())
+    }
+
+    /// The entrances named directly and through spaces, each once, in the
+    /// order given.
+    pub fn resolve(
+        &self,
+        property_id: &str,
+        entrance_ids: &[String],
+        space_ids: &[String],
+    ) -> Result<Vec<Arc<RoutedEntrance>>> {
+        let catalog = self.catalog.read().clone();
+        if !catalog.properties.contains_key(property_id) {
+            return Err(property_not_found(property_id));
+        }
+        let mut wanted: Vec<&String> = Vec::new();
+        for (i, id) in entrance_ids.iter().enumerate() {
+            if !catalog
+                .entrances
+                .contains_key(&(property_id.to_owned(), id.clone()))
+            {
+                return Err(Error::not_found(
+                    reasons::ENTRANCE_NOT_FOUND,
+                    format!("property {property_id:?} has no entrance {id:?}"),
+                )
+                .with_context("entrance_id", id.clone())
+                .with_violation(format!("entrance_ids[{i}]"), "no such entrance"));
+            }
+            wanted.push(id);
+        }
+        for (i, space) in space_ids.iter().enumerate() {
+            let members = catalog
+                .spaces
+                .get(&(property_id.to_owned(), space.clone()))
+                .ok_or_else(|| {
+                    Error::not_found(
+                        reasons::SPACE_NOT_FOUND,
+                        format!("property {property_id:?} has no space {space:?}"),
+                    )
+                    .with_context("space_id", space.clone())
+                    .with_violation(format!("space_ids[{i}]"), "no such space")
+                })?;
+            wanted.extend(members.iter());
+        }
+        let mut seen = std::collections::HashSet::new();
+        Ok(wanted
+            .into_iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .map(|id| catalog.entrances[&(property_id.to_owned(), id.clone())].clone())
+            .collect())
+    }
+}
+
+fn property_not_found(property_id: &str) -> Error {
+    Error::not_found(
+        reasons::PROPERTY_NOT_FOUND,
+        format!("no property {property_id:?} is configured"),
+    )
+    .with_context("property_id", property_id.to_owned())
+}

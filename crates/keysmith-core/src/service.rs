@@ -1,0 +1,872 @@
+//! The access service: the operations of keysmith.v1.AccessService on domain
+//! types. It resolves entrances to drivers, enforces the capabilities and the
+//! reservation rules for every driver alike, and makes each answer durable
+//! before returning it.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::{
+    driver::{
+        Driver, DriverInfo, EncodeArgs, EntranceTarget, IssueArgs, IssuedState, KeySlice,
+        RevokeArgs, UpdateArgs,
+    },
+    error::{reasons, Error, ErrorKind, Result},
+    key::{warnings, AccessKey, Behaviour, KeyEntrance, KeyState, Role, Warning},
+    locks::Locks,
+    page,
+    request::{
+        EncodeKeyRequest, IssueRequest, ListKeysRequest, RevokeRequest, RevokeTarget,
+        UpdateKeyRequest,
+    },
+    reservation::{self, Admission, Reservation},
+    router::{RoutedEntrance, Router},
+    store::{IdempotencyRecord, KeyIndex, KeyScan, Store, StoredAnswer, WriteSet},
+    time::Timestamp,
+};
+
+/// Where "now" comes from; tests substitute their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The answer to a revocation.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub keys: Vec<AccessKey>,
+    pub warnings: Vec<Warning>,
+}
+
+pub struct KeyPage {
+    pub keys: Vec<AccessKey>,
+    pub next_page_token: Option<String>,
+}
+
+pub struct AccessService {
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    clock: Arc<dyn Clock>,
+    locks: Locks,
+}
+
+/// Listing scans at most this many index entries per page size unit, so a
+/// selective filter yields a short page rather than an unbounded scan.
+const SCAN_FACTOR: usize = 8;
+
+impl AccessService {
+    pub fn new(store: Arc<dyn Store>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            router,
+            clock,
+            locks: Locks::default(),
+        }
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub async fn issue(&self, req: IssueRequest) -> Result<AccessKey> {
+        req.validate()?;
+        let fingerprint = fingerprint("Issue", &req);
+        let _guards = self
+            .locks
+            .acquire(&lock_names(
+                &req.property_id,
+                req.request_id.as_deref(),
+                req.reservation_key.as_deref(),
+            ))
+            .await;
+        if let Some(answer) =
+            self.replay(&req.property_id, &req.request_id, "Issue", &fingerprint)?
+        {
+            return answer_key(answer);
+        }
+        let now = self.clock.now();
+        if req.window.has_ended(now) {
+            return Err(Error::invalid_field(
+                reasons::INVALID_TIME_WINDOW,
+                "ends_at",
+                "is in the past",
+            ));
+        }
+        let entrances = self
+            .router
+            .resolve(&req.property_id, &req.entrance_ids, &req.space_ids)?;
+        self.check_capabilities(&req, &entrances)?;
+
+        let key_id = ulid::Ulid::new().to_string();
+        let (behaviour_of, reservation) =
+            self.place_in_reservation(&req, &key_id, &entrances, now)?;
+
+        let mut key = AccessKey {
+            key_id: key_id.clone(),
+            property_id: req.property_id.clone(),
+            holder: req.holder.clone(),
+            entrances: entrances
+                .iter()
+                .map(|e| KeyEntrance {
+                    entrance_id: e.spec.entrance_id.clone(),
+                    driver: e.driver.clone(),
+                    behaviour: behaviour_of(&e.spec.entrance_id),
+                })
+                .collect(),
+            window: req.window,
+            reservation: reservation.as_ref().map(Reservation::reference),
+            role: req.role,
+            modes: req.modes.clone(),
+            credentials: Vec::new(),
+            stored_state: KeyState::Active,
+            warnings: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            revoked_at: None,
+            driver_refs: BTreeMap::new(),
+        };
+
+        let mut issued_drivers: Vec<String> = Vec::new();
+        for driver_name in key
+            .drivers()
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+        {
+            let driver = self.router.driver(&driver_name)?.clone();
+            let slice = slice_for(&key, &driver_name);
+            let args = IssueArgs {
+                key_id: key.key_id.clone(),
+                property_id: key.property_id.clone(),
+                holder: key.holder.clone(),
+                role: key.role,
+                window: key.window,
+                reservation: key.reservation.clone(),
+                entrances: slice.entrances,
+                modes: key.modes.clone(),
+                pin: req.pin.clone(),
+            };
+            match driver.issue(args).await {
+                Ok(reply) => {
+                    issued_drivers.push(driver_name.clone());
+                    if reply.state == IssuedState::Issuing {
+                        key.stored_state = KeyState::Issuing;
+                    }
+                    if let Some(r) = reply.driver_ref {
+                        key.driver_refs.insert(driver_name.clone(), r);
+                    }
+                    key.credentials
+                        .extend(reply.credentials.into_iter().map(|mut c| {
+                            c.driver = driver_name.clone();
+                            c
+                        }));
+                    key.warnings.extend(reply.warnings);
+                }
+                Err(error) => {
+                    self.undo_issue(&key, &issued_drivers).await;
+                    return Err(error);
+                }
+            }
+        }
+
+        let mut writes = WriteSet::default();
+        writes.keys.push((key.clone(), None));
+        writes.reservations.extend(reservation);
+        self.record(
+            &mut writes,
+            &req.property_id,
+            &req.request_id,
+            "Issue",
+            fingerprint,
+            now,
+            || StoredAnswer::Key(Box::new(key.clone())),
+        );
+        if let Err(error) = self.commit(writes).await {
+            self.undo_issue(&key, &issued_drivers).await;
+            return Err(error);
+        }
+        Ok(key)
+    }
+
+    pub async fn revoke(&self, req: RevokeRequest) -> Result<Revocation> {
+        req.validate()?;
+        let fingerprint = fingerprint("Revoke", &req);
+        let reservation_key = match &req.target {
+            RevokeTarget::Reservation(rk) => Some(rk.clone()),
+            RevokeTarget::Key(key_id) => self
+                .require_key(&req.property_id, key_id)?
+                .reservation_key()
+                .map(str::to_owned),
+        };
+        let _guards = self
+            .locks
+            .acquire(&lock_names(
+                &req.property_id,
+                req.request_id.as_deref(),
+                reservation_key.as_deref(),
+            ))
+            .await;
+        if let Some(answer) =
+            self.replay(&req.property_id, &req.request_id, "Revoke", &fingerprint)?
+        {
+            return match answer {
+                StoredAnswer::Revoked { keys, warnings } => Ok(Revocation { keys, warnings }),
+                StoredAnswer::Key(_) => Err(Error::internal("stored answer of another kind")),
+            };
+        }
+        let now = self.clock.now();
+        let mut reservation = match &reservation_key {
+            Some(rk) => self.store.reservation(&req.property_id, rk)?,
+            None => None,
+        };
+        let targets: Vec<AccessKey> = match &req.target {
+            RevokeTarget::Key(key_id) => vec![self.require_key(&req.property_id, key_id)?],
+            RevokeTarget::Reservation(rk) => {
+                self.router.require_property(&req.property_id)?;
+                let r = reservation.as_ref().ok_or_else(|| {
+                    Error::not_found(
+                        reasons::RESERVATION_NOT_FOUND,
+                        format!("property {:?} has no reservation {rk:?}", req.property_id),
+                    )
+                    .with_context("reservation_key", rk.clone())
+                })?;
+                let mut keys = Vec::with_capacity(r.members.len());
+                for key_id in r.members.keys() {
+                    keys.extend(self.store.key(&req.property_id, key_id)?);
+                }
+                keys
+            }
+        };
+
+        let mut writes = WriteSet::default();
+        let mut all_warnings = Vec::new();
+        let mut answer = Vec::with_capacity(targets.len());
+        for old in targets {
+            if old.is_revoked() {
+                answer.push(old);
+                continue;
+            }
+            let mut key = old.clone();
+            let mut key_warnings = Vec::new();
+            for driver_name in old.drivers() {
+                let driver = self.router.driver(driver_name)?;
+                self.require(driver.as_ref(), |c| c.revoke, "revoke")?;
+                let reply = driver
+                    .revoke(RevokeArgs {
+                        key: slice_for(&old, driver_name),
+                    })
+                    .await?;
+                key_warnings.extend(reply.warnings);
+            }
+            key.stored_state = KeyState::Revoked;
+            key.revoked_at = Some(now);
+            key.updated_at = now;
+            key.warnings.extend(key_warnings.iter().cloned());
+            if let Some(r) = reservation.as_mut() {
+                r.members.remove(&key.key_id);
+            }
+            all_warnings.extend(key_warnings);
+            writes.keys.push((key.clone(), Some(old)));
+            answer.push(key);
+        }
+        if let Some(mut r) = reservation {
+            if r.members.is_empty() || matches!(req.target, RevokeTarget::Reservation(_)) {
+                // Cleared: the next key of this reservation_key starts a new stay.
+                r.members.clear();
+                r.door_set.clear();
+            }
+            writes.reservations.push(r);
+        }
+        dedup_warnings(&mut all_warnings);
+        let revocation = Revocation {
+            keys: answer,
+            warnings: all_warnings,
+        };
+        self.record(
+            &mut writes,
+            &req.property_id,
+            &req.request_id,
+            "Revoke",
+            fingerprint,
+            now,
+            || StoredAnswer::Revoked {
+                keys: revocation.keys.clone(),
+                warnings: revocation.warnings.clone(),
+            },
+        );
+        self.commit(writes).await?;
+        Ok(revocation)
+    }
+
+    pub async fn update_key(&self, req: UpdateKeyRequest) -> Result<AccessKey> {
+        req.validate()?;
+        let fingerprint = fingerprint("UpdateKey", &req);
+        let first = self.require_key(&req.property_id, &req.key_id)?;
+        let _guards = self
+            .locks
+            .acquire(&lock_names(
+                &req.property_id,
+                req.request_id.as_deref(),
+                first.reservation_key(),
+            ))
+            .await;
+        if let Some(answer) =
+            self.replay(&req.property_id, &req.request_id, "UpdateKey", &fingerprint)?
+        {
+            return answer_key(answer);
+        }
+        let now = self.clock.now();
+        let old = self.require_key(&req.property_id, &req.key_id)?;
+        if old.is_revoked() {
+            return Err(key_revoked(&old));
+        }
+        if req.window.has_ended(now) {
+            return Err(Error::invalid_field(
+                reasons::INVALID_TIME_WINDOW,
+                "ends_at",
+                "is in the past",
+            ));
+        }
+        let mut reservation = None;
+        if let Some(rk) = old.reservation_key() {
+            if let Some(mut r) = self.store.reservation(&req.property_id, rk)? {
+                if r.members.contains_key(&old.key_id) {
+                    reservation::check_overlap(&r, Some(&old.key_id), &req.window, now)?;
+                    r.members.insert(old.key_id.clone(), req.window);
+                    reservation = Some(r);
+                }
+            }
+        }
+        let mut key = old.clone();
+        let mut encoding_required = false;
+        for driver_name in old.drivers() {
+            let driver = self.router.driver(driver_name)?;
+            self.require(driver.as_ref(), |c| c.update, "update")?;
+            let reply = driver
+                .update(UpdateArgs {
+                    key: slice_for(&old, driver_name),
+                    new_window: req.window,
+                })
+                .await?;
+            encoding_required |= reply.encoding_required;
+            replace_credentials(&mut key, driver_name, reply.credentials);
+            key.warnings.extend(reply.warnings);
+        }
+        key.window = req.window;
+        key.updated_at = now;
+        if encoding_required {
+            key.stored_state = KeyState::EncodingRequired;
+            if !key
+                .warnings
+                .iter()
+                .any(|w| w.code == warnings::ENCODING_REQUIRED)
+            {
+                key.warnings.push(Warning::new(
+                    warnings::ENCODING_REQUIRED,
+                    "the offline credentials still carry the old window: re-encode them \
+                     (EncodeKey); the old card keeps its old expiry",
+                ));
+            }
+        }
+        dedup_warnings(&mut key.warnings);
+        let mut writes = WriteSet::default();
+        writes.keys.push((key.clone(), Some(old)));
+        writes.reservations.extend(reservation);
+        self.record(
+            &mut writes,
+            &req.property_id,
+            &req.request_id,
+            "UpdateKey",
+            fingerprint,
+            now,
+            || StoredAnswer::Key(Box::new(key.clone())),
+        );
+        self.commit(writes).await?;
+        Ok(key)
+    }
+
+    pub async fn encode_key(&self, req: EncodeKeyRequest) -> Result<AccessKey> {
+        req.validate()?;
+        let fingerprint = fingerprint("EncodeKey", &req);
+        let first = self.require_key(&req.property_id, &req.key_id)?;
+        let _guards = self
+            .locks
+            .acquire(&lock_names(
+                &req.property_id,
+                req.request_id.as_deref(),
+                first.reservation_key(),
+            ))
+            .await;
+        if let Some(answer) =
+            self.replay(&req.property_id, &req.request_id, "EncodeKey", &fingerprint)?
+        {
+            return answer_key(answer);
+        }
+        let now = self.clock.now();
+        let old = self.require_key(&req.property_id, &req.key_id)?;
+        if old.is_revoked() {
+            return Err(key_revoked(&old));
+        }
+        if old.stored_state != KeyState::EncodingRequired {
+            return Err(Error::failed_precondition(
+                reasons::ENCODING_NOT_REQUIRED,
+                format!("key {} does not need re-encoding", old.key_id),
+            )
+            .with_context("key_id", old.key_id.clone()));
+        }
+        let mut key = old.clone();
+        for driver_name in old.drivers() {
+            if !old
+                .credentials
+                .iter()
+                .any(|c| c.driver == driver_name && c.encoding_required)
+            {
+                continue;
+            }
+            let driver = self.router.driver(driver_name)?;
+            self.require(driver.as_ref(), |c| c.encode, "encode")?;
+            let reply = driver
+                .encode(EncodeArgs {
+                    key: slice_for(&old, driver_name),
+                    encoder_id: req.encoder_id.clone(),
+                })
+                .await?;
+            replace_credentials(&mut key, driver_name, reply.credentials);
+            key.warnings.extend(reply.warnings);
+        }
+        key.warnings
+            .retain(|w| w.code != warnings::ENCODING_REQUIRED);
+        key.stored_state = KeyState::Active;
+        key.updated_at = now;
+        let mut writes = WriteSet::default();
+        writes.keys.push((key.clone(), Some(old)));
+        self.record(
+            &mut writes,
+            &req.property_id,
+            &req.request_id,
+            "EncodeKey",
+            fingerprint,
+            now,
+            || StoredAnswer::Key(Box::new(key.clone())),
+        );
+        self.commit(writes).await?;
+        Ok(key)
+    }
+
+    pub fn get_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
+        let mut v = crate::request::Violations::default();
+        v.id("property_id", property_id);
+        v.id("key_id", key_id);
+        v.finish()?;
+        self.require_key(property_id, key_id)
+    }
+
+    pub fn list_keys(&self, req: &ListKeysRequest) -> Result<KeyPage> {
+        let page_size = req.validate()?;
+        self.router.require_property(&req.property_id)?;
+        let mut after = page::decode(req)?;
+        let now = self.clock.now();
+        let wants_revoked = req.include_revoked || req.states.contains(&KeyState::Revoked);
+        let index = if let Some(rk) = &req.reservation_key {
+            KeyIndex::Reservation(rk.clone())
+        } else if let Some(holder) = &req.holder_id {
+            KeyIndex::Holder(holder.clone())
+        } else if let Some(entrance) = &req.entrance_id {
+            KeyIndex::Entrance(entrance.clone())
+        } else {
+            KeyIndex::Property
+        };
+        let matches = |k: &AccessKey| {
+            (wants_revoked || !k.is_revoked())
+                && req
+                    .reservation_key
+                    .as_deref()
+                    .is_none_or(|rk| k.reservation_key() == Some(rk))
+                && req.holder_id.as_deref().is_none_or(|h| k.holder.id == h)
+                && req
+                    .entrance_id
+                    .as_deref()
+                    .is_none_or(|e| k.entrances.iter().any(|ke| ke.entrance_id == e))
+                && (req.states.is_empty() || req.states.contains(&k.state(now)))
+        };
+        let budget = page_size * SCAN_FACTOR;
+        let mut scanned = 0;
+        let mut keys = Vec::with_capacity(page_size);
+        loop {
+            let chunk = self.store.scan_keys(&KeyScan {
+                property_id: &req.property_id,
+                index: index.clone(),
+                live_only: !wants_revoked,
+                after: after.as_deref(),
+                limit: (page_size + 1).min(budget - scanned).max(1),
+            })?;
+            let exhausted = chunk.is_empty();
+            for key in chunk {
+                scanned += 1;
+                if matches(&key) {
+                    if keys.len() == page_size {
+                        // One more match exists: the page is full.
+                        let last: &AccessKey = keys.last().expect("page_size > 0");
+                        return Ok(KeyPage {
+                            next_page_token: Some(page::encode(req, &last.key_id)),
+                            keys,
+                        });
+                    }
+                    keys.push(key.clone());
+                }
+                after = Some(key.key_id);
+                if scanned >= budget {
+                    // Bounded work per page: continue from here next time.
+                    return Ok(KeyPage {
+                        next_page_token: after.map(|a| page::encode(req, &a)),
+                        keys,
+                    });
+                }
+            }
+            if exhausted {
+                return Ok(KeyPage {
+                    keys,
+                    next_page_token: None,
+                });
+            }
+        }
+    }
+
+    pub fn list_entrances(&self, property_id: &str) -> Result<Vec<Arc<RoutedEntrance>>> {
+        let mut v = crate::request::Violations::default();
+        v.id("property_id", property_id);
+        v.finish()?;
+        self.router.entrances_of(property_id)
+    }
+
+    pub fn list_drivers(&self) -> Vec<DriverInfo> {
+        self.router.driver_infos()
+    }
+
+    fn check_capabilities(
+        &self,
+        req: &IssueRequest,
+        entrances: &[Arc<RoutedEntrance>],
+    ) -> Result<()> {
+        for entrance in entrances {
+            for mode in &req.modes {
+                if !entrance.spec.capability.accepts(*mode) {
+                    return Err(Error::invalid_field(
+                        reasons::CREDENTIAL_MODE_NOT_SUPPORTED,
+                        "modes",
+                        format!(
+                            "entrance {:?} does not accept {} credentials",
+                            entrance.spec.entrance_id,
+                            mode.as_str()
+                        ),
+                    )
+                    .with_context("entrance_id", entrance.spec.entrance_id.clone())
+                    .with_context("mode", mode.as_str()));
+                }
+            }
+        }
+        let mut drivers: Vec<&str> = entrances.iter().map(|e| e.driver.as_str()).collect();
+        drivers.dedup();
+        for name in drivers {
+            let driver = self.router.driver(name)?;
+            self.require(driver.as_ref(), |c| c.issue, "issue")?;
+            if req.role == Role::Staff {
+                let capability = driver.info().capability;
+                if !capability.staff {
+                    return Err(Error::invalid_field(
+                        reasons::STAFF_NOT_SUPPORTED,
+                        "role",
+                        format!("driver {name:?} cannot issue staff keys"),
+                    ));
+                }
+            }
+            if req.pin.is_some() && !driver.info().capability.caller_pin {
+                return Err(Error::invalid_field(
+                    reasons::PIN_NOT_SUPPORTED,
+                    "pin",
+                    format!("driver {name:?} does not accept a PIN chosen by the caller"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies rule 1 and "required", then 2 to 4 through the stored
+    /// reservation. Returns each entrance's behaviour and the reservation to
+    /// store.
+    #[allow(clippy::type_complexity)]
+    fn place_in_reservation(
+        &self,
+        req: &IssueRequest,
+        key_id: &str,
+        entrances: &[Arc<RoutedEntrance>],
+        now: Timestamp,
+    ) -> Result<(Box<dyn Fn(&str) -> Behaviour>, Option<Reservation>)> {
+        let capable: BTreeSet<String> = entrances
+            .iter()
+            .filter(|e| e.spec.capability.can_belong_to_reservation)
+            .map(|e| e.spec.entrance_id.clone())
+            .collect();
+        let Some(rk) = &req.reservation_key else {
+            if req.role == Role::Guest {
+                if let Some(e) = entrances
+                    .iter()
+                    .find(|e| e.spec.capability.requires_reservation_for_guests)
+                {
+                    return Err(Error::invalid_field(
+                        reasons::RESERVATION_KEY_REQUIRED,
+                        "reservation_key",
+                        format!(
+                            "entrance {:?} requires a reservation_key for guest credentials",
+                            e.spec.entrance_id
+                        ),
+                    )
+                    .with_context("entrance_id", e.spec.entrance_id.clone()));
+                }
+            }
+            return Ok((Box::new(|_| Behaviour::Standard), None));
+        };
+        if req.role == Role::Staff {
+            return Err(Error::invalid_field(
+                reasons::RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF,
+                "reservation_key",
+                "staff keys never take part in reservations: omit reservation_key",
+            ));
+        }
+        if capable.is_empty() {
+            return Err(Error::invalid_field(
+                reasons::RESERVATION_KEY_NOT_SUPPORTED,
+                "reservation_key",
+                "no targeted entrance supports reservations: remove reservation_key or \
+                 include a reservation-capable entrance",
+            ));
+        }
+        for e in entrances
+            .iter()
+            .filter(|e| capable.contains(&e.spec.entrance_id))
+        {
+            let driver = self.router.driver(&e.driver)?;
+            self.require(driver.as_ref(), |c| c.reservations, "reservations")?;
+        }
+        let mut r = self
+            .store
+            .reservation(&req.property_id, rk)?
+            .unwrap_or_else(|| Reservation::new(&req.property_id, rk));
+        let behaviour = match reservation::admit(&r, &capable, &req.window, now)? {
+            Admission::Establish => {
+                r.epoch += 1;
+                r.door_set = capable.clone();
+                r.members.clear();
+                Behaviour::Override
+            }
+            Admission::Join => {
+                r.members.retain(|_, w| !w.has_ended(now));
+                Behaviour::Join
+            }
+        };
+        r.members.insert(key_id.to_owned(), req.window);
+        Ok((
+            Box::new(move |id| {
+                if capable.contains(id) {
+                    behaviour
+                } else {
+                    Behaviour::Standard
+                }
+            }),
+            Some(r),
+        ))
+    }
+
+    fn require(
+        &self,
+        driver: &dyn Driver,
+        has: impl Fn(&crate::capability::DriverCapability) -> bool,
+        operation: &str,
+    ) -> Result<()> {
+        let info = driver.info();
+        if has(&info.capability) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                reasons::OPERATION_NOT_SUPPORTED,
+                format!("driver {:?} does not support {operation}", info.name),
+            )
+            .with_context("driver", info.name)
+            .with_context("operation", operation.to_owned()))
+        }
+    }
+
+    fn require_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
+        self.store.key(property_id, key_id)?.ok_or_else(|| {
+            Error::not_found(
+                reasons::KEY_NOT_FOUND,
+                format!("property {property_id:?} has no key {key_id:?}"),
+            )
+            .with_context("key_id", key_id.to_owned())
+        })
+    }
+
+    /// The first answer to this request_id, if it was seen; an error if the
+    /// id was used for a different request.
+    fn replay(
+        &self,
+        property_id: &str,
+        request_id: &Option<String>,
+        method: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<StoredAnswer>> {
+        let Some(request_id) = request_id else {
+            return Ok(None);
+        };
+        match self.store.idempotency(property_id, request_id)? {
+            None => Ok(None),
+            Some(record) if record.method == method && &record.fingerprint == fingerprint => {
+                Ok(Some(record.answer))
+            }
+            Some(record) => Err(Error::invalid_field(
+                reasons::REQUEST_ID_REUSED,
+                "request_id",
+                "was already used for a different request",
+            )
+            .with_context("request_id", request_id.clone())
+            .with_context("first_method", record.method)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        writes: &mut WriteSet,
+        property_id: &str,
+        request_id: &Option<String>,
+        method: &str,
+        fingerprint: [u8; 32],
+        now: Timestamp,
+        answer: impl FnOnce() -> StoredAnswer,
+    ) {
+        if let Some(request_id) = request_id {
+            writes.idempotency.push(IdempotencyRecord {
+                property_id: property_id.to_owned(),
+                request_id: request_id.clone(),
+                method: method.to_owned(),
+                fingerprint,
+                answer: answer(),
+                created_at: now,
+            });
+        }
+    }
+
+    async fn commit(&self, writes: WriteSet) -> Result<()> {
+        self.store.apply(writes)?;
+        self.store.sync().await
+    }
+
+    /// Best effort: withdraws what some drivers issued when the key as a
+    /// whole could not be issued.
+    async fn undo_issue(&self, key: &AccessKey, drivers: &[String]) {
+        for name in drivers {
+            let Ok(driver) = self.router.driver(name) else {
+                continue;
+            };
+            if let Err(error) = driver
+                .revoke(RevokeArgs {
+                    key: slice_for(key, name),
+                })
+                .await
+            {
+                warn!(key_id = %key.key_id, driver = %name, %error, "could not withdraw a partly issued key");
+            }
+        }
+    }
+}
+
+fn lock_names<'a>(
+    property_id: &'a str,
+    request_id: Option<&'a str>,
+    reservation_key: Option<&'a str>,
+) -> Vec<(&'static str, &'a str, &'a str)> {
+    let mut names = Vec::with_capacity(2);
+    if let Some(id) = request_id {
+        names.push(("request", property_id, id));
+    }
+    if let Some(rk) = reservation_key {
+        names.push(("reservation", property_id, rk));
+    }
+    names
+}
+
+fn fingerprint(method: &str, request: &impl Serialize) -> [u8; 32] {
+    let bytes = postcard::to_stdvec(&(method, request)).unwrap_or_default();
+    Sha256::digest(bytes).into()
+}
+
+fn answer_key(answer: StoredAnswer) -> Result<AccessKey> {
+    match answer {
+        StoredAnswer::Key(key) => Ok(*key),
+        StoredAnswer::Revoked { .. } => Err(Error::internal("stored answer of another kind")),
+    }
+}
+
+fn key_revoked(key: &AccessKey) -> Error {
+    Error::failed_precondition(
+        reasons::KEY_REVOKED,
+        format!("key {} is revoked", key.key_id),
+    )
+    .with_context("key_id", key.key_id.clone())
+}
+
+/// The part of a key that one driver handles.
+pub fn slice_for(key: &AccessKey, driver: &str) -> KeySlice {
+    KeySlice {
+        key_id: key.key_id.clone(),
+        property_id: key.property_id.clone(),
+        holder: key.holder.clone(),
+        role: key.role,
+        window: key.window,
+        reservation: key.reservation.clone(),
+        entrances: key
+            .entrances_of(driver)
+            .map(|e| EntranceTarget {
+                entrance_id: e.entrance_id.clone(),
+                behaviour: e.behaviour,
+            })
+            .collect(),
+        credentials: key
+            .credentials
+            .iter()
+            .filter(|c| c.driver == driver)
+            .cloned()
+            .collect(),
+        driver_ref: key.driver_refs.get(driver).cloned(),
+    }
+}
+
+fn replace_credentials(key: &mut AccessKey, driver: &str, fresh: Vec<crate::key::Credential>) {
+    key.credentials.retain(|c| c.driver != driver);
+    key.credentials.extend(fresh.into_iter().map(|mut c| {
+        c.driver = driver.to_owned();
+        c
+    }));
+}
+
+fn dedup_warnings(list: &mut Vec<Warning>) {
+    let mut seen = BTreeSet::new();
+    list.retain(|w| seen.insert((w.code.clone(), w.message.clone())));
+}

@@ -1,0 +1,98 @@
+//! The storage contract. The core reads and writes through it; the sled
+//! engine lives in its own crate, and another engine can be added beside it.
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Result,
+    key::{AccessKey, Warning},
+    reservation::Reservation,
+    time::Timestamp,
+};
+
+/// The first answer to a request that carried a request_id (AIP-155).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub property_id: String,
+    pub request_id: String,
+    pub method: String,
+    /// A digest of the request, to tell a retry from a reuse of the id.
+    pub fingerprint: [u8; 32],
+    pub answer: StoredAnswer,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StoredAnswer {
+    Key(Box<AccessKey>),
+    Revoked {
+        keys: Vec<AccessKey>,
+        warnings: Vec<Warning>,
+    },
+}
+
+/// Which ordered index a key listing walks. Each index is ordered by key id,
+/// which grows with creation time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyIndex {
+    Property,
+    Reservation(String),
+    Holder(String),
+    Entrance(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyScan<'a> {
+    pub property_id: &'a str,
+    pub index: KeyIndex,
+    /// Only keys not revoked; such an index never holds revoked keys, so a
+    /// listing of live keys does not wade through history.
+    pub live_only: bool,
+    /// Exclusive: the scan starts after this key id.
+    pub after: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// One atomic change: everything in it is applied together or not at all.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    /// The new version of each key, with the version it replaces (for the indexes).
+    pub keys: Vec<(AccessKey, Option<AccessKey>)>,
+    pub reservations: Vec<Reservation>,
+    pub idempotency: Vec<IdempotencyRecord>,
+}
+
+impl WriteSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.reservations.is_empty() && self.idempotency.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>>;
+    fn reservation(&self, property_id: &str, reservation_key: &str) -> Result<Option<Reservation>>;
+    fn idempotency(&self, property_id: &str, request_id: &str)
+        -> Result<Option<IdempotencyRecord>>;
+    fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<AccessKey>>;
+
+    /// Applies atomically. Not yet durable: call [`Store::sync`] before answering.
+    fn apply(&self, writes: WriteSet) -> Result<()>;
+
+    /// Waits until everything applied before the call is on disk.
+    async fn sync(&self) -> Result<()>;
+
+    /// A namespace of plain bytes for one driver's own state.
+    fn driver_state(&self, driver: &str) -> Result<std::sync::Arc<dyn DriverState>>;
+}
+
+/// A driver's private key-value space in the store.
+#[async_trait]
+pub trait DriverState: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies every put (Some) and delete (None) atomically.
+    fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Waits until everything applied before the call is on disk.
+    async fn sync(&self) -> Result<()>;
+}
