@@ -114,8 +114,8 @@ impl AccessService {
         self.check_capabilities(&req, &entrances)?;
 
         let key_id = ulid::Ulid::new().to_string();
-        let (behaviour_of, reservation) =
-            self.place_in_reservation(&req, &key_id, &entrances, now)?;
+        let placement = self.place_in_reservation(&req, &key_id, &entrances, now)?;
+        let reservation = placement.reservation.clone();
 
         let mut key = AccessKey {
             key_id: key_id.clone(),
@@ -126,7 +126,7 @@ impl AccessService {
                 .map(|e| KeyEntrance {
                     entrance_id: e.spec.entrance_id.clone(),
                     driver: e.driver.clone(),
-                    behaviour: behaviour_of(&e.spec.entrance_id),
+                    behaviour: placement.behaviour_of(&e.spec.entrance_id),
                 })
                 .collect(),
             window: req.window,
@@ -608,16 +608,14 @@ impl AccessService {
     }
 
     /// Applies rule 1 and "required", then 2 to 4 through the stored
-    /// reservation. Returns each entrance's behaviour and the reservation to
-    /// store.
-    #[allow(clippy::type_complexity)]
+    /// reservation.
     fn place_in_reservation(
         &self,
         req: &IssueRequest,
         key_id: &str,
         entrances: &[Arc<RoutedEntrance>],
         now: Timestamp,
-    ) -> Result<(Box<dyn Fn(&str) -> Behaviour>, Option<Reservation>)> {
+    ) -> Result<Placement> {
         let capable: BTreeSet<String> = entrances
             .iter()
             .filter(|e| e.spec.capability.can_belong_to_reservation)
@@ -640,7 +638,7 @@ impl AccessService {
                     .with_context("entrance_id", e.spec.entrance_id.clone()));
                 }
             }
-            return Ok((Box::new(|_| Behaviour::Standard), None));
+            return Ok(Placement::standard());
         };
         if req.role == Role::Staff {
             return Err(Error::invalid_field(
@@ -681,16 +679,11 @@ impl AccessService {
             }
         };
         r.members.insert(key_id.to_owned(), req.window);
-        Ok((
-            Box::new(move |id| {
-                if capable.contains(id) {
-                    behaviour
-                } else {
-                    Behaviour::Standard
-                }
-            }),
-            Some(r),
-        ))
+        Ok(Placement {
+            capable,
+            behaviour,
+            reservation: Some(r),
+        })
     }
 
     fn require(
@@ -793,6 +786,33 @@ impl AccessService {
             {
                 warn!(key_id = %key.key_id, driver = %name, %error, "could not withdraw a partly issued key");
             }
+        }
+    }
+}
+
+/// Where a new key stands in its reservation: the behaviour at its
+/// reservation-capable entrances (the others are standard access), and the
+/// reservation to store.
+struct Placement {
+    capable: BTreeSet<String>,
+    behaviour: Behaviour,
+    reservation: Option<Reservation>,
+}
+
+impl Placement {
+    fn standard() -> Self {
+        Self {
+            capable: BTreeSet::new(),
+            behaviour: Behaviour::Standard,
+            reservation: None,
+        }
+    }
+
+    fn behaviour_of(&self, entrance_id: &str) -> Behaviour {
+        if self.capable.contains(entrance_id) {
+            self.behaviour
+        } else {
+            Behaviour::Standard
         }
     }
 }

@@ -1,1 +1,12 @@
+//! keysmith's gRPC server: the tonic adapter of the access service and the
+//! lock simulator, configuration, logging and the tower layers.
+mod access;
+pub mod config;
+pub mod convert;
+mod layers;
+mod server;
+mod simulator;
+pub mod telemetry;
 
+pub use config::{Config, Source};
+pub use server::{shutdown_signal, start, start_with_clock, Running};

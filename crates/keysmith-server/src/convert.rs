@@ -1,0 +1,378 @@
+//! The one place where wire types meet domain types. Requests are
+//! destructured field by field, so a new proto field fails to compile until
+//! it is handled here.
+use std::collections::HashMap;
+
+use keysmith_api::v1 as pb;
+use keysmith_core::{
+    driver::{DriverInfo, DriverKind},
+    key::{Behaviour, Credential, CredentialData, Holder, KeyState, Warning},
+    reasons,
+    request::{
+        EncodeKeyRequest, IssueRequest, ListKeysRequest, RevokeRequest, RevokeTarget,
+        UpdateKeyRequest,
+    },
+    router::RoutedEntrance,
+    AccessKey, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Role,
+    Secret, Timestamp, Window,
+};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The fixed domain of every `ErrorInfo` keysmith returns.
+pub const ERROR_DOMAIN: &str = "keysmith.dev";
+
+/// Every domain error becomes a google.rpc.Status with an ErrorInfo, and a
+/// BadRequest when fields were wrong, and a RetryInfo when waiting helps.
+pub fn status(error: Error) -> Status {
+    let code = match error.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition | ErrorKind::Unsupported => Code::FailedPrecondition,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Internal => Code::Internal,
+        _ => Code::Internal,
+    };
+    let metadata: HashMap<String, String> = error
+        .metadata()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, metadata);
+    for v in error.violations() {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    if let Some(after) = error.retry_after() {
+        details.set_retry_info(Some(after));
+    }
+    Status::with_error_details(code, error.message().to_owned(), details)
+}
+
+fn field_error(reason: &'static str, field: &str, why: &str) -> Error {
+    Error::invalid_field(reason, field, why)
+}
+
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_seconds(),
+        nanos: t.subsec_nanos(),
+    }
+}
+
+fn required_time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Timestamp, Error> {
+    let t = t.ok_or_else(|| field_error(reasons::FIELD_REQUIRED, field, "is required"))?;
+    Timestamp::from_parts(t.seconds, t.nanos)
+        .ok_or_else(|| field_error(reasons::FIELD_INVALID, field, "is not a valid timestamp"))
+}
+
+fn optional(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn role(value: i32) -> Result<Role, Error> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Unspecified | pb::Role::Guest) => Ok(Role::Guest),
+        Ok(pb::Role::Staff) => Ok(Role::Staff),
+        Err(_) => Err(field_error(
+            reasons::FIELD_INVALID,
+            "role",
+            "is not a known role",
+        )),
+    }
+}
+
+fn mode(value: i32, field: &str) -> Result<CredentialMode, Error> {
+    match pb::CredentialMode::try_from(value) {
+        Ok(pb::CredentialMode::Pin) => Ok(CredentialMode::Pin),
+        Ok(pb::CredentialMode::Card) => Ok(CredentialMode::Card),
+        Ok(pb::CredentialMode::MobileKey) => Ok(CredentialMode::MobileKey),
+        Ok(pb::CredentialMode::Qr) => Ok(CredentialMode::Qr),
+        Ok(pb::CredentialMode::KeyStorage) => Ok(CredentialMode::KeyStorage),
+        Ok(pb::CredentialMode::Unspecified) | Err(_) => Err(field_error(
+            reasons::FIELD_INVALID,
+            field,
+            "is not a credential mode",
+        )),
+    }
+}
+
+fn mode_to_pb(m: CredentialMode) -> pb::CredentialMode {
+    match m {
+        CredentialMode::Pin => pb::CredentialMode::Pin,
+        CredentialMode::Card => pb::CredentialMode::Card,
+        CredentialMode::MobileKey => pb::CredentialMode::MobileKey,
+        CredentialMode::Qr => pb::CredentialMode::Qr,
+        CredentialMode::KeyStorage => pb::CredentialMode::KeyStorage,
+    }
+}
+
+fn state_from_pb(value: i32, field: &str) -> Result<KeyState, Error> {
+    match pb::KeyState::try_from(value) {
+        Ok(pb::KeyState::Issuing) => Ok(KeyState::Issuing),
+        Ok(pb::KeyState::Active) => Ok(KeyState::Active),
+        Ok(pb::KeyState::EncodingRequired) => Ok(KeyState::EncodingRequired),
+        Ok(pb::KeyState::Revoked) => Ok(KeyState::Revoked),
+        Ok(pb::KeyState::Expired) => Ok(KeyState::Expired),
+        Ok(pb::KeyState::Unspecified) | Err(_) => Err(field_error(
+            reasons::FIELD_INVALID,
+            field,
+            "is not a key state",
+        )),
+    }
+}
+
+fn state_to_pb(s: KeyState) -> pb::KeyState {
+    match s {
+        KeyState::Issuing => pb::KeyState::Issuing,
+        KeyState::Active => pb::KeyState::Active,
+        KeyState::EncodingRequired => pb::KeyState::EncodingRequired,
+        KeyState::Revoked => pb::KeyState::Revoked,
+        KeyState::Expired => pb::KeyState::Expired,
+    }
+}
+
+// Conversions are plain functions named after their message: both sides
+// are foreign to this crate, so `TryFrom` cannot be implemented here.
+
+pub fn issue_request(req: pb::IssueRequest) -> Result<IssueRequest, Error> {
+    let pb::IssueRequest {
+        property_id,
+        request_id,
+        holder_id,
+        holder_name,
+        entrance_ids,
+        space_ids,
+        starts_at,
+        ends_at,
+        reservation_key,
+        role: role_value,
+        modes,
+        pin,
+    } = req;
+    let window = Window {
+        starts_at: required_time("starts_at", starts_at)?,
+        ends_at: required_time("ends_at", ends_at)?,
+    };
+    let mut domain_modes = Vec::with_capacity(modes.len());
+    for (i, m) in modes.into_iter().enumerate() {
+        let m = mode(m, &format!("modes[{i}]"))?;
+        if !domain_modes.contains(&m) {
+            domain_modes.push(m);
+        }
+    }
+    Ok(IssueRequest {
+        property_id,
+        request_id: optional(request_id),
+        holder: Holder {
+            id: holder_id,
+            name: optional(holder_name),
+        },
+        entrance_ids,
+        space_ids,
+        window,
+        reservation_key: optional(reservation_key),
+        role: role(role_value)?,
+        modes: domain_modes,
+        pin: optional(pin).map(Secret::new),
+    })
+}
+
+pub fn revoke_request(req: pb::RevokeRequest) -> Result<RevokeRequest, Error> {
+    let pb::RevokeRequest {
+        property_id,
+        request_id,
+        target,
+    } = req;
+    let target = match target {
+        Some(pb::revoke_request::Target::KeyId(id)) => RevokeTarget::Key(id),
+        Some(pb::revoke_request::Target::ReservationKey(rk)) => RevokeTarget::Reservation(rk),
+        None => {
+            return Err(field_error(
+                reasons::FIELD_REQUIRED,
+                "key_id",
+                "key_id or reservation_key is required",
+            ))
+        }
+    };
+    Ok(RevokeRequest {
+        property_id,
+        request_id: optional(request_id),
+        target,
+    })
+}
+
+pub fn list_keys_request(req: pb::ListKeysRequest) -> Result<ListKeysRequest, Error> {
+    let pb::ListKeysRequest {
+        property_id,
+        page_size,
+        page_token,
+        reservation_key,
+        entrance_id,
+        holder_id,
+        states,
+        include_revoked,
+    } = req;
+    let states = states
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| state_from_pb(s, &format!("states[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(ListKeysRequest {
+        property_id,
+        page_size,
+        page_token,
+        reservation_key: optional(reservation_key),
+        entrance_id: optional(entrance_id),
+        holder_id: optional(holder_id),
+        states,
+        include_revoked,
+    })
+}
+
+pub fn update_key_request(req: pb::UpdateKeyRequest) -> Result<UpdateKeyRequest, Error> {
+    let pb::UpdateKeyRequest {
+        property_id,
+        request_id,
+        key_id,
+        starts_at,
+        ends_at,
+    } = req;
+    Ok(UpdateKeyRequest {
+        property_id,
+        request_id: optional(request_id),
+        key_id,
+        window: Window {
+            starts_at: required_time("starts_at", starts_at)?,
+            ends_at: required_time("ends_at", ends_at)?,
+        },
+    })
+}
+
+pub fn encode_key_request(req: pb::EncodeKeyRequest) -> EncodeKeyRequest {
+    let pb::EncodeKeyRequest {
+        property_id,
+        request_id,
+        key_id,
+        encoder_id,
+    } = req;
+    EncodeKeyRequest {
+        property_id,
+        request_id: optional(request_id),
+        key_id,
+        encoder_id: optional(encoder_id),
+    }
+}
+
+/// The wire form of a key. This is where credential secrets are delivered.
+pub fn access_key(key: &AccessKey, now: Timestamp) -> pb::AccessKey {
+    pb::AccessKey {
+        key_id: key.key_id.clone(),
+        property_id: key.property_id.clone(),
+        holder_id: key.holder.id.clone(),
+        holder_name: key.holder.name.clone().unwrap_or_default(),
+        entrances: key
+            .entrances
+            .iter()
+            .map(|e| pb::KeyEntrance {
+                entrance_id: e.entrance_id.clone(),
+                driver: e.driver.clone(),
+                reservation_applied: e.reservation_applied(),
+                behaviour: match e.behaviour {
+                    Behaviour::Standard => pb::ReservationBehaviour::Standard,
+                    Behaviour::Override => pb::ReservationBehaviour::Override,
+                    Behaviour::Join => pb::ReservationBehaviour::Join,
+                } as i32,
+            })
+            .collect(),
+        starts_at: Some(timestamp(key.window.starts_at)),
+        ends_at: Some(timestamp(key.window.ends_at)),
+        reservation_key: key.reservation_key().unwrap_or_default().to_owned(),
+        role: match key.role {
+            Role::Guest => pb::Role::Guest,
+            Role::Staff => pb::Role::Staff,
+        } as i32,
+        credentials: key.credentials.iter().map(credential).collect(),
+        state: state_to_pb(key.state(now)) as i32,
+        warnings: key.warnings.iter().map(warning).collect(),
+        created_at: Some(timestamp(key.created_at)),
+        updated_at: Some(timestamp(key.updated_at)),
+        revoked_at: key.revoked_at.map(timestamp),
+    }
+}
+
+fn credential(c: &Credential) -> pb::Credential {
+    use pb::credential::Data;
+    pb::Credential {
+        mode: mode_to_pb(c.mode) as i32,
+        driver: c.driver.clone(),
+        entrance_ids: c.entrance_ids.clone(),
+        data: match &c.data {
+            CredentialData::Pending => None,
+            CredentialData::Pin(s) => Some(Data::Pin(s.expose().clone())),
+            CredentialData::Card(s) => Some(Data::CardData(s.expose().clone())),
+            CredentialData::Qr(s) => Some(Data::QrData(s.expose().clone())),
+            CredentialData::MobileKey(s) => Some(Data::MobileKey(s.expose().clone())),
+            CredentialData::Compartment(s) => Some(Data::Compartment(s.expose().clone())),
+        },
+        credential_id: c.credential_id.clone(),
+        encoding_required: c.encoding_required,
+    }
+}
+
+pub fn warning(w: &Warning) -> pb::Warning {
+    pb::Warning {
+        code: w.code.clone(),
+        message: w.message.clone(),
+    }
+}
+
+fn entrance_capability(c: &EntranceCapability) -> pb::EntranceCapability {
+    pb::EntranceCapability {
+        can_belong_to_reservation: c.can_belong_to_reservation,
+        modes: c.modes.iter().map(|m| mode_to_pb(*m) as i32).collect(),
+        online: c.online,
+        requires_reservation_for_guests: c.requires_reservation_for_guests,
+    }
+}
+
+pub fn entrance(e: &RoutedEntrance) -> pb::Entrance {
+    pb::Entrance {
+        entrance_id: e.spec.entrance_id.clone(),
+        property_id: e.spec.property_id.clone(),
+        name: e.spec.name.clone(),
+        driver: e.driver.clone(),
+        space_ids: e.spec.space_ids.clone(),
+        capability: Some(entrance_capability(&e.spec.capability)),
+    }
+}
+
+fn driver_capability(c: &DriverCapability) -> pb::DriverCapability {
+    pb::DriverCapability {
+        issue: c.issue,
+        revoke: c.revoke,
+        update: c.update,
+        encode: c.encode,
+        reservations: c.reservations,
+        staff: c.staff,
+        caller_pin: c.caller_pin,
+        online: c.online,
+        offline: c.offline,
+        modes: c.modes.iter().map(|m| mode_to_pb(*m) as i32).collect(),
+    }
+}
+
+pub fn driver(info: &DriverInfo) -> pb::Driver {
+    pb::Driver {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        kind: match info.kind {
+            DriverKind::BuiltIn => pb::DriverKind::BuiltIn,
+            DriverKind::Plugin => pb::DriverKind::Plugin,
+        } as i32,
+        capability: Some(driver_capability(&info.capability)),
+    }
+}

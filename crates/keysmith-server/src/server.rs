@@ -1,0 +1,162 @@
+//! Assembles keysmith: store, drivers, router and service, then the gRPC
+//! server with health, reflection and the tower layers.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use keysmith_api::{
+    sim::v1::lock_simulator_server::LockSimulatorServer,
+    v1::access_service_server::AccessServiceServer, FILE_DESCRIPTOR_SET,
+};
+use keysmith_core::{
+    router::Router,
+    service::{Clock, SystemClock},
+    store::Store,
+    AccessService, Driver,
+};
+use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
+use keysmith_store::SledStore;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    access::AccessRpcService, config::Config, layers::RpcSpanLayer, simulator::LockSimulatorService,
+};
+
+/// A server running in the background.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets the calls in flight finish, flushes the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.context("the server task failed")?
+    }
+
+    /// Runs until `signal` resolves, then stops gracefully.
+    pub async fn until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutting down: finishing calls in flight and flushing the store");
+        self.stop().await
+    }
+}
+
+/// Starts keysmith with the system clock.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let store = Arc::new(SledStore::open(&config.storage.data_dir)?);
+
+    let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
+    let mut offline_lock = None;
+    if let Some(lock_config) = config.drivers.offline_lock.clone() {
+        let lock = Arc::new(OfflineLock::new(
+            lock_config,
+            store.driver_state(OFFLINE_LOCK)?,
+        )?);
+        drivers.push(lock.clone());
+        offline_lock = Some(lock);
+    }
+    let router = Arc::new(Router::new(drivers).await?);
+    let service = Arc::new(AccessService::new(store.clone(), router, clock));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AccessServiceServer<AccessRpcService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = config.server.max_request_bytes;
+    let access =
+        AccessServiceServer::new(AccessRpcService::new(service)).max_decoding_message_size(max);
+    let simulator = match offline_lock {
+        Some(lock) => {
+            health
+                .set_serving::<LockSimulatorServer<LockSimulatorService>>()
+                .await;
+            Some(
+                LockSimulatorServer::new(LockSimulatorService::new(lock))
+                    .max_decoding_message_size(max),
+            )
+        }
+        None => None,
+    };
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(config.server.request_timeout_seconds))
+        .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+        .layer(RpcSpanLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(access)
+        .add_optional_service(simulator);
+
+    let task = tokio::spawn(async move {
+        let served = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+                health
+                    .set_not_serving::<AccessServiceServer<AccessRpcService>>()
+                    .await;
+            })
+            .await;
+        // Every answer given was already durable; this flushes the rest.
+        store.close();
+        served.context("the gRPC server failed")
+    });
+    tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "keysmith is serving");
+    Ok(Running {
+        addr,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

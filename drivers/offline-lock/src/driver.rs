@@ -1,0 +1,529 @@
+//! The simulated offline lock as a keysmith driver: issuing encodes sealed
+//! credentials carrying sequence values, as a front-desk encoder would.
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keysmith_core::{
+    driver::{
+        DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply,
+        IssuedState, KeySlice, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
+    },
+    key::{warnings, Behaviour, Credential, CredentialData, Warning},
+    reasons,
+    store::DriverState,
+    CredentialMode, Driver, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Role,
+    Secret, Timestamp,
+};
+use parking_lot::Mutex;
+use rand::Rng;
+
+use crate::{
+    config::{EntranceKind, OfflineLockConfig},
+    model::{CredentialCodec, CredentialPayload, CredentialRole, LockConfig, LockGrant, Sequence},
+    state::{self, PinEntry, Sim},
+    time::rfc3339,
+};
+
+pub const DRIVER_NAME: &str = "offline-lock";
+
+pub struct OfflineLock {
+    pub(crate) config: OfflineLockConfig,
+    pub(crate) codec: CredentialCodec,
+    pub(crate) sim: Mutex<Sim>,
+    pub(crate) store: Arc<dyn DriverState>,
+}
+
+impl OfflineLock {
+    pub fn new(config: OfflineLockConfig, store: Arc<dyn DriverState>) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|why| Error::new(ErrorKind::InvalidArgument, reasons::FIELD_INVALID, why))?;
+        let codec = CredentialCodec::new(config.site_secret.expose().as_bytes());
+        let mut locks = Vec::new();
+        for p in &config.properties {
+            for e in &p.entrances {
+                locks.push(LockConfig {
+                    property_code: p.property_id.clone(),
+                    lock_id: e.id.clone(),
+                    reservation_capable: e.kind == EntranceKind::Room,
+                    look_ahead: p.look_ahead,
+                    audit_capacity: p.audit_capacity,
+                    invalid_credentials_advance: p.invalid_credentials_advance,
+                });
+            }
+        }
+        let sim = Sim::load(store.as_ref(), locks)?;
+        Ok(Self {
+            config,
+            codec,
+            sim: Mutex::new(sim),
+            store,
+        })
+    }
+
+    /// The staff level a staff holder's credentials belong to: each staff
+    /// member has their own, so a replacement card cancels only theirs.
+    fn staff_level(holder_id: &str) -> String {
+        format!("staff:{holder_id}")
+    }
+
+    fn payload(
+        &self,
+        key: &KeySlice,
+        card_id: String,
+        copy: u16,
+        locks: Vec<LockGrant>,
+        now: Timestamp,
+    ) -> CredentialPayload {
+        CredentialPayload {
+            property_code: key.property_id.clone(),
+            card_id,
+            copy,
+            role: match key.role {
+                Role::Guest => CredentialRole::Guest,
+                Role::Staff => CredentialRole::Staff {
+                    level: Self::staff_level(&key.holder.id),
+                },
+            },
+            locks,
+            starts_at: key.window.starts_at.unix_seconds(),
+            ends_at: key.window.ends_at.unix_seconds(),
+            new_key_time: now.unix_seconds(),
+            deadbolt_override: key.role == Role::Staff,
+        }
+    }
+
+    /// Builds one credential per requested mode over the same lock grants.
+    /// PINs are programmed at every lock of the key.
+    #[allow(clippy::too_many_arguments)]
+    fn credentials(
+        &self,
+        sim: &mut Sim,
+        key: &KeySlice,
+        modes: &[CredentialMode],
+        pin: Option<&str>,
+        generation: u32,
+        copy: u16,
+        grants: &[LockGrant],
+        changes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<Credential>> {
+        let now = Timestamp::now();
+        let entrance_ids: Vec<String> = key
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.clone())
+            .collect();
+        let mut out = Vec::with_capacity(modes.len());
+        for mode in modes {
+            let tag = match mode {
+                CredentialMode::Pin => "P",
+                CredentialMode::Card => "C",
+                CredentialMode::MobileKey => "M",
+                CredentialMode::Qr => "Q",
+                CredentialMode::KeyStorage => {
+                    return Err(Error::invalid_field(
+                        reasons::CREDENTIAL_MODE_NOT_SUPPORTED,
+                        "modes",
+                        "the offline lock has no key storage",
+                    ))
+                }
+            };
+            let card_id = format!("{}-{tag}-{generation}", key.key_id);
+            let sealed =
+                self.codec
+                    .seal(&self.payload(key, card_id.clone(), copy, grants.to_vec(), now));
+            let data = match mode {
+                CredentialMode::Pin => {
+                    let pin = pin.expect("a PIN is chosen before credentials are built");
+                    for e in &entrance_ids {
+                        let entry = PinEntry {
+                            key_id: key.key_id.clone(),
+                            sealed: Secret::new(sealed.clone()),
+                            ends_at: key.window.ends_at.unix_seconds(),
+                        };
+                        changes.push((
+                            state::pin_key(&key.property_id, e, pin),
+                            Some(state::encode(&entry)?),
+                        ));
+                        if let Some(lock) = sim.locks.get_mut(&(key.property_id.clone(), e.clone()))
+                        {
+                            lock.pins.insert(pin.to_owned(), entry);
+                        }
+                    }
+                    CredentialData::Pin(Secret::new(pin.to_owned()))
+                }
+                CredentialMode::Card => CredentialData::Card(Secret::new(sealed)),
+                CredentialMode::MobileKey => CredentialData::MobileKey(Secret::new(sealed)),
+                CredentialMode::Qr => CredentialData::Qr(Secret::new(sealed)),
+                CredentialMode::KeyStorage => unreachable!("refused above"),
+            };
+            out.push(Credential {
+                mode: *mode,
+                driver: DRIVER_NAME.to_owned(),
+                entrance_ids: entrance_ids.clone(),
+                data,
+                credential_id: card_id,
+                encoding_required: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A PIN free at every lock of the key: the caller's, or a generated one.
+    fn choose_pin(
+        &self,
+        sim: &mut Sim,
+        key: &KeySlice,
+        wanted: Option<&str>,
+        now: Timestamp,
+        changes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<String> {
+        let now_s = now.unix_seconds();
+        // PINs of ended keys no longer open anything: forget them.
+        for e in &key.entrances {
+            if let Some(lock) = sim
+                .locks
+                .get_mut(&(key.property_id.clone(), e.entrance_id.clone()))
+            {
+                let ended: Vec<String> = lock
+                    .pins
+                    .iter()
+                    .filter(|(_, entry)| entry.ends_at <= now_s)
+                    .map(|(pin, _)| pin.clone())
+                    .collect();
+                for pin in ended {
+                    lock.pins.remove(&pin);
+                    changes.push((state::pin_key(&key.property_id, &e.entrance_id, &pin), None));
+                }
+            }
+        }
+        let taken = |sim: &Sim, pin: &str| {
+            key.entrances.iter().any(|e| {
+                sim.locks
+                    .get(&(key.property_id.clone(), e.entrance_id.clone()))
+                    .is_some_and(|l| l.pins.get(pin).is_some_and(|p| p.key_id != key.key_id))
+            })
+        };
+        if let Some(pin) = wanted {
+            if taken(sim, pin) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    reasons::PIN_IN_USE,
+                    "this PIN is already in use at one of the entrances: choose another or omit it",
+                )
+                .with_violation("pin", "already in use at one of the entrances"));
+            }
+            return Ok(pin.to_owned());
+        }
+        let mut rng = rand::rng();
+        for _ in 0..1000 {
+            let pin = format!("{:06}", rng.random_range(0..1_000_000u32));
+            if !taken(sim, &pin) {
+                return Ok(pin);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::ResourceExhausted,
+            reasons::PIN_IN_USE,
+            "no free PIN could be found at these entrances",
+        ))
+    }
+
+    fn lock_exists(&self, sim: &Sim, property: &str, entrance: &str) -> Result<()> {
+        if sim
+            .locks
+            .contains_key(&(property.to_owned(), entrance.to_owned()))
+        {
+            Ok(())
+        } else {
+            Err(Error::not_found(
+                reasons::ENTRANCE_NOT_FOUND,
+                format!("the offline lock has no entrance {entrance:?} at property {property:?}"),
+            ))
+        }
+    }
+
+    /// The sealed credential a key already carries, to re-encode it.
+    fn existing_payload(&self, sim: &Sim, key: &KeySlice) -> Result<CredentialPayload> {
+        for c in &key.credentials {
+            let sealed = match &c.data {
+                CredentialData::Card(s) | CredentialData::MobileKey(s) | CredentialData::Qr(s) => {
+                    Some(s.expose().clone())
+                }
+                CredentialData::Pin(pin) => key.entrances.iter().find_map(|e| {
+                    sim.locks
+                        .get(&(key.property_id.clone(), e.entrance_id.clone()))
+                        .and_then(|l| l.pins.get(pin.expose()))
+                        .map(|p| p.sealed.expose().clone())
+                }),
+                _ => None,
+            };
+            if let Some(payload) = sealed.and_then(|s| self.codec.open(&s).ok()) {
+                return Ok(payload);
+            }
+        }
+        Err(Error::internal(
+            "offline-lock: the key carries no credential this lock sealed",
+        ))
+    }
+}
+
+#[async_trait]
+impl Driver for OfflineLock {
+    fn info(&self) -> DriverInfo {
+        DriverInfo {
+            name: DRIVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            kind: DriverKind::BuiltIn,
+            capability: DriverCapability {
+                issue: true,
+                revoke: true,
+                update: true,
+                encode: true,
+                reservations: true,
+                staff: true,
+                caller_pin: true,
+                online: false,
+                offline: true,
+                modes: vec![
+                    CredentialMode::Pin,
+                    CredentialMode::Card,
+                    CredentialMode::MobileKey,
+                    CredentialMode::Qr,
+                ],
+            },
+        }
+    }
+
+    async fn entrances(&self) -> Result<Vec<EntranceSpec>> {
+        Ok(self
+            .config
+            .properties
+            .iter()
+            .flat_map(|p| {
+                p.entrances.iter().map(|e| EntranceSpec {
+                    property_id: p.property_id.clone(),
+                    entrance_id: e.id.clone(),
+                    name: e.name.clone().unwrap_or_else(|| e.id.clone()),
+                    space_ids: e.spaces.clone(),
+                    capability: EntranceCapability {
+                        can_belong_to_reservation: e.kind == EntranceKind::Room,
+                        modes: e.modes.iter().map(|m| (*m).into()).collect(),
+                        online: false,
+                        requires_reservation_for_guests: e.requires_reservation_for_guests,
+                    },
+                })
+            })
+            .collect())
+    }
+
+    async fn issue(&self, args: IssueArgs) -> Result<IssueReply> {
+        let now = Timestamp::now();
+        let key = KeySlice {
+            key_id: args.key_id.clone(),
+            property_id: args.property_id.clone(),
+            holder: args.holder.clone(),
+            role: args.role,
+            window: args.window,
+            reservation: args.reservation.clone(),
+            entrances: args.entrances.clone(),
+            credentials: Vec::new(),
+            driver_ref: None,
+        };
+        let mut sim = self.sim.lock();
+        for e in &args.entrances {
+            self.lock_exists(&sim, &args.property_id, &e.entrance_id)?;
+        }
+        let mut changes = Vec::new();
+        let pin = if args.modes.contains(&CredentialMode::Pin) {
+            Some(self.choose_pin(
+                &mut sim,
+                &key,
+                args.pin.as_ref().map(|p| p.expose().as_str()),
+                now,
+                &mut changes,
+            )?)
+        } else {
+            None
+        };
+
+        // Sequence values: a new reservation takes the lock's next value, a
+        // joiner the reservation's, staff their level's next code.
+        let mut grants = Vec::with_capacity(args.entrances.len());
+        for e in &args.entrances {
+            let at = (args.property_id.clone(), e.entrance_id.clone());
+            let lock = sim.locks.get_mut(&at).expect("checked above");
+            let sequence: Option<Sequence> = match (args.role, e.behaviour) {
+                (Role::Staff, _) => {
+                    let level = Self::staff_level(&args.holder.id);
+                    let next = lock
+                        .encoder
+                        .staff_last
+                        .get(&level)
+                        .copied()
+                        .unwrap_or(0)
+                        .wrapping_add(1);
+                    lock.encoder.staff_last.insert(level, next);
+                    changes.push((
+                        state::encoder_key(&at.0, &at.1),
+                        Some(state::encode(&lock.encoder)?),
+                    ));
+                    Some(next)
+                }
+                (Role::Guest, Behaviour::Standard) => None,
+                (Role::Guest, Behaviour::Override) => {
+                    let r = args.reservation.as_ref().ok_or_else(|| {
+                        Error::internal("offline-lock: an override without a reservation")
+                    })?;
+                    let next = lock.encoder.guest_last.wrapping_add(1);
+                    lock.encoder.guest_last = next;
+                    changes.push((
+                        state::encoder_key(&at.0, &at.1),
+                        Some(state::encode(&lock.encoder)?),
+                    ));
+                    let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                    changes.push((state::reservation_key(&slot), Some(state::encode(&next)?)));
+                    sim.reservation_values.insert(slot, next);
+                    Some(next)
+                }
+                (Role::Guest, Behaviour::Join) => {
+                    let r = args.reservation.as_ref().ok_or_else(|| {
+                        Error::internal("offline-lock: a joiner without a reservation")
+                    })?;
+                    let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                    Some(*sim.reservation_values.get(&slot).ok_or_else(|| {
+                        Error::internal(format!(
+                            "offline-lock: reservation {:?} has no value at {:?}",
+                            r.key, at.1
+                        ))
+                    })?)
+                }
+            };
+            grants.push(LockGrant {
+                lock_id: e.entrance_id.clone(),
+                sequence,
+            });
+        }
+        let copy = match &args.reservation {
+            Some(r) => {
+                let slot = (args.property_id.clone(), r.key.clone(), r.epoch);
+                let copy = sim
+                    .copies
+                    .get(&slot)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add(1);
+                sim.copies.insert(slot, copy);
+                changes.push((
+                    state::copies_key(&args.property_id, &r.key, r.epoch),
+                    Some(state::encode(&copy)?),
+                ));
+                copy
+            }
+            None => 1,
+        };
+        let credentials = self.credentials(
+            &mut sim,
+            &key,
+            &args.modes,
+            pin.as_deref(),
+            1,
+            copy,
+            &grants,
+            &mut changes,
+        )?;
+        self.store.apply(changes)?;
+        Ok(IssueReply {
+            credentials,
+            state: IssuedState::Active,
+            warnings: Vec::new(),
+            driver_ref: None,
+        })
+    }
+
+    async fn revoke(&self, args: RevokeArgs) -> Result<RevokeReply> {
+        // An offline lock never hears of a revocation: say so rather than pretend.
+        let key = &args.key;
+        let doors: Vec<&str> = key
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.as_str())
+            .collect();
+        let until = match key.role {
+            Role::Guest => "a newer reservation's credential is used there",
+            Role::Staff => "a newer credential of the same staff member is used there",
+        };
+        let ids: Vec<&str> = key
+            .credentials
+            .iter()
+            .map(|c| c.credential_id.as_str())
+            .collect();
+        Ok(RevokeReply {
+            warnings: vec![Warning::new(
+                warnings::OFFLINE_CREDENTIAL_STILL_VALID,
+                format!(
+                    "offline locks are not told of revocations: the physical credentials ({}) \
+                     keep opening {} until {until} or they expire at {}; collect them, or block \
+                     their ids at the locks to stop them sooner",
+                    ids.join(", "),
+                    doors.join(", "),
+                    rfc3339(key.window.ends_at.unix_seconds()),
+                ),
+            )],
+        })
+    }
+
+    async fn update(&self, args: UpdateArgs) -> Result<UpdateReply> {
+        // The data on a card does not change by itself: it must be re-encoded.
+        let credentials = args
+            .key
+            .credentials
+            .into_iter()
+            .map(|mut c| {
+                c.encoding_required = true;
+                c
+            })
+            .collect();
+        Ok(UpdateReply {
+            credentials,
+            encoding_required: true,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn encode(&self, args: EncodeArgs) -> Result<EncodeReply> {
+        let key = &args.key;
+        let mut sim = self.sim.lock();
+        let old = self.existing_payload(&sim, key)?;
+        // The re-encoded credential carries the same sequence values: it
+        // joins its reservation instead of cancelling the co-guests.
+        let generation = key
+            .credentials
+            .iter()
+            .filter_map(|c| c.credential_id.rsplit('-').next()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(1)
+            + 1;
+        let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
+        let pin = key.credentials.iter().find_map(|c| match &c.data {
+            CredentialData::Pin(p) => Some(p.expose().clone()),
+            _ => None,
+        });
+        let mut changes = Vec::new();
+        let credentials = self.credentials(
+            &mut sim,
+            key,
+            &modes,
+            pin.as_deref(),
+            generation,
+            old.copy,
+            &old.locks,
+            &mut changes,
+        )?;
+        self.store.apply(changes)?;
+        Ok(EncodeReply {
+            credentials,
+            warnings: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! What an operator or a test does at a simulated door: present a credential,
+//! read a lock's state and audit trail, skew its clock, set its flags.
+use keysmith_core::{reasons, Error, Result, Timestamp};
+
+use crate::{
+    driver::OfflineLock,
+    model::{credential::SEALED_PREFIX, AuditRecord, Decision, LockState, Presented},
+    state::{self, Lock},
+};
+
+/// A lock's state as an operator sees it.
+#[derive(Clone, Debug)]
+pub struct LockView {
+    pub property_id: String,
+    pub entrance_id: String,
+    pub reservation_capable: bool,
+    pub look_ahead: u16,
+    pub audit_capacity: usize,
+    pub state: LockState,
+}
+
+/// Flags to change at a lock; None leaves a flag as it is.
+#[derive(Clone, Debug, Default)]
+pub struct FlagChange {
+    pub deadbolt_engaged: Option<bool>,
+    pub guest_cancelled: Option<bool>,
+    pub blocked: Option<bool>,
+    pub block_card_ids: Vec<String>,
+    pub unblock_card_ids: Vec<String>,
+}
+
+const MAX_CREDENTIAL_LEN: usize = 16 * 1024;
+
+impl OfflineLock {
+    /// Presents credential data (sealed card, mobile-key or QR data, or a PIN
+    /// typed at the keypad) at an entrance at real time `at`.
+    pub async fn present(
+        &self,
+        property_id: &str,
+        entrance_id: &str,
+        data: &str,
+        at: Timestamp,
+    ) -> Result<Decision> {
+        if data.is_empty() || data.len() > MAX_CREDENTIAL_LEN {
+            return Err(Error::invalid_field(
+                reasons::FIELD_INVALID,
+                "credential_data",
+                format!("must be 1 to {MAX_CREDENTIAL_LEN} bytes"),
+            ));
+        }
+        let decision = self.with_lock(property_id, entrance_id, |lock, codec| {
+            let opened;
+            let presented = if data.starts_with(SEALED_PREFIX) {
+                match codec.open(data) {
+                    Ok(p) => {
+                        opened = p;
+                        Presented::Credential(&opened)
+                    }
+                    Err(_) => Presented::Unreadable(crate::model::Reason::Invalid),
+                }
+            } else if data.bytes().all(|b| b.is_ascii_digit()) {
+                match lock
+                    .pins
+                    .get(data)
+                    .and_then(|e| codec.open(e.sealed.expose()).ok())
+                {
+                    Some(p) => {
+                        opened = p;
+                        Presented::Credential(&opened)
+                    }
+                    None => Presented::Unreadable(crate::model::Reason::UnknownPin),
+                }
+            } else {
+                Presented::Unreadable(crate::model::Reason::Invalid)
+            };
+            lock.state
+                .present(&lock.config, presented, at.unix_seconds())
+        })?;
+        self.store.sync().await?;
+        Ok(decision)
+    }
+
+    pub fn lock_state(&self, property_id: &str, entrance_id: &str) -> Result<LockView> {
+        let sim = self.sim.lock();
+        let lock = sim
+            .locks
+            .get(&(property_id.to_owned(), entrance_id.to_owned()))
+            .ok_or_else(|| no_lock(property_id, entrance_id))?;
+        Ok(view(lock))
+    }
+
+    pub async fn set_clock_skew(
+        &self,
+        property_id: &str,
+        entrance_id: &str,
+        skew_seconds: i64,
+    ) -> Result<LockView> {
+        const MAX_SKEW: i64 = 10 * 365 * 86_400;
+        if skew_seconds.abs() > MAX_SKEW {
+            return Err(Error::invalid_field(
+                reasons::FIELD_INVALID,
+                "skew_seconds",
+                "must be within ten years",
+            ));
+        }
+        let view = self.with_lock(property_id, entrance_id, |lock, _| {
+            lock.state.clock_skew_seconds = skew_seconds;
+            view(lock)
+        })?;
+        self.store.sync().await?;
+        Ok(view)
+    }
+
+    pub async fn set_flags(
+        &self,
+        property_id: &str,
+        entrance_id: &str,
+        change: FlagChange,
+    ) -> Result<LockView> {
+        let view = self.with_lock(property_id, entrance_id, |lock, _| {
+            let s = &mut lock.state;
+            if let Some(v) = change.deadbolt_engaged {
+                s.deadbolt_engaged = v;
+            }
+            if let Some(v) = change.guest_cancelled {
+                s.guest_cancelled = v;
+            }
+            if let Some(v) = change.blocked {
+                s.blocked = v;
+            }
+            for id in &change.block_card_ids {
+                s.blocked_card_ids.insert(id.clone());
+            }
+            for id in &change.unblock_card_ids {
+                s.blocked_card_ids.remove(id);
+            }
+            view(lock)
+        })?;
+        self.store.sync().await?;
+        Ok(view)
+    }
+
+    /// The lock's audit trail, oldest first.
+    pub fn audit_events(&self, property_id: &str, entrance_id: &str) -> Result<Vec<AuditRecord>> {
+        let sim = self.sim.lock();
+        let lock = sim
+            .locks
+            .get(&(property_id.to_owned(), entrance_id.to_owned()))
+            .ok_or_else(|| no_lock(property_id, entrance_id))?;
+        Ok(lock.state.audit.iter().cloned().collect())
+    }
+
+    /// Runs `f` on one lock and writes its state through to the store.
+    fn with_lock<T>(
+        &self,
+        property_id: &str,
+        entrance_id: &str,
+        f: impl FnOnce(&mut Lock, &crate::model::CredentialCodec) -> T,
+    ) -> Result<T> {
+        let mut sim = self.sim.lock();
+        let lock = sim
+            .locks
+            .get_mut(&(property_id.to_owned(), entrance_id.to_owned()))
+            .ok_or_else(|| no_lock(property_id, entrance_id))?;
+        let out = f(lock, &self.codec);
+        let bytes = state::encode(&lock.state)?;
+        self.store.apply(vec![(
+            state::lock_key(property_id, entrance_id),
+            Some(bytes),
+        )])?;
+        Ok(out)
+    }
+}
+
+fn view(lock: &Lock) -> LockView {
+    LockView {
+        property_id: lock.config.property_code.clone(),
+        entrance_id: lock.config.lock_id.clone(),
+        reservation_capable: lock.config.reservation_capable,
+        look_ahead: lock.config.look_ahead,
+        audit_capacity: lock.config.audit_capacity,
+        state: lock.state.clone(),
+    }
+}
+
+fn no_lock(property_id: &str, entrance_id: &str) -> Error {
+    Error::not_found(
+        reasons::ENTRANCE_NOT_FOUND,
+        format!("property {property_id:?} has no simulated lock {entrance_id:?}"),
+    )
+    .with_context("entrance_id", entrance_id.to_owned())
+}

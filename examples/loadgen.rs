@@ -1,0 +1,516 @@
+//! Load generator for a running keysmith server.
+//!
+//! Start the server in one terminal:
+//!
+//! ```text
+//! cargo run --release -- serve
+//! ```
+//!
+//! then, in another terminal:
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --clients 64 --duration 10
+//! ```
+//!
+//! Scenarios (`--scenario issue|list|both`, default `both`, which runs the
+//! issue phase and then the list phase):
+//!
+//! - `issue`: every client loops on `Issue`, one CARD key per request for a
+//!   guest, on the entrances of the property that support CARD (taken
+//!   round-robin from `ListEntrances`), valid from now for two days.
+//! - `list`: every client pages through `ListKeys` with `--page-size`,
+//!   following `next_page_token` and wrapping to the first page. If the
+//!   property holds fewer than 1,000 keys, enough keys are issued first (not
+//!   measured).
+//!
+//! Each phase runs `--warmup` seconds (not recorded) and then `--duration`
+//! seconds (recorded). The `--clients` clients share `--connections` HTTP/2
+//! channels round-robin. Latencies of successful requests are recorded in
+//! microseconds; errors are counted by gRPC code (a request that does not
+//! answer within a few seconds after the end of the phase is counted as
+//! `ClientTimeout`). Each phase prints a human-readable line and a JSON line
+//! prefixed by `RESULT `.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use keysmith_api::v1::access_service_client::AccessServiceClient;
+use keysmith_api::v1::{CredentialMode, IssueRequest, ListEntrancesRequest, ListKeysRequest, Role};
+use tokio::time::{timeout, timeout_at, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+/// Keys the list scenario wants in the property before it starts.
+const LIST_MIN_KEYS: usize = 1_000;
+/// How long a request may still run after the end of its phase.
+const GRACE: Duration = Duration::from_secs(5);
+/// Timeout of the requests made outside the measured loops.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Highest latency the histograms track, in microseconds (one minute).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Load generator for a running keysmith server")]
+struct Args {
+    /// Address of the keysmith server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Property to issue and list keys in.
+    #[arg(long, default_value = "demo-hotel")]
+    property: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    clients: u32,
+    /// Measured duration of each phase, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration: u64,
+    /// Warm-up before each phase, in seconds (not recorded).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value_t = Scenario::Both)]
+    scenario: Scenario,
+    /// Page size of ListKeys in the list scenario.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=500))]
+    page_size: i32,
+    /// HTTP/2 connections shared round-robin by the clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Issue,
+    List,
+    Both,
+}
+
+/// What one client measured.
+struct ClientStats {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl ClientStats {
+    fn new() -> Self {
+        Self {
+            hist: new_histogram(),
+            requests: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn ok(&mut self, started: Instant) {
+        self.requests += 1;
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.hist.saturating_record(us.max(1));
+    }
+
+    fn error(&mut self, code: String) {
+        self.requests += 1;
+        *self.errors.entry(code).or_insert(0) += 1;
+    }
+
+    fn merge(&mut self, other: ClientStats) {
+        self.requests += other.requests;
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_insert(0) += n;
+        }
+        // Same bounds on both sides: adding cannot fail.
+        self.hist
+            .add(&other.hist)
+            .expect("histograms with the same bounds");
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// The deadlines of one phase.
+#[derive(Clone, Copy)]
+struct Phase {
+    /// Requests started before this are not recorded.
+    warm_end: Instant,
+    /// No request starts after this.
+    deadline: Instant,
+    /// A request still running at this point is abandoned.
+    hard_deadline: Instant,
+}
+
+impl Phase {
+    fn new(warmup: Duration, duration: Duration) -> Self {
+        let now = Instant::now();
+        let warm_end = now + warmup;
+        let deadline = warm_end + duration;
+        Self {
+            warm_end,
+            deadline,
+            hard_deadline: deadline + GRACE,
+        }
+    }
+}
+
+fn code_name(status: &tonic::Status) -> String {
+    format!("{:?}", status.code())
+}
+
+fn issue_request(args: &Args, run: &str, client: &str, n: u64, entrance_id: &str) -> IssueRequest {
+    let now = SystemTime::now();
+    IssueRequest {
+        property_id: args.property.clone(),
+        request_id: format!("lg-{run}-{client}-{n}"),
+        holder_id: format!("guest-{client}-{n}"),
+        entrance_ids: vec![entrance_id.to_string()],
+        starts_at: Some(prost_types::Timestamp::from(now)),
+        ends_at: Some(prost_types::Timestamp::from(
+            now + Duration::from_secs(2 * 24 * 3600),
+        )),
+        role: Role::Guest as i32,
+        modes: vec![CredentialMode::Card as i32],
+        ..Default::default()
+    }
+}
+
+async fn issue_client(
+    mut client: AccessServiceClient<Channel>,
+    args: Arc<Args>,
+    run: Arc<str>,
+    entrances: Arc<Vec<String>>,
+    index: usize,
+    phase: Phase,
+) -> ClientStats {
+    let mut stats = ClientStats::new();
+    let name = index.to_string();
+    let mut n: u64 = 0;
+    loop {
+        let started = Instant::now();
+        if started >= phase.deadline {
+            break;
+        }
+        let entrance = &entrances[(index + n as usize) % entrances.len()];
+        let request = issue_request(&args, &run, &name, n, entrance);
+        n += 1;
+        let result = timeout_at(phase.hard_deadline, client.issue(request)).await;
+        if started < phase.warm_end {
+            continue;
+        }
+        match result {
+            Ok(Ok(_)) => stats.ok(started),
+            Ok(Err(status)) => stats.error(code_name(&status)),
+            Err(_) => stats.error("ClientTimeout".to_string()),
+        }
+    }
+    stats
+}
+
+async fn list_client(
+    mut client: AccessServiceClient<Channel>,
+    args: Arc<Args>,
+    phase: Phase,
+) -> ClientStats {
+    let mut stats = ClientStats::new();
+    let mut page_token = String::new();
+    loop {
+        let started = Instant::now();
+        if started >= phase.deadline {
+            break;
+        }
+        let request = ListKeysRequest {
+            property_id: args.property.clone(),
+            page_size: args.page_size,
+            page_token: std::mem::take(&mut page_token),
+            ..Default::default()
+        };
+        let result = timeout_at(phase.hard_deadline, client.list_keys(request)).await;
+        if let Ok(Ok(response)) = &result {
+            // An empty token wraps to the first page.
+            page_token = response.get_ref().next_page_token.clone();
+        }
+        if started < phase.warm_end {
+            continue;
+        }
+        match result {
+            Ok(Ok(_)) => stats.ok(started),
+            Ok(Err(status)) => stats.error(code_name(&status)),
+            Err(_) => stats.error("ClientTimeout".to_string()),
+        }
+    }
+    stats
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn report(scenario: &str, args: &Args, stats: &ClientStats, measured: Duration) {
+    let secs = measured.as_secs_f64().max(1e-9);
+    let throughput = stats.requests as f64 / secs;
+    let errors: u64 = stats.errors.values().sum();
+    let h = &stats.hist;
+    let (p50, p90, p99, p999, max) = if h.is_empty() {
+        (0, 0, 0, 0, 0)
+    } else {
+        (
+            h.value_at_quantile(0.50),
+            h.value_at_quantile(0.90),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+        )
+    };
+    let by_code = if stats.errors.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = stats
+            .errors
+            .iter()
+            .map(|(code, n)| format!("{code}={n}"))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
+    println!(
+        "{scenario}: clients={} requests={} errors={errors}{by_code} throughput={throughput:.1}/s \
+         p50={:.2}ms p90={:.2}ms p99={:.2}ms p99.9={:.2}ms max={:.2}ms",
+        args.clients,
+        stats.requests,
+        ms(p50),
+        ms(p90),
+        ms(p99),
+        ms(p999),
+        ms(max),
+    );
+    let json = serde_json::json!({
+        "scenario": scenario,
+        "clients": args.clients,
+        "connections": args.connections,
+        "duration_s": secs,
+        "requests": stats.requests,
+        "errors": errors,
+        "errors_by_code": stats.errors,
+        "throughput": throughput,
+        "p50_ms": ms(p50),
+        "p90_ms": ms(p90),
+        "p99_ms": ms(p99),
+        "p99_9_ms": ms(p999),
+        "max_ms": ms(max),
+    });
+    println!("RESULT {json}");
+}
+
+/// Runs one measured phase: spawns the clients, waits for them and reports.
+async fn run_phase<F, Fut>(scenario: &str, args: &Args, channels: &[Channel], spawn_client: F)
+where
+    F: Fn(AccessServiceClient<Channel>, usize, Phase) -> Fut,
+    Fut: std::future::Future<Output = ClientStats> + Send + 'static,
+{
+    let phase = Phase::new(
+        Duration::from_secs(args.warmup),
+        Duration::from_secs(args.duration),
+    );
+    eprintln!(
+        "{scenario}: {} clients over {} connections, {}s warm-up, {}s measured",
+        args.clients, args.connections, args.warmup, args.duration
+    );
+    let mut tasks = Vec::with_capacity(args.clients as usize);
+    for index in 0..args.clients as usize {
+        let client = AccessServiceClient::new(channels[index % channels.len()].clone());
+        tasks.push(tokio::spawn(spawn_client(client, index, phase)));
+    }
+    let mut total = ClientStats::new();
+    let mut panicked = 0;
+    for task in tasks {
+        match task.await {
+            Ok(stats) => total.merge(stats),
+            Err(_) => panicked += 1,
+        }
+    }
+    if panicked > 0 {
+        eprintln!("{scenario}: {panicked} client task(s) failed");
+    }
+    let measured = Instant::now().saturating_duration_since(phase.warm_end);
+    report(scenario, args, &total, measured);
+}
+
+async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
+    let endpoint = Endpoint::from_shared(args.addr.clone())
+        .map_err(|e| format!("invalid --addr {:?}: {e}", args.addr))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let mut channels = Vec::with_capacity(args.connections as usize);
+    for _ in 0..args.connections {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// The entrances of the property that support CARD credentials.
+async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, String> {
+    let mut client = AccessServiceClient::new(channel.clone());
+    let request = ListEntrancesRequest {
+        property_id: args.property.clone(),
+    };
+    let response = timeout(SETUP_TIMEOUT, client.list_entrances(request))
+        .await
+        .map_err(|_| "ListEntrances timed out".to_string())?
+        .map_err(|s| format!("ListEntrances failed: {s}"))?;
+    let entrances: Vec<String> = response
+        .into_inner()
+        .entrances
+        .into_iter()
+        .filter(|e| {
+            e.capability
+                .as_ref()
+                .is_some_and(|c| c.modes.contains(&(CredentialMode::Card as i32)))
+        })
+        .map(|e| e.entrance_id)
+        .collect();
+    if entrances.is_empty() {
+        return Err(format!(
+            "property {:?} has no entrance supporting CARD",
+            args.property
+        ));
+    }
+    Ok(entrances)
+}
+
+/// Issues one key (not measured) and fails with the status if it is refused.
+async fn probe_issue(
+    args: &Args,
+    channel: &Channel,
+    run: &str,
+    entrance: &str,
+) -> Result<(), String> {
+    let mut client = AccessServiceClient::new(channel.clone());
+    let request = issue_request(args, run, "probe", 0, entrance);
+    timeout(SETUP_TIMEOUT, client.issue(request))
+        .await
+        .map_err(|_| "first Issue timed out".to_string())?
+        .map_err(|s| format!("first Issue failed: {s}"))?;
+    Ok(())
+}
+
+/// Counts the (non-revoked) keys of the property, stopping at `limit`.
+async fn count_keys(args: &Args, channel: &Channel, limit: usize) -> Result<usize, String> {
+    let mut client = AccessServiceClient::new(channel.clone());
+    let mut count = 0;
+    let mut page_token = String::new();
+    loop {
+        let request = ListKeysRequest {
+            property_id: args.property.clone(),
+            page_size: 500,
+            page_token,
+            ..Default::default()
+        };
+        let response = timeout(SETUP_TIMEOUT, client.list_keys(request))
+            .await
+            .map_err(|_| "ListKeys timed out".to_string())?
+            .map_err(|s| format!("ListKeys failed: {s}"))?
+            .into_inner();
+        count += response.keys.len();
+        page_token = response.next_page_token;
+        if page_token.is_empty() || count >= limit {
+            return Ok(count);
+        }
+    }
+}
+
+/// Issues `missing` keys with up to `--clients` concurrent requests.
+async fn seed_keys(
+    args: &Arc<Args>,
+    channels: &[Channel],
+    run: &Arc<str>,
+    entrances: &Arc<Vec<String>>,
+    missing: usize,
+) {
+    let workers = (args.clients as usize).min(missing).max(1);
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut client = AccessServiceClient::new(channels[w % channels.len()].clone());
+        let (args, run, entrances) = (args.clone(), run.clone(), entrances.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0u64;
+            let name = format!("seed{w}");
+            for n in (w..missing).step_by(workers) {
+                let entrance = &entrances[n % entrances.len()];
+                let request = issue_request(&args, &run, &name, n as u64, entrance);
+                match timeout(SETUP_TIMEOUT, client.issue(request)).await {
+                    Ok(Ok(_)) => {}
+                    _ => failed += 1,
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        failed += task.await.unwrap_or(0);
+    }
+    if failed > 0 {
+        eprintln!("list: {failed} of {missing} seed keys failed to issue");
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let args = Arc::new(args);
+    let run: Arc<str> = format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    )
+    .into();
+
+    let channels = connect(&args).await?;
+    let entrances = Arc::new(card_entrances(&args, &channels[0]).await?);
+    eprintln!(
+        "{} CARD entrance(s) in {:?}, run id {run}",
+        entrances.len(),
+        args.property
+    );
+    probe_issue(&args, &channels[0], &run, &entrances[0]).await?;
+
+    if matches!(args.scenario, Scenario::Issue | Scenario::Both) {
+        let (a, r, e) = (args.clone(), run.clone(), entrances.clone());
+        run_phase("issue", &args, &channels, move |client, index, phase| {
+            issue_client(client, a.clone(), r.clone(), e.clone(), index, phase)
+        })
+        .await;
+    }
+
+    if matches!(args.scenario, Scenario::List | Scenario::Both) {
+        let have = count_keys(&args, &channels[0], LIST_MIN_KEYS).await?;
+        if have < LIST_MIN_KEYS {
+            let missing = LIST_MIN_KEYS - have;
+            eprintln!("list: property has {have} keys, issuing {missing} more");
+            seed_keys(&args, &channels, &run, &entrances, missing).await;
+        }
+        let a = args.clone();
+        run_phase("list", &args, &channels, move |client, _index, phase| {
+            list_client(client, a.clone(), phase)
+        })
+        .await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
