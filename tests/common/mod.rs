@@ -1,0 +1,250 @@
+//! Starts the real keysmith server on an ephemeral port with a fresh data
+//! directory and connects the generated clients to it.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+};
+
+use keysmith_api::{
+    sim::v1::{self as sim, lock_simulator_client::LockSimulatorClient},
+    v1::{self as pb, access_service_client::AccessServiceClient},
+};
+use keysmith_core::{service::Clock, Timestamp};
+use keysmith_server::{Config, Running, Source};
+use tonic::{transport::Channel, Code, Status};
+use tonic_types::StatusExt;
+
+pub const PROPERTY: &str = "demo-hotel";
+pub const HOUR: i64 = 3600;
+pub const DAY: i64 = 86_400;
+
+/// A clock the test moves by hand.
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn set(&self, unix_seconds: i64) {
+        self.0.store(unix_seconds, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(self.0.load(Ordering::SeqCst))
+    }
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub client: AccessServiceClient<Channel>,
+    pub sim: LockSimulatorClient<Channel>,
+    pub clock: Arc<TestClock>,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The embedded default, on an ephemeral loopback port, with data in `dir`.
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut config = Config::load_with_env(Source::Embedded, false).expect("default config");
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.data_dir = dir.to_path_buf();
+    config
+}
+
+/// "Now" in tests: a fixed, round instant well in the future of the build.
+pub const T0: i64 = 1_900_000_000;
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let mut server = Self::start_in(config(&path), Arc::new(TestClock(AtomicI64::new(T0)))).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        edit(&mut c);
+        let mut server = Self::start_in(c, Arc::new(TestClock(AtomicI64::new(T0)))).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_in(config: Config, clock: Arc<TestClock>) -> Self {
+        let data_dir = config.storage.data_dir.clone();
+        let running = keysmith_server::start_with_clock(config, clock.clone())
+            .await
+            .expect("server starts");
+        let url = format!("http://{}", running.addr);
+        let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+        Self {
+            running: Some(running),
+            client: AccessServiceClient::new(channel.clone()),
+            sim: LockSimulatorClient::new(channel),
+            clock,
+            data_dir,
+            _dir: None,
+        }
+    }
+
+    /// Stops gracefully and starts again on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        self.running.take().unwrap().stop().await.unwrap();
+        let mut c = config(&self.data_dir);
+        c.storage.data_dir = self.data_dir.clone();
+        let dir = self._dir.take();
+        let mut next = Self::start_in(c, self.clock.clone()).await;
+        next._dir = dir;
+        next
+    }
+
+    pub async fn issue(&self, req: pb::IssueRequest) -> Result<pb::AccessKey, Status> {
+        self.client
+            .clone()
+            .issue(req)
+            .await
+            .map(|r| r.into_inner().key.expect("a key"))
+    }
+
+    pub async fn present(&self, entrance: &str, data: &str, at: i64) -> sim::PresentResponse {
+        self.sim
+            .clone()
+            .present(sim::PresentRequest {
+                property_id: PROPERTY.into(),
+                entrance_id: entrance.into(),
+                credential_data: data.into(),
+                at: Some(ts(at)),
+            })
+            .await
+            .expect("present")
+            .into_inner()
+    }
+
+    pub async fn lock_state(&self, entrance: &str) -> sim::LockState {
+        self.sim
+            .clone()
+            .get_lock_state(sim::GetLockStateRequest {
+                property_id: PROPERTY.into(),
+                entrance_id: entrance.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn revoke_key(&self, key_id: &str) -> Result<pb::RevokeResponse, Status> {
+        self.client
+            .clone()
+            .revoke(pb::RevokeRequest {
+                property_id: PROPERTY.into(),
+                request_id: String::new(),
+                target: Some(pb::revoke_request::Target::KeyId(key_id.into())),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn revoke_reservation(&self, rk: &str) -> Result<pb::RevokeResponse, Status> {
+        self.client
+            .clone()
+            .revoke(pb::RevokeRequest {
+                property_id: PROPERTY.into(),
+                request_id: String::new(),
+                target: Some(pb::revoke_request::Target::ReservationKey(rk.into())),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn list(&self, req: pb::ListKeysRequest) -> Result<pb::ListKeysResponse, Status> {
+        self.client.clone().list_keys(req).await.map(|r| r.into_inner())
+    }
+
+    pub async fn get(&self, key_id: &str) -> Result<pb::AccessKey, Status> {
+        self.client
+            .clone()
+            .get_key(pb::GetKeyRequest {
+                property_id: PROPERTY.into(),
+                key_id: key_id.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+pub fn ts(unix_seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: unix_seconds,
+        nanos: 0,
+    }
+}
+
+/// A guest card for `entrances` from `start` to `end` (unix seconds).
+pub fn guest(holder: &str, entrances: &[&str], start: i64, end: i64, rk: &str) -> pb::IssueRequest {
+    pb::IssueRequest {
+        property_id: PROPERTY.into(),
+        request_id: String::new(),
+        holder_id: holder.into(),
+        holder_name: String::new(),
+        entrance_ids: entrances.iter().map(|s| s.to_string()).collect(),
+        space_ids: vec![],
+        starts_at: Some(ts(start)),
+        ends_at: Some(ts(end)),
+        reservation_key: rk.into(),
+        role: pb::Role::Guest as i32,
+        modes: vec![pb::CredentialMode::Card as i32],
+        pin: String::new(),
+    }
+}
+
+pub fn card(key: &pb::AccessKey) -> String {
+    key.credentials
+        .iter()
+        .find_map(|c| match &c.data {
+            Some(pb::credential::Data::CardData(d)) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a card credential")
+}
+
+pub fn pin(key: &pb::AccessKey) -> String {
+    key.credentials
+        .iter()
+        .find_map(|c| match &c.data {
+            Some(pb::credential::Data::Pin(d)) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a PIN credential")
+}
+
+/// The code and ErrorInfo reason of a failed call, checking the domain.
+pub fn reason(status: &Status) -> (Code, String) {
+    let details = status.get_error_details();
+    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "keysmith.dev");
+    (status.code(), info.reason.clone())
+}
+
+pub fn violations(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn behaviours(key: &pb::AccessKey) -> Vec<(String, pb::ReservationBehaviour)> {
+    key.entrances
+        .iter()
+        .map(|e| (e.entrance_id.clone(), e.behaviour()))
+        .collect()
+}
