@@ -17,7 +17,8 @@
 //!
 //! - `issue`: every client loops on `Issue`, one CARD key per request for a
 //!   guest, on the entrances of the property that support CARD (taken
-//!   round-robin from `ListEntrances`), valid from now for two days.
+//!   round-robin from `ListEntrances`, leaving out those that require a
+//!   reservation for guest keys), valid from now for two days.
 //! - `list`: every client pages through `ListKeys` with `--page-size`,
 //!   following `next_page_token` and wrapping to the first page. If the
 //!   property holds fewer than 1,000 keys, enough keys are issued first (not
@@ -352,7 +353,9 @@ async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
     Ok(channels)
 }
 
-/// The entrances of the property that support CARD credentials.
+/// The entrances of the property that support CARD credentials, leaving out
+/// those that refuse guest keys without a reservation (the load generator
+/// issues no reservation_key).
 async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, String> {
     let mut client = AccessServiceClient::new(channel.clone());
     let request = ListEntrancesRequest {
@@ -367,15 +370,16 @@ async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, S
         .entrances
         .into_iter()
         .filter(|e| {
-            e.capability
-                .as_ref()
-                .is_some_and(|c| c.modes.contains(&(CredentialMode::Card as i32)))
+            e.capability.as_ref().is_some_and(|c| {
+                c.modes.contains(&(CredentialMode::Card as i32))
+                    && !c.requires_reservation_for_guests
+            })
         })
         .map(|e| e.entrance_id)
         .collect();
     if entrances.is_empty() {
         return Err(format!(
-            "property {:?} has no entrance supporting CARD",
+            "property {:?} has no entrance supporting CARD without a reservation",
             args.property
         ));
     }
