@@ -29,8 +29,9 @@
 //! channels round-robin. Latencies of successful requests are recorded in
 //! microseconds; errors are counted by gRPC code (a request that does not
 //! answer within a few seconds after the end of the phase is counted as
-//! `ClientTimeout`). Each phase prints a human-readable line and a JSON line
-//! prefixed by `RESULT `.
+//! `ClientTimeout`). `requests` counts every answer of the measured window,
+//! errors included; `throughput` is successful answers per second. Each
+//! phase prints a human-readable line and a JSON line prefixed by `RESULT `.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ const LIST_MIN_KEYS: usize = 1_000;
 const GRACE: Duration = Duration::from_secs(5);
 /// Timeout of the requests made outside the measured loops.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause of a client after an UNAVAILABLE answer.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(10);
 /// Highest latency the histograms track, in microseconds (one minute).
 const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -92,7 +95,10 @@ enum Scenario {
 /// What one client measured.
 struct ClientStats {
     hist: Histogram<u64>,
+    /// Answers received in the measured window, errors included.
     requests: u64,
+    /// Successful answers.
+    ok: u64,
     errors: BTreeMap<String, u64>,
 }
 
@@ -101,12 +107,14 @@ impl ClientStats {
         Self {
             hist: new_histogram(),
             requests: 0,
+            ok: 0,
             errors: BTreeMap::new(),
         }
     }
 
     fn ok(&mut self, started: Instant) {
         self.requests += 1;
+        self.ok += 1;
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.hist.saturating_record(us.max(1));
     }
@@ -118,6 +126,7 @@ impl ClientStats {
 
     fn merge(&mut self, other: ClientStats) {
         self.requests += other.requests;
+        self.ok += other.ok;
         for (code, n) in other.errors {
             *self.errors.entry(code).or_insert(0) += n;
         }
@@ -197,14 +206,7 @@ async fn issue_client(
         let request = issue_request(&args, &run, &name, n, entrance);
         n += 1;
         let result = timeout_at(phase.hard_deadline, client.issue(request)).await;
-        if started < phase.warm_end {
-            continue;
-        }
-        match result {
-            Ok(Ok(_)) => stats.ok(started),
-            Ok(Err(status)) => stats.error(code_name(&status)),
-            Err(_) => stats.error("ClientTimeout".to_string()),
-        }
+        record(&mut stats, &phase, started, result).await;
     }
     stats
 }
@@ -232,16 +234,32 @@ async fn list_client(
             // An empty token wraps to the first page.
             page_token = response.get_ref().next_page_token.clone();
         }
-        if started < phase.warm_end {
-            continue;
-        }
+        record(&mut stats, &phase, started, result).await;
+    }
+    stats
+}
+
+/// Records one answer, unless its request started during the warm-up. After
+/// a transport failure (the server is gone), pauses briefly so that the
+/// clients do not spin on a dead connection.
+async fn record<T>(
+    stats: &mut ClientStats,
+    phase: &Phase,
+    started: Instant,
+    result: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+) {
+    let unavailable = matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::Unavailable);
+    if started >= phase.warm_end {
         match result {
             Ok(Ok(_)) => stats.ok(started),
             Ok(Err(status)) => stats.error(code_name(&status)),
             Err(_) => stats.error("ClientTimeout".to_string()),
         }
     }
-    stats
+    if unavailable {
+        let until = (Instant::now() + UNAVAILABLE_PAUSE).min(phase.deadline);
+        tokio::time::sleep_until(until).await;
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -250,7 +268,9 @@ fn ms(us: u64) -> f64 {
 
 fn report(scenario: &str, args: &Args, stats: &ClientStats, measured: Duration) {
     let secs = measured.as_secs_f64().max(1e-9);
-    let throughput = stats.requests as f64 / secs;
+    // Successful answers per second: errors (a dead server answers fast)
+    // do not count as throughput.
+    let throughput = stats.ok as f64 / secs;
     let errors: u64 = stats.errors.values().sum();
     let h = &stats.hist;
     let (p50, p90, p99, p999, max) = if h.is_empty() {
@@ -337,6 +357,18 @@ where
     report(scenario, args, &total, measured);
 }
 
+/// An error and its sources, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
     let endpoint = Endpoint::from_shared(args.addr.clone())
         .map_err(|e| format!("invalid --addr {:?}: {e}", args.addr))?
@@ -347,7 +379,7 @@ async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
+            .map_err(|e| format!("cannot connect to {}: {}", args.addr, error_chain(&e)))?;
         channels.push(channel);
     }
     Ok(channels)

@@ -30,21 +30,39 @@ async fn a_retried_issue_returns_the_first_answer_and_changes_nothing() {
     let mut other = req.clone();
     other.holder_id = "someone-else".into();
     let err = s.issue(other).await.unwrap_err();
-    assert_eq!(reason(&err), (Code::InvalidArgument, "REQUEST_ID_REUSED".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::InvalidArgument, "REQUEST_ID_REUSED".into())
+    );
     assert_eq!(violations(&err), ["request_id"]);
 }
 
 #[tokio::test]
 async fn a_retried_revoke_and_update_return_the_first_answer() {
     let s = TestServer::start().await;
-    let key = s.issue(guest("g1", &["room-101"], T0, T0 + DAY, "stay-1")).await.unwrap();
+    let key = s
+        .issue(guest("g1", &["room-101"], T0, T0 + DAY, "stay-1"))
+        .await
+        .unwrap();
     let revoke = pb::RevokeRequest {
         property_id: PROPERTY.into(),
         request_id: "rev-1".into(),
         target: Some(pb::revoke_request::Target::KeyId(key.key_id.clone())),
     };
-    let a = s.client.clone().revoke(revoke.clone()).await.unwrap().into_inner();
-    let b = s.client.clone().revoke(revoke.clone()).await.unwrap().into_inner();
+    let a = s
+        .client
+        .clone()
+        .revoke(revoke.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let b = s
+        .client
+        .clone()
+        .revoke(revoke.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a, b);
     let mut reuse = revoke;
     reuse.target = Some(pb::revoke_request::Target::ReservationKey("stay-1".into()));
@@ -64,7 +82,10 @@ async fn a_retried_revoke_and_update_return_the_first_answer() {
         })
         .await
         .unwrap_err();
-    assert_eq!(reason(&err), (Code::FailedPrecondition, "KEY_REVOKED".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::FailedPrecondition, "KEY_REVOKED".into())
+    );
 }
 
 #[tokio::test]
@@ -73,7 +94,12 @@ async fn list_keys_pages_through_everything_exactly_once() {
     let mut issued = Vec::new();
     for i in 0..23 {
         let room = if i % 2 == 0 { "room-101" } else { "room-102" };
-        issued.push(s.issue(guest(&format!("g{i}"), &[room, "lobby"], T0, T0 + DAY, "")).await.unwrap().key_id);
+        issued.push(
+            s.issue(guest(&format!("g{i}"), &[room, "lobby"], T0, T0 + DAY, ""))
+                .await
+                .unwrap()
+                .key_id,
+        );
     }
     let revoked = issued[3].clone();
     s.revoke_key(&revoked).await.unwrap();
@@ -101,7 +127,10 @@ async fn list_keys_pages_through_everything_exactly_once() {
     }
     let mut want: Vec<String> = issued.iter().filter(|k| **k != revoked).cloned().collect();
     want.sort();
-    assert_eq!(seen, want, "every live key once, in order, revoked left out");
+    assert_eq!(
+        seen, want,
+        "every live key once, in order, revoked left out"
+    );
     assert_eq!(pages, 5);
 
     // Revoked keys when asked; filters by entrance and holder.
@@ -163,7 +192,10 @@ async fn list_keys_pages_through_everything_exactly_once() {
         })
         .await
         .unwrap_err();
-    assert_eq!(reason(&err), (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into())
+    );
 }
 
 #[tokio::test]
@@ -173,7 +205,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let mut cases: Vec<(&str, pb::IssueRequest, Code, &str)> = Vec::new();
     let mut r = ok();
     r.property_id.clear();
-    cases.push(("missing property", r, Code::InvalidArgument, "FIELD_REQUIRED"));
+    cases.push((
+        "missing property",
+        r,
+        Code::InvalidArgument,
+        "FIELD_REQUIRED",
+    ));
     let mut r = ok();
     r.property_id = "no-such-hotel".into();
     cases.push(("unknown property", r, Code::NotFound, "PROPERTY_NOT_FOUND"));
@@ -186,20 +223,45 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     cases.push(("unknown space", r, Code::NotFound, "SPACE_NOT_FOUND"));
     let mut r = ok();
     r.ends_at = r.starts_at;
-    cases.push(("empty window", r, Code::InvalidArgument, "INVALID_TIME_WINDOW"));
+    cases.push((
+        "empty window",
+        r,
+        Code::InvalidArgument,
+        "INVALID_TIME_WINDOW",
+    ));
     let mut r = ok();
     r.ends_at = Some(ts(T0 - DAY));
     r.starts_at = Some(ts(T0 - 2 * DAY));
-    cases.push(("window in the past", r, Code::InvalidArgument, "INVALID_TIME_WINDOW"));
+    cases.push((
+        "window in the past",
+        r,
+        Code::InvalidArgument,
+        "INVALID_TIME_WINDOW",
+    ));
     let mut r = ok();
     r.starts_at = None;
-    cases.push(("missing starts_at", r, Code::InvalidArgument, "FIELD_REQUIRED"));
+    cases.push((
+        "missing starts_at",
+        r,
+        Code::InvalidArgument,
+        "FIELD_REQUIRED",
+    ));
     let mut r = ok();
     r.modes = vec![pb::CredentialMode::Qr as i32];
-    cases.push(("mode the room cannot take", r, Code::InvalidArgument, "CREDENTIAL_MODE_NOT_SUPPORTED"));
+    cases.push((
+        "mode the room cannot take",
+        r,
+        Code::InvalidArgument,
+        "CREDENTIAL_MODE_NOT_SUPPORTED",
+    ));
     let mut r = ok();
     r.modes = vec![pb::CredentialMode::KeyStorage as i32];
-    cases.push(("key storage", r, Code::InvalidArgument, "CREDENTIAL_MODE_NOT_SUPPORTED"));
+    cases.push((
+        "key storage",
+        r,
+        Code::InvalidArgument,
+        "CREDENTIAL_MODE_NOT_SUPPORTED",
+    ));
     let mut r = ok();
     r.modes = vec![];
     cases.push(("no mode", r, Code::InvalidArgument, "FIELD_REQUIRED"));
@@ -215,19 +277,45 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     cases.push(("malformed PIN", r, Code::InvalidArgument, "INVALID_PIN"));
     let mut r = ok();
     r.holder_id = "x".repeat(5000);
-    cases.push(("oversize holder", r, Code::InvalidArgument, "FIELD_TOO_LONG"));
+    cases.push((
+        "oversize holder",
+        r,
+        Code::InvalidArgument,
+        "FIELD_TOO_LONG",
+    ));
     let mut r = ok();
     r.holder_name = "n".repeat(5000);
     cases.push(("oversize name", r, Code::InvalidArgument, "FIELD_TOO_LONG"));
     let mut r = ok();
     r.entrance_ids = (0..200).map(|i| format!("e{i}")).collect();
-    cases.push(("too many entrances", r, Code::InvalidArgument, "FIELD_TOO_LONG"));
+    cases.push((
+        "too many entrances",
+        r,
+        Code::InvalidArgument,
+        "FIELD_TOO_LONG",
+    ));
     let mut r = ok();
-    r.starts_at = Some(prost_types::Timestamp { seconds: 0, nanos: -5 });
-    cases.push(("malformed timestamp", r, Code::InvalidArgument, "FIELD_INVALID"));
+    r.starts_at = Some(prost_types::Timestamp {
+        seconds: 0,
+        nanos: -5,
+    });
+    cases.push((
+        "malformed timestamp",
+        r,
+        Code::InvalidArgument,
+        "FIELD_INVALID",
+    ));
     let mut r = ok();
-    r.starts_at = Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 });
-    cases.push(("timestamp out of range", r, Code::InvalidArgument, "FIELD_INVALID"));
+    r.starts_at = Some(prost_types::Timestamp {
+        seconds: i64::MAX,
+        nanos: 0,
+    });
+    cases.push((
+        "timestamp out of range",
+        r,
+        Code::InvalidArgument,
+        "FIELD_INVALID",
+    ));
 
     for (what, req, code, want) in cases {
         let err = s.issue(req).await.unwrap_err();
@@ -235,31 +323,76 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     }
 
     let list_cases: Vec<(&str, pb::ListKeysRequest, &str)> = vec![
-        ("negative page size", pb::ListKeysRequest { property_id: PROPERTY.into(), page_size: -1, ..Default::default() }, "INVALID_PAGE_SIZE"),
-        ("garbage token", pb::ListKeysRequest { property_id: PROPERTY.into(), page_token: "%%%".into(), ..Default::default() }, "INVALID_PAGE_TOKEN"),
-        ("missing property", pb::ListKeysRequest::default(), "FIELD_REQUIRED"),
-        ("unknown state", pb::ListKeysRequest { property_id: PROPERTY.into(), states: vec![77], ..Default::default() }, "FIELD_INVALID"),
+        (
+            "negative page size",
+            pb::ListKeysRequest {
+                property_id: PROPERTY.into(),
+                page_size: -1,
+                ..Default::default()
+            },
+            "INVALID_PAGE_SIZE",
+        ),
+        (
+            "garbage token",
+            pb::ListKeysRequest {
+                property_id: PROPERTY.into(),
+                page_token: "%%%".into(),
+                ..Default::default()
+            },
+            "INVALID_PAGE_TOKEN",
+        ),
+        (
+            "missing property",
+            pb::ListKeysRequest::default(),
+            "FIELD_REQUIRED",
+        ),
+        (
+            "unknown state",
+            pb::ListKeysRequest {
+                property_id: PROPERTY.into(),
+                states: vec![77],
+                ..Default::default()
+            },
+            "FIELD_INVALID",
+        ),
     ];
     for (what, req, want) in list_cases {
         let err = s.list(req).await.unwrap_err();
-        assert_eq!(reason(&err), (Code::InvalidArgument, want.to_string()), "{what}");
+        assert_eq!(
+            reason(&err),
+            (Code::InvalidArgument, want.to_string()),
+            "{what}"
+        );
     }
     let err = s.get("no-such-key").await.unwrap_err();
     assert_eq!(reason(&err), (Code::NotFound, "KEY_NOT_FOUND".into()));
     let err = s.revoke_key("no-such-key").await.unwrap_err();
     assert_eq!(reason(&err), (Code::NotFound, "KEY_NOT_FOUND".into()));
     let err = s.revoke_reservation("no-such-stay").await.unwrap_err();
-    assert_eq!(reason(&err), (Code::NotFound, "RESERVATION_NOT_FOUND".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::NotFound, "RESERVATION_NOT_FOUND".into())
+    );
     let err = s
         .client
         .clone()
-        .revoke(pb::RevokeRequest { property_id: PROPERTY.into(), ..Default::default() })
+        .revoke(pb::RevokeRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!(reason(&err), (Code::InvalidArgument, "FIELD_REQUIRED".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::InvalidArgument, "FIELD_REQUIRED".into())
+    );
 
     let all = s
-        .list(pb::ListKeysRequest { property_id: PROPERTY.into(), include_revoked: true, ..Default::default() })
+        .list(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            include_revoked: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(all.keys.is_empty(), "nothing was created");
@@ -278,13 +411,19 @@ async fn several_field_violations_come_back_together() {
 async fn pins_are_delivered_unique_and_open_the_keypad() {
     let s = TestServer::start().await;
     let mut r = guest("g1", &["room-101", "gym"], T0, T0 + DAY, "stay-pin");
-    r.modes = vec![pb::CredentialMode::Pin as i32, pb::CredentialMode::Card as i32];
+    r.modes = vec![
+        pb::CredentialMode::Pin as i32,
+        pb::CredentialMode::Card as i32,
+    ];
     r.pin = "4821".into();
     let key = s.issue(r.clone()).await.unwrap();
     assert_eq!(pin(&key), "4821");
     assert!(s.present("room-101", "4821", T0 + HOUR).await.granted);
     assert!(s.present("gym", "4821", T0 + HOUR).await.granted);
-    assert_eq!(s.present("gym", "0000", T0 + HOUR).await.reason, "unknown_pin");
+    assert_eq!(
+        s.present("gym", "0000", T0 + HOUR).await.reason,
+        "unknown_pin"
+    );
     // The same PIN again at the same doors is refused.
     r.holder_id = "g2".into();
     let err = s.issue(r.clone()).await.unwrap_err();
@@ -299,10 +438,19 @@ async fn pins_are_delivered_unique_and_open_the_keypad() {
 #[tokio::test]
 async fn entrances_and_drivers_are_listed_with_capabilities() {
     let s = TestServer::start().await;
-    let drivers = s.client.clone().list_drivers(pb::ListDriversRequest {}).await.unwrap().into_inner();
+    let drivers = s
+        .client
+        .clone()
+        .list_drivers(pb::ListDriversRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(drivers.drivers.len(), 1);
     let d = &drivers.drivers[0];
-    assert_eq!((d.name.as_str(), d.kind()), ("offline-lock", pb::DriverKind::BuiltIn));
+    assert_eq!(
+        (d.name.as_str(), d.kind()),
+        ("offline-lock", pb::DriverKind::BuiltIn)
+    );
     assert!(!d.version.is_empty());
     let cap = d.capability.as_ref().unwrap();
     assert!(cap.issue && cap.reservations && cap.offline && !cap.online);
@@ -310,12 +458,17 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
     let entrances = s
         .client
         .clone()
-        .list_entrances(pb::ListEntrancesRequest { property_id: PROPERTY.into() })
+        .list_entrances(pb::ListEntrancesRequest {
+            property_id: PROPERTY.into(),
+        })
         .await
         .unwrap()
         .into_inner()
         .entrances;
-    let room = entrances.iter().find(|e| e.entrance_id == "room-101").unwrap();
+    let room = entrances
+        .iter()
+        .find(|e| e.entrance_id == "room-101")
+        .unwrap();
     assert_eq!(room.driver, "offline-lock");
     assert!(room.capability.as_ref().unwrap().can_belong_to_reservation);
     let gym = entrances.iter().find(|e| e.entrance_id == "gym").unwrap();
@@ -323,7 +476,9 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
     let err = s
         .client
         .clone()
-        .list_entrances(pb::ListEntrancesRequest { property_id: "elsewhere".into() })
+        .list_entrances(pb::ListEntrancesRequest {
+            property_id: "elsewhere".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(reason(&err), (Code::NotFound, "PROPERTY_NOT_FOUND".into()));
@@ -332,7 +487,10 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
 #[tokio::test]
 async fn a_restart_loses_no_key_reservation_or_lock_state() {
     let s = TestServer::start().await;
-    let a = s.issue(guest("g1", &["room-101"], T0, T0 + 4 * DAY, "stay-1")).await.unwrap();
+    let a = s
+        .issue(guest("g1", &["room-101"], T0, T0 + 4 * DAY, "stay-1"))
+        .await
+        .unwrap();
     assert!(s.present("room-101", &card(&a), T0 + HOUR).await.overrode);
     s.sim
         .clone()
@@ -343,21 +501,43 @@ async fn a_restart_loses_no_key_reservation_or_lock_state() {
         })
         .await
         .unwrap();
-    let idem = with_request_id(guest("g2", &["room-101"], T0, T0 + DAY, "stay-1"), "joiner-1");
+    let idem = with_request_id(
+        guest("g2", &["room-101"], T0, T0 + DAY, "stay-1"),
+        "joiner-1",
+    );
     let joiner = s.issue(idem.clone()).await.unwrap();
 
     let s = s.restart().await;
     assert_eq!(s.get(&a.key_id).await.unwrap(), a);
-    assert_eq!(s.issue(idem).await.unwrap(), joiner, "the idempotency record survived");
+    assert_eq!(
+        s.issue(idem).await.unwrap(),
+        joiner,
+        "the idempotency record survived"
+    );
     let state = s.lock_state("room-101").await;
     assert_eq!(state.guest_sequence, 1);
     assert_eq!(state.audit_events, 1);
     assert_eq!(s.lock_state("room-102").await.clock_skew_seconds, 120);
     // The reservation's door set survived: changing doors is still refused.
-    let err = s.issue(guest("g3", &["room-102"], T0, T0 + DAY, "stay-1")).await.unwrap_err();
-    assert_eq!(reason(&err).1, "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP");
+    let err = s
+        .issue(guest("g3", &["room-102"], T0, T0 + DAY, "stay-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&err).1,
+        "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP"
+    );
     // And the encoder's counter: the next stay overrides the lock again.
-    let b = s.issue(guest("g9", &["room-101"], T0 + 4 * DAY, T0 + 5 * DAY, "stay-2")).await.unwrap();
+    let b = s
+        .issue(guest(
+            "g9",
+            &["room-101"],
+            T0 + 4 * DAY,
+            T0 + 5 * DAY,
+            "stay-2",
+        ))
+        .await
+        .unwrap();
     let r = s.present("room-101", &card(&b), T0 + 4 * DAY + 60).await;
     assert!(r.granted && r.overrode, "{r:?}");
 }
@@ -365,11 +545,19 @@ async fn a_restart_loses_no_key_reservation_or_lock_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_concurrent_issues_all_complete_durably() {
     let s = TestServer::start().await;
-    let rooms = ["room-101", "room-102", "room-201", "room-203", "lobby", "gym", "pool"];
+    let rooms = [
+        "room-101", "room-102", "room-201", "room-203", "lobby", "gym", "pool",
+    ];
     let mut tasks = Vec::new();
     for i in 0..400 {
         let mut client = s.client.clone();
-        let mut req = guest(&format!("g{i}"), &[rooms[i % rooms.len()]], T0, T0 + DAY, "");
+        let mut req = guest(
+            &format!("g{i}"),
+            &[rooms[i % rooms.len()]],
+            T0,
+            T0 + DAY,
+            "",
+        );
         // Every fourth request joins one of a few shared reservations.
         if i % 4 == 0 && i % 7 < 4 {
             req.reservation_key = format!("shared-{}", i % 7);
@@ -389,7 +577,12 @@ async fn hundreds_of_concurrent_issues_all_complete_durably() {
     let mut token = String::new();
     loop {
         let page = s
-            .list(pb::ListKeysRequest { property_id: PROPERTY.into(), page_size: 500, page_token: token, ..Default::default() })
+            .list(pb::ListKeysRequest {
+                property_id: PROPERTY.into(),
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            })
             .await
             .unwrap();
         count += page.keys.len();
@@ -405,15 +598,20 @@ async fn hundreds_of_concurrent_issues_all_complete_durably() {
 async fn health_reports_each_service_and_reflection_lists_them() {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let s = TestServer::start().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.running.as_ref().unwrap().addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!(
+        "http://{}",
+        s.running.as_ref().unwrap().addr
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
     let mut health = HealthClient::new(channel.clone());
     for service in ["keysmith.v1.AccessService", "keysmith.sim.v1.LockSimulator"] {
         let r = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -421,8 +619,9 @@ async fn health_reports_each_service_and_reflection_lists_them() {
     }
 
     use tonic_reflection::pb::v1alpha::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
@@ -439,7 +638,11 @@ async fn health_reports_each_service_and_reflection_lists_them() {
         panic!("unexpected reflection answer");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["keysmith.v1.AccessService", "keysmith.sim.v1.LockSimulator", "grpc.health.v1.Health"] {
+    for want in [
+        "keysmith.v1.AccessService",
+        "keysmith.sim.v1.LockSimulator",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
 }

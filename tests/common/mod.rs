@@ -65,7 +65,8 @@ impl TestServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        let mut server = Self::start_in(config(&path), Arc::new(TestClock(AtomicI64::new(T0)))).await;
+        let mut server =
+            Self::start_in(config(&path), Arc::new(TestClock(AtomicI64::new(T0)))).await;
         server._dir = Some(dir);
         server
     }
@@ -166,7 +167,11 @@ impl TestServer {
     }
 
     pub async fn list(&self, req: pb::ListKeysRequest) -> Result<pb::ListKeysResponse, Status> {
-        self.client.clone().list_keys(req).await.map(|r| r.into_inner())
+        self.client
+            .clone()
+            .list_keys(req)
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub async fn get(&self, key_id: &str) -> Result<pb::AccessKey, Status> {
@@ -229,7 +234,9 @@ pub fn pin(key: &pb::AccessKey) -> String {
 /// The code and ErrorInfo reason of a failed call, checking the domain.
 pub fn reason(status: &Status) -> (Code, String) {
     let details = status.get_error_details();
-    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.domain, "keysmith.dev");
     (status.code(), info.reason.clone())
 }

@@ -39,8 +39,12 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// Boxed so that `Result<T>` stays small on the happy path.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<ErrorInner>);
+
+#[derive(Debug)]
+struct ErrorInner {
     kind: ErrorKind,
     reason: &'static str,
     message: String,
@@ -57,7 +61,7 @@ impl Error {
             ErrorKind::Unavailable | ErrorKind::ResourceExhausted => ErrorStatus::Temporary,
             _ => ErrorStatus::Permanent,
         };
-        Self {
+        Self(Box::new(ErrorInner {
             kind,
             reason,
             message: message.into(),
@@ -66,7 +70,7 @@ impl Error {
             violations: Vec::new(),
             retry_after: None,
             source: None,
-        }
+        }))
     }
 
     /// Bad input in one field.
@@ -102,7 +106,7 @@ impl Error {
     }
 
     pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.metadata.push((key, value.into()));
+        self.0.metadata.push((key, value.into()));
         self
     }
 
@@ -111,7 +115,7 @@ impl Error {
         field: impl Into<String>,
         description: impl Into<String>,
     ) -> Self {
-        self.violations.push(FieldViolation {
+        self.0.violations.push(FieldViolation {
             field: field.into(),
             description: description.into(),
         });
@@ -119,48 +123,52 @@ impl Error {
     }
 
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
-        self.status = ErrorStatus::Temporary;
+        self.0.retry_after = Some(after);
+        self.0.status = ErrorStatus::Temporary;
         self
     }
 
     pub fn set_temporary(mut self) -> Self {
-        self.status = ErrorStatus::Temporary;
+        self.0.status = ErrorStatus::Temporary;
         self
     }
 
     pub fn set_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
     pub fn reason(&self) -> &'static str {
-        self.reason
+        self.0.reason
     }
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
     pub fn is_temporary(&self) -> bool {
-        self.status == ErrorStatus::Temporary
+        self.0.status == ErrorStatus::Temporary
     }
     pub fn metadata(&self) -> &[(&'static str, String)] {
-        &self.metadata
+        &self.0.metadata
     }
     pub fn violations(&self) -> &[FieldViolation] {
-        &self.violations
+        &self.0.violations
     }
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}, {})", self.message, self.kind, self.reason)?;
-        if let Some(source) = &self.source {
+        write!(
+            f,
+            "{} ({:?}, {})",
+            self.0.message, self.0.kind, self.0.reason
+        )?;
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -169,7 +177,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as _)
+        self.0.source.as_deref().map(|s| s as _)
     }
 }
 
