@@ -44,7 +44,8 @@ async fn back_to_back_reservations_override_on_first_use() {
     assert!(r.granted && r.overrode, "{r:?}");
     assert_eq!(
         s.present("room-101", &card(&a), b_start + 60).await.reason,
-        "superseded"
+        "expired",
+        "A has checked out: its window is judged before its superseded sequence"
     );
 }
 

@@ -16,7 +16,6 @@ use keysmith_core::{
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
 use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     access::AccessRpcService, config::Config, layers::RpcSpanLayer, simulator::LockSimulatorService,
@@ -118,9 +117,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .add_service(access)
         .add_optional_service(simulator);
 
+    // Without TCP_NODELAY small answers wait on delayed ACKs (~40 ms each).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         let served = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_rx.await;
                 health
                     .set_not_serving::<AccessServiceServer<AccessRpcService>>()
