@@ -60,6 +60,14 @@ impl SledStore {
     }
 }
 
+/// Waits for the group-commit flush that covers every write applied so far.
+async fn durable(flusher: &GroupFlusher) -> Result<()> {
+    flusher
+        .sync()
+        .await
+        .map_err(|why| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}")))
+}
+
 fn store_error(e: sled::Error) -> Error {
     Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {e}"))
 }
@@ -220,10 +228,7 @@ impl Store for SledStore {
     }
 
     async fn sync(&self) -> Result<()> {
-        self.flusher
-            .sync()
-            .await
-            .map_err(|why| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}")))
+        durable(&self.flusher).await
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
@@ -271,10 +276,7 @@ impl DriverState for SledDriverState {
     }
 
     async fn sync(&self) -> Result<()> {
-        self.flusher
-            .sync()
-            .await
-            .map_err(|why| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}")))
+        durable(&self.flusher).await
     }
 }
 
