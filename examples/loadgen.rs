@@ -83,6 +83,14 @@ struct Args {
     /// HTTP/2 connections shared round-robin by the clients.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     connections: u32,
+    /// Write gRPC-framed request bodies for h2load into this directory
+    /// (issue.grpc, list.grpc) and exit. h2load sends one body over and over,
+    /// so the Issue body has no request_id: every request issues a new key.
+    #[arg(long, value_name = "DIR")]
+    h2load_bodies: Option<std::path::PathBuf>,
+    /// The entrance of the h2load Issue body.
+    #[arg(long, default_value = "gym")]
+    h2load_entrance: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,6 +550,15 @@ async fn run(args: Args) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.h2load_bodies {
+        return match write_h2load_bodies(&args, dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -549,4 +566,39 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One gRPC message frame: uncompressed flag, big-endian length, message.
+fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut frame = Vec::with_capacity(body.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn write_h2load_bodies(args: &Args, dir: &std::path::Path) -> Result<(), String> {
+    let mut issue = issue_request(args, "h2load", "h2load", 0, &args.h2load_entrance);
+    issue.request_id.clear();
+    // A long window, so that the body stays valid for days of benchmarking.
+    let now = SystemTime::now();
+    issue.ends_at = Some(prost_types::Timestamp::from(
+        now + Duration::from_secs(365 * 24 * 3600),
+    ));
+    let list = ListKeysRequest {
+        property_id: args.property.clone(),
+        page_size: args.page_size,
+        ..Default::default()
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, frame) in [
+        ("issue.grpc", grpc_frame(&issue)),
+        ("list.grpc", grpc_frame(&list)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, frame).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use keysmith_server::{telemetry, Config, Source};
 
+// glibc's malloc took about 40% of the CPU of a ListKeys load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keysmith",

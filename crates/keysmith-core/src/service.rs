@@ -519,6 +519,7 @@ impl AccessService {
             let exhausted = chunk.is_empty();
             for key in chunk {
                 scanned += 1;
+                after = Some(key.key_id.clone());
                 if matches(&key) {
                     if keys.len() == page_size {
                         // One more match exists: the page is full.
@@ -528,9 +529,8 @@ impl AccessService {
                             keys,
                         });
                     }
-                    keys.push(key.clone());
+                    keys.push(key);
                 }
-                after = Some(key.key_id);
                 if scanned >= budget {
                     // Bounded work per page: continue from here next time.
                     return Ok(KeyPage {

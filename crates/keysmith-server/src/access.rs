@@ -58,7 +58,7 @@ impl AccessRpc for AccessRpcService {
         record(&key.property_id, Some(&key.key_id), None);
         tracing::info!(entrances = key.entrances.len(), "key issued");
         Ok(Response::new(pb::IssueResponse {
-            key: Some(convert::access_key(&key, self.service.now())),
+            key: Some(convert::access_key(key, self.service.now())),
         }))
     }
 
@@ -77,7 +77,7 @@ impl AccessRpc for AccessRpcService {
         Ok(Response::new(pb::RevokeResponse {
             keys: revocation
                 .keys
-                .iter()
+                .into_iter()
                 .map(|k| convert::access_key(k, now))
                 .collect(),
             warnings: revocation.warnings.iter().map(convert::warning).collect(),
@@ -95,7 +95,7 @@ impl AccessRpc for AccessRpcService {
         Ok(Response::new(pb::ListKeysResponse {
             keys: page
                 .keys
-                .iter()
+                .into_iter()
                 .map(|k| convert::access_key(k, now))
                 .collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -112,7 +112,7 @@ impl AccessRpc for AccessRpcService {
         } = request.into_inner();
         record(&property_id, Some(&key_id), None);
         let key = self.service.get_key(&property_id, &key_id).map_err(fail)?;
-        Ok(Response::new(convert::access_key(&key, self.service.now())))
+        Ok(Response::new(convert::access_key(key, self.service.now())))
     }
 
     async fn update_key(
@@ -123,7 +123,7 @@ impl AccessRpc for AccessRpcService {
         record(&req.property_id, Some(&req.key_id), None);
         let key = self.service.update_key(req).await.map_err(fail)?;
         tracing::info!(state = key.stored_state.as_str(), "key updated");
-        Ok(Response::new(convert::access_key(&key, self.service.now())))
+        Ok(Response::new(convert::access_key(key, self.service.now())))
     }
 
     async fn encode_key(
@@ -134,7 +134,7 @@ impl AccessRpc for AccessRpcService {
         record(&req.property_id, Some(&req.key_id), None);
         let key = self.service.encode_key(req).await.map_err(fail)?;
         tracing::info!("key re-encoded");
-        Ok(Response::new(convert::access_key(&key, self.service.now())))
+        Ok(Response::new(convert::access_key(key, self.service.now())))
     }
 
     async fn list_entrances(

@@ -268,58 +268,87 @@ pub fn encode_key_request(req: pb::EncodeKeyRequest) -> EncodeKeyRequest {
 }
 
 /// The wire form of a key. This is where credential secrets are delivered.
-pub fn access_key(key: &AccessKey, now: Timestamp) -> pb::AccessKey {
+/// Takes the key by value: a listed page moves its strings instead of
+/// copying them, and a new field is a compile error here until handled.
+pub fn access_key(key: AccessKey, now: Timestamp) -> pb::AccessKey {
+    let state = state_to_pb(key.state(now)) as i32;
+    let AccessKey {
+        key_id,
+        property_id,
+        holder,
+        entrances,
+        window,
+        reservation,
+        role,
+        // The requested modes are answered by the credentials themselves.
+        modes: _,
+        credentials,
+        stored_state: _,
+        warnings,
+        created_at,
+        updated_at,
+        revoked_at,
+        // Driver references stay inside keysmith.
+        driver_refs: _,
+    } = key;
     pb::AccessKey {
-        key_id: key.key_id.clone(),
-        property_id: key.property_id.clone(),
-        holder_id: key.holder.id.clone(),
-        holder_name: key.holder.name.clone().unwrap_or_default(),
-        entrances: key
-            .entrances
-            .iter()
+        key_id,
+        property_id,
+        holder_id: holder.id,
+        holder_name: holder.name.unwrap_or_default(),
+        entrances: entrances
+            .into_iter()
             .map(|e| pb::KeyEntrance {
-                entrance_id: e.entrance_id.clone(),
-                driver: e.driver.clone(),
                 reservation_applied: e.reservation_applied(),
                 behaviour: match e.behaviour {
                     Behaviour::Standard => pb::ReservationBehaviour::Standard,
                     Behaviour::Override => pb::ReservationBehaviour::Override,
                     Behaviour::Join => pb::ReservationBehaviour::Join,
                 } as i32,
+                entrance_id: e.entrance_id,
+                driver: e.driver,
             })
             .collect(),
-        starts_at: Some(timestamp(key.window.starts_at)),
-        ends_at: Some(timestamp(key.window.ends_at)),
-        reservation_key: key.reservation_key().unwrap_or_default().to_owned(),
-        role: match key.role {
+        starts_at: Some(timestamp(window.starts_at)),
+        ends_at: Some(timestamp(window.ends_at)),
+        reservation_key: reservation.map(|r| r.key).unwrap_or_default(),
+        role: match role {
             Role::Guest => pb::Role::Guest,
             Role::Staff => pb::Role::Staff,
         } as i32,
-        credentials: key.credentials.iter().map(credential).collect(),
-        state: state_to_pb(key.state(now)) as i32,
-        warnings: key.warnings.iter().map(warning).collect(),
-        created_at: Some(timestamp(key.created_at)),
-        updated_at: Some(timestamp(key.updated_at)),
-        revoked_at: key.revoked_at.map(timestamp),
+        credentials: credentials.into_iter().map(credential).collect(),
+        state,
+        warnings: warnings.iter().map(warning).collect(),
+        created_at: Some(timestamp(created_at)),
+        updated_at: Some(timestamp(updated_at)),
+        revoked_at: revoked_at.map(timestamp),
     }
 }
 
-fn credential(c: &Credential) -> pb::Credential {
+fn credential(c: Credential) -> pb::Credential {
     use pb::credential::Data;
+    let Credential {
+        mode,
+        driver,
+        entrance_ids,
+        data,
+        credential_id,
+        encoding_required,
+    } = c;
     pb::Credential {
-        mode: mode_to_pb(c.mode) as i32,
-        driver: c.driver.clone(),
-        entrance_ids: c.entrance_ids.clone(),
-        data: match &c.data {
+        mode: mode_to_pb(mode) as i32,
+        driver,
+        entrance_ids,
+        data: match data {
             CredentialData::Pending => None,
-            CredentialData::Pin(s) => Some(Data::Pin(s.expose().clone())),
-            CredentialData::Card(s) => Some(Data::CardData(s.expose().clone())),
-            CredentialData::Qr(s) => Some(Data::QrData(s.expose().clone())),
-            CredentialData::MobileKey(s) => Some(Data::MobileKey(s.expose().clone())),
-            CredentialData::Compartment(s) => Some(Data::Compartment(s.expose().clone())),
+            CredentialData::Pin(s) => Some(Data::Pin(s.into_inner())),
+            CredentialData::Card(s) => Some(Data::CardData(s.into_inner())),
+            CredentialData::Qr(s) => Some(Data::QrData(s.into_inner())),
+            CredentialData::MobileKey(s) => Some(Data::MobileKey(s.into_inner())),
+            CredentialData::Compartment(s) => Some(Data::Compartment(s.into_inner())),
         },
-        credential_id: c.credential_id.clone(),
-        encoding_required: c.encoding_required,
+        credential_id,
+        encoding_required,
     }
 }
 
