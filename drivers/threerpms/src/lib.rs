@@ -1,0 +1,15 @@
+//! keysmith and the 3RPMS PMS: reading the room access keys of reservations
+//! and room stays, publishing keys that a lock driver issued, and keeping
+//! every upcoming room stay supplied with a key.
+pub mod client;
+pub mod errors;
+pub mod limiter;
+pub mod model;
+pub mod queries;
+pub mod transport;
+pub mod webhook;
+
+pub use client::{Assignment, Client, Creation, WriteOutcome, WritePlan};
+pub use limiter::{Egress, LimiterConfig};
+pub use model::{NewKey, RoomAccessKey, RoomStay, RoomStayKey};
+pub use transport::{Timeouts, Transport};

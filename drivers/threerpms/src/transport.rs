@@ -1,0 +1,198 @@
+//! GraphQL over HTTP to one 3RPMS hotel: one API key, batches as JSON arrays
+//! in one POST, errors by category, and every request through the egress
+//! limiter.
+use std::time::Duration;
+
+use keysmith_core::{Error, Result, Secret};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    errors::{self, GraphqlError},
+    limiter::{Egress, Refusal},
+};
+
+/// One GraphQL operation of a request.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub query: &'static str,
+    pub variables: Value,
+    pub mutation: bool,
+}
+
+impl Operation {
+    pub fn query(query: &'static str, variables: Value) -> Self {
+        Self {
+            query,
+            variables,
+            mutation: false,
+        }
+    }
+
+    pub fn mutation(query: &'static str, variables: Value) -> Self {
+        Self {
+            query,
+            variables,
+            mutation: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    errors: Vec<GraphqlError>,
+}
+
+#[derive(Clone)]
+pub struct Transport {
+    http: reqwest::Client,
+    endpoint: String,
+    api_key: Secret<String>,
+    egress: Egress,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    pub fn new(
+        endpoint: impl Into<String>,
+        api_key: Secret<String>,
+        egress: Egress,
+        timeouts: &Timeouts,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .build()
+            .map_err(|e| Error::internal(format!("3RPMS HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            endpoint: endpoint.into(),
+            api_key,
+            egress,
+        })
+    }
+
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    /// Sends the operations as one request (a batch when there are several)
+    /// and returns each one's `data`, in order. Mutations in one request are
+    /// all-or-nothing at 3RPMS, so any error fails the whole request and no
+    /// returned data is trusted.
+    pub async fn send(&self, operations: &[Operation]) -> Result<Vec<Value>> {
+        if operations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mutation = operations.iter().any(|o| o.mutation);
+        let entries: Vec<Value> = operations
+            .iter()
+            .map(|o| json!({ "query": o.query, "variables": o.variables }))
+            .collect();
+        let body = if entries.len() == 1 {
+            entries.into_iter().next().expect("one entry")
+        } else {
+            Value::Array(entries)
+        };
+        self.egress.acquire().await.map_err(|refusal| match refusal {
+            Refusal::Blocked { retry_after } => errors::blocked(retry_after),
+        })?;
+        let sent = self
+            .http
+            .post(&self.endpoint)
+            .bearer_auth(self.api_key.expose())
+            .header(reqwest::header::ACCEPT_LANGUAGE, "en")
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Err(self.failed(e)),
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.failed(e)),
+        };
+        self.egress.answered();
+        if !status.is_success() {
+            return Err(errors::unavailable(format!("3RPMS answered HTTP {status}"))
+                .with_context("http_status", status.as_u16().to_string()));
+        }
+        let answers: Vec<Answer> = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Array(items)) => items
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| errors::bad_answer(e.to_string()))?,
+            Ok(item @ Value::Object(_)) => {
+                vec![serde_json::from_value(item).map_err(|e| errors::bad_answer(e.to_string()))?]
+            }
+            Ok(_) => return Err(errors::bad_answer("neither an object nor an array")),
+            Err(e) => return Err(errors::bad_answer(e.to_string())),
+        };
+        if let Some(failed) = answers.iter().find(|a| !a.errors.is_empty()) {
+            return Err(errors::upstream(&failed.errors, mutation));
+        }
+        if answers.len() != operations.len() {
+            return Err(errors::bad_answer(format!(
+                "{} answers to {} operations",
+                answers.len(),
+                operations.len()
+            )));
+        }
+        answers
+            .into_iter()
+            .map(|a| a.data.ok_or_else(|| errors::bad_answer("no data and no errors")))
+            .collect()
+    }
+
+    fn failed(&self, e: reqwest::Error) -> Error {
+        // A silent block shows up as time-outs, connecting or waiting.
+        if e.is_timeout() {
+            return match self.egress.timed_out() {
+                Some(backoff) => errors::blocked(backoff),
+                None => errors::unavailable("3RPMS did not answer in time"),
+            };
+        }
+        errors::unavailable(format!("cannot reach 3RPMS: {}", without_url(&e)))
+    }
+}
+
+/// reqwest's errors name the URL, which is configuration, not a secret; the
+/// message is kept short all the same.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}

@@ -1,0 +1,1 @@
+//! 3RPMS webhooks: see the module files.
