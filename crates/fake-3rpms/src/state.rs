@@ -1,0 +1,691 @@
+//! The world behind the API and the rules that change it. Every API mutation
+//! records how to undo itself, so a request whose batch fails can be rolled
+//! back without clobbering changes other clients or the control API made in
+//! the meantime (a whole-state snapshot would).
+
+use std::collections::HashMap;
+
+use jiff::civil::Date;
+
+use crate::config::Access;
+use crate::errors::{arg_path, ApiError, ApiResult, Msg};
+use crate::model::{
+    long_id, Endpoint, Hotel, Key, KeyKind, Reservation, ReservationStatus, Stay,
+    WebhookEndpointStatus, WEBHOOK_EVENTS,
+};
+
+#[derive(Clone, Debug)]
+pub(crate) struct ApiKey {
+    pub hotel: String,
+    pub integration: String,
+    pub access: Access,
+}
+
+/// Who is calling: resolved from the bearer token once per HTTP request.
+#[derive(Clone, Debug)]
+pub(crate) struct Principal {
+    pub hotel: String,
+    pub integration: String,
+    pub access: Access,
+}
+
+#[derive(Default)]
+pub(crate) struct World {
+    pub hotels: HashMap<String, Hotel>,
+    pub api_keys: HashMap<String, ApiKey>,
+}
+
+/// A change to data that webhooks announce.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub hotel: String,
+    pub kind: &'static str,
+    pub object_id: String,
+    pub updated_fields: Option<Vec<&'static str>>,
+}
+
+impl Event {
+    pub fn new(hotel: &str, kind: &'static str, object_id: &str) -> Self {
+        Event {
+            hotel: hotel.to_string(),
+            kind,
+            object_id: object_id.to_string(),
+            updated_fields: None,
+        }
+    }
+
+    fn updated(hotel: &str, kind: &'static str, object_id: &str, fields: &[&'static str]) -> Self {
+        Event {
+            updated_fields: Some(fields.to_vec()),
+            ..Event::new(hotel, kind, object_id)
+        }
+    }
+}
+
+/// How to take back one API mutation.
+#[derive(Clone, Debug)]
+pub(crate) enum Undo {
+    ForgetKey {
+        hotel: String,
+        key_id: String,
+    },
+    Unassign {
+        hotel: String,
+        stay_id: String,
+        key_id: String,
+    },
+    Reassign {
+        hotel: String,
+        stay_id: String,
+        key_id: String,
+    },
+    RestoreKey {
+        hotel: String,
+        key: Key,
+    },
+    ForgetEndpoint {
+        hotel: String,
+        endpoint_id: String,
+    },
+    RestoreEndpointStatus {
+        hotel: String,
+        endpoint_id: String,
+        status: WebhookEndpointStatus,
+    },
+}
+
+/// The undo records of one HTTP request, newest last.
+#[derive(Default)]
+pub(crate) struct UndoLog(parking_lot::Mutex<Vec<Undo>>);
+
+impl UndoLog {
+    pub fn push(&self, undo: Undo) {
+        self.0.lock().push(undo);
+    }
+
+    pub fn take(&self) -> Vec<Undo> {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
+/// Checks a PIN: 1-10 ASCII letters/digits, letters all upper or all lower.
+pub(crate) fn check_pin(pin: &str) -> Result<(), Msg> {
+    if pin.is_empty() {
+        return Err(Msg::PinEmpty);
+    }
+    if pin.chars().count() > 10 {
+        return Err(Msg::PinTooLong);
+    }
+    if !pin.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Msg::PinNotAlphanumeric);
+    }
+    let upper = pin.chars().any(|c| c.is_ascii_uppercase());
+    let lower = pin.chars().any(|c| c.is_ascii_lowercase());
+    if upper && lower {
+        return Err(Msg::PinMixedCase);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_compartment(compartment: &str) -> Result<(), Msg> {
+    if compartment.is_empty() {
+        return Err(Msg::CompartmentEmpty);
+    }
+    if compartment.chars().count() > 10 {
+        return Err(Msg::CompartmentTooLong);
+    }
+    if !compartment.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Msg::CompartmentNotAlphanumeric);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_qr_data(qr: &str) -> Result<(), Msg> {
+    if qr.is_empty() {
+        return Err(Msg::QrDataEmpty);
+    }
+    if qr.chars().count() > 512 {
+        return Err(Msg::QrDataTooLong);
+    }
+    Ok(())
+}
+
+fn check_webhook_url(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host().is_some(),
+        Err(_) => false,
+    }
+}
+
+impl World {
+    /// Resolves a bearer token to its hotel and integration.
+    pub fn authenticate(&self, token: Option<&str>) -> ApiResult<Principal> {
+        let token = token.ok_or(ApiError::auth(Msg::MissingApiKey))?;
+        let key = self
+            .api_keys
+            .get(token)
+            .ok_or(ApiError::auth(Msg::UnknownApiKey))?;
+        if key.access == Access::Disabled {
+            return Err(ApiError::auth(Msg::DisabledApiKey));
+        }
+        Ok(Principal {
+            hotel: key.hotel.clone(),
+            integration: key.integration.clone(),
+            access: key.access,
+        })
+    }
+
+    pub fn hotel(&self, hotel: &str) -> Option<&Hotel> {
+        self.hotels.get(hotel)
+    }
+
+    /// The caller's hotel. Keys are only issued for existing hotels and
+    /// hotels are never removed, but a request path must not panic, so a
+    /// missing hotel is reported like an unknown key.
+    fn hotel_mut(&mut self, hotel: &str) -> ApiResult<&mut Hotel> {
+        self.hotels
+            .get_mut(hotel)
+            .ok_or(ApiError::auth(Msg::UnknownApiKey))
+    }
+
+    fn configured_hotel_mut(&mut self, hotel: &str) -> ApiResult<&mut Hotel> {
+        let h = self.hotel_mut(hotel)?;
+        if !h.configured {
+            return Err(ApiError::configuration(Msg::RoomAccessKeysNotConfigured));
+        }
+        Ok(h)
+    }
+
+    // ---------------------------------------------------------------- API
+
+    pub fn create_key(
+        &mut self,
+        p: &Principal,
+        kind: KeyKind,
+        undo: &UndoLog,
+    ) -> ApiResult<String> {
+        let h = self.configured_hotel_mut(&p.hotel)?;
+        let id = h.new_alnum_id();
+        h.keys.insert(
+            id.clone(),
+            Key {
+                id: id.clone(),
+                integration: p.integration.clone(),
+                kind,
+            },
+        );
+        undo.push(Undo::ForgetKey {
+            hotel: p.hotel.clone(),
+            key_id: id.clone(),
+        });
+        Ok(id)
+    }
+
+    /// Checks that the key exists in the caller's hotel and was made by the
+    /// caller's integration.
+    fn own_key<'h>(h: &'h Hotel, p: &Principal, key_id: &str, path: &str) -> ApiResult<&'h Key> {
+        let key = h.keys.get(key_id).ok_or_else(|| {
+            ApiError::validation(
+                Msg::UnknownRoomAccessKey(key_id.into()),
+                arg_path!["input", path],
+            )
+        })?;
+        if key.integration != p.integration {
+            return Err(ApiError::validation(
+                Msg::NotOwnRoomAccessKey(key_id.into()),
+                arg_path!["input", path],
+            ));
+        }
+        Ok(key)
+    }
+
+    pub fn add_key(
+        &mut self,
+        p: &Principal,
+        stay_id: &str,
+        key_id: &str,
+        undo: &UndoLog,
+    ) -> ApiResult<()> {
+        let h = self.configured_hotel_mut(&p.hotel)?;
+        let stay = h.stays.get(stay_id).ok_or_else(|| {
+            ApiError::validation(
+                Msg::UnknownRoomStay(stay_id.into()),
+                arg_path!["input", "roomStayId"],
+            )
+        })?;
+        Self::own_key(h, p, key_id, "roomAccessKeyId")?;
+        // One key per stay, even the same one again: the client must remove
+        // before it adds.
+        if stay.key_id.is_some() {
+            return Err(ApiError::validation(
+                Msg::RoomStayAlreadyHasKey(stay_id.into()),
+                arg_path!["input", "roomStayId"],
+            ));
+        }
+        if let Some(stay) = h.stays.get_mut(stay_id) {
+            stay.key_id = Some(key_id.to_string());
+        }
+        undo.push(Undo::Unassign {
+            hotel: p.hotel.clone(),
+            stay_id: stay_id.into(),
+            key_id: key_id.into(),
+        });
+        Ok(())
+    }
+
+    pub fn remove_key(
+        &mut self,
+        p: &Principal,
+        stay_id: &str,
+        key_id: &str,
+        undo: &UndoLog,
+    ) -> ApiResult<()> {
+        let h = self.configured_hotel_mut(&p.hotel)?;
+        let stay = h.stays.get(stay_id).ok_or_else(|| {
+            ApiError::validation(
+                Msg::UnknownRoomStay(stay_id.into()),
+                arg_path!["input", "roomStayId"],
+            )
+        })?;
+        Self::own_key(h, p, key_id, "roomAccessKeyId")?;
+        if stay.key_id.as_deref() != Some(key_id) {
+            return Err(ApiError::validation(
+                Msg::KeyNotOnRoomStay {
+                    stay: stay_id.into(),
+                    key: key_id.into(),
+                },
+                arg_path!["input", "roomAccessKeyId"],
+            ));
+        }
+        if let Some(stay) = h.stays.get_mut(stay_id) {
+            stay.key_id = None;
+        }
+        undo.push(Undo::Reassign {
+            hotel: p.hotel.clone(),
+            stay_id: stay_id.into(),
+            key_id: key_id.into(),
+        });
+        Ok(())
+    }
+
+    pub fn delete_key(&mut self, p: &Principal, key_id: &str, undo: &UndoLog) -> ApiResult<()> {
+        let h = self.configured_hotel_mut(&p.hotel)?;
+        Self::own_key(h, p, key_id, "roomAccessKeyId")?;
+        if !h.stays_with_key(key_id).is_empty() {
+            return Err(ApiError::validation(
+                Msg::KeyStillAssigned(key_id.into()),
+                arg_path!["input", "roomAccessKeyId"],
+            ));
+        }
+        if let Some(key) = h.keys.remove(key_id) {
+            undo.push(Undo::RestoreKey {
+                hotel: p.hotel.clone(),
+                key,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers an endpoint; returns its id and its secret.
+    pub fn create_endpoint(
+        &mut self,
+        p: &Principal,
+        url: &str,
+        status: WebhookEndpointStatus,
+        events: &[String],
+        undo: &UndoLog,
+    ) -> ApiResult<(String, String)> {
+        if !check_webhook_url(url) {
+            return Err(ApiError::validation(
+                Msg::InvalidWebhookUrl,
+                arg_path!["input", "url"],
+            ));
+        }
+        if events.is_empty() {
+            return Err(ApiError::validation(
+                Msg::NoWebhookEvents,
+                arg_path!["input", "events"],
+            ));
+        }
+        if let Some((i, bad)) = events
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !WEBHOOK_EVENTS.contains(&e.as_str()))
+        {
+            return Err(ApiError::validation(
+                Msg::UnknownWebhookEvent(bad.clone()),
+                arg_path!["input", "events", i],
+            ));
+        }
+        let h = self.hotel_mut(&p.hotel)?;
+        let mut id = long_id();
+        while h.endpoints.contains(&id) {
+            id = long_id();
+        }
+        let secret = long_id();
+        let mut unique_events: Vec<String> = Vec::new();
+        for e in events {
+            if !unique_events.contains(e) {
+                unique_events.push(e.clone());
+            }
+        }
+        h.endpoints.insert(
+            id.clone(),
+            Endpoint {
+                id: id.clone(),
+                url: url.to_string(),
+                status,
+                events: unique_events,
+                secret: secret.clone(),
+                consecutive_failures: 0,
+            },
+        );
+        undo.push(Undo::ForgetEndpoint {
+            hotel: p.hotel.clone(),
+            endpoint_id: id.clone(),
+        });
+        Ok((id, secret))
+    }
+
+    pub fn update_endpoint(
+        &mut self,
+        p: &Principal,
+        id: &str,
+        status: Option<WebhookEndpointStatus>,
+        undo: &UndoLog,
+    ) -> ApiResult<()> {
+        let h = self.hotel_mut(&p.hotel)?;
+        let endpoint = h.endpoints.get_mut(id).ok_or_else(|| {
+            ApiError::validation(
+                Msg::UnknownWebhookEndpoint(id.into()),
+                arg_path!["input", "id"],
+            )
+        })?;
+        if let Some(status) = status {
+            undo.push(Undo::RestoreEndpointStatus {
+                hotel: p.hotel.clone(),
+                endpoint_id: id.into(),
+                status: endpoint.status,
+            });
+            endpoint.status = status;
+            if status == WebhookEndpointStatus::Enabled {
+                endpoint.consecutive_failures = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back API mutations, newest first. Each step is tolerant of the
+    /// world having moved on (a stay deleted through the control API, ...).
+    pub fn roll_back(&mut self, undos: Vec<Undo>) {
+        for undo in undos.into_iter().rev() {
+            match undo {
+                Undo::ForgetKey { hotel, key_id } => {
+                    if let Some(h) = self.hotels.get_mut(&hotel) {
+                        h.keys.remove(&key_id);
+                        for stay in h.stays.values_mut() {
+                            if stay.key_id.as_deref() == Some(key_id.as_str()) {
+                                stay.key_id = None;
+                            }
+                        }
+                    }
+                }
+                Undo::Unassign {
+                    hotel,
+                    stay_id,
+                    key_id,
+                } => {
+                    if let Some(stay) = self
+                        .hotels
+                        .get_mut(&hotel)
+                        .and_then(|h| h.stays.get_mut(&stay_id))
+                    {
+                        if stay.key_id.as_deref() == Some(key_id.as_str()) {
+                            stay.key_id = None;
+                        }
+                    }
+                }
+                Undo::Reassign {
+                    hotel,
+                    stay_id,
+                    key_id,
+                } => {
+                    if let Some(h) = self.hotels.get_mut(&hotel) {
+                        let key_exists = h.keys.contains(&key_id);
+                        if let Some(stay) = h.stays.get_mut(&stay_id) {
+                            if key_exists && stay.key_id.is_none() {
+                                stay.key_id = Some(key_id);
+                            }
+                        }
+                    }
+                }
+                Undo::RestoreKey { hotel, key } => {
+                    if let Some(h) = self.hotels.get_mut(&hotel) {
+                        if !h.keys.contains(&key.id) {
+                            h.keys.insert(key.id.clone(), key);
+                        }
+                    }
+                }
+                Undo::ForgetEndpoint { hotel, endpoint_id } => {
+                    if let Some(h) = self.hotels.get_mut(&hotel) {
+                        h.endpoints.remove(&endpoint_id);
+                    }
+                }
+                Undo::RestoreEndpointStatus {
+                    hotel,
+                    endpoint_id,
+                    status,
+                } => {
+                    if let Some(e) = self
+                        .hotels
+                        .get_mut(&hotel)
+                        .and_then(|h| h.endpoints.get_mut(&endpoint_id))
+                    {
+                        e.status = status;
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ control
+    //
+    // The control API is called by tests and the demo seeder. Misuse (an
+    // unknown hotel or id) is a bug in the test, so these panic with a clear
+    // message instead of returning errors nobody would check.
+
+    pub fn hotel_or_panic(&mut self, hotel: &str) -> &mut Hotel {
+        self.hotels
+            .get_mut(hotel)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown hotel {hotel:?}"))
+    }
+
+    pub fn add_reservation(&mut self, hotel: &str, code: &str) -> (String, Vec<Event>) {
+        let h = self.hotel_or_panic(hotel);
+        let id = h.new_alnum_id();
+        h.reservations.insert(
+            id.clone(),
+            Reservation {
+                id: id.clone(),
+                code: code.to_string(),
+                status: ReservationStatus::Confirmed,
+            },
+        );
+        (
+            id.clone(),
+            vec![Event::new(hotel, "reservation.created", &id)],
+        )
+    }
+
+    pub fn set_reservation_status(
+        &mut self,
+        hotel: &str,
+        id: &str,
+        status: ReservationStatus,
+    ) -> Vec<Event> {
+        let h = self.hotel_or_panic(hotel);
+        let r = h
+            .reservations
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown reservation {id:?}"));
+        r.status = status;
+        vec![Event::updated(
+            hotel,
+            "reservation.updated",
+            id,
+            &["status"],
+        )]
+    }
+
+    pub fn add_stay(
+        &mut self,
+        hotel: &str,
+        reservation_id: &str,
+        room_setup_id: &str,
+        from: Date,
+        to: Date,
+    ) -> (String, Vec<Event>) {
+        let h = self.hotel_or_panic(hotel);
+        assert!(
+            h.reservations.contains(reservation_id),
+            "fake-3rpms: unknown reservation {reservation_id:?}"
+        );
+        assert!(
+            h.rooms.contains_key(room_setup_id),
+            "fake-3rpms: unknown room setup {room_setup_id:?}"
+        );
+        assert!(from < to, "fake-3rpms: a stay must end after it starts");
+        let id = h.new_numeric_id();
+        h.stays.insert(
+            id.clone(),
+            Stay {
+                id: id.clone(),
+                reservation_id: reservation_id.to_string(),
+                room_setup_id: room_setup_id.to_string(),
+                from,
+                to,
+                key_id: None,
+            },
+        );
+        (
+            id.clone(),
+            vec![Event::new(hotel, "room_stay.created", &id)],
+        )
+    }
+
+    fn stay_or_panic<'h>(h: &'h mut Hotel, stay_id: &str) -> &'h mut Stay {
+        h.stays
+            .get_mut(stay_id)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown room stay {stay_id:?}"))
+    }
+
+    pub fn move_stay(&mut self, hotel: &str, stay_id: &str, room_setup_id: &str) -> Vec<Event> {
+        let h = self.hotel_or_panic(hotel);
+        assert!(
+            h.rooms.contains_key(room_setup_id),
+            "fake-3rpms: unknown room setup {room_setup_id:?}"
+        );
+        Self::stay_or_panic(h, stay_id).room_setup_id = room_setup_id.to_string();
+        vec![Event::updated(
+            hotel,
+            "room_stay.updated",
+            stay_id,
+            &["room_setup"],
+        )]
+    }
+
+    pub fn change_stay_dates(
+        &mut self,
+        hotel: &str,
+        stay_id: &str,
+        from: Date,
+        to: Date,
+    ) -> Vec<Event> {
+        assert!(from < to, "fake-3rpms: a stay must end after it starts");
+        let stay = Self::stay_or_panic(self.hotel_or_panic(hotel), stay_id);
+        stay.from = from;
+        stay.to = to;
+        vec![Event::updated(
+            hotel,
+            "room_stay.updated",
+            stay_id,
+            &["reservation_from", "reservation_to"],
+        )]
+    }
+
+    pub fn delete_stay(&mut self, hotel: &str, stay_id: &str) -> Vec<Event> {
+        let h = self.hotel_or_panic(hotel);
+        h.stays
+            .remove(stay_id)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown room stay {stay_id:?}"));
+        vec![Event::new(hotel, "room_stay.deleted", stay_id)]
+    }
+
+    pub fn split_stay(&mut self, hotel: &str, stay_id: &str, at: Date) -> (String, Vec<Event>) {
+        let h = self.hotel_or_panic(hotel);
+        let new_id = h.new_numeric_id();
+        let stay = Self::stay_or_panic(h, stay_id);
+        assert!(
+            stay.from < at && at < stay.to,
+            "fake-3rpms: split date must lie inside the stay"
+        );
+        let second = Stay {
+            id: new_id.clone(),
+            from: at,
+            ..stay.clone()
+        };
+        stay.to = at;
+        h.stays.insert(new_id.clone(), second);
+        (
+            new_id.clone(),
+            vec![
+                Event::updated(hotel, "room_stay.updated", stay_id, &["reservation_to"]),
+                Event::new(hotel, "room_stay.created", &new_id),
+            ],
+        )
+    }
+
+    pub fn expire_key(&mut self, hotel: &str, key_id: &str) -> Vec<Event> {
+        let h = self.hotel_or_panic(hotel);
+        h.keys
+            .remove(key_id)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown room access key {key_id:?}"));
+        for stay in h.stays.values_mut() {
+            if stay.key_id.as_deref() == Some(key_id) {
+                stay.key_id = None;
+            }
+        }
+        vec![Event::new(hotel, "room_access_key.deleted", key_id)]
+    }
+
+    pub fn add_foreign_key(&mut self, hotel: &str, integration: &str, kind: KeyKind) -> String {
+        let h = self.hotel_or_panic(hotel);
+        let id = h.new_alnum_id();
+        h.keys.insert(
+            id.clone(),
+            Key {
+                id: id.clone(),
+                integration: integration.to_string(),
+                kind,
+            },
+        );
+        id
+    }
+
+    /// Assigns (or replaces) a stay's key as staff in 3RPMS would, outside
+    /// the API's one-key rule.
+    pub fn assign_key(&mut self, hotel: &str, stay_id: &str, key_id: &str) -> Vec<Event> {
+        let h = self.hotel_or_panic(hotel);
+        assert!(
+            h.keys.contains(key_id),
+            "fake-3rpms: unknown room access key {key_id:?}"
+        );
+        Self::stay_or_panic(h, stay_id).key_id = Some(key_id.to_string());
+        vec![Event::updated(
+            hotel,
+            "room_stay.updated",
+            stay_id,
+            &["roomAccessKey"],
+        )]
+    }
+}
