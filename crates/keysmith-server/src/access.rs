@@ -20,7 +20,7 @@ impl AccessRpcService {
 }
 
 /// Fills in the fields the RPC span left empty. Never a secret.
-fn record(property_id: &str, key_id: Option<&str>, reservation_key: Option<&str>) {
+pub(crate) fn record(property_id: &str, key_id: Option<&str>, reservation_key: Option<&str>) {
     let span = Span::current();
     span.record("property", property_id);
     if let Some(k) = key_id.filter(|k| !k.is_empty()) {
@@ -32,7 +32,7 @@ fn record(property_id: &str, key_id: Option<&str>, reservation_key: Option<&str>
 }
 
 /// Logs the outcome of a failed call: caller mistakes quietly, our own loudly.
-fn fail(error: Error) -> Status {
+pub(crate) fn fail(error: Error) -> Status {
     match error.kind() {
         keysmith_core::ErrorKind::Internal | keysmith_core::ErrorKind::Unavailable => {
             tracing::error!(reason = error.reason(), error = %error, "request failed")

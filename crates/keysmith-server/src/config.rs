@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use config::{Environment, File, FileFormat};
+use keysmith_3rpms::config::ThreeRpmsConfig;
 use keysmith_offline_lock::OfflineLockConfig;
 use serde::Deserialize;
 
@@ -19,6 +20,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub drivers: DriversConfig,
+    /// The 3RPMS PMS: hotels whose room stays keysmith keeps supplied with keys.
+    #[serde(default)]
+    pub threerpms: Option<ThreeRpmsConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -4,9 +4,11 @@ mod access;
 pub mod config;
 pub mod convert;
 mod layers;
+mod pms;
 mod server;
 mod simulator;
 pub mod telemetry;
+mod threerpms;
 
 pub use config::{Config, Source};
 pub use server::{shutdown_signal, start, start_with_clock, Running};

@@ -1,11 +1,13 @@
 //! Assembles keysmith: store, drivers, router and service, then the gRPC
 //! server with health, reflection and the tower layers.
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use keysmith_3rpms::webhook::Inbox;
 use keysmith_api::{
     sim::v1::lock_simulator_server::LockSimulatorServer,
-    v1::access_service_server::AccessServiceServer, FILE_DESCRIPTOR_SET,
+    v1::{access_service_server::AccessServiceServer, pms_service_server::PmsServiceServer},
+    FILE_DESCRIPTOR_SET,
 };
 use keysmith_core::{
     router::Router,
@@ -18,12 +20,16 @@ use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
-    access::AccessRpcService, config::Config, layers::RpcSpanLayer, simulator::LockSimulatorService,
+    access::AccessRpcService, config::Config, layers::RpcSpanLayer, pms::PmsRpcService,
+    simulator::LockSimulatorService, threerpms::ThreeRpms,
 };
 
 /// A server running in the background.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where 3RPMS webhooks are received, when configured.
+    pub webhook_addr: Option<SocketAddr>,
+    inboxes: BTreeMap<String, Arc<Inbox>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -35,6 +41,14 @@ impl Running {
             let _ = tx.send(());
         }
         self.task.await.context("the server task failed")?
+    }
+
+    /// Resolves once every 3RPMS webhook event received for the property so
+    /// far has been acted on (at once when there is no receiver).
+    pub async fn webhooks_processed(&self, property_id: &str) {
+        if let Some(inbox) = self.inboxes.get(property_id) {
+            inbox.idle().await;
+        }
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -70,7 +84,16 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         offline_lock = Some(lock);
     }
     let router = Arc::new(Router::new(drivers).await?);
-    let service = Arc::new(AccessService::new(store.clone(), router, clock));
+    let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
+    let threerpms = match &config.threerpms {
+        Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
+        None => None,
+    };
+    let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr);
+    let inboxes = threerpms
+        .as_ref()
+        .map(|t| t.inboxes.clone())
+        .unwrap_or_default();
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -101,6 +124,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         None => None,
     };
 
+    let pms = match &threerpms {
+        Some(t) => {
+            health
+                .set_serving::<PmsServiceServer<PmsRpcService>>()
+                .await;
+            Some(
+                PmsServiceServer::new(PmsRpcService::new(
+                    t.hotels.clone(),
+                    t.webhook_public_url.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+        }
+        None => None,
+    };
+
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -115,7 +154,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(access)
-        .add_optional_service(simulator);
+        .add_optional_service(simulator)
+        .add_optional_service(pms);
 
     // Without TCP_NODELAY small answers wait on delayed ACKs (~40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -128,6 +168,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
                     .await;
             })
             .await;
+        if let Some(threerpms) = threerpms {
+            threerpms.stop().await;
+        }
         // Every answer given was already durable; this flushes the rest.
         store.close();
         served.context("the gRPC server failed")
@@ -135,6 +178,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "keysmith is serving");
     Ok(Running {
         addr,
+        webhook_addr,
+        inboxes,
         shutdown: Some(shutdown_tx),
         task,
     })

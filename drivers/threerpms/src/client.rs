@@ -20,6 +20,9 @@ pub const PAGE_MAX: usize = 100;
 /// is 100 create-and-assign pairs, the same as its page size.
 pub const DEFAULT_BATCH_LIMIT: usize = 200;
 
+/// Reservations asked for in one query, each with a page of 100 rooms.
+const RESERVATIONS_PER_QUERY: usize = 10;
+
 #[derive(Clone, Debug)]
 pub struct Client {
     transport: Transport,
@@ -238,7 +241,11 @@ impl Client {
 
     /// Every room stay from `first` to `last` (dates, both included), every
     /// page. Returns the stays and the number of requests it took.
-    pub async fn room_stays_between(&self, first: Date, last: Date) -> Result<(Vec<RoomStay>, usize)> {
+    pub async fn room_stays_between(
+        &self,
+        first: Date,
+        last: Date,
+    ) -> Result<(Vec<RoomStay>, usize)> {
         let mut stays = Vec::new();
         let mut cursor: Option<String> = None;
         let mut requests = 0;
@@ -286,55 +293,68 @@ impl Client {
         Ok((stays, requests))
     }
 
-    /// The room stays of these reservations, every page of rooms.
-    pub async fn reservation_stays(&self, reservation_ids: &[String]) -> Result<(Vec<RoomStay>, usize)> {
-        let mut stays = Vec::new();
-        let mut requests = 0;
-        for chunk in reservation_ids.chunks(PAGE_MAX) {
-            // Each reservation may need more pages of rooms than the others.
-            let mut pending: Vec<(String, Option<String>)> = Vec::new();
-            let data = self
-                .one(Operation::query(
+    /// The room stays of these reservations, every page of rooms. Ten
+    /// reservations a query (a hundred reservations of a hundred rooms each
+    /// is more than a GraphQL server's complexity budget allows), and as
+    /// many queries a request as the batch limit allows.
+    pub async fn reservation_stays(
+        &self,
+        reservation_ids: &[String],
+    ) -> Result<(Vec<RoomStay>, usize)> {
+        let operations: Vec<Operation> = reservation_ids
+            .chunks(RESERVATIONS_PER_QUERY)
+            .map(|chunk| {
+                Operation::query(
                     queries::RESERVATION_STAYS,
                     json!({ "ids": chunk, "cursor": Value::Null }),
-                ))
-                .await?;
+                )
+            })
+            .collect();
+        let mut stays = Vec::new();
+        let mut requests = 0;
+        // Reservations with more rooms than one page, and where to go on.
+        let mut pending: Vec<(String, String)> = Vec::new();
+        for request in operations.chunks(self.batch_limit) {
+            let answers = self.transport.send(request).await?;
             requests += 1;
-            let page: Connection<ReservationRooms> = field(data, "reservations")?;
-            for edge in page.edges {
-                let reservation = edge.node;
-                for room in reservation.rooms.edges {
-                    stays.push(room.node.into_stay()?);
-                }
-                if let Some(PageInfo {
-                    has_next_page: true,
-                    end_cursor: Some(next),
-                }) = reservation.rooms.page_info
-                {
-                    pending.push((reservation.id, Some(next)));
+            for data in answers {
+                let page: Connection<ReservationRooms> = field(data, "reservations")?;
+                for edge in page.edges {
+                    let reservation = edge.node;
+                    for room in reservation.rooms.edges {
+                        stays.push(room.node.into_stay()?);
+                    }
+                    if let Some(PageInfo {
+                        has_next_page: true,
+                        end_cursor: Some(next),
+                    }) = reservation.rooms.page_info
+                    {
+                        pending.push((reservation.id, next));
+                    }
                 }
             }
-            for (id, mut cursor) in pending {
-                while let Some(after) = cursor.take() {
-                    let data = self
-                        .one(Operation::query(
-                            queries::RESERVATION_STAYS,
-                            json!({ "ids": [id.clone()], "cursor": after }),
-                        ))
-                        .await?;
-                    requests += 1;
-                    let page: Connection<ReservationRooms> = field(data, "reservations")?;
-                    for edge in page.edges {
-                        for room in edge.node.rooms.edges {
-                            stays.push(room.node.into_stay()?);
-                        }
-                        if let Some(PageInfo {
-                            has_next_page: true,
-                            end_cursor: Some(next),
-                        }) = edge.node.rooms.page_info
-                        {
-                            cursor = Some(next);
-                        }
+        }
+        for (id, after) in pending {
+            let mut cursor = Some(after);
+            while let Some(after) = cursor.take() {
+                let data = self
+                    .one(Operation::query(
+                        queries::RESERVATION_STAYS,
+                        json!({ "ids": [id.clone()], "cursor": after }),
+                    ))
+                    .await?;
+                requests += 1;
+                let page: Connection<ReservationRooms> = field(data, "reservations")?;
+                for edge in page.edges {
+                    for room in edge.node.rooms.edges {
+                        stays.push(room.node.into_stay()?);
+                    }
+                    if let Some(PageInfo {
+                        has_next_page: true,
+                        end_cursor: Some(next),
+                    }) = edge.node.rooms.page_info
+                    {
+                        cursor = Some(next);
                     }
                 }
             }
@@ -344,7 +364,11 @@ impl Client {
 
     /// Every room of the reservation with this code and the key of each,
     /// every page. `None` when no reservation has the code.
-    pub async fn reservation_room_keys(&self, code: &str, staff: bool) -> Result<Option<Vec<RoomStayKey>>> {
+    pub async fn reservation_room_keys(
+        &self,
+        code: &str,
+        staff: bool,
+    ) -> Result<Option<Vec<RoomStayKey>>> {
         let mut rooms = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -371,7 +395,11 @@ impl Client {
     }
 
     /// One room stay and its key; `None` when there is no such stay.
-    pub async fn room_stay_key(&self, room_stay_id: &str, staff: bool) -> Result<Option<RoomStayKey>> {
+    pub async fn room_stay_key(
+        &self,
+        room_stay_id: &str,
+        staff: bool,
+    ) -> Result<Option<RoomStayKey>> {
         let data = self
             .one(Operation::query(
                 queries::ROOM_STAY_KEY,
@@ -461,7 +489,11 @@ impl Client {
 
     /// Registers a webhook endpoint, disabled: the answer carries the secret,
     /// readable only this once, which the caller stores before enabling.
-    pub async fn create_webhook_endpoint(&self, url: &str, events: &[&str]) -> Result<(String, Secret<String>)> {
+    pub async fn create_webhook_endpoint(
+        &self,
+        url: &str,
+        events: &[&str],
+    ) -> Result<(String, Secret<String>)> {
         let data = self
             .one(Operation::mutation(
                 queries::CREATE_WEBHOOK_ENDPOINT,
@@ -488,9 +520,10 @@ impl Client {
     }
 
     async fn one(&self, operation: Operation) -> Result<Value> {
-        let mut answers = self.transport.send(std::slice::from_ref(&operation)).await?;
-        answers
-            .pop()
-            .ok_or_else(|| errors::bad_answer("no answer"))
+        let mut answers = self
+            .transport
+            .send(std::slice::from_ref(&operation))
+            .await?;
+        answers.pop().ok_or_else(|| errors::bad_answer("no answer"))
     }
 }

@@ -20,6 +20,8 @@ pub mod reasons {
     pub const HOTEL_NOT_CONFIGURED: &str = "THREERPMS_HOTEL_NOT_CONFIGURED";
     pub const ROOM_STAY_NOT_FOUND: &str = "ROOM_STAY_NOT_FOUND";
     pub const RESERVATION_NOT_FOUND: &str = "THREERPMS_RESERVATION_NOT_FOUND";
+    pub const WEBHOOK_ALREADY_REGISTERED: &str = "WEBHOOK_ALREADY_REGISTERED";
+    pub const WEBHOOK_URL_NOT_CONFIGURED: &str = "WEBHOOK_URL_NOT_CONFIGURED";
 }
 
 /// One entry of a GraphQL `errors` array.

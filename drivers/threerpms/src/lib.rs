@@ -2,12 +2,16 @@
 //! and room stays, publishing keys that a lock driver issued, and keeping
 //! every upcoming room stay supplied with a key.
 pub mod client;
+pub mod config;
 pub mod errors;
 pub mod limiter;
 pub mod model;
 pub mod queries;
+pub mod registration;
+pub mod sync;
 pub mod transport;
 pub mod webhook;
+pub mod worker;
 
 pub use client::{Assignment, Client, Creation, WriteOutcome, WritePlan};
 pub use limiter::{Egress, LimiterConfig};

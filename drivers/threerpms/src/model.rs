@@ -35,7 +35,10 @@ pub enum RoomAccessKey {
         qr_data: Secret<String>,
     },
     /// A type keysmith does not know yet: the interface can grow.
-    Unknown { id: String, type_name: String },
+    Unknown {
+        id: String,
+        type_name: String,
+    },
 }
 
 impl RoomAccessKey {
@@ -156,10 +159,21 @@ mod tests {
         for ok in ["1", "1234567890", "ABC123", "abc123", "abcdefghij"] {
             assert!(pin(ok).is_ok(), "{ok} is valid");
         }
-        for bad in ["", "12345678901", "AbC123", "12 34", "12-34", "ünï", "1234567890a"] {
+        for bad in [
+            "",
+            "12345678901",
+            "AbC123",
+            "12 34",
+            "12-34",
+            "ünï",
+            "1234567890a",
+        ] {
             let e = pin(bad).expect_err(bad);
             assert_eq!(e.reason(), keysmith_core::reasons::INVALID_PIN, "{bad}");
-            assert!(!e.message().contains(bad) || bad.is_empty(), "no pin in {e}");
+            assert!(
+                !e.message().contains(bad) || bad.is_empty(),
+                "no pin in {e}"
+            );
         }
     }
 
@@ -173,7 +187,10 @@ mod tests {
             .validate()
         };
         assert!(storage("1234", "3R").is_ok());
-        assert!(storage("1234", "Ab12345678").is_ok(), "mixed case is fine here");
+        assert!(
+            storage("1234", "Ab12345678").is_ok(),
+            "mixed case is fine here"
+        );
         assert!(storage("1234", "").is_err());
         assert!(storage("1234", "12345678901").is_err());
         assert!(storage("1234", "3-R").is_err());

@@ -25,7 +25,7 @@ pub const ROOM_STAYS_BY_IDS: &str = concat!(
 /// the reservation, not its stays).
 pub const RESERVATION_STAYS: &str = concat!(
     "query ReservationStays($ids:[ID!]! $cursor:String) {",
-    " reservations(filter:{id:{in:$ids}} first:100) {",
+    " reservations(filter:{id:{in:$ids}} first:10) {",
     "  edges { node { id rooms(first:100 after:$cursor) {",
     "   edges { node { id room_setup { id } arrival: reservation_from departure: reservation_to roomAccessKey { id } reservation { id status } } }",
     "   pageInfo { endCursor hasNextPage } } } } } }"
@@ -64,14 +64,16 @@ pub const ADD_KEY: &str = "mutation AddRoomAccessKey($roomStayId:ID! $roomAccess
      addRoomAccessKey(input:{roomStayId:$roomStayId roomAccessKeyId:$roomAccessKeyId}) { \
      roomStay { id roomAccessKey { id } } } }";
 
-pub const REMOVE_KEY: &str = "mutation RemoveRoomAccessKey($roomStayId:ID! $roomAccessKeyId:ID!) { \
+pub const REMOVE_KEY: &str =
+    "mutation RemoveRoomAccessKey($roomStayId:ID! $roomAccessKeyId:ID!) { \
      removeRoomAccessKey(input:{roomStayId:$roomStayId roomAccessKeyId:$roomAccessKeyId}) { \
      roomStay { id } } }";
 
 pub const DELETE_KEY: &str = "mutation DeleteRoomAccessKey($roomAccessKeyId:ID!) { \
      deleteRoomAccessKey(input:{roomAccessKeyId:$roomAccessKeyId}) { deleted } }";
 
-pub const CREATE_WEBHOOK_ENDPOINT: &str = "mutation CreateWebhookEndpoint($url:String! $events:[String!]!) { \
+pub const CREATE_WEBHOOK_ENDPOINT: &str =
+    "mutation CreateWebhookEndpoint($url:String! $events:[String!]!) { \
      createWebhookEndpoint(input:{url:$url status:DISABLED events:$events}) { \
      webhookEndpoint { id status } secret } }";
 

@@ -120,9 +120,12 @@ impl Transport {
         } else {
             Value::Array(entries)
         };
-        self.egress.acquire().await.map_err(|refusal| match refusal {
-            Refusal::Blocked { retry_after } => errors::blocked(retry_after),
-        })?;
+        self.egress
+            .acquire()
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Blocked { retry_after } => errors::blocked(retry_after),
+            })?;
         let sent = self
             .http
             .post(&self.endpoint)
@@ -169,7 +172,10 @@ impl Transport {
         }
         answers
             .into_iter()
-            .map(|a| a.data.ok_or_else(|| errors::bad_answer("no data and no errors")))
+            .map(|a| {
+                a.data
+                    .ok_or_else(|| errors::bad_answer("no data and no errors"))
+            })
             .collect()
     }
 

@@ -45,6 +45,8 @@ pub struct Inbox {
     /// and two events never get the same number.
     next_seq: Mutex<u64>,
     notify: Notify,
+    /// Events queued and not yet completed, for [`Inbox::idle`].
+    outstanding: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -64,11 +66,12 @@ impl Inbox {
         let prefix = keys::property_prefix(property_id)?;
         let seen = keys::section(&prefix, "seen");
         let queue = keys::section(&prefix, "queue");
-        let highest = state
+        let queued: Vec<u64> = state
             .scan_prefix(&queue)?
             .iter()
             .filter_map(|(key, _)| seq_of(&queue, key))
-            .max();
+            .collect();
+        let highest = queued.iter().copied().max();
         let next_seq = match highest {
             Some(highest) => highest.checked_add(1).ok_or_else(exhausted)?,
             None => 0,
@@ -86,6 +89,7 @@ impl Inbox {
             queue,
             next_seq: Mutex::new(next_seq),
             notify,
+            outstanding: tokio::sync::watch::Sender::new(queued.len()),
         })
     }
 
@@ -128,6 +132,7 @@ impl Inbox {
         // answering 2xx before it is would lose the event in a crash.
         self.state.sync().await?;
         if outcome == Accepted::New {
+            self.outstanding.send_modify(|n| *n += 1);
             self.notify.notify_one();
         }
         Ok(outcome)
@@ -168,7 +173,17 @@ impl Inbox {
             .map(|&seq| (self.queue_key(seq), None))
             .collect();
         self.state.apply(changes)?;
-        self.state.sync().await
+        self.state.sync().await?;
+        self.outstanding
+            .send_modify(|n| *n = n.saturating_sub(seqs.len()));
+        Ok(())
+    }
+
+    /// Resolves when every accepted event has been completed: for an
+    /// operator's drain and for tests, which must not sleep to wait.
+    pub async fn idle(&self) {
+        let mut rx = self.outstanding.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Drops the dedup markers of events received before `unix` and returns

@@ -1,0 +1,257 @@
+//! keysmith.v1.PmsService over gRPC: reads of 3RPMS room access keys and the
+//! operator's sync, for the hotels configured with 3RPMS.
+use std::{collections::BTreeMap, sync::Arc};
+
+use keysmith_3rpms::{
+    errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
+};
+use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
+use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
+use tonic::{Request, Response, Status};
+
+use crate::access::{fail, record};
+
+pub struct PmsRpcService {
+    hotels: BTreeMap<String, Arc<HotelSync>>,
+    webhook_public_url: Option<String>,
+}
+
+impl PmsRpcService {
+    pub fn new(
+        hotels: BTreeMap<String, Arc<HotelSync>>,
+        webhook_public_url: Option<String>,
+    ) -> Self {
+        Self {
+            hotels,
+            webhook_public_url,
+        }
+    }
+
+    fn hotel(&self, property_id: &str) -> Result<&Arc<HotelSync>, Error> {
+        required("property_id", property_id)?;
+        self.hotels.get(property_id).ok_or_else(|| {
+            Error::not_found(
+                reasons::PROPERTY_NOT_FOUND,
+                format!("property {property_id:?} has no 3RPMS hotel configured"),
+            )
+            .with_context("property_id", property_id)
+        })
+    }
+}
+
+fn required(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(Error::invalid_field(
+            reasons::FIELD_REQUIRED,
+            field,
+            "is required",
+        ));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(Error::invalid_field(
+            reasons::FIELD_TOO_LONG,
+            field,
+            format!("is longer than {MAX_ID_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn staff(view: i32) -> Result<bool, Error> {
+    match pb::KeyView::try_from(view) {
+        Ok(pb::KeyView::Unspecified | pb::KeyView::Guest) => Ok(false),
+        Ok(pb::KeyView::Staff) => Ok(true),
+        Err(_) => Err(Error::invalid_field(
+            reasons::FIELD_INVALID,
+            "view",
+            format!("{view} is not a KeyView"),
+        )),
+    }
+}
+
+fn room(stay: RoomStayKey, staff: bool) -> pb::RoomStayKey {
+    let RoomStayKey {
+        room_stay_id,
+        room_name,
+        room_setup_id,
+        key,
+    } = stay;
+    pb::RoomStayKey {
+        room_stay_id,
+        room_setup_id,
+        room_name,
+        key: key.map(|k| pms_key(k, staff)),
+    }
+}
+
+fn pms_key(key: RoomAccessKey, staff: bool) -> pb::PmsKey {
+    let mut out = pb::PmsKey::default();
+    match key {
+        RoomAccessKey::Pin { id, pin } => {
+            out.id = id;
+            out.r#type = pb::PmsKeyType::Pin as i32;
+            out.type_name = "RoomAccessPin".into();
+            out.pin = pin.into_inner();
+        }
+        RoomAccessKey::KeyStorage {
+            id,
+            pin,
+            compartment,
+        } => {
+            out.id = id;
+            out.r#type = pb::PmsKeyType::KeyStorage as i32;
+            out.type_name = "RoomAccessKeyStorage".into();
+            out.pin = pin.into_inner();
+            // Asked of 3RPMS only for staff; dropped here as well.
+            if staff {
+                out.compartment = compartment.into_inner();
+            }
+        }
+        RoomAccessKey::Qr { id, qr_data } => {
+            out.id = id;
+            out.r#type = pb::PmsKeyType::Qr as i32;
+            out.type_name = "RoomAccessQR".into();
+            out.qr_data = qr_data.into_inner();
+        }
+        RoomAccessKey::Unknown { id, type_name } => {
+            out.id = id;
+            out.r#type = pb::PmsKeyType::Unknown as i32;
+            out.type_name = type_name;
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl PmsService for PmsRpcService {
+    async fn get_room_stay_key(
+        &self,
+        request: Request<pb::GetRoomStayKeyRequest>,
+    ) -> Result<Response<pb::RoomStayKey>, Status> {
+        let pb::GetRoomStayKeyRequest {
+            property_id,
+            room_stay_id,
+            view,
+        } = request.into_inner();
+        record(&property_id, None, None);
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        required("room_stay_id", &room_stay_id).map_err(fail)?;
+        let staff = staff(view).map_err(fail)?;
+        let found = hotel
+            .client()
+            .room_stay_key(&room_stay_id, staff)
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| {
+                Error::not_found(
+                    rpms_reasons::ROOM_STAY_NOT_FOUND,
+                    format!("3RPMS has no room stay {room_stay_id:?}"),
+                )
+                .with_context("room_stay_id", room_stay_id.clone())
+            })
+            .map_err(fail)?;
+        Ok(Response::new(room(found, staff)))
+    }
+
+    async fn list_reservation_room_keys(
+        &self,
+        request: Request<pb::ListReservationRoomKeysRequest>,
+    ) -> Result<Response<pb::ListReservationRoomKeysResponse>, Status> {
+        let pb::ListReservationRoomKeysRequest {
+            property_id,
+            reservation_code,
+            view,
+        } = request.into_inner();
+        record(&property_id, None, None);
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        required("reservation_code", &reservation_code).map_err(fail)?;
+        let staff = staff(view).map_err(fail)?;
+        let rooms = hotel
+            .client()
+            .reservation_room_keys(&reservation_code, staff)
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| {
+                Error::not_found(
+                    rpms_reasons::RESERVATION_NOT_FOUND,
+                    format!("3RPMS has no reservation with code {reservation_code:?}"),
+                )
+                .with_context("reservation_code", reservation_code.clone())
+            })
+            .map_err(fail)?;
+        Ok(Response::new(pb::ListReservationRoomKeysResponse {
+            rooms: rooms.into_iter().map(|r| room(r, staff)).collect(),
+        }))
+    }
+
+    async fn sync_room_stays(
+        &self,
+        request: Request<pb::SyncRoomStaysRequest>,
+    ) -> Result<Response<pb::SyncRoomStaysResponse>, Status> {
+        let pb::SyncRoomStaysRequest {
+            property_id,
+            room_stay_ids,
+        } = request.into_inner();
+        record(&property_id, None, None);
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        for (i, id) in room_stay_ids.iter().enumerate() {
+            required(&format!("room_stay_ids[{i}]"), id).map_err(fail)?;
+        }
+        let report = if room_stay_ids.is_empty() {
+            hotel.sync_window().await
+        } else {
+            hotel.sync_stays(&room_stay_ids).await
+        }
+        .map_err(fail)?;
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(Response::new(pb::SyncRoomStaysResponse {
+            read_requests: count(report.read_requests),
+            write_requests: count(report.write_requests),
+            keys_issued: count(report.issued),
+            keys_updated: count(report.updated),
+            keys_revoked: count(report.revoked),
+            keys_published: count(report.published),
+            skipped: report
+                .skipped
+                .into_iter()
+                .map(|(room_stay_id, why)| pb::SkippedRoomStay { room_stay_id, why })
+                .collect(),
+        }))
+    }
+
+    async fn register_webhook_endpoint(
+        &self,
+        request: Request<pb::RegisterWebhookEndpointRequest>,
+    ) -> Result<Response<pb::RegisterWebhookEndpointResponse>, Status> {
+        let pb::RegisterWebhookEndpointRequest {
+            property_id,
+            url,
+            replace,
+        } = request.into_inner();
+        record(&property_id, None, None);
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        let url = if url.is_empty() {
+            let base = self.webhook_public_url.as_deref().ok_or_else(|| {
+                fail(Error::invalid_field(
+                    rpms_reasons::WEBHOOK_URL_NOT_CONFIGURED,
+                    "url",
+                    "is required: no threerpms.webhook_public_url is configured",
+                ))
+            })?;
+            format!(
+                "{}/3rpms/webhooks/{property_id}",
+                base.trim_end_matches('/')
+            )
+        } else {
+            url
+        };
+        let endpoint = registration::register(hotel, &url, replace)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(pb::RegisterWebhookEndpointResponse {
+            endpoint_id: endpoint.endpoint_id,
+            url,
+            enabled: endpoint.enabled,
+        }))
+    }
+}

@@ -1,0 +1,179 @@
+//! The `keysmith` binary itself: check-config, environment overrides, and
+//! serve with a graceful stop on SIGTERM that keeps every acknowledged write.
+mod common;
+
+use std::{path::Path, process::Stdio};
+
+use keysmith_api::v1::{self as pb, access_service_client::AccessServiceClient};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keysmith");
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let text = keysmith_server::config::DEFAULT_CONFIG
+        .replace("listen = \"127.0.0.1:50051\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "data_dir = \"./keysmith-data\"",
+            &format!("data_dir = {:?}", dir.join("data").display().to_string()),
+        );
+    let path = dir.join("keysmith.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), "");
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("[server]", "[server]\nlisten_backlog = 5"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen_backlog"), "names the key: {stderr}");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .env("KEYSMITH__SERVER__LISTEN", "127.0.0.1:6061")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("listen 127.0.0.1:6061"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Starts `keysmith serve` and reads its JSON log until it says where it
+/// serves: the log line is the synchronisation, not a sleep.
+async fn serve(config: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String>>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("KEYSMITH__LOG__FORMAT", "json")
+        .env("KEYSMITH__LOG__FILTER", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("keysmith exited before serving");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        // The JSON log puts an event's fields at the top level.
+        if value["message"] == "keysmith is serving" {
+            break value["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let rest = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line);
+        }
+        seen
+    });
+    (child, addr, rest)
+}
+
+async fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_keeps_every_acknowledged_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let (mut child, addr, log) = serve(&path).await;
+    let mut client = AccessServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    // The binary runs on the real clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut issued = Vec::new();
+    for i in 0..20 {
+        let key = client
+            .issue(common::guest(
+                &format!("guest-{i}"),
+                &["lobby"],
+                now,
+                now + common::DAY,
+                "",
+            ))
+            .await
+            .expect("issued")
+            .into_inner()
+            .key
+            .unwrap();
+        issued.push(key.key_id);
+    }
+    sigterm(&child).await;
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+    let log = log.await.unwrap().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+
+    let (mut child, addr, _log) = serve(&path).await;
+    let mut client = AccessServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for key_id in &issued {
+        let key = client
+            .get_key(pb::GetKeyRequest {
+                property_id: common::PROPERTY.into(),
+                key_id: key_id.clone(),
+            })
+            .await
+            .expect("the key survived the stop")
+            .into_inner();
+        assert_eq!(&key.key_id, key_id);
+    }
+    sigterm(&child).await;
+    assert!(child.wait().await.unwrap().success());
+}

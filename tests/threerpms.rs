@@ -1,0 +1,765 @@
+//! keysmith with 3RPMS, end to end: the real keysmith server on an ephemeral
+//! port, the fake 3RPMS server on another, keysmith's gRPC API in between.
+//! Every scenario of the room access keys guide, the read API, errors, the
+//! rate-limit block, and request efficiency.
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, PROPERTY, T0};
+use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind, ReservationStatus};
+use jiff::civil::Date;
+use keysmith_api::v1::{self as pb, pms_service_client::PmsServiceClient};
+use keysmith_server::Config;
+use serde_json::json;
+use tonic::{transport::Channel, Code};
+use tonic_types::StatusExt;
+
+const WRITE_KEY: &str = "api_keysmith_write";
+const READ_KEY: &str = "api_keysmith_read";
+
+/// The hotel's date at T0 (2030-03-17 17:46 UTC).
+fn day(n: i64) -> String {
+    let today = Date::constant(2030, 3, 17);
+    today
+        .checked_add(jiff::Span::new().days(n))
+        .unwrap()
+        .to_string()
+}
+
+fn unix(date: &str, hour: i8) -> i64 {
+    let d: Date = date.parse().unwrap();
+    d.at(hour, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp()
+        .as_second()
+}
+
+struct Env {
+    fake: Fake3rpms,
+    server: TestServer,
+    pms: PmsServiceClient<Channel>,
+}
+
+struct Options {
+    fake: FakeConfig,
+    api_key: &'static str,
+    webhooks: bool,
+    /// Extra PIN rooms t-0 .. t-(n-1), mapped from 3RPMS rooms rs-t-i.
+    extra_rooms: usize,
+    edit: fn(&mut serde_json::Value),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            fake: FakeConfig::default(),
+            api_key: WRITE_KEY,
+            webhooks: false,
+            extra_rooms: 0,
+            edit: |_| {},
+        }
+    }
+}
+
+async fn env(options: Options) -> Env {
+    if std::env::var_os("TEST_LOG").is_some() {
+        keysmith_server::telemetry::init(&keysmith_server::config::LogConfig::default());
+    }
+    let fake = Fake3rpms::start(options.fake).await.unwrap();
+    fake.add_hotel(PROPERTY);
+    fake.add_api_key(PROPERTY, "keysmith", WRITE_KEY, Access::Write);
+    fake.add_api_key(PROPERTY, "keysmith", READ_KEY, Access::Read);
+    fake.add_room(PROPERTY, "rs-101", "Room 101");
+    fake.add_room(PROPERTY, "rs-102", "Room 102");
+    fake.add_room(PROPERTY, "rs-999", "Room 999 (not mapped)");
+    let mut rooms = vec![
+        json!({"room_setup_id": "rs-101", "entrances": ["room-101"]}),
+        json!({"room_setup_id": "rs-102", "spaces": ["room-102"]}),
+    ];
+    for i in 0..options.extra_rooms {
+        fake.add_room(PROPERTY, &format!("rs-t-{i}"), &format!("Test room {i}"));
+        rooms.push(json!({"room_setup_id": format!("rs-t-{i}"), "entrances": [format!("t-{i}")]}));
+    }
+    let mut threerpms = json!({
+        "endpoint": fake.graphql_url(),
+        "connect_timeout_ms": 2000,
+        "request_timeout_ms": 5000,
+        "initial_sync": false,
+        "hotels": [{
+            "property_id": PROPERTY,
+            "api_key": options.api_key,
+            "time_zone": "UTC",
+            "rooms": rooms,
+        }],
+    });
+    if options.webhooks {
+        threerpms["webhook_listen"] = json!("127.0.0.1:0");
+    }
+    (options.edit)(&mut threerpms);
+    let extra = options.extra_rooms;
+    let server = TestServer::start_with(move |c: &mut Config| {
+        c.threerpms = Some(serde_json::from_value(threerpms).expect("threerpms config"));
+        let property = &mut c.drivers.offline_lock.as_mut().unwrap().properties[0];
+        let template = property
+            .entrances
+            .iter()
+            .find(|e| e.id == "room-101")
+            .unwrap()
+            .clone();
+        for i in 0..extra {
+            let mut e = template.clone();
+            e.id = format!("t-{i}");
+            e.spaces = vec![format!("t-{i}")];
+            property.entrances.push(e);
+        }
+    })
+    .await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let pms = PmsServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    Env { fake, server, pms }
+}
+
+impl Env {
+    async fn sync(&self) -> pb::SyncRoomStaysResponse {
+        self.pms
+            .clone()
+            .sync_room_stays(pb::SyncRoomStaysRequest {
+                property_id: PROPERTY.into(),
+                room_stay_ids: vec![],
+            })
+            .await
+            .expect("sync")
+            .into_inner()
+    }
+
+    /// keysmith's keys for a room stay (every generation), newest last.
+    async fn keys_of(&self, stay: &str) -> Vec<pb::AccessKey> {
+        let mut out = Vec::new();
+        for generation in ["", ":1", ":2"] {
+            let page = self
+                .server
+                .list(pb::ListKeysRequest {
+                    property_id: PROPERTY.into(),
+                    reservation_key: format!("3rpms-stay:{stay}{generation}"),
+                    include_revoked: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            out.extend(page.keys);
+        }
+        out
+    }
+
+    async fn live_key(&self, stay: &str) -> pb::AccessKey {
+        let keys = self.keys_of(stay).await;
+        let live: Vec<_> = keys
+            .into_iter()
+            .filter(|k| k.state != pb::KeyState::Revoked as i32)
+            .collect();
+        assert_eq!(live.len(), 1, "one live key for {stay}: {live:?}");
+        live.into_iter().next().unwrap()
+    }
+
+    /// The PIN 3RPMS shows on the stay.
+    fn published_pin(&self, stay: &str) -> (String, String) {
+        let s = self.fake.room_stay(PROPERTY, stay).expect("stay");
+        let key_id = s.key_id.expect("a key on the stay");
+        let key = self.fake.key(PROPERTY, &key_id).expect("key exists");
+        assert_eq!(key.integration, "keysmith");
+        match key.kind {
+            KeyKind::Pin { pin } => (key_id, pin),
+            other => panic!("expected a pin, got {other:?}"),
+        }
+    }
+
+    async fn webhooks_settled(&self) {
+        self.fake.webhooks_idle().await;
+        self.server
+            .running
+            .as_ref()
+            .unwrap()
+            .webhooks_processed(PROPERTY)
+            .await;
+    }
+
+    async fn register_webhooks(&self) {
+        let addr = self.server.running.as_ref().unwrap().webhook_addr.unwrap();
+        let answer = self
+            .pms
+            .clone()
+            .register_webhook_endpoint(pb::RegisterWebhookEndpointRequest {
+                property_id: PROPERTY.into(),
+                url: format!("http://{addr}/3rpms/webhooks/{PROPERTY}"),
+                replace: false,
+            })
+            .await
+            .expect("registered")
+            .into_inner();
+        assert!(answer.enabled);
+        let endpoints = self.fake.webhook_endpoints(PROPERTY);
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].id, answer.endpoint_id);
+        assert_eq!(
+            endpoints[0].status,
+            fake_3rpms::WebhookEndpointStatus::Enabled
+        );
+    }
+}
+
+fn pin_of(key: &pb::AccessKey) -> String {
+    common::pin(key)
+}
+
+#[tokio::test]
+async fn the_window_sync_gives_every_stay_a_working_key_in_one_read_and_one_write() {
+    let e = env(Options::default()).await;
+    let r = e.fake.add_reservation(PROPERTY, "R-1001");
+    let s1 = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(2));
+    let s2 = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-102", &day(1), &day(3));
+    let later = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(10), &day(12));
+    let unmapped = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-999", &day(1), &day(2));
+    e.fake.reset_counts();
+
+    let report = e.sync().await;
+    assert_eq!(report.read_requests, 1);
+    assert_eq!(report.write_requests, 1);
+    assert_eq!(report.keys_issued, 2);
+    assert_eq!(report.keys_published, 2);
+    assert_eq!(e.fake.counts().http_requests, 2, "{:?}", e.fake.counts());
+    assert!(report
+        .skipped
+        .iter()
+        .any(|s| s.room_stay_id == unmapped && s.why.contains("no entrance mapping")));
+
+    for (stay, entrance, arrival, departure) in [
+        (&s1, "room-101", day(0), day(2)),
+        (&s2, "room-102", day(1), day(3)),
+    ] {
+        let key = e.live_key(stay).await;
+        assert_eq!(key.state, pb::KeyState::Active as i32);
+        assert_eq!(key.entrances[0].entrance_id, entrance);
+        assert_eq!(key.starts_at.unwrap().seconds, unix(&arrival, 15));
+        assert_eq!(key.ends_at.unwrap().seconds, unix(&departure, 11));
+        let (_, published) = e.published_pin(stay);
+        assert_eq!(published, pin_of(&key), "3RPMS shows the lock's PIN");
+        let at = unix(&arrival, 16).max(T0);
+        assert!(
+            e.server.present(entrance, &published, at).await.granted,
+            "the published PIN opens {entrance}"
+        );
+    }
+    assert_eq!(e.fake.room_stay(PROPERTY, &later).unwrap().key_id, None);
+
+    // Nothing changed: a second sync reads and writes nothing more.
+    e.fake.reset_counts();
+    let again = e.sync().await;
+    assert_eq!((again.keys_issued, again.write_requests), (0, 0));
+    assert_eq!(e.fake.counts().http_requests, 1);
+}
+
+#[tokio::test]
+async fn bringing_n_stays_into_sync_costs_a_read_and_a_write_per_hundred() {
+    for n in [1usize, 20, 200] {
+        let e = env(Options {
+            extra_rooms: n,
+            ..Options::default()
+        })
+        .await;
+        let r = e.fake.add_reservation(PROPERTY, "GROUP");
+        for i in 0..n {
+            e.fake
+                .add_room_stay(PROPERTY, &r, &format!("rs-t-{i}"), &day(1), &day(3));
+        }
+        e.fake.reset_counts();
+        let report = e.sync().await;
+        let hundreds = n.div_ceil(100) as i32;
+        assert_eq!(report.keys_issued as usize, n);
+        assert_eq!(report.keys_published as usize, n);
+        assert_eq!(report.read_requests, hundreds, "n={n}");
+        assert_eq!(report.write_requests, hundreds, "n={n}");
+        let http = e.fake.counts().http_requests;
+        assert_eq!(http, 2 * hundreds as u64, "n={n}");
+        println!("THREERPMS_EFFICIENCY n={n} requests={http} naive={}", 3 * n);
+    }
+}
+
+#[tokio::test]
+async fn stay_changes_reach_keysmith_through_signed_webhooks() {
+    let e = env(Options {
+        webhooks: true,
+        ..Options::default()
+    })
+    .await;
+    e.register_webhooks().await;
+    let r1 = e.fake.add_reservation(PROPERTY, "R-1");
+    let s1 = e
+        .fake
+        .add_room_stay(PROPERTY, &r1, "rs-101", &day(0), &day(2));
+    let s2 = e
+        .fake
+        .add_room_stay(PROPERTY, &r1, "rs-102", &day(1), &day(3));
+    e.webhooks_settled().await;
+    // The created events already brought both stays into step.
+    let k1 = e.live_key(&s1).await;
+    let (rpms1, pin1) = e.published_pin(&s1);
+    assert_eq!(pin1, pin_of(&k1));
+    e.live_key(&s2).await;
+
+    // Departure moved: the same key, its window follows, 3RPMS unchanged.
+    e.fake
+        .change_room_stay_dates(PROPERTY, &s1, &day(0), &day(4));
+    e.webhooks_settled().await;
+    let k1b = e.live_key(&s1).await;
+    assert_eq!(k1b.key_id, k1.key_id);
+    assert_eq!(k1b.ends_at.unwrap().seconds, unix(&day(4), 11));
+    assert_eq!(k1b.state, pb::KeyState::Active as i32, "re-encoded at once");
+    assert_eq!(e.published_pin(&s1), (rpms1.clone(), pin1.clone()));
+    assert!(
+        e.server
+            .present("room-101", &pin1, unix(&day(3), 12))
+            .await
+            .granted,
+        "the PIN opens on the new last day"
+    );
+
+    // Moved to another room: the old key is revoked, a new one published.
+    let (old_rpms2, _) = e.published_pin(&s2);
+    let old2 = e.live_key(&s2).await;
+    e.fake.move_room_stay(PROPERTY, &s2, "rs-101");
+    e.webhooks_settled().await;
+    let new2 = e.live_key(&s2).await;
+    assert_ne!(new2.key_id, old2.key_id);
+    assert_eq!(new2.entrances[0].entrance_id, "room-101");
+    let revoked = e.keys_of(&s2).await;
+    assert!(revoked
+        .iter()
+        .any(|k| k.key_id == old2.key_id && k.state == pb::KeyState::Revoked as i32));
+    let (new_rpms2, pin2) = e.published_pin(&s2);
+    assert_ne!(new_rpms2, old_rpms2);
+    assert_eq!(pin2, pin_of(&new2));
+    assert!(
+        e.fake.key(PROPERTY, &old_rpms2).is_none(),
+        "old 3RPMS key deleted"
+    );
+
+    // Deleted: keysmith revokes, the 3RPMS key is deleted.
+    e.fake.delete_room_stay(PROPERTY, &s1);
+    e.webhooks_settled().await;
+    assert!(e
+        .keys_of(&s1)
+        .await
+        .iter()
+        .all(|k| k.state == pb::KeyState::Revoked as i32));
+    assert!(e.fake.key(PROPERTY, &rpms1).is_none());
+
+    // Cancelled, then re-activated: revoked and removed, then a new key.
+    let r2 = e.fake.add_reservation(PROPERTY, "R-2");
+    let s4 = e
+        .fake
+        .add_room_stay(PROPERTY, &r2, "rs-102", &day(2), &day(5));
+    e.webhooks_settled().await;
+    let first = e.live_key(&s4).await;
+    let (rpms4, _) = e.published_pin(&s4);
+    e.fake
+        .set_reservation_status(PROPERTY, &r2, ReservationStatus::Cancelled);
+    e.webhooks_settled().await;
+    assert!(e
+        .keys_of(&s4)
+        .await
+        .iter()
+        .all(|k| k.state == pb::KeyState::Revoked as i32));
+    assert_eq!(e.fake.room_stay(PROPERTY, &s4).unwrap().key_id, None);
+    assert!(e.fake.key(PROPERTY, &rpms4).is_none());
+    e.fake
+        .set_reservation_status(PROPERTY, &r2, ReservationStatus::Confirmed);
+    e.webhooks_settled().await;
+    let again = e.live_key(&s4).await;
+    assert_ne!(again.key_id, first.key_id, "a new key, not the revoked one");
+    let (_, pin4) = e.published_pin(&s4);
+    assert_eq!(pin4, pin_of(&again));
+
+    // Split: the new stay shows up with the same 3RPMS key; keysmith shares
+    // its key and the window covers both stays.
+    let r3 = e.fake.add_reservation(PROPERTY, "R-3");
+    let s5 = e
+        .fake
+        .add_room_stay(PROPERTY, &r3, "rs-102", &day(5), &day(9));
+    e.webhooks_settled().await;
+    let k5 = e.live_key(&s5).await;
+    let (rpms5, pin5) = e.published_pin(&s5);
+    let s6 = e.fake.split_room_stay(PROPERTY, &s5, &day(7));
+    e.webhooks_settled().await;
+    assert_eq!(
+        e.fake.room_stay(PROPERTY, &s6).unwrap().key_id,
+        Some(rpms5.clone())
+    );
+    assert!(
+        e.keys_of(&s6).await.is_empty(),
+        "no second key for the split"
+    );
+    let k5b = e.live_key(&s5).await;
+    assert_eq!(k5b.key_id, k5.key_id);
+    assert_eq!(k5b.ends_at.unwrap().seconds, unix(&day(9), 11));
+
+    // 3RPMS deleted keysmith's key (its own cleanup): republished, same PIN.
+    e.fake.expire_key(PROPERTY, &rpms5);
+    e.webhooks_settled().await;
+    let (new5, again5) = e.published_pin(&s5);
+    assert_ne!(new5, rpms5);
+    assert_eq!(again5, pin5);
+    let (new6, again6) = e.published_pin(&s6);
+    assert_ne!(new6, rpms5);
+    assert_eq!(again6, pin5, "both stays show the PIN that opens the room");
+}
+
+#[tokio::test]
+async fn events_out_of_order_and_twice_end_in_the_same_state() {
+    let mut fake = FakeConfig::default();
+    fake.duplicate_webhooks = true;
+    let e = env(Options {
+        fake,
+        webhooks: true,
+        ..Options::default()
+    })
+    .await;
+    e.register_webhooks().await;
+    e.fake.set_reorder_webhooks(true);
+    e.fake.hold_webhooks();
+    let r = e.fake.add_reservation(PROPERTY, "R-9");
+    let s = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(1), &day(2));
+    e.fake
+        .change_room_stay_dates(PROPERTY, &s, &day(1), &day(3));
+    e.fake.move_room_stay(PROPERTY, &s, "rs-102");
+    e.fake.release_webhooks();
+    e.webhooks_settled().await;
+    let key = e.live_key(&s).await;
+    assert_eq!(key.entrances[0].entrance_id, "room-102");
+    assert_eq!(key.ends_at.unwrap().seconds, unix(&day(3), 11));
+    let (_, pin) = e.published_pin(&s);
+    assert_eq!(pin, pin_of(&key));
+    assert_eq!(
+        e.fake.keys(PROPERTY).len(),
+        1,
+        "exactly one 3RPMS key, whatever the order"
+    );
+}
+
+#[tokio::test]
+async fn a_badly_signed_webhook_is_refused_and_changes_nothing() {
+    let e = env(Options {
+        webhooks: true,
+        ..Options::default()
+    })
+    .await;
+    e.register_webhooks().await;
+    let event = e.fake.send_badly_signed_event(PROPERTY);
+    e.fake.webhooks_idle().await;
+    let attempts: Vec<_> = e
+        .fake
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event_id == event)
+        .collect();
+    assert!(!attempts.is_empty());
+    assert!(attempts.iter().all(|d| matches!(
+        d.outcome,
+        fake_3rpms::DeliveryOutcome::Rejected { status: 401 }
+    )));
+    e.fake.reset_counts();
+    e.webhooks_settled().await;
+    assert_eq!(e.fake.counts().http_requests, 0, "nothing was acted on");
+}
+
+#[tokio::test]
+async fn reads_give_pins_to_guests_and_compartments_only_to_staff() {
+    let e = env(Options {
+        api_key: READ_KEY,
+        ..Options::default()
+    })
+    .await;
+    let r = e.fake.add_reservation(PROPERTY, "R-READ");
+    let a = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
+    let b = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-102", &day(0), &day(1));
+    let c = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-999", &day(0), &day(1));
+    let pin = e.fake.add_foreign_key(
+        PROPERTY,
+        "doorlock",
+        KeyKind::Pin {
+            pin: "482913".into(),
+        },
+    );
+    let storage = e.fake.add_foreign_key(
+        PROPERTY,
+        "keybox",
+        KeyKind::KeyStorage {
+            pin: "ABC123".into(),
+            compartment: "C7".into(),
+        },
+    );
+    let nfc = e.fake.add_foreign_key(
+        PROPERTY,
+        "future",
+        KeyKind::Nfc {
+            nfc_data: "04A224".into(),
+        },
+    );
+    e.fake.assign_key(PROPERTY, &a, &pin);
+    e.fake.assign_key(PROPERTY, &b, &storage);
+    e.fake.assign_key(PROPERTY, &c, &nfc);
+    // More rooms than one page of 100.
+    for _ in 0..103 {
+        e.fake
+            .add_room_stay(PROPERTY, &r, "rs-999", &day(3), &day(4));
+    }
+
+    let list = |view: pb::KeyView| {
+        let mut pms = e.pms.clone();
+        async move {
+            pms.list_reservation_room_keys(pb::ListReservationRoomKeysRequest {
+                property_id: PROPERTY.into(),
+                reservation_code: "R-READ".into(),
+                view: view as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rooms
+        }
+    };
+    let guest = list(pb::KeyView::Guest).await;
+    assert_eq!(guest.len(), 106, "every page of rooms");
+    let by_stay = |rooms: &[pb::RoomStayKey], id: &str| {
+        rooms
+            .iter()
+            .find(|r| r.room_stay_id == id)
+            .and_then(|r| r.key.clone())
+            .unwrap()
+    };
+    let k = by_stay(&guest, &a);
+    assert_eq!(
+        (k.r#type, k.pin.as_str()),
+        (pb::PmsKeyType::Pin as i32, "482913")
+    );
+    let k = by_stay(&guest, &b);
+    assert_eq!(k.r#type, pb::PmsKeyType::KeyStorage as i32);
+    assert_eq!(k.pin, "ABC123");
+    assert_eq!(k.compartment, "", "never to guests");
+    let k = by_stay(&guest, &c);
+    assert_eq!(k.r#type, pb::PmsKeyType::Unknown as i32);
+    assert_eq!(k.type_name, "RoomAccessNfc");
+    let staff = list(pb::KeyView::Staff).await;
+    assert_eq!(by_stay(&staff, &b).compartment, "C7");
+
+    let one = e
+        .pms
+        .clone()
+        .get_room_stay_key(pb::GetRoomStayKeyRequest {
+            property_id: PROPERTY.into(),
+            room_stay_id: b.clone(),
+            view: pb::KeyView::Unspecified as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.room_name, "Room 102");
+    assert_eq!(one.key.unwrap().compartment, "");
+
+    let missing = e
+        .pms
+        .clone()
+        .get_room_stay_key(pb::GetRoomStayKeyRequest {
+            property_id: PROPERTY.into(),
+            room_stay_id: "no-such-stay".into(),
+            view: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(
+        missing.get_details_error_info().unwrap().reason,
+        "ROOM_STAY_NOT_FOUND"
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_map_by_category() {
+    // A read-only key cannot write: PERMISSION_DENIED, nothing half-done.
+    let e = env(Options {
+        api_key: READ_KEY,
+        ..Options::default()
+    })
+    .await;
+    let r = e.fake.add_reservation(PROPERTY, "R-E");
+    let s = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
+    let err = e
+        .pms
+        .clone()
+        .sync_room_stays(pb::SyncRoomStaysRequest {
+            property_id: PROPERTY.into(),
+            room_stay_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let info = err.get_details_error_info().unwrap();
+    assert_eq!(info.reason, "THREERPMS_AUTH");
+    assert_eq!(info.domain, "keysmith.dev");
+    assert!(info.metadata.contains_key("upstream_message"));
+    assert_eq!(e.fake.room_stay(PROPERTY, &s).unwrap().key_id, None);
+    // The lock's key was issued first and is remembered: another try
+    // publishes that same key rather than issuing a second one.
+    assert_eq!(e.keys_of(&s).await.len(), 1);
+    e.pms
+        .clone()
+        .sync_room_stays(pb::SyncRoomStaysRequest {
+            property_id: PROPERTY.into(),
+            room_stay_ids: vec![s.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.keys_of(&s).await.len(), 1, "not issued twice");
+
+    // The hotel is not set up for keys at 3RPMS: FAILED_PRECONDITION.
+    let e = env(Options::default()).await;
+    let r = e.fake.add_reservation(PROPERTY, "R-F");
+    e.fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
+    e.fake.set_hotel_configured(PROPERTY, false);
+    let err = e
+        .pms
+        .clone()
+        .sync_room_stays(pb::SyncRoomStaysRequest {
+            property_id: PROPERTY.into(),
+            room_stay_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "THREERPMS_CONFIGURATION"
+    );
+
+    // An unknown key: UNAUTHENTICATED.
+    let e = env(Options {
+        api_key: "api_wrong",
+        ..Options::default()
+    })
+    .await;
+    let err = e
+        .pms
+        .clone()
+        .get_room_stay_key(pb::GetRoomStayKeyRequest {
+            property_id: PROPERTY.into(),
+            room_stay_id: "x".into(),
+            view: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    // Bad input never reaches 3RPMS.
+    e.fake.reset_counts();
+    for (request, field) in [
+        (
+            pb::GetRoomStayKeyRequest {
+                property_id: PROPERTY.into(),
+                room_stay_id: String::new(),
+                view: 0,
+            },
+            "room_stay_id",
+        ),
+        (
+            pb::GetRoomStayKeyRequest {
+                property_id: PROPERTY.into(),
+                room_stay_id: "x".into(),
+                view: 9,
+            },
+            "view",
+        ),
+    ] {
+        let err = e.pms.clone().get_room_stay_key(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let violations = err.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, field);
+    }
+    assert_eq!(e.fake.counts().http_requests, 0);
+}
+
+#[tokio::test]
+async fn a_rate_limit_block_stops_keysmith_sending_and_answers_unavailable() {
+    let mut fake = FakeConfig::default();
+    fake.rate_limit_per_minute = 3;
+    fake.block_duration = Duration::from_secs(600);
+    let e = env(Options {
+        fake,
+        api_key: READ_KEY,
+        edit: |c| {
+            c["request_timeout_ms"] = json!(300);
+            c["connect_timeout_ms"] = json!(300);
+            c["timeouts_before_block"] = json!(1);
+            c["block_backoff_seconds"] = json!(900);
+        },
+        ..Options::default()
+    })
+    .await;
+    let read = || {
+        let mut pms = e.pms.clone();
+        async move {
+            pms.get_room_stay_key(pb::GetRoomStayKeyRequest {
+                property_id: PROPERTY.into(),
+                room_stay_id: "any".into(),
+                view: 0,
+            })
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(read().await.unwrap_err().code(), Code::NotFound);
+    }
+    // The fourth goes over the limit: 3RPMS blocks and never answers.
+    let err = read().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "THREERPMS_RATE_LIMITED"
+    );
+    let retry = err.get_details_retry_info().unwrap().retry_delay.unwrap();
+    assert!(retry > Duration::from_secs(60), "{retry:?}");
+    assert!(e.fake.is_blocked());
+
+    // While blocked keysmith does not even try.
+    let tried = e.fake.counts().blocked_connections;
+    for _ in 0..5 {
+        let err = read().await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert_eq!(
+            err.get_details_error_info().unwrap().reason,
+            "THREERPMS_RATE_LIMITED"
+        );
+    }
+    assert_eq!(e.fake.counts().blocked_connections, tried);
+}
