@@ -661,7 +661,7 @@ impl HotelSync {
             PublishedKeyType::Pin => CredentialMode::Pin,
             PublishedKeyType::Qr => CredentialMode::Qr,
         };
-        let key = self
+        let issued = self
             .service
             .issue(IssueRequest {
                 property_id: self.property_id().to_owned(),
@@ -679,7 +679,19 @@ impl HotelSync {
                 modes: vec![mode],
                 pin: None,
             })
-            .await?;
+            .await;
+        let key = match issued {
+            Ok(key) => key,
+            // The stay cannot have a key as configured (a room whose
+            // entrances take no PIN, say): the other stays go on.
+            Err(e) if !e.is_temporary() && e.kind() != keysmith_core::ErrorKind::Internal => {
+                report
+                    .skipped
+                    .push((stay.id.clone(), format!("no key issued: {e}")));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         report.issued += 1;
         Ok(Some(StayRecord {
             stay_id: stay.id.clone(),
