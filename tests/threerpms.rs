@@ -763,3 +763,30 @@ async fn a_rate_limit_block_stops_keysmith_sending_and_answers_unavailable() {
     }
     assert_eq!(e.fake.counts().blocked_connections, tried);
 }
+
+#[tokio::test]
+async fn a_published_key_revoked_through_keysmith_is_replaced_in_3rpms() {
+    let e = env(Options::default()).await;
+    let r = e.fake.add_reservation(PROPERTY, "R-LOST");
+    let s = e
+        .fake
+        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(3));
+    e.sync().await;
+    let lost = e.live_key(&s).await;
+    let (old_rpms, _) = e.published_pin(&s);
+
+    // The guest's PIN leaked: the front desk revokes it through keysmith.
+    e.server.revoke_key(&lost.key_id).await.unwrap();
+    e.webhooks_settled().await;
+
+    let new = e.live_key(&s).await;
+    assert_ne!(new.key_id, lost.key_id);
+    assert!(
+        e.fake.key(PROPERTY, &old_rpms).is_none(),
+        "the old key is gone from 3RPMS"
+    );
+    let (new_rpms, pin) = e.published_pin(&s);
+    assert_ne!(new_rpms, old_rpms);
+    assert_eq!(pin, pin_of(&new));
+    assert!(e.server.present("room-101", &pin, T0 + 600).await.granted);
+}

@@ -60,6 +60,16 @@ pub struct AccessService {
     router: Arc<Router>,
     clock: Arc<dyn Clock>,
     locks: Locks,
+    observers: parking_lot::RwLock<Vec<Arc<dyn KeyObserver>>>,
+}
+
+/// Told of keys revoked through the service, after the revocation is
+/// durable and before the caller's answer: an integration that published a
+/// key elsewhere (a PMS) queues its clean-up there, durably, and so never
+/// misses one. An observer's failure is logged; the revocation stands.
+#[async_trait::async_trait]
+pub trait KeyObserver: Send + Sync + 'static {
+    async fn revoked(&self, key: &AccessKey) -> Result<()>;
 }
 
 /// Listing scans at most this many index entries per page size unit, so a
@@ -73,7 +83,12 @@ impl AccessService {
             router,
             clock,
             locks: Locks::default(),
+            observers: parking_lot::RwLock::new(Vec::new()),
         }
+    }
+
+    pub fn observe(&self, observer: Arc<dyn KeyObserver>) {
+        self.observers.write().push(observer);
     }
 
     pub fn router(&self) -> &Arc<Router> {
@@ -294,6 +309,12 @@ impl AccessService {
             writes.reservations.push(r);
         }
         dedup_warnings(&mut all_warnings);
+        let newly_revoked: Vec<AccessKey> = writes
+            .keys
+            .iter()
+            .filter(|(_, old)| old.as_ref().is_some_and(|o| !o.is_revoked()))
+            .map(|(k, _)| k.clone())
+            .collect();
         let revocation = Revocation {
             keys: answer,
             warnings: all_warnings,
@@ -311,6 +332,14 @@ impl AccessService {
             },
         );
         self.commit(writes).await?;
+        let observers = self.observers.read().clone();
+        for key in &newly_revoked {
+            for observer in &observers {
+                if let Err(error) = observer.revoked(key).await {
+                    tracing::error!(key_id = %key.key_id, %error, "a key observer failed");
+                }
+            }
+        }
         Ok(revocation)
     }
 

@@ -43,8 +43,9 @@ impl Running {
         self.task.await.context("the server task failed")?
     }
 
-    /// Resolves once every 3RPMS webhook event received for the property so
-    /// far has been acted on (at once when there is no receiver).
+    /// Resolves once every 3RPMS event queued for the property so far (a
+    /// webhook, or a revocation of a published key) has been acted on; at
+    /// once for a property without 3RPMS.
     pub async fn webhooks_processed(&self, property_id: &str) {
         if let Some(inbox) = self.inboxes.get(property_id) {
             inbox.idle().await;

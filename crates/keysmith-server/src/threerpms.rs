@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use keysmith_3rpms::{
     config::ThreeRpmsConfig,
+    observer::RevocationObserver,
     sync::HotelSync,
     webhook::{self, HotelWebhooks, Inbox, ReceiverConfig},
     worker::Worker,
@@ -55,19 +56,22 @@ impl ThreeRpms {
                 HotelSync::new(hotel.clone(), client, service.clone(), state.clone())
                     .with_context(|| format!("threerpms hotel {:?}", hotel.property_id))?,
             );
-            let inbox = match config.webhook_listen {
-                Some(_) => {
-                    let inbox = Arc::new(Inbox::new(state.clone(), &hotel.property_id)?);
-                    inboxes.insert(hotel.property_id.clone(), inbox.clone());
-                    receivers.push(HotelWebhooks {
-                        property_id: hotel.property_id.clone(),
-                        inbox: inbox.clone(),
-                        state: state.clone(),
-                    });
-                    Some(inbox)
-                }
-                None => None,
-            };
+            // The inbox takes webhook events and keysmith's own revocations
+            // of published keys, whether or not webhooks are received.
+            let inbox = Arc::new(Inbox::new(state.clone(), &hotel.property_id)?);
+            inboxes.insert(hotel.property_id.clone(), inbox.clone());
+            service.observe(Arc::new(RevocationObserver::new(
+                sync.clone(),
+                inbox.clone(),
+            )));
+            if config.webhook_listen.is_some() {
+                receivers.push(HotelWebhooks {
+                    property_id: hotel.property_id.clone(),
+                    inbox: inbox.clone(),
+                    state: state.clone(),
+                });
+            }
+            let inbox = Some(inbox);
             let worker = Worker::new(sync.clone(), inbox, config.initial_sync);
             tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
             hotels.insert(hotel.property_id.clone(), sync);

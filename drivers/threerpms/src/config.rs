@@ -160,3 +160,31 @@ fn default_sync_days() -> u32 {
 fn default_nightly_at() -> String {
     "03:00".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let config: ThreeRpmsConfig = serde_json::from_value(serde_json::json!({
+            "hotels": [{
+                "property_id": "h",
+                "api_key": "api_very_secret_value",
+                "rooms": [{"room_setup_id": "1", "entrances": ["room-1"]}],
+            }],
+        }))
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("api_very_secret_value"), "{shown}");
+        assert_eq!(config.hotels[0].api_key.expose(), "api_very_secret_value");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let refused = serde_json::from_value::<ThreeRpmsConfig>(serde_json::json!({
+            "hotels": [], "request_per_minute": 10,
+        }));
+        assert!(refused.unwrap_err().to_string().contains("request_per_minute"));
+    }
+}

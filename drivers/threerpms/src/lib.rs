@@ -6,6 +6,7 @@ pub mod config;
 pub mod errors;
 pub mod limiter;
 pub mod model;
+pub mod observer;
 pub mod queries;
 pub mod registration;
 pub mod sync;

@@ -302,9 +302,13 @@ impl HotelSync {
                 continue;
             }
             match record {
-                Some(record) if record.room_setup_id != stay.room_setup_id => {
-                    // Moved to another room: a reservation's door set is
-                    // fixed, so the old key goes and a new one comes.
+                Some(record)
+                    if record.room_setup_id != stay.room_setup_id
+                        || self.key(&record.key_id)?.is_revoked() =>
+                {
+                    // Moved to another room (a reservation's door set is
+                    // fixed), or its key revoked through keysmith's API: the
+                    // old key goes and a new one comes.
                     let mut stay = stay;
                     if let Some(k) = &record.rpms_key_id {
                         if stay.key_id.as_deref() == Some(k) {

@@ -8,6 +8,7 @@ use jiff::civil::Time;
 use tokio::sync::watch;
 
 use crate::{
+    observer::KEY_REVOKED,
     sync::HotelSync,
     webhook::{Inbox, WebhookEvent},
 };
@@ -106,8 +107,19 @@ impl Worker {
             let mut stays = Vec::new();
             let mut reservations = Vec::new();
             let mut deleted_keys = Vec::new();
+            let mut revoked = Vec::new();
             for (_, event) in &pending {
                 classify(event, &mut stays, &mut reservations, &mut deleted_keys);
+                if event.kind == KEY_REVOKED {
+                    revoked.push(event.object_id.clone());
+                }
+            }
+            if !revoked.is_empty() {
+                for (stay_id, record) in self.hotel.records()? {
+                    if revoked.contains(&record.key_id) && !stays.contains(&stay_id) {
+                        stays.push(stay_id);
+                    }
+                }
             }
             if !reservations.is_empty() {
                 let report = self.hotel.sync_reservations(&reservations).await?;
@@ -164,6 +176,8 @@ fn classify(
                 reservations.push(id)
             }
         }
+        // Handled by the caller: it names a keysmith key, not a stay.
+        KEY_REVOKED => {}
         "room_access_key.deleted" => {
             if !deleted_keys.contains(&id) {
                 deleted_keys.push(id)
