@@ -2,7 +2,7 @@
 //! page by 100 and look many stays up at once; writes go in batches with
 //! `@chain`, create-and-assign pairs in one request.
 use jiff::civil::Date;
-use keysmith_core::{Result, Secret};
+use keysmith_core::{ErrorKind, Result, Secret};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -62,11 +62,30 @@ impl WritePlan {
 }
 
 /// The 3RPMS key created for each stay of the plan's creations.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub created: Vec<Assignment>,
     pub requests: usize,
+    /// Steps 3RPMS refused as invalid, each alone in its request; the rest
+    /// of the plan was carried out.
+    pub rejected: Vec<Rejected>,
 }
+
+/// A step of a plan that 3RPMS refused.
+#[derive(Debug)]
+pub struct Rejected {
+    pub room_stay_id: Option<String>,
+    pub key_id: Option<String>,
+    pub error: keysmith_core::Error,
+}
+
+impl PartialEq for Rejected {
+    fn eq(&self, other: &Self) -> bool {
+        self.room_stay_id == other.room_stay_id && self.key_id == other.key_id
+    }
+}
+
+impl Eq for Rejected {}
 
 #[derive(Deserialize)]
 struct Connection<T> {
@@ -411,9 +430,11 @@ impl Client {
     }
 
     /// Carries out a plan in as few requests as the batch limit allows. Each
-    /// request is all-or-nothing at 3RPMS; when one fails, the requests
-    /// before it have happened and none after it is sent, and the caller
-    /// reconciles from a fresh read.
+    /// request is all-or-nothing at 3RPMS. A request refused as invalid is
+    /// split until the refused step is alone (see `WriteOutcome::rejected`);
+    /// any other failure stops the plan there: the requests before it have
+    /// happened, none after it is sent, and the caller reconciles from a
+    /// fresh read.
     pub async fn write(&self, plan: &WritePlan) -> Result<WriteOutcome> {
         for creation in &plan.creations {
             creation.key.validate()?;
@@ -451,20 +472,67 @@ impl Client {
             )]);
         }
 
-        let mut outcome = WriteOutcome::default();
-        let mut index = 0;
-        while index < steps.len() {
-            let mut request: Vec<Operation> = Vec::new();
-            let mut kinds: Vec<usize> = Vec::new();
-            while index < steps.len() && request.len() + steps[index].len() <= self.batch_limit {
-                request.extend(steps[index].iter().cloned());
-                kinds.push(index);
-                index += 1;
+        // Groups of steps, one request each, within the batch limit.
+        let mut groups: std::collections::VecDeque<Vec<usize>> = Default::default();
+        let mut group = Vec::new();
+        let mut size = 0;
+        for (i, step) in steps.iter().enumerate() {
+            if size + step.len() > self.batch_limit && !group.is_empty() {
+                groups.push_back(std::mem::take(&mut group));
+                size = 0;
             }
-            let answers = self.transport.send(&request).await?;
+            size += step.len();
+            group.push(i);
+        }
+        if !group.is_empty() {
+            groups.push_back(group);
+        }
+
+        let mut outcome = WriteOutcome::default();
+        while let Some(group) = groups.pop_front() {
+            let request: Vec<Operation> = group
+                .iter()
+                .flat_map(|&i| steps[i].iter().cloned())
+                .collect();
             outcome.requests += 1;
+            let answers = match self.transport.send(&request).await {
+                Ok(answers) => answers,
+                // One bad step fails its whole request (all-or-nothing), and
+                // would fail it again on every retry: halve the request until
+                // the bad step stands alone, so the others still go through.
+                Err(e) if e.kind() == ErrorKind::InvalidArgument && group.len() > 1 => {
+                    let (first, second) = group.split_at(group.len() / 2);
+                    groups.push_front(second.to_vec());
+                    groups.push_front(first.to_vec());
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::InvalidArgument => {
+                    let step = group[0];
+                    let (room_stay_id, key_id) = if step < plan.removals.len() {
+                        let a = &plan.removals[step];
+                        (Some(a.room_stay_id.clone()), Some(a.key_id.clone()))
+                    } else if step < first_creation {
+                        let a = &plan.assignments[step - plan.removals.len()];
+                        (Some(a.room_stay_id.clone()), Some(a.key_id.clone()))
+                    } else if step < after_creations {
+                        (
+                            Some(plan.creations[step - first_creation].room_stay_id.clone()),
+                            None,
+                        )
+                    } else {
+                        (None, Some(plan.deletions[step - after_creations].clone()))
+                    };
+                    outcome.rejected.push(Rejected {
+                        room_stay_id,
+                        key_id,
+                        error: e,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut answers = answers.into_iter();
-            for step in kinds {
+            for step in group {
                 let is_creation = (first_creation..after_creations).contains(&step);
                 if is_creation {
                     let created = answers.next().unwrap_or(Value::Null);

@@ -185,6 +185,9 @@ mod tests {
         let refused = serde_json::from_value::<ThreeRpmsConfig>(serde_json::json!({
             "hotels": [], "request_per_minute": 10,
         }));
-        assert!(refused.unwrap_err().to_string().contains("request_per_minute"));
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("request_per_minute"));
     }
 }

@@ -584,6 +584,17 @@ impl HotelSync {
             self.client.write(&plan).await?
         };
         report.write_requests += outcome.requests;
+        for rejected in &outcome.rejected {
+            let what = rejected
+                .room_stay_id
+                .clone()
+                .or_else(|| rejected.key_id.clone())
+                .unwrap_or_default();
+            report.skipped.push((
+                what,
+                format!("3RPMS refused the change: {}", rejected.error),
+            ));
+        }
         report.published += outcome.created.len() + plan.assignments.len();
         for created in outcome.created {
             if let Some(record) = new_records.get_mut(&created.room_stay_id) {
