@@ -124,6 +124,11 @@ async fn env(options: Options) -> Env {
 }
 
 impl Env {
+    fn stay(&self, reservation: &str, room: &str, from: &str, to: &str) -> String {
+        self.fake
+            .add_room_stay(PROPERTY, reservation, room, from, to)
+    }
+
     async fn sync(&self) -> pb::SyncRoomStaysResponse {
         self.pms
             .clone()
@@ -219,18 +224,10 @@ fn pin_of(key: &pb::AccessKey) -> String {
 async fn the_window_sync_gives_every_stay_a_working_key_in_one_read_and_one_write() {
     let e = env(Options::default()).await;
     let r = e.fake.add_reservation(PROPERTY, "R-1001");
-    let s1 = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(2));
-    let s2 = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-102", &day(1), &day(3));
-    let later = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(10), &day(12));
-    let unmapped = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-999", &day(1), &day(2));
+    let s1 = e.stay(&r, "rs-101", &day(0), &day(2));
+    let s2 = e.stay(&r, "rs-102", &day(1), &day(3));
+    let later = e.stay(&r, "rs-101", &day(10), &day(12));
+    let unmapped = e.stay(&r, "rs-999", &day(1), &day(2));
     e.fake.reset_counts();
 
     let report = e.sync().await;
@@ -263,6 +260,29 @@ async fn the_window_sync_gives_every_stay_a_working_key_in_one_read_and_one_writ
     }
     assert_eq!(e.fake.room_stay(PROPERTY, &later).unwrap().key_id, None);
 
+    // keysmith remembers which 3RPMS stay and key each of its keys is for.
+    let k1 = e.live_key(&s1).await;
+    let links = e
+        .pms
+        .clone()
+        .list_room_stay_links(pb::ListRoomStayLinksRequest {
+            property_id: PROPERTY.into(),
+            key_id: k1.key_id.clone(),
+            room_stay_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].room_stay_id, s1);
+    assert_eq!(links[0].room_setup_id, "rs-101");
+    assert_eq!(links[0].arrival, day(0));
+    assert_eq!(
+        Some(links[0].pms_key_id.clone()),
+        e.fake.room_stay(PROPERTY, &s1).unwrap().key_id
+    );
+
     // Nothing changed: a second sync reads and writes nothing more.
     e.fake.reset_counts();
     let again = e.sync().await;
@@ -280,8 +300,7 @@ async fn bringing_n_stays_into_sync_costs_a_read_and_a_write_per_hundred() {
         .await;
         let r = e.fake.add_reservation(PROPERTY, "GROUP");
         for i in 0..n {
-            e.fake
-                .add_room_stay(PROPERTY, &r, &format!("rs-t-{i}"), &day(1), &day(3));
+            e.stay(&r, &format!("rs-t-{i}"), &day(1), &day(3));
         }
         e.fake.reset_counts();
         let report = e.sync().await;
@@ -305,12 +324,8 @@ async fn stay_changes_reach_keysmith_through_signed_webhooks() {
     .await;
     e.register_webhooks().await;
     let r1 = e.fake.add_reservation(PROPERTY, "R-1");
-    let s1 = e
-        .fake
-        .add_room_stay(PROPERTY, &r1, "rs-101", &day(0), &day(2));
-    let s2 = e
-        .fake
-        .add_room_stay(PROPERTY, &r1, "rs-102", &day(1), &day(3));
+    let s1 = e.stay(&r1, "rs-101", &day(0), &day(2));
+    let s2 = e.stay(&r1, "rs-102", &day(1), &day(3));
     e.webhooks_settled().await;
     // The created events already brought both stays into step.
     let k1 = e.live_key(&s1).await;
@@ -367,9 +382,7 @@ async fn stay_changes_reach_keysmith_through_signed_webhooks() {
 
     // Cancelled, then re-activated: revoked and removed, then a new key.
     let r2 = e.fake.add_reservation(PROPERTY, "R-2");
-    let s4 = e
-        .fake
-        .add_room_stay(PROPERTY, &r2, "rs-102", &day(2), &day(5));
+    let s4 = e.stay(&r2, "rs-102", &day(2), &day(5));
     e.webhooks_settled().await;
     let first = e.live_key(&s4).await;
     let (rpms4, _) = e.published_pin(&s4);
@@ -394,9 +407,7 @@ async fn stay_changes_reach_keysmith_through_signed_webhooks() {
     // Split: the new stay shows up with the same 3RPMS key; keysmith shares
     // its key and the window covers both stays.
     let r3 = e.fake.add_reservation(PROPERTY, "R-3");
-    let s5 = e
-        .fake
-        .add_room_stay(PROPERTY, &r3, "rs-102", &day(5), &day(9));
+    let s5 = e.stay(&r3, "rs-102", &day(5), &day(9));
     e.webhooks_settled().await;
     let k5 = e.live_key(&s5).await;
     let (rpms5, pin5) = e.published_pin(&s5);
@@ -439,9 +450,7 @@ async fn events_out_of_order_and_twice_end_in_the_same_state() {
     e.fake.set_reorder_webhooks(true);
     e.fake.hold_webhooks();
     let r = e.fake.add_reservation(PROPERTY, "R-9");
-    let s = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(1), &day(2));
+    let s = e.stay(&r, "rs-101", &day(1), &day(2));
     e.fake
         .change_room_stay_dates(PROPERTY, &s, &day(1), &day(3));
     e.fake.move_room_stay(PROPERTY, &s, "rs-102");
@@ -493,15 +502,9 @@ async fn reads_give_pins_to_guests_and_compartments_only_to_staff() {
     })
     .await;
     let r = e.fake.add_reservation(PROPERTY, "R-READ");
-    let a = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
-    let b = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-102", &day(0), &day(1));
-    let c = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-999", &day(0), &day(1));
+    let a = e.stay(&r, "rs-101", &day(0), &day(1));
+    let b = e.stay(&r, "rs-102", &day(0), &day(1));
+    let c = e.stay(&r, "rs-999", &day(0), &day(1));
     let pin = e.fake.add_foreign_key(
         PROPERTY,
         "doorlock",
@@ -529,8 +532,7 @@ async fn reads_give_pins_to_guests_and_compartments_only_to_staff() {
     e.fake.assign_key(PROPERTY, &c, &nfc);
     // More rooms than one page of 100.
     for _ in 0..103 {
-        e.fake
-            .add_room_stay(PROPERTY, &r, "rs-999", &day(3), &day(4));
+        e.stay(&r, "rs-999", &day(3), &day(4));
     }
 
     let list = |view: pb::KeyView| {
@@ -611,9 +613,7 @@ async fn upstream_errors_map_by_category() {
     })
     .await;
     let r = e.fake.add_reservation(PROPERTY, "R-E");
-    let s = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
+    let s = e.stay(&r, "rs-101", &day(0), &day(1));
     let err = e
         .pms
         .clone()
@@ -645,8 +645,7 @@ async fn upstream_errors_map_by_category() {
     // The hotel is not set up for keys at 3RPMS: FAILED_PRECONDITION.
     let e = env(Options::default()).await;
     let r = e.fake.add_reservation(PROPERTY, "R-F");
-    e.fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(1));
+    e.stay(&r, "rs-101", &day(0), &day(1));
     e.fake.set_hotel_configured(PROPERTY, false);
     let err = e
         .pms
@@ -768,9 +767,7 @@ async fn a_rate_limit_block_stops_keysmith_sending_and_answers_unavailable() {
 async fn a_published_key_revoked_through_keysmith_is_replaced_in_3rpms() {
     let e = env(Options::default()).await;
     let r = e.fake.add_reservation(PROPERTY, "R-LOST");
-    let s = e
-        .fake
-        .add_room_stay(PROPERTY, &r, "rs-101", &day(0), &day(3));
+    let s = e.stay(&r, "rs-101", &day(0), &day(3));
     e.sync().await;
     let lost = e.live_key(&s).await;
     let (old_rpms, _) = e.published_pin(&s);

@@ -254,4 +254,33 @@ impl PmsService for PmsRpcService {
             enabled: endpoint.enabled,
         }))
     }
+
+    async fn list_room_stay_links(
+        &self,
+        request: Request<pb::ListRoomStayLinksRequest>,
+    ) -> Result<Response<pb::ListRoomStayLinksResponse>, Status> {
+        let pb::ListRoomStayLinksRequest {
+            property_id,
+            key_id,
+            room_stay_id,
+        } = request.into_inner();
+        record(&property_id, Some(&key_id), None);
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        let links = hotel
+            .records()
+            .map_err(fail)?
+            .into_values()
+            .filter(|r| key_id.is_empty() || r.key_id == key_id)
+            .filter(|r| room_stay_id.is_empty() || r.stay_id == room_stay_id)
+            .map(|r| pb::RoomStayLink {
+                room_stay_id: r.stay_id,
+                room_setup_id: r.room_setup_id,
+                arrival: r.arrival.to_string(),
+                departure: r.departure.to_string(),
+                key_id: r.key_id,
+                pms_key_id: r.rpms_key_id.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListRoomStayLinksResponse { links }))
+    }
 }

@@ -409,52 +409,38 @@ impl HotelSync {
                 }
             };
             // 3RPMS: the stay must hold keysmith's key.
-            match (&record.rpms_key_id, &stay.key_id) {
-                (Some(ours), Some(on_stay)) if ours == on_stay => {}
-                (Some(ours), on_stay) => {
-                    if let Some(other) = on_stay {
-                        let known = all_known
-                            .values()
-                            .any(|r| r.rpms_key_id.as_deref() == Some(other.as_str()));
-                        if !known {
-                            report.skipped.push((
-                                stay.id.clone(),
-                                format!("the stay holds room access key {other}, which keysmith did not create"),
-                            ));
-                            new_records.insert(stay.id.clone(), record);
-                            continue;
-                        }
-                        plan.removals.push(Assignment {
-                            room_stay_id: stay.id.clone(),
-                            key_id: other.clone(),
-                        });
-                    }
-                    plan.assignments.push(Assignment {
-                        room_stay_id: stay.id.clone(),
-                        key_id: ours.clone(),
-                    });
+            let ours = record.rpms_key_id.clone();
+            if ours.is_some() && ours == stay.key_id {
+                new_records.insert(stay.id.clone(), record);
+                continue;
+            }
+            if let Some(other) = &stay.key_id {
+                // Another key is on the stay: keysmith may take it off only
+                // if keysmith created it.
+                let known = all_known
+                    .values()
+                    .any(|r| r.rpms_key_id.as_deref() == Some(other.as_str()));
+                if !known {
+                    report.skipped.push((
+                        stay.id.clone(),
+                        format!(
+                            "the stay holds room access key {other}, which keysmith did not create"
+                        ),
+                    ));
+                    new_records.insert(stay.id.clone(), record);
+                    continue;
                 }
-                (None, Some(other)) => {
-                    let known = all_known
-                        .values()
-                        .any(|r| r.rpms_key_id.as_deref() == Some(other.as_str()));
-                    if !known {
-                        report.skipped.push((
-                            stay.id.clone(),
-                            format!("the stay holds room access key {other}, which keysmith did not create"),
-                        ));
-                        new_records.insert(stay.id.clone(), record);
-                        continue;
-                    }
-                    plan.removals.push(Assignment {
-                        room_stay_id: stay.id.clone(),
-                        key_id: other.clone(),
-                    });
-                    to_publish.push(stay.id.clone());
-                }
-                (None, None) => {
-                    to_publish.push(stay.id.clone());
-                }
+                plan.removals.push(Assignment {
+                    room_stay_id: stay.id.clone(),
+                    key_id: other.clone(),
+                });
+            }
+            match ours {
+                Some(ours) => plan.assignments.push(Assignment {
+                    room_stay_id: stay.id.clone(),
+                    key_id: ours,
+                }),
+                None => to_publish.push(stay.id.clone()),
             }
             new_records.insert(stay.id.clone(), record);
         }
