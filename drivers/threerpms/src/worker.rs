@@ -74,7 +74,9 @@ impl Worker {
                     }
                 }
                 _ = Self::work_arrived(self.inbox.as_deref()) => {
-                    if let Err(error) = self.drain_inbox().await {
+                    // The events stay queued until done: keep at it, waiting
+                    // between tries, rather than until the next event.
+                    while let Err(error) = self.drain_inbox().await {
                         tracing::warn!(%property, %error, "3RPMS webhook events not processed yet");
                         if wait(&mut stop, error.retry_after().unwrap_or(RETRY)).await {
                             return;
