@@ -40,6 +40,8 @@ pub struct DriverCapability {
     pub update: bool,
     /// Re-encode credentials after a change.
     pub encode: bool,
+    /// Issues asynchronously and can be asked where a key stands.
+    pub refresh: bool,
     /// Apply override and join by reservation.
     pub reservations: bool,
     pub staff: bool,

@@ -126,6 +126,30 @@ pub struct EncodeReply {
 
 /// A lock system or PMS behind some entrances. The core checks capabilities
 /// and the reservation rules before calling; a driver only provisions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RefreshArgs {
+    pub key: KeySlice,
+}
+
+/// Where a driver's part of a key stands, for drivers that issue credentials
+/// asynchronously (an online lock platform provisioning access methods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProvisionState {
+    /// Still being provisioned: some credential is not issued yet.
+    Issuing,
+    /// Every credential is issued and usable.
+    Active,
+    /// A credential must be encoded (a card) before it opens.
+    EncodingRequired,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RefreshReply {
+    pub credentials: Vec<Credential>,
+    pub state: ProvisionState,
+    pub warnings: Vec<Warning>,
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     fn info(&self) -> DriverInfo;
@@ -140,4 +164,14 @@ pub trait Driver: Send + Sync + 'static {
     async fn update(&self, args: UpdateArgs) -> Result<UpdateReply>;
 
     async fn encode(&self, args: EncodeArgs) -> Result<EncodeReply>;
+
+    /// Reads where an asynchronously issued key stands now. Only drivers
+    /// whose capability says `refresh` are asked.
+    async fn refresh(&self, _args: RefreshArgs) -> Result<RefreshReply> {
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            crate::error::reasons::OPERATION_NOT_SUPPORTED,
+            format!("driver {:?} does not refresh keys", self.info().name),
+        ))
+    }
 }

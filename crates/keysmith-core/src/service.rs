@@ -498,6 +498,63 @@ impl AccessService {
         Ok(key)
     }
 
+    /// Asks the drivers that issue asynchronously where a key stands and
+    /// stores what they answer: credentials as they get issued, and the
+    /// key's state (issuing, active, encoding required).
+    pub async fn refresh_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
+        let first = self.require_key(property_id, key_id)?;
+        let _guards = self
+            .locks
+            .acquire(&lock_names(property_id, None, first.reservation_key()))
+            .await;
+        let old = self.require_key(property_id, key_id)?;
+        if old.is_revoked() {
+            return Ok(old);
+        }
+        let mut key = old.clone();
+        let mut states = Vec::new();
+        for driver_name in old.drivers() {
+            let driver = self.router.driver(driver_name)?;
+            if !driver.info().capability.refresh {
+                continue;
+            }
+            let reply = driver
+                .refresh(crate::driver::RefreshArgs {
+                    key: slice_for(&old, driver_name),
+                })
+                .await?;
+            replace_credentials(&mut key, driver_name, reply.credentials);
+            for w in reply.warnings {
+                if !key.warnings.contains(&w) {
+                    key.warnings.push(w);
+                }
+            }
+            states.push(reply.state);
+        }
+        use crate::driver::ProvisionState;
+        if states.is_empty() {
+            return Ok(old);
+        }
+        key.stored_state = if states.contains(&ProvisionState::Issuing) {
+            KeyState::Issuing
+        } else if states.contains(&ProvisionState::EncodingRequired) {
+            KeyState::EncodingRequired
+        } else {
+            KeyState::Active
+        };
+        if key.credentials == old.credentials
+            && key.stored_state == old.stored_state
+            && key.warnings == old.warnings
+        {
+            return Ok(old);
+        }
+        key.updated_at = self.clock.now();
+        let mut writes = WriteSet::default();
+        writes.keys.push((key.clone(), Some(old)));
+        self.commit(writes).await?;
+        Ok(key)
+    }
+
     pub fn get_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
         let mut v = crate::request::Violations::default();
         v.id("property_id", property_id);

@@ -380,17 +380,31 @@ pub fn entrance(e: &RoutedEntrance) -> pb::Entrance {
 }
 
 fn driver_capability(c: &DriverCapability) -> pb::DriverCapability {
+    let DriverCapability {
+        issue,
+        revoke,
+        update,
+        encode,
+        refresh,
+        reservations,
+        staff,
+        caller_pin,
+        online,
+        offline,
+        modes,
+    } = c;
     pb::DriverCapability {
-        issue: c.issue,
-        revoke: c.revoke,
-        update: c.update,
-        encode: c.encode,
-        reservations: c.reservations,
-        staff: c.staff,
-        caller_pin: c.caller_pin,
-        online: c.online,
-        offline: c.offline,
-        modes: c.modes.iter().map(|m| mode_to_pb(*m) as i32).collect(),
+        issue: *issue,
+        revoke: *revoke,
+        update: *update,
+        encode: *encode,
+        refresh: *refresh,
+        reservations: *reservations,
+        staff: *staff,
+        caller_pin: *caller_pin,
+        online: *online,
+        offline: *offline,
+        modes: modes.iter().map(|m| mode_to_pb(*m) as i32).collect(),
     }
 }
 

@@ -280,6 +280,8 @@ impl Driver for OfflineLock {
                 revoke: true,
                 update: true,
                 encode: true,
+                // Credentials are ready when issued.
+                refresh: false,
                 reservations: true,
                 staff: true,
                 caller_pin: true,
