@@ -400,6 +400,7 @@ async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, S
     let mut client = AccessServiceClient::new(channel.clone());
     let request = ListEntrancesRequest {
         property_id: args.property.clone(),
+        refresh: false,
     };
     let response = timeout(SETUP_TIMEOUT, client.list_entrances(request))
         .await

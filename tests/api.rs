@@ -460,6 +460,7 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
         .clone()
         .list_entrances(pb::ListEntrancesRequest {
             property_id: PROPERTY.into(),
+            refresh: true,
         })
         .await
         .unwrap()
@@ -478,6 +479,7 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
         .clone()
         .list_entrances(pb::ListEntrancesRequest {
             property_id: "elsewhere".into(),
+            refresh: false,
         })
         .await
         .unwrap_err();

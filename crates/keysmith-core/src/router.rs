@@ -27,6 +27,15 @@ struct Catalog {
     properties: BTreeMap<String, Vec<String>>,
 }
 
+/// What a refresh of the entrances changed: (property, entrance) pairs.
+#[derive(Debug, Default)]
+pub struct EntranceChanges {
+    pub appeared: Vec<(String, String)>,
+    pub disappeared: Vec<(String, String)>,
+    /// Drivers whose entrances could not be read; they kept their old ones.
+    pub failed: Vec<(String, Error)>,
+}
+
 pub struct Router {
     drivers: BTreeMap<String, Arc<dyn Driver>>,
     catalog: RwLock<Arc<Catalog>>,
@@ -50,16 +59,37 @@ impl Router {
             drivers: by_name,
             catalog: RwLock::new(Arc::default()),
         };
-        router.refresh().await?;
+        let changes = router.refresh().await?;
+        for (driver, error) in &changes.failed {
+            tracing::warn!(driver, %error, "could not read a driver's entrances at start");
+        }
         Ok(router)
     }
 
-    /// Reloads every driver's entrances. An entrance id claimed by two
-    /// drivers in one property is an error: routing would be ambiguous.
-    pub async fn refresh(&self) -> Result<()> {
+    /// Reloads every driver's entrances and says what changed. A driver that
+    /// cannot list its entrances now (its platform is down) keeps the ones
+    /// it had, so that one unreachable provider does not take the others'
+    /// doors away. An entrance id claimed by two drivers in one property is
+    /// an error: routing would be ambiguous.
+    pub async fn refresh(&self) -> Result<EntranceChanges> {
+        let old = self.catalog.read().clone();
         let mut catalog = Catalog::default();
+        let mut changes = EntranceChanges::default();
         for (name, driver) in &self.drivers {
-            for spec in driver.entrances().await? {
+            let specs = match driver.entrances().await {
+                Ok(specs) => specs,
+                Err(error) => {
+                    let kept: Vec<EntranceSpec> = old
+                        .entrances
+                        .values()
+                        .filter(|e| &e.driver == name)
+                        .map(|e| e.spec.clone())
+                        .collect();
+                    changes.failed.push((name.clone(), error));
+                    kept
+                }
+            };
+            for spec in specs {
                 let id = (spec.property_id.clone(), spec.entrance_id.clone());
                 for space in &spec.space_ids {
                     catalog
@@ -85,8 +115,22 @@ impl Router {
                 }
             }
         }
+        changes.appeared = catalog
+            .entrances
+            .keys()
+            .filter(|k| !old.entrances.contains_key(*k))
+            .cloned()
+            .collect();
+        changes.disappeared = old
+            .entrances
+            .keys()
+            .filter(|k| !catalog.entrances.contains_key(*k))
+            .cloned()
+            .collect();
+        changes.appeared.sort();
+        changes.disappeared.sort();
         *self.catalog.write() = Arc::new(catalog);
-        Ok(())
+        Ok(changes)
     }
 
     pub fn driver(&self, name: &str) -> Result<&Arc<dyn Driver>> {

@@ -634,6 +634,26 @@ impl AccessService {
         }
     }
 
+    /// Re-reads every driver's entrances and reports what changed: an
+    /// entrance that disappeared is said, loudly, not dropped in silence.
+    pub async fn refresh_entrances(&self) -> Result<crate::router::EntranceChanges> {
+        let changes = self.router.refresh().await?;
+        for (property, entrance) in &changes.disappeared {
+            tracing::warn!(
+                property,
+                entrance,
+                "an entrance disappeared from its driver"
+            );
+        }
+        for (property, entrance) in &changes.appeared {
+            tracing::info!(property, entrance, "a new entrance");
+        }
+        for (driver, error) in &changes.failed {
+            tracing::warn!(driver, %error, "could not read a driver's entrances; kept the old ones");
+        }
+        Ok(changes)
+    }
+
     pub fn list_entrances(&self, property_id: &str) -> Result<Vec<Arc<RoutedEntrance>>> {
         let mut v = crate::request::Violations::default();
         v.id("property_id", property_id);

@@ -137,12 +137,37 @@ impl AccessRpc for AccessRpcService {
         Ok(Response::new(convert::access_key(key, self.service.now())))
     }
 
+    async fn refresh_key(
+        &self,
+        request: Request<pb::RefreshKeyRequest>,
+    ) -> Result<Response<pb::AccessKey>, Status> {
+        let pb::RefreshKeyRequest {
+            property_id,
+            key_id,
+        } = request.into_inner();
+        record(&property_id, Some(&key_id), None);
+        // Validates the ids and finds the key before asking any driver.
+        self.service.get_key(&property_id, &key_id).map_err(fail)?;
+        let key = self
+            .service
+            .refresh_key(&property_id, &key_id)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(convert::access_key(key, self.service.now())))
+    }
+
     async fn list_entrances(
         &self,
         request: Request<pb::ListEntrancesRequest>,
     ) -> Result<Response<pb::ListEntrancesResponse>, Status> {
-        let pb::ListEntrancesRequest { property_id } = request.into_inner();
+        let pb::ListEntrancesRequest {
+            property_id,
+            refresh,
+        } = request.into_inner();
         record(&property_id, None, None);
+        if refresh {
+            self.service.refresh_entrances().await.map_err(fail)?;
+        }
         let entrances = self.service.list_entrances(&property_id).map_err(fail)?;
         Ok(Response::new(pb::ListEntrancesResponse {
             entrances: entrances.iter().map(|e| convert::entrance(e)).collect(),

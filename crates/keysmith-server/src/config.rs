@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use config::{Environment, File, FileFormat};
 use keysmith_3rpms::config::ThreeRpmsConfig;
 use keysmith_offline_lock::OfflineLockConfig;
+use keysmith_seam::SeamConfig;
 use serde::Deserialize;
 
 /// The embedded default: the simulated lock with a demo hotel, on loopback.
@@ -69,6 +70,8 @@ pub enum LogFormat {
 pub struct DriversConfig {
     /// The simulated offline lock.
     pub offline_lock: Option<OfflineLockConfig>,
+    /// Seam: access grants on the lock systems Seam connects.
+    pub seam: Option<SeamConfig>,
 }
 
 impl Default for LogConfig {

@@ -16,6 +16,7 @@ use keysmith_core::{
     AccessService, Driver,
 };
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
+use keysmith_seam::{follower::Follower, SeamDriver};
 use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -84,12 +85,28 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         drivers.push(lock.clone());
         offline_lock = Some(lock);
     }
+    if let Some(seam) = &config.drivers.seam {
+        drivers.push(Arc::new(SeamDriver::new(seam)?));
+    }
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
     let threerpms = match &config.threerpms {
         Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
         None => None,
     };
+    let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
+    let seam_follower = config.drivers.seam.as_ref().map(|seam| {
+        let follower = Follower::new(
+            service.clone(),
+            seam.workspaces
+                .iter()
+                .map(|w| w.property_id.clone())
+                .collect(),
+            Duration::from_millis(seam.poll_interval_ms.max(100)),
+            Duration::from_secs(seam.entrance_refresh_seconds.max(1)),
+        );
+        tokio::spawn(follower.run(followers_stop.clone()))
+    });
     let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr);
     let inboxes = threerpms
         .as_ref()
@@ -169,6 +186,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
                     .await;
             })
             .await;
+        let _ = stop_followers.send(true);
+        if let Some(task) = seam_follower {
+            let _ = task.await;
+        }
         if let Some(threerpms) = threerpms {
             threerpms.stop().await;
         }
