@@ -16,7 +16,7 @@ use keysmith_core::{
     AccessService, Driver,
 };
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
-use keysmith_seam::{follower::Follower, SeamDriver};
+use keysmith_seam::{follower::Follower, SeamDriver, DRIVER_NAME as SEAM};
 use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -30,6 +30,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where 3RPMS webhooks are received, when configured.
     pub webhook_addr: Option<SocketAddr>,
+    /// Where Seam's events are received, when configured.
+    pub seam_webhook_addr: Option<SocketAddr>,
     inboxes: BTreeMap<String, Arc<Inbox>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -85,8 +87,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         drivers.push(lock.clone());
         offline_lock = Some(lock);
     }
+    let mut seam_driver = None;
     if let Some(seam) = &config.drivers.seam {
-        drivers.push(Arc::new(SeamDriver::new(seam)?));
+        let driver = Arc::new(SeamDriver::new(seam, store.driver_state(SEAM)?)?);
+        drivers.push(driver.clone());
+        seam_driver = Some(driver);
     }
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
@@ -107,6 +112,30 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         );
         tokio::spawn(follower.run(followers_stop.clone()))
     });
+    let mut seam_webhook_addr = None;
+    let mut seam_receiver = None;
+    if let (Some(seam), Some(driver)) = (&config.drivers.seam, &seam_driver) {
+        if let Some(listen) = seam.webhook_listen {
+            let secrets = seam
+                .workspaces
+                .iter()
+                .filter_map(|w| Some((w.property_id.clone(), w.webhook_secret.clone()?)))
+                .collect();
+            let app = keysmith_seam::webhook::router(secrets, driver.clone(), service.clone());
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for Seam events on {listen}"))?;
+            seam_webhook_addr = Some(listener.local_addr()?);
+            let mut stop = followers_stop.clone();
+            seam_receiver = Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }));
+        }
+    }
     let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr);
     let inboxes = threerpms
         .as_ref()
@@ -187,7 +216,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             })
             .await;
         let _ = stop_followers.send(true);
-        if let Some(task) = seam_follower {
+        for task in [seam_follower, seam_receiver].into_iter().flatten() {
             let _ = task.await;
         }
         if let Some(threerpms) = threerpms {
@@ -201,6 +230,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     Ok(Running {
         addr,
         webhook_addr,
+        seam_webhook_addr,
         inboxes,
         shutdown: Some(shutdown_tx),
         task,

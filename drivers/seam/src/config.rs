@@ -24,6 +24,9 @@ pub struct SeamConfig {
     /// How often entrances are re-read.
     #[serde(default = "default_entrance_refresh_seconds")]
     pub entrance_refresh_seconds: u64,
+    /// Where Seam's events (through Svix) are received; none when absent.
+    #[serde(default)]
+    pub webhook_listen: Option<std::net::SocketAddr>,
     pub workspaces: Vec<WorkspaceConfig>,
 }
 

@@ -3,7 +3,7 @@
 //! with the reservation_key only when a targeted entrance can belong to a
 //! reservation (the guide's step 2). Access methods are issued
 //! asynchronously; `refresh` reads where they stand.
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use keysmith_core::{
@@ -14,7 +14,9 @@ use keysmith_core::{
         UpdateArgs, UpdateReply,
     },
     key::{Behaviour, Credential, CredentialData, Warning},
-    reasons as core_reasons, Driver, Error, ErrorKind, Result, Secret, Timestamp,
+    reasons as core_reasons,
+    store::DriverState,
+    Driver, Error, ErrorKind, Result, Secret, Timestamp,
 };
 use serde_json::{json, Value};
 
@@ -28,6 +30,13 @@ pub const DRIVER_NAME: &str = "seam";
 
 pub struct SeamDriver {
     workspaces: BTreeMap<String, SeamClient>,
+    /// Access grant id -> keysmith key id, for events that name the grant.
+    state: Arc<dyn DriverState>,
+}
+
+fn grant_entry(property_id: &str, grant_id: &str) -> Vec<u8> {
+    // NUL ends the property: no property id contains it.
+    format!("grant/{property_id}\0{grant_id}").into_bytes()
 }
 
 fn iso(t: Timestamp) -> String {
@@ -75,7 +84,7 @@ pub fn reservation_key(key: &str, epoch: u64) -> String {
 }
 
 impl SeamDriver {
-    pub fn new(config: &SeamConfig) -> Result<Self> {
+    pub fn new(config: &SeamConfig, state: Arc<dyn DriverState>) -> Result<Self> {
         let mut workspaces = BTreeMap::new();
         for w in &config.workspaces {
             let client = SeamClient::new(
@@ -96,7 +105,15 @@ impl SeamDriver {
                 ));
             }
         }
-        Ok(Self { workspaces })
+        Ok(Self { workspaces, state })
+    }
+
+    /// The keysmith key of an access grant, when keysmith created it.
+    pub fn key_of_grant(&self, property_id: &str, grant_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .state
+            .get(&grant_entry(property_id, grant_id))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn client(&self, property_id: &str) -> Result<&SeamClient> {
@@ -391,6 +408,11 @@ impl Driver for SeamDriver {
             Err(e) => return Err(e),
         };
         let grant_id = str_field(&grant, "access_grant_id")?.to_owned();
+        // Made durable by the core's commit of the key, which follows.
+        self.state.apply(vec![(
+            grant_entry(&args.property_id, &grant_id),
+            Some(args.key_id.clone().into_bytes()),
+        )])?;
         let entrance_ids: Vec<String> = args
             .entrances
             .iter()

@@ -5,6 +5,8 @@ pub mod config;
 pub mod driver;
 pub mod errors;
 pub mod follower;
+pub mod svix;
+pub mod webhook;
 
 pub use config::SeamConfig;
 pub use driver::{SeamDriver, DRIVER_NAME};
