@@ -277,4 +277,90 @@ macro_rules! conformance {
     };
 }
 
+// ---- Seam, against the fake Seam ----
+
+struct SeamTarget {
+    server: TestServer,
+    fake: fake_seam::FakeSeam,
+    rooms: (String, String),
+    common: String,
+}
+
+#[async_trait::async_trait]
+impl Target for SeamTarget {
+    fn server(&self) -> &TestServer {
+        &self.server
+    }
+    fn driver(&self) -> &'static str {
+        "seam"
+    }
+    fn rooms(&self) -> (String, String) {
+        self.rooms.clone()
+    }
+    fn common_door(&self) -> String {
+        self.common.clone()
+    }
+    fn mode(&self) -> pb::CredentialMode {
+        pb::CredentialMode::Pin
+    }
+    async fn settle(&self, key_id: &str) -> pb::AccessKey {
+        self.fake.issue_pending();
+        self.server
+            .client
+            .clone()
+            .refresh_key(pb::RefreshKeyRequest {
+                property_id: PROPERTY.into(),
+                key_id: key_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+async fn seam() -> SeamTarget {
+    use fake_seam::{EntranceSeed, FakeSeam, FakeSeamConfig};
+    let fake = FakeSeam::start(FakeSeamConfig::manual()).await.unwrap();
+    fake.add_workspace("ws", "seam_test_conformance");
+    fake.add_acs_system("ws", "sys", "Rooms", false);
+    let room = |name: &str| EntranceSeed {
+        display_name: name.into(),
+        can_belong_to_reservation: true,
+        can_unlock_with_code: true,
+        can_unlock_with_card: true,
+        ..EntranceSeed::default()
+    };
+    let a = fake.add_entrance("ws", "sys", room("Room 1"));
+    let b = fake.add_entrance("ws", "sys", room("Room 2"));
+    let common = fake.add_entrance(
+        "ws",
+        "sys",
+        EntranceSeed {
+            display_name: "Lobby".into(),
+            can_unlock_with_code: true,
+            ..EntranceSeed::default()
+        },
+    );
+    let base_url = fake.base_url();
+    let server = TestServer::start_with(move |c| {
+        c.drivers.seam = Some(
+            serde_json::from_value(serde_json::json!({
+                "base_url": base_url,
+                "backoff_ms": 5,
+                "poll_interval_ms": 3_600_000,
+                "workspaces": [{ "property_id": PROPERTY, "api_key": "seam_test_conformance" }],
+            }))
+            .unwrap(),
+        );
+    })
+    .await;
+    SeamTarget {
+        server,
+        fake,
+        rooms: (a, b),
+        common,
+    }
+}
+
 conformance!(offline_lock_driver, offline_lock());
+conformance!(seam_driver, seam());

@@ -73,10 +73,12 @@ fn keysmith_mode(mode: &str) -> Option<CredentialMode> {
     }
 }
 
-/// Seam's reservation for a keysmith reservation: a reservation established
-/// anew after all its keys ended (a later epoch) is a new stay to Seam too.
+/// Seam's reservation for a keysmith reservation: the caller's key for the
+/// first stay; a reservation established anew after all its keys ended (a
+/// later epoch) is a new stay to Seam too, whose old grants may still be
+/// being deleted.
 pub fn reservation_key(key: &str, epoch: u64) -> String {
-    if epoch == 0 {
+    if epoch <= 1 {
         key.to_owned()
     } else {
         format!("{key}#{epoch}")

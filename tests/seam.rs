@@ -1,0 +1,409 @@
+//! keysmith with Seam, end to end: the real keysmith server on an ephemeral
+//! port and the fake Seam on another, the demo hotel's doors on the
+//! simulated lock and the Seam workspace's doors in the same property.
+mod common;
+
+use common::{reason, TestServer, DAY, HOUR, PROPERTY, T0};
+use fake_seam::{EntranceSeed, FakeSeam, FakeSeamConfig, Fault};
+use keysmith_api::v1 as pb;
+use serde_json::json;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const WS: &str = "ws_test";
+const KEY: &str = "seam_test_key";
+
+struct Seam {
+    server: TestServer,
+    fake: FakeSeam,
+    room_a: String,
+    room_b: String,
+    gym: String,
+    encoder: String,
+}
+
+fn room(name: &str, space: &str) -> EntranceSeed {
+    EntranceSeed {
+        display_name: name.into(),
+        space_id: Some(space.into()),
+        can_belong_to_reservation: true,
+        can_unlock_with_card: true,
+        can_unlock_with_code: true,
+        can_unlock_with_mobile_key: true,
+    }
+}
+
+async fn seam_with(config: FakeSeamConfig) -> Seam {
+    let fake = FakeSeam::start(config).await.unwrap();
+    fake.add_workspace(WS, KEY);
+    fake.add_acs_system(WS, "sys_visionline", "Visionline", true);
+    fake.add_acs_system(WS, "sys_plain", "Plain", false);
+    let room_a = fake.add_entrance(WS, "sys_visionline", room("Room 201", "space-201"));
+    let room_b = fake.add_entrance(WS, "sys_visionline", room("Room 202", "space-202"));
+    let gym = fake.add_entrance(
+        WS,
+        "sys_plain",
+        EntranceSeed {
+            display_name: "Gym".into(),
+            can_unlock_with_card: true,
+            can_unlock_with_code: true,
+            ..EntranceSeed::default()
+        },
+    );
+    let encoder = fake.add_encoder(WS, "sys_visionline", "Front desk");
+    let base_url = fake.base_url();
+    let server = TestServer::start_with(move |c| {
+        c.drivers.seam = Some(
+            serde_json::from_value(json!({
+                "base_url": base_url,
+                "connect_timeout_ms": 1000,
+                "request_timeout_ms": 1000,
+                "max_retries": 2,
+                "backoff_ms": 5,
+                // Tests refresh by hand (RefreshKey): no background polling.
+                "poll_interval_ms": 3_600_000,
+                "entrance_refresh_seconds": 3600,
+                "workspaces": [{ "property_id": PROPERTY, "api_key": KEY }],
+            }))
+            .unwrap(),
+        );
+    })
+    .await;
+    Seam {
+        server,
+        fake,
+        room_a,
+        room_b,
+        gym,
+        encoder,
+    }
+}
+
+async fn seam() -> Seam {
+    seam_with(FakeSeamConfig::manual()).await
+}
+
+fn code_key(holder: &str, doors: &[&str], rk: &str) -> pb::IssueRequest {
+    let mut r = common::guest(holder, doors, T0, T0 + 2 * DAY, rk);
+    r.modes = vec![pb::CredentialMode::Pin as i32];
+    r
+}
+
+impl Seam {
+    async fn refresh(&self, key_id: &str) -> pb::AccessKey {
+        self.server
+            .client
+            .clone()
+            .refresh_key(pb::RefreshKeyRequest {
+                property_id: PROPERTY.into(),
+                key_id: key_id.into(),
+            })
+            .await
+            .expect("refreshed")
+            .into_inner()
+    }
+}
+
+#[tokio::test]
+async fn entrances_come_from_seam_with_their_capabilities() {
+    let s = seam().await;
+    let entrances = s
+        .server
+        .client
+        .clone()
+        .list_entrances(pb::ListEntrancesRequest {
+            property_id: PROPERTY.into(),
+            refresh: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entrances;
+    let room = entrances
+        .iter()
+        .find(|e| e.entrance_id == s.room_a)
+        .unwrap();
+    assert_eq!(room.driver, "seam");
+    let cap = room.capability.as_ref().unwrap();
+    assert!(cap.can_belong_to_reservation);
+    let gym = entrances.iter().find(|e| e.entrance_id == s.gym).unwrap();
+    let gym_cap = gym.capability.as_ref().unwrap();
+    assert!(!gym_cap.can_belong_to_reservation, "missing means false");
+    assert!(!gym_cap
+        .modes
+        .contains(&(pb::CredentialMode::MobileKey as i32)));
+    // The simulated lock's doors are in the same property, routed to it.
+    assert!(entrances
+        .iter()
+        .any(|e| e.entrance_id == "room-101" && e.driver == "offline-lock"));
+
+    // A door removed in Seam disappears on the next refresh.
+    s.fake.remove_entrance(WS, &s.room_b);
+    let after = s
+        .server
+        .client
+        .clone()
+        .list_entrances(pb::ListEntrancesRequest {
+            property_id: PROPERTY.into(),
+            refresh: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entrances;
+    assert!(!after.iter().any(|e| e.entrance_id == s.room_b));
+}
+
+#[tokio::test]
+async fn a_key_is_issued_asynchronously_and_becomes_active_with_its_code() {
+    let s = seam().await;
+    let issued = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    assert_eq!(issued.state, pb::KeyState::Issuing as i32);
+    assert!(
+        issued.credentials.iter().all(|c| c.data.is_none()),
+        "nothing to deliver yet"
+    );
+    let grants = s.fake.grants(WS);
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        grants[0].access_grant_key.as_deref(),
+        Some(issued.key_id.as_str())
+    );
+    assert_eq!(grants[0].reservation_key.as_deref(), Some("stay-1"));
+
+    s.fake.issue_pending();
+    let key = s.refresh(&issued.key_id).await;
+    assert_eq!(key.state, pb::KeyState::Active as i32);
+    let code = common::pin(&key);
+    let method = s
+        .fake
+        .access_methods(WS)
+        .into_iter()
+        .find(|m| m.is_issued)
+        .unwrap();
+    assert_eq!(Some(code), method.code);
+
+    // The same holder again: the Seam user identity is reused.
+    s.server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    assert_eq!(s.fake.user_identities(WS).len(), 1);
+}
+
+#[tokio::test]
+async fn reservation_key_goes_to_seam_only_with_a_capable_door() {
+    let s = seam().await;
+    let mixed = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a, &s.gym], "stay-1"))
+        .await
+        .unwrap();
+    let behaviours = common::behaviours(&mixed);
+    assert!(behaviours.contains(&(s.room_a.clone(), pb::ReservationBehaviour::Override)));
+    assert!(behaviours.contains(&(s.gym.clone(), pb::ReservationBehaviour::Standard)));
+    let standard = s
+        .server
+        .issue(code_key("guest-2", &[&s.gym], ""))
+        .await
+        .unwrap();
+    let grants = s.fake.grants(WS);
+    let of = |key_id: &str| {
+        grants
+            .iter()
+            .find(|g| g.access_grant_key.as_deref() == Some(key_id))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&mixed.key_id).reservation_key.as_deref(), Some("stay-1"));
+    assert_eq!(of(&standard.key_id).reservation_key, None);
+}
+
+#[tokio::test]
+async fn seams_own_rule_errors_map_to_the_cores_reasons() {
+    let s = seam().await;
+    // Visionline-like: a guest card needs a reservation. keysmith cannot know
+    // it from the entrance; Seam says so and keysmith maps it.
+    let mut card = common::guest("guest-1", &[&s.room_a], T0, T0 + DAY, "");
+    card.modes = vec![pb::CredentialMode::Card as i32];
+    let err = s.server.issue(card).await.unwrap_err();
+    assert_eq!(
+        reason(&err),
+        (Code::InvalidArgument, "RESERVATION_KEY_REQUIRED".into())
+    );
+    assert!(s.fake.grants(WS).is_empty(), "nothing created");
+}
+
+#[tokio::test]
+async fn update_revoke_and_relocation_reach_seam() {
+    let s = seam().await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    s.fake.issue_pending();
+    s.refresh(&key.key_id).await;
+    s.server
+        .client
+        .clone()
+        .update_key(pb::UpdateKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            starts_at: Some(common::ts(T0)),
+            ends_at: Some(common::ts(T0 + 4 * DAY)),
+        })
+        .await
+        .unwrap();
+    let grant = s.fake.grants(WS).into_iter().next().unwrap();
+    assert_eq!(
+        grant.ends_at.map(|t| t.as_second()),
+        Some(T0 + 4 * DAY),
+        "Seam has the new window"
+    );
+
+    // Relocation: clear the reservation (Seam deletes its grants), then a
+    // new door set under the same reservation_key.
+    let cleared = s.server.revoke_reservation("stay-1").await.unwrap();
+    assert!(cleared
+        .keys
+        .iter()
+        .all(|k| k.state == pb::KeyState::Revoked as i32));
+    assert!(s.fake.grants(WS).iter().all(|g| g.being_deleted));
+    let moved = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_b], "stay-1"))
+        .await
+        .expect("issued for the new room");
+    s.fake.finish_deletions();
+    let grants = s.fake.grants(WS);
+    assert_eq!(grants.len(), 1, "the old grant is gone: {grants:?}");
+    assert_eq!(
+        grants[0].access_grant_key.as_deref(),
+        Some(moved.key_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_card_is_encoded_at_an_encoder() {
+    // The encoder finishes on its own, as a real one does once the card is on it.
+    let s = seam_with(FakeSeamConfig {
+        encode_delay: Some(std::time::Duration::ZERO),
+        ..FakeSeamConfig::manual()
+    })
+    .await;
+    let mut card = common::guest("guest-1", &[&s.room_a], T0, T0 + DAY, "stay-c");
+    card.modes = vec![pb::CredentialMode::Card as i32];
+    let key = s.server.issue(card).await.unwrap();
+    s.fake.issue_pending();
+    let key = s.refresh(&key.key_id).await;
+    assert_eq!(key.state, pb::KeyState::EncodingRequired as i32, "{key:?}");
+    let encoded = s
+        .server
+        .client
+        .clone()
+        .encode_key(pb::EncodeKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            encoder_id: s.encoder.clone(),
+        })
+        .await
+        .expect("encoded")
+        .into_inner();
+    assert_eq!(encoded.state, pb::KeyState::Active as i32, "{encoded:?}");
+    assert!(s
+        .fake
+        .access_methods(WS)
+        .iter()
+        .all(|m| !m.is_encoding_required));
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_found_not_duplicated() {
+    let s = seam().await;
+    s.fake.fail_next(
+        Fault::DropResponseAfterCommit {
+            route: "/access_grants/create".into(),
+        },
+        1,
+    );
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .expect("the grant was found by its access_grant_key");
+    let grants = s.fake.grants(WS);
+    assert_eq!(grants.len(), 1, "exactly one grant");
+    assert_eq!(
+        grants[0].access_grant_key.as_deref(),
+        Some(key.key_id.as_str())
+    );
+    assert_eq!(
+        s.fake.counts().by_route.get("/access_grants/create"),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn outages_and_rate_limits_are_retried_then_surface_unavailable() {
+    let s = seam().await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    // Two 503s, then success: an idempotent read is retried.
+    s.fake.fail_next(Fault::Outage503, 2);
+    s.fake.reset_counts();
+    s.fake.issue_pending();
+    let refreshed = s.refresh(&key.key_id).await;
+    assert_eq!(refreshed.state, pb::KeyState::Active as i32);
+    assert_eq!(
+        s.fake.counts().by_route.get("/access_methods/list"),
+        Some(&3)
+    );
+
+    // A 429 with Retry-After, then success.
+    s.fake
+        .fail_next(Fault::TooManyRequests { retry_after_s: 0 }, 1);
+    s.refresh(&key.key_id).await;
+
+    // A longer outage: three tries, then UNAVAILABLE with retry info, and
+    // keysmith's store unchanged.
+    s.fake.fail_next(Fault::Outage503, 10);
+    let err = s
+        .server
+        .client
+        .clone()
+        .update_key(pb::UpdateKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            starts_at: Some(common::ts(T0)),
+            ends_at: Some(common::ts(T0 + 5 * DAY)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.get_details_retry_info().is_some());
+    let unchanged = s.server.get(&key.key_id).await.unwrap();
+    assert_eq!(unchanged.ends_at.unwrap().seconds, T0 + 2 * DAY);
+
+    // A create is never retried blindly: an outage fails it after one try
+    // and a look-up, and creates nothing twice.
+    s.fake.clear_faults();
+    s.fake.reset_counts();
+    s.fake.fail_next(Fault::Outage503, 1);
+    let _ = s.server.issue(code_key("guest-9", &[&s.gym], "")).await;
+    assert_eq!(
+        s.fake.counts().by_route.get("/access_grants/create"),
+        Some(&1)
+    );
+    let _ = HOUR;
+}
