@@ -198,6 +198,59 @@ async fn window_update_and_relocation(t: &dyn Target) {
     assert_eq!(moved.entrances[0].entrance_id, b);
 }
 
+async fn back_to_back_stays_and_several_guests(t: &dyn Target) {
+    let (a, _) = t.rooms();
+    let s = t.server();
+    // The guide's back-to-back stays: 11:00 check-out, 15:00 check-in.
+    let first = s
+        .issue(request(
+            t,
+            "g1",
+            &[a.clone()],
+            T0,
+            T0 + DAY + 11 * HOUR,
+            "stay-1",
+        ))
+        .await
+        .unwrap();
+    let second = s
+        .issue(request(
+            t,
+            "g2",
+            &[a.clone()],
+            T0 + DAY + 15 * HOUR,
+            T0 + 3 * DAY,
+            "stay-2",
+        ))
+        .await
+        .unwrap();
+    for k in [&first, &second] {
+        assert_eq!(
+            k.entrances[0].behaviour(),
+            pb::ReservationBehaviour::Override
+        );
+    }
+    // Several guests of one reservation: the second joins.
+    let partner = s
+        .issue(request(
+            t,
+            "g3",
+            &[a.clone()],
+            T0 + DAY + 15 * HOUR,
+            T0 + 3 * DAY,
+            "stay-2",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        partner.entrances[0].behaviour(),
+        pb::ReservationBehaviour::Join
+    );
+    for k in [&first, &second, &partner] {
+        assert_eq!(t.settle(&k.key_id).await.state, pb::KeyState::Active as i32);
+    }
+}
+
 async fn staff_keys_stay_out_of_reservations(t: &dyn Target) {
     if !capability(t).await.staff {
         return;
@@ -268,6 +321,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn window_update_and_relocation() {
                 super::window_update_and_relocation(&$target.await).await
+            }
+            #[tokio::test]
+            async fn back_to_back_stays_and_several_guests() {
+                super::back_to_back_stays_and_several_guests(&$target.await).await
             }
             #[tokio::test]
             async fn staff_keys_stay_out_of_reservations() {

@@ -34,6 +34,12 @@ fn room(name: &str, space: &str) -> EntranceSeed {
 }
 
 async fn seam_with(config: FakeSeamConfig) -> Seam {
+    seam_configured(config, None).await
+}
+
+/// With `events`: keysmith's Svix receiver on that address, registered with
+/// the fake as a webhook endpoint.
+async fn seam_configured(config: FakeSeamConfig, events: Option<std::net::SocketAddr>) -> Seam {
     let fake = FakeSeam::start(config).await.unwrap();
     fake.add_workspace(WS, KEY);
     fake.add_acs_system(WS, "sys_visionline", "Visionline", true);
@@ -52,9 +58,10 @@ async fn seam_with(config: FakeSeamConfig) -> Seam {
     );
     let encoder = fake.add_encoder(WS, "sys_visionline", "Front desk");
     let base_url = fake.base_url();
+    let secret =
+        events.map(|addr| fake.add_webhook(WS, &format!("http://{addr}/seam/webhooks/{PROPERTY}")));
     let server = TestServer::start_with(move |c| {
-        c.drivers.seam = Some(
-            serde_json::from_value(json!({
+        let mut seam = json!({
                 "base_url": base_url,
                 "connect_timeout_ms": 1000,
                 "request_timeout_ms": 1000,
@@ -64,9 +71,12 @@ async fn seam_with(config: FakeSeamConfig) -> Seam {
                 "poll_interval_ms": 3_600_000,
                 "entrance_refresh_seconds": 3600,
                 "workspaces": [{ "property_id": PROPERTY, "api_key": KEY }],
-            }))
-            .unwrap(),
-        );
+        });
+        if let (Some(addr), Some(secret)) = (events, secret) {
+            seam["webhook_listen"] = json!(addr.to_string());
+            seam["workspaces"][0]["webhook_secret"] = json!(secret);
+        }
+        c.drivers.seam = Some(serde_json::from_value(seam).unwrap());
     })
     .await;
     Seam {
@@ -406,4 +416,33 @@ async fn outages_and_rate_limits_are_retried_then_surface_unavailable() {
         Some(&1)
     );
     let _ = HOUR;
+}
+
+#[tokio::test]
+async fn signed_events_make_an_issued_key_active_without_polling() {
+    // The receiver's address is chosen first: the fake's endpoint secret goes
+    // into keysmith's configuration.
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let s = seam_configured(FakeSeamConfig::manual(), Some(addr)).await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    assert_eq!(key.state, pb::KeyState::Issuing as i32);
+    s.fake.issue_pending();
+    s.fake.webhooks_idle().await;
+    let delivered: Vec<_> = s.fake.deliveries();
+    assert!(!delivered.is_empty());
+    assert!(delivered.iter().all(|d| d.succeeded()), "{delivered:?}");
+    let now = s.server.get(&key.key_id).await.unwrap();
+    assert_eq!(
+        now.state,
+        pb::KeyState::Active as i32,
+        "no RefreshKey, no polling"
+    );
+    assert!(!common::pin(&now).is_empty());
 }

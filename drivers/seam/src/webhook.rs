@@ -1,7 +1,7 @@
 //! Seam's events, received through Svix: verified, then the key they concern
-//! is refreshed. Answered at once; the refresh runs after the answer (Svix
-//! counts a slow answer as a failure), and the poller catches up with any
-//! event whose refresh is lost.
+//! is refreshed before the answer, within a few seconds (Svix counts a slow
+//! answer as a failure); a refresh that fails or takes longer is left to the
+//! poller, and the event is acknowledged all the same.
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
@@ -15,6 +15,9 @@ use keysmith_core::{AccessService, Secret};
 use serde::Deserialize;
 
 use crate::{svix, SeamDriver};
+
+/// How long an event's refresh may hold the answer.
+const REFRESH_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Seconds a delivery's timestamp may differ from now.
 const TOLERANCE_SECONDS: i64 = 300;
@@ -59,7 +62,10 @@ async fn receive(
         return StatusCode::NOT_FOUND;
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = receiver.service.now().unix_seconds();
+    // Svix stamps deliveries with the wall clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     if let Err(why) = svix::verify(
         secret,
         header("svix-id"),
@@ -88,11 +94,15 @@ async fn receive(
         }
     };
     tracing::debug!(property_id, event = %event.event_type, %key_id, "Seam event");
-    let service = receiver.service.clone();
-    tokio::spawn(async move {
-        if let Err(error) = service.refresh_key(&property_id, &key_id).await {
-            tracing::debug!(%key_id, %error, "refresh after a Seam event failed; the poller retries");
+    let refresh = receiver.service.refresh_key(&property_id, &key_id);
+    match tokio::time::timeout(REFRESH_BUDGET, refresh).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(%key_id, %error, "refresh after a Seam event failed; the poller retries")
         }
-    });
+        Err(_) => {
+            tracing::debug!(%key_id, "refresh after a Seam event is slow; the poller retries")
+        }
+    }
     StatusCode::NO_CONTENT
 }
