@@ -276,6 +276,16 @@ async fn update_revoke_and_relocation_reach_seam() {
         Some(T0 + 4 * DAY),
         "Seam has the new window"
     );
+    // Seam reissues the code for the new window: issuing until it has.
+    assert_eq!(
+        s.server.get(&key.key_id).await.unwrap().state,
+        pb::KeyState::Issuing as i32
+    );
+    s.fake.issue_pending();
+    assert_eq!(
+        s.refresh(&key.key_id).await.state,
+        pb::KeyState::Active as i32
+    );
 
     // Relocation: clear the reservation (Seam deletes its grants), then a
     // new door set under the same reservation_key.

@@ -384,6 +384,7 @@ impl AccessService {
         }
         let mut key = old.clone();
         let mut encoding_required = false;
+        let mut reissuing = false;
         for driver_name in old.drivers() {
             let driver = self.router.driver(driver_name)?;
             self.require(driver.as_ref(), |c| c.update, "update")?;
@@ -393,12 +394,19 @@ impl AccessService {
                     new_window: req.window,
                 })
                 .await?;
+            // An online platform reissues the credentials for the new
+            // window asynchronously (Seam revokes and reissues every access
+            // method): issuing again until a refresh sees them issued.
+            reissuing |= driver.info().capability.refresh && !reply.encoding_required;
             encoding_required |= reply.encoding_required;
             replace_credentials(&mut key, driver_name, reply.credentials);
             key.warnings.extend(reply.warnings);
         }
         key.window = req.window;
         key.updated_at = now;
+        if reissuing && !encoding_required {
+            key.stored_state = KeyState::Issuing;
+        }
         if encoding_required {
             key.stored_state = KeyState::EncodingRequired;
             if !key
