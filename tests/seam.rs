@@ -100,6 +100,20 @@ fn code_key(holder: &str, doors: &[&str], rk: &str) -> pb::IssueRequest {
 }
 
 impl Seam {
+    async fn entrances(&self, refresh: bool) -> Vec<pb::Entrance> {
+        self.server
+            .client
+            .clone()
+            .list_entrances(pb::ListEntrancesRequest {
+                property_id: PROPERTY.into(),
+                refresh,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entrances
+    }
+
     async fn refresh(&self, key_id: &str) -> pb::AccessKey {
         self.server
             .client
@@ -117,18 +131,7 @@ impl Seam {
 #[tokio::test]
 async fn entrances_come_from_seam_with_their_capabilities() {
     let s = seam().await;
-    let entrances = s
-        .server
-        .client
-        .clone()
-        .list_entrances(pb::ListEntrancesRequest {
-            property_id: PROPERTY.into(),
-            refresh: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entrances;
+    let entrances = s.entrances(false).await;
     let room = entrances
         .iter()
         .find(|e| e.entrance_id == s.room_a)
@@ -149,18 +152,7 @@ async fn entrances_come_from_seam_with_their_capabilities() {
 
     // A door removed in Seam disappears on the next refresh.
     s.fake.remove_entrance(WS, &s.room_b);
-    let after = s
-        .server
-        .client
-        .clone()
-        .list_entrances(pb::ListEntrancesRequest {
-            property_id: PROPERTY.into(),
-            refresh: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entrances;
+    let after = s.entrances(true).await;
     assert!(!after.iter().any(|e| e.entrance_id == s.room_b));
 }
 

@@ -190,6 +190,22 @@ impl SeamDriver {
             .await
     }
 
+    /// Where a key's grant stands in Seam: its access methods as keysmith
+    /// credentials.
+    async fn standing(
+        &self,
+        client: &SeamClient,
+        key: &KeySlice,
+    ) -> Result<(Vec<Credential>, ProvisionState, Vec<Warning>)> {
+        let entrance_ids: Vec<String> = key
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.clone())
+            .collect();
+        let methods = self.methods(client, Self::grant_id(key)?).await?;
+        Ok(credentials_of(&methods, &entrance_ids))
+    }
+
     fn grant_id(key: &KeySlice) -> Result<&str> {
         key.driver_ref
             .as_deref()
@@ -552,15 +568,7 @@ impl Driver for SeamDriver {
                 .set_temporary());
             }
         }
-        let grant_id = Self::grant_id(&args.key)?;
-        let entrance_ids: Vec<String> = args
-            .key
-            .entrances
-            .iter()
-            .map(|e| e.entrance_id.clone())
-            .collect();
-        let methods = self.methods(client, grant_id).await?;
-        let (credentials, _, warnings) = credentials_of(&methods, &entrance_ids);
+        let (credentials, _, warnings) = self.standing(client, &args.key).await?;
         Ok(EncodeReply {
             credentials,
             warnings,
@@ -569,15 +577,7 @@ impl Driver for SeamDriver {
 
     async fn refresh(&self, args: RefreshArgs) -> Result<RefreshReply> {
         let client = self.client(&args.key.property_id)?;
-        let grant_id = Self::grant_id(&args.key)?;
-        let entrance_ids: Vec<String> = args
-            .key
-            .entrances
-            .iter()
-            .map(|e| e.entrance_id.clone())
-            .collect();
-        let methods = self.methods(client, grant_id).await?;
-        let (credentials, state, warnings) = credentials_of(&methods, &entrance_ids);
+        let (credentials, state, warnings) = self.standing(client, &args.key).await?;
         Ok(RefreshReply {
             credentials,
             state,
