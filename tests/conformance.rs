@@ -43,13 +43,12 @@ async fn capability(t: &dyn Target) -> pb::DriverCapability {
 fn request(
     t: &dyn Target,
     holder: &str,
-    doors: &[String],
+    doors: &[&str],
     start: i64,
     end: i64,
     rk: &str,
 ) -> pb::IssueRequest {
-    let doors: Vec<&str> = doors.iter().map(String::as_str).collect();
-    let mut r = common::guest(holder, &doors, start, end, rk);
+    let mut r = common::guest(holder, doors, start, end, rk);
     r.modes = vec![t.mode() as i32];
     r
 }
@@ -61,7 +60,7 @@ async fn issue_list_and_revoke(t: &dyn Target) {
         .issue(request(
             t,
             "g1",
-            &[room.clone()],
+            &[room.as_str()],
             T0,
             T0 + 2 * DAY,
             "stay-1",
@@ -93,27 +92,27 @@ async fn reservation_rules_hold(t: &dyn Target) {
     let (a, b) = t.rooms();
     let common = t.common_door();
     let s = t.server();
-    s.issue(request(t, "g1", &[a.clone()], T0, T0 + 2 * DAY, "stay-r"))
+    s.issue(request(t, "g1", &[a.as_str()], T0, T0 + 2 * DAY, "stay-r"))
         .await
         .unwrap();
     let cases = [
         (
-            request(t, "g2", &[common.clone()], T0, T0 + DAY, "stay-x"),
+            request(t, "g2", &[common.as_str()], T0, T0 + DAY, "stay-x"),
             Code::InvalidArgument,
             "RESERVATION_KEY_NOT_SUPPORTED",
         ),
         (
-            request(t, "g2", &[b.clone()], T0, T0 + DAY, "stay-r"),
+            request(t, "g2", &[b.as_str()], T0, T0 + DAY, "stay-r"),
             Code::FailedPrecondition,
             "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP",
         ),
         (
-            request(t, "g2", &[a.clone(), b.clone()], T0, T0 + DAY, "stay-r"),
+            request(t, "g2", &[a.as_str(), b.as_str()], T0, T0 + DAY, "stay-r"),
             Code::FailedPrecondition,
             "RESERVATION_JOINER_ENTRANCE_SET_CONFLICT",
         ),
         (
-            request(t, "g2", &[a.clone()], T0 + 5 * DAY, T0 + 6 * DAY, "stay-r"),
+            request(t, "g2", &[a.as_str()], T0 + 5 * DAY, T0 + 6 * DAY, "stay-r"),
             Code::FailedPrecondition,
             "RESERVATION_TIME_FRAMES_MUST_OVERLAP",
         ),
@@ -127,7 +126,7 @@ async fn reservation_rules_hold(t: &dyn Target) {
         .issue(request(
             t,
             "g3",
-            &[a.clone()],
+            &[a.as_str()],
             T0 + HOUR,
             T0 + DAY,
             "stay-r",
@@ -148,7 +147,7 @@ async fn mixed_grant_applies_reservation_only_where_capable(t: &dyn Target) {
         .issue(request(
             t,
             "g1",
-            &[room.clone(), common.clone()],
+            &[room.as_str(), common.as_str()],
             T0,
             T0 + DAY,
             "stay-m",
@@ -165,7 +164,7 @@ async fn window_update_and_relocation(t: &dyn Target) {
     let (a, b) = t.rooms();
     let s = t.server();
     let key = s
-        .issue(request(t, "g1", &[a.clone()], T0, T0 + DAY, "stay-u"))
+        .issue(request(t, "g1", &[a.as_str()], T0, T0 + DAY, "stay-u"))
         .await
         .unwrap();
     t.settle(&key.key_id).await;
@@ -192,7 +191,7 @@ async fn window_update_and_relocation(t: &dyn Target) {
         .iter()
         .all(|k| k.state == pb::KeyState::Revoked as i32));
     let moved = s
-        .issue(request(t, "g1", &[b.clone()], T0, T0 + DAY, "stay-u"))
+        .issue(request(t, "g1", &[b.as_str()], T0, T0 + DAY, "stay-u"))
         .await
         .expect("a cleared reservation takes a new door set");
     assert_eq!(moved.entrances[0].entrance_id, b);
@@ -206,7 +205,7 @@ async fn back_to_back_stays_and_several_guests(t: &dyn Target) {
         .issue(request(
             t,
             "g1",
-            &[a.clone()],
+            &[a.as_str()],
             T0,
             T0 + DAY + 11 * HOUR,
             "stay-1",
@@ -217,7 +216,7 @@ async fn back_to_back_stays_and_several_guests(t: &dyn Target) {
         .issue(request(
             t,
             "g2",
-            &[a.clone()],
+            &[a.as_str()],
             T0 + DAY + 15 * HOUR,
             T0 + 3 * DAY,
             "stay-2",
@@ -235,7 +234,7 @@ async fn back_to_back_stays_and_several_guests(t: &dyn Target) {
         .issue(request(
             t,
             "g3",
-            &[a.clone()],
+            &[a.as_str()],
             T0 + DAY + 15 * HOUR,
             T0 + 3 * DAY,
             "stay-2",
@@ -256,7 +255,7 @@ async fn staff_keys_stay_out_of_reservations(t: &dyn Target) {
         return;
     }
     let (a, _) = t.rooms();
-    let mut staff = request(t, "staff-housekeeping", &[a.clone()], T0, T0 + DAY, "");
+    let mut staff = request(t, "staff-housekeeping", &[a.as_str()], T0, T0 + DAY, "");
     staff.role = pb::Role::Staff as i32;
     let key = t.server().issue(staff).await.unwrap();
     assert!(key.reservation_key.is_empty());
@@ -264,7 +263,7 @@ async fn staff_keys_stay_out_of_reservations(t: &dyn Target) {
         key.entrances[0].behaviour(),
         pb::ReservationBehaviour::Standard
     );
-    let mut with_rk = request(t, "staff-2", &[a], T0, T0 + DAY, "stay-s");
+    let mut with_rk = request(t, "staff-2", &[a.as_str()], T0, T0 + DAY, "stay-s");
     with_rk.role = pb::Role::Staff as i32;
     let err = t.server().issue(with_rk).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -438,8 +438,10 @@ async fn stay_changes_reach_keysmith_through_signed_webhooks() {
 
 #[tokio::test]
 async fn events_out_of_order_and_twice_end_in_the_same_state() {
-    let mut fake = FakeConfig::default();
-    fake.duplicate_webhooks = true;
+    let fake = FakeConfig {
+        duplicate_webhooks: true,
+        ..FakeConfig::default()
+    };
     let e = env(Options {
         fake,
         webhooks: true,
@@ -710,9 +712,11 @@ async fn upstream_errors_map_by_category() {
 
 #[tokio::test]
 async fn a_rate_limit_block_stops_keysmith_sending_and_answers_unavailable() {
-    let mut fake = FakeConfig::default();
-    fake.rate_limit_per_minute = 3;
-    fake.block_duration = Duration::from_secs(600);
+    let fake = FakeConfig {
+        rate_limit_per_minute: 3,
+        block_duration: Duration::from_secs(600),
+        ..FakeConfig::default()
+    };
     let e = env(Options {
         fake,
         api_key: READ_KEY,
