@@ -63,3 +63,31 @@ fn default_poll_interval_ms() -> u64 {
 fn default_entrance_refresh_seconds() -> u64 {
     600
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_secrets_never_show_in_debug_output() {
+        let config: SeamConfig = serde_json::from_value(serde_json::json!({
+            "workspaces": [{
+                "property_id": "h",
+                "api_key": "seam_live_very_secret",
+                "webhook_secret": "whsec_c2VjcmV0LXNpZ25pbmcta2V5",
+            }],
+        }))
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("seam_live_very_secret"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let refused = serde_json::from_value::<SeamConfig>(serde_json::json!({
+            "workspaces": [], "base_ur1": "x",
+        }));
+        assert!(refused.unwrap_err().to_string().contains("base_ur1"));
+    }
+}
