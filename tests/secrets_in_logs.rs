@@ -1,5 +1,6 @@
-//! Runs a full scenario with tracing at TRACE and scans everything logged
-//! for each secret value: PINs, card, mobile-key and QR data, the site secret.
+//! Runs full scenarios with tracing at TRACE and scans everything logged for
+//! each secret value: PINs, card, mobile-key and QR data, the site secret,
+//! 3RPMS and Seam API keys, webhook secrets, key-storage compartments.
 mod common;
 
 use std::{
@@ -79,12 +80,20 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             }
         }
     }
+    secrets.extend(threerpms_scenario().await);
+    secrets.extend(seam_scenario().await);
+
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("key issued"),
         "the scenario was logged at all"
     );
     assert!(logs.contains("stay-s"), "spans carry the reservation key");
+    assert!(
+        logs.contains("3RPMS webhook endpoint registered"),
+        "the 3RPMS scenario was logged"
+    );
+    assert!(logs.contains("RefreshKey"), "the Seam scenario was logged");
     for secret in &secrets {
         // Card data is long; its payload part alone must not leak either.
         let needle = if secret.len() > 40 {
@@ -97,4 +106,136 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             "a secret reached the logs: {needle}"
         );
     }
+}
+
+/// 3RPMS: a sync that publishes a PIN, a webhook registration, a delivery,
+/// reads with a key-storage compartment. Returns the secrets it handled.
+async fn threerpms_scenario() -> Vec<String> {
+    use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind};
+    let api_key = "api_threerpms_secret_1234";
+    let fake = Fake3rpms::start(FakeConfig::default()).await.unwrap();
+    fake.add_hotel(PROPERTY);
+    fake.add_api_key(PROPERTY, "keysmith", api_key, Access::Write);
+    fake.add_room(PROPERTY, "rs-101", "Room 101");
+    let r = fake.add_reservation(PROPERTY, "R-SECRET");
+    let stay = fake.add_room_stay(PROPERTY, &r, "rs-101", "2030-03-17", "2030-03-19");
+    let other = fake.add_room_stay(PROPERTY, &r, "rs-101", "2030-03-19", "2030-03-20");
+    let storage = fake.add_foreign_key(
+        PROPERTY,
+        "keybox",
+        KeyKind::KeyStorage {
+            pin: "KB4711".into(),
+            compartment: "SECRET7".into(),
+        },
+    );
+    fake.assign_key(PROPERTY, &other, &storage);
+    let url = fake.graphql_url();
+    let s = TestServer::start_with(move |c| {
+        c.threerpms = Some(
+            serde_json::from_value(serde_json::json!({
+                "endpoint": url,
+                "initial_sync": false,
+                "webhook_listen": "127.0.0.1:0",
+                "hotels": [{
+                    "property_id": PROPERTY,
+                    "api_key": api_key,
+                    "time_zone": "UTC",
+                    "rooms": [{"room_setup_id": "rs-101", "entrances": ["room-101"]}],
+                }],
+            }))
+            .unwrap(),
+        )
+    })
+    .await;
+    let addr = s.running.as_ref().unwrap().addr;
+    let mut pms =
+        keysmith_api::v1::pms_service_client::PmsServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+    let hook = s.running.as_ref().unwrap().webhook_addr.unwrap();
+    pms.register_webhook_endpoint(pb::RegisterWebhookEndpointRequest {
+        property_id: PROPERTY.into(),
+        url: format!("http://{hook}/3rpms/webhooks/{PROPERTY}"),
+        replace: false,
+    })
+    .await
+    .unwrap();
+    pms.sync_room_stays(pb::SyncRoomStaysRequest {
+        property_id: PROPERTY.into(),
+        room_stay_ids: vec![],
+    })
+    .await
+    .unwrap();
+    fake.change_room_stay_dates(PROPERTY, &stay, "2030-03-17", "2030-03-20");
+    fake.webhooks_idle().await;
+    s.running
+        .as_ref()
+        .unwrap()
+        .webhooks_processed(PROPERTY)
+        .await;
+    for view in [pb::KeyView::Guest, pb::KeyView::Staff] {
+        pms.list_reservation_room_keys(pb::ListReservationRoomKeysRequest {
+            property_id: PROPERTY.into(),
+            reservation_code: "R-SECRET".into(),
+            view: view as i32,
+        })
+        .await
+        .unwrap();
+    }
+    let mut secrets = vec![api_key.to_owned(), "KB4711".into(), "SECRET7".into()];
+    for endpoint in fake.webhook_endpoints(PROPERTY) {
+        secrets.push(endpoint.secret);
+    }
+    for key in fake.keys(PROPERTY) {
+        if let KeyKind::Pin { pin } = key.kind {
+            secrets.push(pin);
+        }
+    }
+    secrets
+}
+
+/// Seam: a code issued asynchronously and refreshed. Returns its secrets.
+async fn seam_scenario() -> Vec<String> {
+    use fake_seam::{EntranceSeed, FakeSeam, FakeSeamConfig};
+    let api_key = "seam_test_secret_key_5678";
+    let fake = FakeSeam::start(FakeSeamConfig::manual()).await.unwrap();
+    fake.add_workspace("ws", api_key);
+    fake.add_acs_system("ws", "sys", "Rooms", false);
+    let door = fake.add_entrance(
+        "ws",
+        "sys",
+        EntranceSeed {
+            display_name: "Room 9".into(),
+            can_belong_to_reservation: true,
+            can_unlock_with_code: true,
+            ..EntranceSeed::default()
+        },
+    );
+    let base_url = fake.base_url();
+    let s = TestServer::start_with(move |c| {
+        c.drivers.seam = Some(
+            serde_json::from_value(serde_json::json!({
+                "base_url": base_url,
+                "poll_interval_ms": 3_600_000,
+                "workspaces": [{ "property_id": PROPERTY, "api_key": api_key }],
+            }))
+            .unwrap(),
+        )
+    })
+    .await;
+    let mut req = guest("guest-seam", &[door.as_str()], T0, T0 + DAY, "stay-seam");
+    req.modes = vec![pb::CredentialMode::Pin as i32];
+    let key = s.issue(req).await.unwrap();
+    fake.issue_pending();
+    let key = s
+        .client
+        .clone()
+        .refresh_key(pb::RefreshKeyRequest {
+            property_id: PROPERTY.into(),
+            key_id: key.key_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    vec![api_key.to_owned(), pin(&key)]
 }
