@@ -791,3 +791,35 @@ async fn a_published_key_revoked_through_keysmith_is_replaced_in_3rpms() {
     assert_eq!(pin, pin_of(&new));
     assert!(e.server.present("room-101", &pin, T0 + 600).await.granted);
 }
+
+#[tokio::test]
+async fn a_departure_moved_to_a_check_out_already_past_does_not_stall_the_sync() {
+    let e = env(Options::default()).await;
+    let r = e.fake.add_reservation(PROPERTY, "R-EARLY");
+    let s = e.stay(&r, "rs-101", &day(-1), &day(2));
+    let other = e.stay(&r, "rs-102", &day(0), &day(2));
+    e.sync().await;
+    let key = e.live_key(&s).await;
+    // The guest left this morning: the departure is today, before now.
+    e.fake
+        .change_room_stay_dates(PROPERTY, &s, &day(-1), &day(0));
+    e.fake
+        .change_room_stay_dates(PROPERTY, &other, &day(0), &day(3));
+    let report = e
+        .pms
+        .clone()
+        .sync_room_stays(pb::SyncRoomStaysRequest {
+            property_id: PROPERTY.into(),
+            room_stay_ids: vec![s.clone(), other.clone()],
+        })
+        .await
+        .expect("the sync goes on")
+        .into_inner();
+    assert_eq!(report.keys_updated, 1, "only the stay still to come");
+    assert_eq!(
+        e.live_key(&other).await.ends_at.unwrap().seconds,
+        unix(&day(3), 11)
+    );
+    // The key of the stay that ended keeps its window and expires.
+    assert_eq!(e.server.get(&key.key_id).await.unwrap().key_id, key.key_id);
+}

@@ -460,8 +460,10 @@ impl HotelSync {
             }
             let window = self.window(*arrival, *departure)?;
             let key = self.key(key_id)?;
-            if key.window != window && !key.is_revoked() {
-                let updated = self
+            // A window that has already ended (a departure moved to today,
+            // after check-out) needs no update: the key expires on its own.
+            if key.window != window && !key.is_revoked() && !window.has_ended(self.now()) {
+                let updated = match self
                     .service
                     .update_key(UpdateKeyRequest {
                         property_id: self.property_id().to_owned(),
@@ -469,7 +471,21 @@ impl HotelSync {
                         key_id: key_id.clone(),
                         window,
                     })
-                    .await?;
+                    .await
+                {
+                    Ok(updated) => updated,
+                    // One key that cannot take its stay's window must not
+                    // hold up every other stay of the hotel.
+                    Err(e)
+                        if !e.is_temporary() && e.kind() != keysmith_core::ErrorKind::Internal =>
+                    {
+                        report
+                            .skipped
+                            .push((key_id.clone(), format!("window not updated: {e}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 report.updated += 1;
                 // A PIN or QR code has no card to carry to an encoder: keysmith
                 // re-encodes it at once so that it opens for the new window.
