@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use keysmith_server::{telemetry, Config, Source};
+use keysmith_server::{auth, telemetry, Config, Source};
 
 // glibc's malloc took about 40% of the CPU of a ListKeys load (BENCHMARKS.md).
 #[global_allocator]
@@ -30,6 +30,28 @@ enum Command {
     },
     /// Check a configuration file (with KEYSMITH__ overrides) and exit.
     CheckConfig { file: PathBuf },
+    /// Bearer tokens for callers.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token. Prints the token once (give it to the
+    /// caller) and the [[auth.tokens]] entry with its hash (put it in the
+    /// config); keysmith never stores the token itself.
+    Create {
+        /// Names the holder in the audit log, e.g. "front-desk".
+        #[arg(long)]
+        id: String,
+        /// A property it may act on; repeat for several, or "*" for all.
+        #[arg(long = "property", required = true)]
+        properties: Vec<String>,
+        /// keys.issue, keys.revoke, keys.read, keys.read_secrets or
+        /// keysmith.admin; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -47,13 +69,48 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::load(Source::File(&file))?;
             let lock = config.drivers.offline_lock.as_ref();
+            let auth = match config.auth.mode {
+                keysmith_server::config::AuthMode::Development => "development mode".to_owned(),
+                keysmith_server::config::AuthMode::Tokens => {
+                    format!("{} tokens", config.auth.tokens.len())
+                }
+            };
             println!(
-                "{}: ok (listen {}, data {}, offline-lock properties: {})",
+                "{}: ok (listen {}{}, auth: {auth}, data {}, offline-lock properties: {})",
                 file.display(),
                 config.server.listen,
+                if config.server.tls.is_some() { " with TLS" } else { "" },
                 config.storage.data_dir.display(),
                 lock.map_or(0, |l| l.properties.len())
             );
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            id,
+            properties,
+            scopes,
+        }) => {
+            for scope in &scopes {
+                scope
+                    .parse::<auth::Scope>()
+                    .map_err(|why| anyhow::anyhow!(why))?;
+            }
+            let token = auth::generate_token();
+            let list = |v: &[String]| {
+                v.iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!("token (shown once; give it to the caller, keysmith keeps only its hash):");
+            println!("  {token}");
+            println!();
+            println!("add to the configuration:");
+            println!("[[auth.tokens]]");
+            println!("id = {id:?}");
+            println!("sha256 = {:?}", auth::hash_token(&token));
+            println!("properties = [{}]", list(&properties));
+            println!("scopes = [{}]", list(&scopes));
             Ok(())
         }
     }

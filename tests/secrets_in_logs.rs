@@ -80,6 +80,7 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             }
         }
     }
+    secrets.extend(token_scenario().await);
     secrets.extend(threerpms_scenario().await);
     secrets.extend(seam_scenario().await);
 
@@ -94,6 +95,10 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
         "the 3RPMS scenario was logged"
     );
     assert!(logs.contains("RefreshKey"), "the Seam scenario was logged");
+    assert!(
+        logs.contains("call refused by authentication"),
+        "the token scenario was logged"
+    );
     for secret in &secrets {
         // Card data is long; its payload part alone must not leak either.
         let needle = if secret.len() > 40 {
@@ -106,6 +111,42 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             "a secret reached the logs: {needle}"
         );
     }
+}
+
+/// Bearer tokens: calls with a good token, a wrong one, and a malformed
+/// header. Returns the tokens.
+async fn token_scenario() -> Vec<String> {
+    use keysmith_server::{
+        auth::{generate_token, hash_token},
+        config::{AuthMode, TokenConfig},
+    };
+    let good = generate_token();
+    let wrong = generate_token();
+    let config = TokenConfig {
+        id: "front-desk".into(),
+        sha256: hash_token(&good),
+        properties: vec![PROPERTY.into()],
+        scopes: vec!["keys.issue".into(), "keys.read".into()],
+        max_in_flight: 8,
+        requests_per_minute: None,
+    };
+    let s = TestServer::start_with(move |c| {
+        c.auth.mode = AuthMode::Tokens;
+        c.auth.tokens = vec![config];
+    })
+    .await;
+    for header in [
+        format!("Bearer {good}"),
+        format!("Bearer {wrong}"),
+        format!("Basic {wrong}"),
+    ] {
+        let mut request = tonic::Request::new(guest("token-guest", &["room-101"], T0, T0 + DAY, ""));
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().unwrap());
+        let _ = s.client.clone().issue(request).await;
+    }
+    vec![good, wrong]
 }
 
 /// 3RPMS: a sync that publishes a PIN, a webhook registration, a delivery,

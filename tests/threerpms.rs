@@ -49,6 +49,8 @@ struct Options {
     /// Extra PIN rooms t-0 .. t-(n-1), mapped from 3RPMS rooms rs-t-i.
     extra_rooms: usize,
     edit: fn(&mut serde_json::Value),
+    /// Changes to keysmith's own configuration (authentication).
+    server: fn(&mut Config),
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             webhooks: false,
             extra_rooms: 0,
             edit: |_| {},
+            server: |_| {},
         }
     }
 }
@@ -99,7 +102,9 @@ async fn env(options: Options) -> Env {
     }
     (options.edit)(&mut threerpms);
     let extra = options.extra_rooms;
+    let edit_server = options.server;
     let server = TestServer::start_with(move |c: &mut Config| {
+        edit_server(c);
         c.threerpms = Some(serde_json::from_value(threerpms).expect("threerpms config"));
         let property = &mut c.drivers.offline_lock.as_mut().unwrap().properties[0];
         let template = property
@@ -822,4 +827,159 @@ async fn a_departure_moved_to_a_check_out_already_past_does_not_stall_the_sync()
     );
     // The key of the stay that ended keeps its window and expires.
     assert_eq!(e.server.get(&key.key_id).await.unwrap().key_id, key.key_id);
+}
+
+/// Test tokens for the PMS's security table (test material only).
+const PMS_FULL: &str = "ks_test_pms_full_0000000000000000000000000000";
+const PMS_READER: &str = "ks_test_pms_reader_00000000000000000000000000";
+const PMS_ISSUER: &str = "ks_test_pms_issuer_00000000000000000000000000";
+const PMS_OTHER: &str = "ks_test_pms_other_000000000000000000000000000";
+
+fn pms_tokens(c: &mut Config) {
+    use keysmith_server::{
+        auth::hash_token,
+        config::{AuthMode, TokenConfig},
+    };
+    let all = [
+        "keys.issue",
+        "keys.revoke",
+        "keys.read",
+        "keys.read_secrets",
+        "keysmith.admin",
+    ];
+    let token = |id: &str, token: &str, property: &str, scopes: &[&str]| TokenConfig {
+        id: id.into(),
+        sha256: hash_token(token),
+        properties: vec![property.into()],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        max_in_flight: 64,
+        requests_per_minute: None,
+    };
+    c.auth.mode = AuthMode::Tokens;
+    c.auth.max_failures_per_minute = 1000;
+    c.auth.tokens = vec![
+        token("full", PMS_FULL, PROPERTY, &all),
+        token("reader", PMS_READER, PROPERTY, &["keys.read"]),
+        token("issuer", PMS_ISSUER, PROPERTY, &["keys.issue"]),
+        token("other", PMS_OTHER, "other-hotel", &all),
+    ];
+}
+
+/// Every PmsService RPC against {no token, wrong token, token without the
+/// scope, token for another property, right token}; and PINs and
+/// compartments withheld from a token without keys.read_secrets.
+#[tokio::test]
+async fn pms_rpcs_need_the_right_token() {
+    let e = env(Options {
+        server: pms_tokens,
+        ..Default::default()
+    })
+    .await;
+    let r = e.fake.add_reservation(PROPERTY, "R-SEC");
+    // In a room keysmith does not serve, so that the sync leaves its key be.
+    let stay = e.stay(&r, "rs-999", &day(0), &day(2));
+    let key = e.fake.add_foreign_key(
+        PROPERTY,
+        "now",
+        KeyKind::KeyStorage {
+            pin: "ABC123".into(),
+            compartment: "C7".into(),
+        },
+    );
+    e.fake.assign_key(PROPERTY, &stay, &key);
+
+    let call = |rpc: &'static str, token: Option<&'static str>| {
+        let channel = e.server.channel.clone();
+        let stay = stay.clone();
+        async move {
+            let mut pms = PmsServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+                if let Some(t) = token {
+                    req.metadata_mut()
+                        .insert("authorization", format!("Bearer {t}").parse().unwrap());
+                }
+                Ok(req)
+            });
+            let p = || PROPERTY.to_owned();
+            match rpc {
+                "GetRoomStayKey" => pms
+                    .get_room_stay_key(pb::GetRoomStayKeyRequest {
+                        property_id: p(),
+                        room_stay_id: stay,
+                        view: pb::KeyView::Staff as i32,
+                    })
+                    .await
+                    .map(|r| r.into_inner().key),
+                "ListReservationRoomKeys" => pms
+                    .list_reservation_room_keys(pb::ListReservationRoomKeysRequest {
+                        property_id: p(),
+                        reservation_code: "R-SEC".into(),
+                        view: pb::KeyView::Staff as i32,
+                    })
+                    .await
+                    .map(|r| r.into_inner().rooms.into_iter().find_map(|r| r.key)),
+                "ListRoomStayLinks" => pms
+                    .list_room_stay_links(pb::ListRoomStayLinksRequest {
+                        property_id: p(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| None),
+                "SyncRoomStays" => pms
+                    .sync_room_stays(pb::SyncRoomStaysRequest {
+                        property_id: p(),
+                        room_stay_ids: vec![],
+                    })
+                    .await
+                    .map(|_| None),
+                "RegisterWebhookEndpoint" => pms
+                    .register_webhook_endpoint(pb::RegisterWebhookEndpointRequest {
+                        property_id: p(),
+                        url: "http://127.0.0.1:9/3rpms/webhooks/demo-hotel".into(),
+                        replace: false,
+                    })
+                    .await
+                    .map(|_| None),
+                other => panic!("no call for {other}"),
+            }
+        }
+    };
+    let rpcs = [
+        ("GetRoomStayKey", "keys.read"),
+        ("ListReservationRoomKeys", "keys.read"),
+        ("ListRoomStayLinks", "keys.read"),
+        ("SyncRoomStays", "keys.issue"),
+        ("RegisterWebhookEndpoint", "keysmith.admin"),
+    ];
+    let mut failures = Vec::new();
+    for (rpc, scope) in rpcs {
+        let unscoped = if scope == "keys.read" { PMS_ISSUER } else { PMS_READER };
+        let cases = [
+            ("no token", None, Code::Unauthenticated),
+            ("wrong token", Some("ks_not_a_token"), Code::Unauthenticated),
+            ("token without the scope", Some(unscoped), Code::PermissionDenied),
+            ("token for another property", Some(PMS_OTHER), Code::NotFound),
+            ("right token", Some(PMS_FULL), Code::Ok),
+        ];
+        for (who, token, expected) in cases {
+            let got = match call(rpc, token).await {
+                Ok(_) => Code::Ok,
+                Err(s) => s.code(),
+            };
+            if got != expected {
+                failures.push(format!("{rpc} with {who}: expected {expected:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The full token sees the PIN and the compartment; a reader without
+    // keys.read_secrets sees that they exist, not what they are.
+    let seen = call("GetRoomStayKey", Some(PMS_FULL)).await.unwrap().unwrap();
+    assert_eq!((seen.pin.as_str(), seen.compartment.as_str()), ("ABC123", "C7"));
+    for rpc in ["GetRoomStayKey", "ListReservationRoomKeys"] {
+        let hidden = call(rpc, Some(PMS_READER)).await.unwrap().unwrap();
+        assert!(hidden.data_redacted, "{rpc}: {hidden:?}");
+        assert_eq!((hidden.pin.as_str(), hidden.compartment.as_str()), ("", ""), "{rpc}");
+        assert_eq!(hidden.r#type, pb::PmsKeyType::KeyStorage as i32);
+    }
 }

@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("keysmith/v1/access.proto"),
         root.join("keysmith/v1/pms.proto"),
+        root.join("keysmith/v1/audit.proto"),
         root.join("keysmith/driver/v1/driver.proto"),
         root.join("keysmith/sim/v1/lock_simulator.proto"),
     ];

@@ -27,6 +27,9 @@ pub const DAY: i64 = 86_400;
 pub struct TestClock(AtomicI64);
 
 impl TestClock {
+    pub fn at(unix_seconds: i64) -> Self {
+        Self(AtomicI64::new(unix_seconds))
+    }
     pub fn set(&self, unix_seconds: i64) {
         self.0.store(unix_seconds, Ordering::SeqCst);
     }
@@ -43,6 +46,8 @@ impl Clock for TestClock {
 
 pub struct TestServer {
     pub running: Option<Running>,
+    /// The connection, for clients of other services.
+    pub channel: Channel,
     pub client: AccessServiceClient<Channel>,
     pub sim: LockSimulatorClient<Channel>,
     pub clock: Arc<TestClock>,
@@ -89,6 +94,7 @@ impl TestServer {
         let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
         Self {
             running: Some(running),
+            channel: channel.clone(),
             client: AccessServiceClient::new(channel.clone()),
             sim: LockSimulatorClient::new(channel),
             clock,

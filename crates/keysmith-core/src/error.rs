@@ -216,4 +216,10 @@ pub mod reasons {
     pub const ENCODING_NOT_REQUIRED: &str = "ENCODING_NOT_REQUIRED";
     pub const DRIVER_FAILED: &str = "DRIVER_FAILED";
     pub const DRIVER_UNAVAILABLE: &str = "DRIVER_UNAVAILABLE";
+    pub const TOKEN_MISSING: &str = "TOKEN_MISSING";
+    pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
+    pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    pub const AUTH_RATE_LIMITED: &str = "AUTH_RATE_LIMITED";
+    pub const TOKEN_RATE_LIMITED: &str = "TOKEN_RATE_LIMITED";
+    pub const TOKEN_CONCURRENCY_LIMITED: &str = "TOKEN_CONCURRENCY_LIMITED";
 }

@@ -29,6 +29,7 @@ fn query_digest(req: &ListKeysRequest) -> [u8; 16] {
         &req.holder_id,
         states,
         req.include_revoked,
+        &req.caller,
     );
     let bytes = postcard::to_stdvec(&canonical).unwrap_or_default();
     let digest = Sha256::digest(bytes);
@@ -94,6 +95,19 @@ mod tests {
         let mut q = query();
         let token = encode(&q, "01ABC");
         q.reservation_key = Some("stay-2".into());
+        q.page_token = token;
+        assert_eq!(
+            decode(&q).unwrap_err().reason(),
+            reasons::INVALID_PAGE_TOKEN
+        );
+    }
+
+    #[test]
+    fn a_token_from_another_caller_is_refused() {
+        let mut q = query();
+        q.caller = "front-desk".into();
+        let token = encode(&q, "01ABC");
+        q.caller = "housekeeping".into();
         q.page_token = token;
         assert_eq!(
             decode(&q).unwrap_err().reason(),

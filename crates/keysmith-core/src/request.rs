@@ -54,6 +54,9 @@ pub struct ListKeysRequest {
     pub holder_id: Option<String>,
     pub states: Vec<KeyState>,
     pub include_revoked: bool,
+    /// Who lists (a token id). Page tokens are bound to it, so one caller's
+    /// token cannot be replayed by another.
+    pub caller: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -84,15 +84,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// A namespace of plain bytes for one driver's own state.
     fn driver_state(&self, driver: &str) -> Result<std::sync::Arc<dyn DriverState>>;
+
+    /// A space of plain bytes of keysmith's own (the audit log); names do
+    /// not collide with drivers' spaces.
+    fn namespace(&self, name: &str) -> Result<std::sync::Arc<dyn DriverState>>;
 }
 
-/// A driver's private key-value space in the store.
+/// A private key-value space in the store: a driver's own state, the
+/// audit log.
 #[async_trait]
 pub trait DriverState: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies every put (Some) and delete (None) atomically.
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// At most `limit` entries under `prefix` in key order, starting after
+    /// the key `after` (exclusive) when given: one page of a long listing.
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Waits until everything applied before the call is on disk.
     async fn sync(&self) -> Result<()>;
 }

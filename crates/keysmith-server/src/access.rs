@@ -1,21 +1,85 @@
-//! keysmith.v1.AccessService over gRPC: converts, records the request's
-//! identity on the RPC span, and calls the domain service.
-use std::sync::Arc;
+//! keysmith.v1.AccessService over gRPC: checks the caller's property,
+//! converts, records the request's identity on the RPC span, calls the
+//! domain service, withholds credential data from callers without
+//! keys.read_secrets, and writes the audit log.
+use std::{net::SocketAddr, sync::Arc};
 
 use keysmith_api::v1::{self as pb, access_service_server::AccessService as AccessRpc};
 use keysmith_core::{request::RevokeTarget, AccessService, Error};
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
-use crate::convert;
+use crate::{
+    audit::{AuditEvent, AuditLog},
+    auth::{caller, Caller},
+    convert,
+};
 
 pub struct AccessRpcService {
     service: Arc<AccessService>,
+    audit: Arc<AuditLog>,
 }
 
 impl AccessRpcService {
-    pub fn new(service: Arc<AccessService>) -> Self {
-        Self { service }
+    pub fn new(service: Arc<AccessService>, audit: Arc<AuditLog>) -> Self {
+        Self { service, audit }
+    }
+
+    /// Converts keys for the caller: redacted without keys.read_secrets.
+    /// Returns the keys and whether credential data went out.
+    fn deliver(
+        &self,
+        caller: &Caller,
+        keys: Vec<keysmith_core::AccessKey>,
+    ) -> (Vec<pb::AccessKey>, bool) {
+        let now = self.service.now();
+        let mut secrets = false;
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                let mut key = convert::access_key(k, now);
+                if caller.reads_secrets() {
+                    secrets |= convert::carries_secrets(&key);
+                } else {
+                    convert::redact(&mut key);
+                }
+                key
+            })
+            .collect();
+        (keys, secrets)
+    }
+
+    fn deliver_one(&self, caller: &Caller, key: keysmith_core::AccessKey) -> (pb::AccessKey, bool) {
+        let (mut keys, secrets) = self.deliver(caller, vec![key]);
+        (keys.remove(0), secrets)
+    }
+}
+
+/// Who and where, taken before the request is consumed.
+struct Origin {
+    caller: Caller,
+    peer: Option<SocketAddr>,
+}
+
+fn origin<T>(request: &Request<T>) -> Result<Origin, Status> {
+    Ok(Origin {
+        caller: caller(request)?,
+        peer: request.remote_addr(),
+    })
+}
+
+impl Origin {
+    fn event<'a>(&'a self, action: &'static str, property_id: &'a str) -> AuditEvent<'a> {
+        AuditEvent {
+            caller: &self.caller,
+            action,
+            property_id,
+            key_ids: Vec::new(),
+            reservation_key: None,
+            peer: self.peer,
+            error: None,
+            secrets_returned: false,
+        }
     }
 }
 
@@ -52,52 +116,94 @@ impl AccessRpc for AccessRpcService {
         &self,
         request: Request<pb::IssueRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
-        let req = convert::issue_request(request.into_inner()).map_err(fail)?;
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::issue_request(req).map_err(fail)?;
         record(&req.property_id, None, req.reservation_key.as_deref());
-        let key = self.service.issue(req).await.map_err(fail)?;
-        record(&key.property_id, Some(&key.key_id), None);
-        tracing::info!(entrances = key.entrances.len(), "key issued");
-        Ok(Response::new(pb::IssueResponse {
-            key: Some(convert::access_key(key, self.service.now())),
-        }))
+        let property_id = req.property_id.clone();
+        let reservation_key = req.reservation_key.clone();
+        let result = self.service.issue(req).await;
+        let mut event = origin.event("Issue", &property_id);
+        event.reservation_key = reservation_key.as_deref();
+        match result {
+            Ok(key) => {
+                record(&key.property_id, Some(&key.key_id), None);
+                tracing::info!(entrances = key.entrances.len(), "key issued");
+                event.key_ids = vec![key.key_id.clone()];
+                let (key, secrets) = self.deliver_one(&origin.caller, key);
+                event.secrets_returned = secrets;
+                self.audit.record(event).await;
+                Ok(Response::new(pb::IssueResponse { key: Some(key) }))
+            }
+            Err(error) => {
+                event.error = Some(&error);
+                self.audit.record(event).await;
+                Err(fail(error))
+            }
+        }
     }
 
     async fn revoke(
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let req = convert::revoke_request(request.into_inner()).map_err(fail)?;
-        match &req.target {
-            RevokeTarget::Key(id) => record(&req.property_id, Some(id), None),
-            RevokeTarget::Reservation(rk) => record(&req.property_id, None, Some(rk)),
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::revoke_request(req).map_err(fail)?;
+        let property_id = req.property_id.clone();
+        let mut event = origin.event("Revoke", &property_id);
+        let target = req.target.clone();
+        match &target {
+            RevokeTarget::Key(id) => {
+                record(&req.property_id, Some(id), None);
+                event.key_ids = vec![id.clone()];
+            }
+            RevokeTarget::Reservation(rk) => {
+                record(&req.property_id, None, Some(rk));
+                event.reservation_key = Some(rk);
+            }
         }
-        let revocation = self.service.revoke(req).await.map_err(fail)?;
-        tracing::info!(keys = revocation.keys.len(), "revoked");
-        let now = self.service.now();
-        Ok(Response::new(pb::RevokeResponse {
-            keys: revocation
-                .keys
-                .into_iter()
-                .map(|k| convert::access_key(k, now))
-                .collect(),
-            warnings: revocation.warnings.iter().map(convert::warning).collect(),
-        }))
+        match self.service.revoke(req).await {
+            Ok(revocation) => {
+                tracing::info!(keys = revocation.keys.len(), "revoked");
+                event.key_ids = revocation.keys.iter().map(|k| k.key_id.clone()).collect();
+                let (keys, secrets) = self.deliver(&origin.caller, revocation.keys);
+                event.secrets_returned = secrets;
+                self.audit.record(event).await;
+                Ok(Response::new(pb::RevokeResponse {
+                    keys,
+                    warnings: revocation.warnings.iter().map(convert::warning).collect(),
+                }))
+            }
+            Err(error) => {
+                event.error = Some(&error);
+                self.audit.record(event).await;
+                Err(fail(error))
+            }
+        }
     }
 
     async fn list_keys(
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let req = convert::list_keys_request(request.into_inner()).map_err(fail)?;
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::list_keys_request(req, origin.caller.token_id()).map_err(fail)?;
         record(&req.property_id, None, req.reservation_key.as_deref());
         let page = self.service.list_keys(&req).map_err(fail)?;
-        let now = self.service.now();
+        let (keys, secrets) = self.deliver(&origin.caller, page.keys);
+        if secrets {
+            let mut event = origin.event("ListKeys", &req.property_id);
+            event.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+            event.secrets_returned = true;
+            self.audit.record(event).await;
+        }
         Ok(Response::new(pb::ListKeysResponse {
-            keys: page
-                .keys
-                .into_iter()
-                .map(|k| convert::access_key(k, now))
-                .collect(),
+            keys,
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -106,46 +212,91 @@ impl AccessRpc for AccessRpcService {
         &self,
         request: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::AccessKey>, Status> {
+        let origin = origin(&request)?;
         let pb::GetKeyRequest {
             property_id,
             key_id,
         } = request.into_inner();
         record(&property_id, Some(&key_id), None);
+        origin.caller.property(&property_id).map_err(fail)?;
         let key = self.service.get_key(&property_id, &key_id).map_err(fail)?;
-        Ok(Response::new(convert::access_key(key, self.service.now())))
+        let (key, secrets) = self.deliver_one(&origin.caller, key);
+        if secrets {
+            let mut event = origin.event("GetKey", &property_id);
+            event.key_ids = vec![key_id];
+            event.secrets_returned = true;
+            self.audit.record(event).await;
+        }
+        Ok(Response::new(key))
     }
 
     async fn update_key(
         &self,
         request: Request<pb::UpdateKeyRequest>,
     ) -> Result<Response<pb::AccessKey>, Status> {
-        let req = convert::update_key_request(request.into_inner()).map_err(fail)?;
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::update_key_request(req).map_err(fail)?;
         record(&req.property_id, Some(&req.key_id), None);
-        let key = self.service.update_key(req).await.map_err(fail)?;
-        tracing::info!(state = key.stored_state.as_str(), "key updated");
-        Ok(Response::new(convert::access_key(key, self.service.now())))
+        let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
+        let mut event = origin.event("UpdateKey", &property_id);
+        event.key_ids = vec![key_id];
+        match self.service.update_key(req).await {
+            Ok(key) => {
+                tracing::info!(state = key.stored_state.as_str(), "key updated");
+                let (key, secrets) = self.deliver_one(&origin.caller, key);
+                event.secrets_returned = secrets;
+                self.audit.record(event).await;
+                Ok(Response::new(key))
+            }
+            Err(error) => {
+                event.error = Some(&error);
+                self.audit.record(event).await;
+                Err(fail(error))
+            }
+        }
     }
 
     async fn encode_key(
         &self,
         request: Request<pb::EncodeKeyRequest>,
     ) -> Result<Response<pb::AccessKey>, Status> {
-        let req = convert::encode_key_request(request.into_inner());
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::encode_key_request(req);
         record(&req.property_id, Some(&req.key_id), None);
-        let key = self.service.encode_key(req).await.map_err(fail)?;
-        tracing::info!("key re-encoded");
-        Ok(Response::new(convert::access_key(key, self.service.now())))
+        let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
+        let mut event = origin.event("EncodeKey", &property_id);
+        event.key_ids = vec![key_id];
+        match self.service.encode_key(req).await {
+            Ok(key) => {
+                tracing::info!("key re-encoded");
+                let (key, secrets) = self.deliver_one(&origin.caller, key);
+                event.secrets_returned = secrets;
+                self.audit.record(event).await;
+                Ok(Response::new(key))
+            }
+            Err(error) => {
+                event.error = Some(&error);
+                self.audit.record(event).await;
+                Err(fail(error))
+            }
+        }
     }
 
     async fn refresh_key(
         &self,
         request: Request<pb::RefreshKeyRequest>,
     ) -> Result<Response<pb::AccessKey>, Status> {
+        let origin = origin(&request)?;
         let pb::RefreshKeyRequest {
             property_id,
             key_id,
         } = request.into_inner();
         record(&property_id, Some(&key_id), None);
+        origin.caller.property(&property_id).map_err(fail)?;
         // Validates the ids and finds the key before asking any driver.
         self.service.get_key(&property_id, &key_id).map_err(fail)?;
         let key = self
@@ -153,18 +304,27 @@ impl AccessRpc for AccessRpcService {
             .refresh_key(&property_id, &key_id)
             .await
             .map_err(fail)?;
-        Ok(Response::new(convert::access_key(key, self.service.now())))
+        let (key, secrets) = self.deliver_one(&origin.caller, key);
+        if secrets {
+            let mut event = origin.event("RefreshKey", &property_id);
+            event.key_ids = vec![key_id];
+            event.secrets_returned = true;
+            self.audit.record(event).await;
+        }
+        Ok(Response::new(key))
     }
 
     async fn list_entrances(
         &self,
         request: Request<pb::ListEntrancesRequest>,
     ) -> Result<Response<pb::ListEntrancesResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::ListEntrancesRequest {
             property_id,
             refresh,
         } = request.into_inner();
         record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
         if refresh {
             self.service.refresh_entrances().await.map_err(fail)?;
         }

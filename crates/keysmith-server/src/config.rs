@@ -24,6 +24,81 @@ pub struct Config {
     /// The 3RPMS PMS: hotels whose room stays keysmith keeps supplied with keys.
     #[serde(default)]
     pub threerpms: Option<ThreeRpmsConfig>,
+    /// Who may call: bearer tokens, or development mode (loopback only).
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// Whether server reflection needs a token.
+    #[serde(default)]
+    pub reflection: ReflectionAccess,
+    /// Failed authentications a peer address may make per minute before it
+    /// is refused for the rest of the minute.
+    #[serde(default = "default_max_failures")]
+    pub max_failures_per_minute: u32,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Every RPC but health needs a configured bearer token.
+    #[default]
+    Tokens,
+    /// No authentication: every caller may do everything. Loopback only,
+    /// announced at start.
+    Development,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReflectionAccess {
+    /// Anyone may describe the API (it holds no data).
+    #[default]
+    Open,
+    /// Any valid token, whatever its scopes.
+    Authenticated,
+}
+
+/// A bearer token, stored as the SHA-256 of the token; the token itself is
+/// shown once, by `keysmith token create`, and kept by its holder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Names the holder in the audit log and in logs.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the whole token.
+    pub sha256: String,
+    /// Property ids it may act on; "*" for all.
+    pub properties: Vec<String>,
+    /// keys.issue, keys.revoke, keys.read, keys.read_secrets, keysmith.admin.
+    pub scopes: Vec<String>,
+    /// Requests served at once for this token; more are refused.
+    #[serde(default = "default_token_in_flight")]
+    pub max_in_flight: usize,
+    /// Requests per minute for this token (a token bucket of that size).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+}
+
+/// TLS with rustls: the server's certificate chain and key, and for mutual
+/// TLS the CA that client certificates must chain to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA certificate(s): when set, clients must present a certificate.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -39,6 +114,9 @@ pub struct ServerConfig {
     /// A request taking longer is answered DEADLINE_EXCEEDED.
     #[serde(default = "default_timeout")]
     pub request_timeout_seconds: u64,
+    /// Serve over TLS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -95,6 +173,12 @@ fn default_concurrency() -> usize {
 fn default_timeout() -> u64 {
     30
 }
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_token_in_flight() -> usize {
+    64
+}
 
 /// Where the configuration comes from.
 pub enum Source<'a> {
@@ -140,11 +224,13 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks what serde cannot: ranges, references, the auth rules.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(lock) = &self.drivers.offline_lock {
             lock.validate()
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
         }
+        self.validate_auth()?;
         if self.server.max_request_bytes < 1024 {
             anyhow::bail!("invalid configuration: server.max_request_bytes must be at least 1024");
         }
@@ -153,6 +239,80 @@ impl Config {
                 "invalid configuration: server.concurrency_per_connection and \
                  server.request_timeout_seconds must be positive"
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_auth(&self) -> anyhow::Result<()> {
+        let auth = &self.auth;
+        let listen = self.server.listen;
+        match auth.mode {
+            AuthMode::Development if !listen.ip().is_loopback() => anyhow::bail!(
+                "refusing to serve {listen} without authentication: auth.mode is \"development\", \
+                 which is for loopback only. Either listen on 127.0.0.1 (server.listen), or set \
+                 auth.mode = \"tokens\" and add [[auth.tokens]] entries (`keysmith token create` \
+                 makes one)"
+            ),
+            AuthMode::Development => {}
+            AuthMode::Tokens if auth.tokens.is_empty() => anyhow::bail!(
+                "invalid configuration: auth.mode is \"tokens\" but no [[auth.tokens]] are \
+                 configured, so nobody could call keysmith. Add one (`keysmith token create` \
+                 makes one), or set auth.mode = \"development\" to run without authentication \
+                 on loopback"
+            ),
+            AuthMode::Tokens => {}
+        }
+        if auth.max_failures_per_minute == 0 {
+            anyhow::bail!("invalid configuration: auth.max_failures_per_minute must be positive");
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for t in &auth.tokens {
+            let fail = |why: String| anyhow::anyhow!("invalid configuration: auth.tokens {:?}: {why}", t.id);
+            if t.id.trim().is_empty() {
+                anyhow::bail!("invalid configuration: an auth.tokens entry has an empty id");
+            }
+            if !ids.insert(t.id.as_str()) {
+                return Err(fail("the id is used twice".into()));
+            }
+            let hex_ok = t.sha256.len() == 64
+                && t.sha256.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            if !hex_ok {
+                return Err(fail(
+                    "sha256 must be the 64 lowercase hex digits of the token's SHA-256 \
+                     (not the token itself)"
+                        .into(),
+                ));
+            }
+            if !hashes.insert(t.sha256.as_str()) {
+                return Err(fail("the same token is configured twice".into()));
+            }
+            if t.properties.is_empty() {
+                return Err(fail("properties is empty: list property ids, or \"*\"".into()));
+            }
+            if t.scopes.is_empty() {
+                return Err(fail("scopes is empty".into()));
+            }
+            for scope in &t.scopes {
+                scope.parse::<crate::auth::Scope>().map_err(fail)?;
+            }
+            if t.max_in_flight == 0 || t.requests_per_minute == Some(0) {
+                return Err(fail("max_in_flight and requests_per_minute must be positive".into()));
+            }
+        }
+        if let Some(tls) = &self.server.tls {
+            for (what, path) in [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())] {
+                if let Some(path) = path {
+                    if !path.is_file() {
+                        anyhow::bail!(
+                            "invalid configuration: server.tls.{what}: {} does not exist",
+                            path.display()
+                        );
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -179,6 +339,39 @@ mod tests {
         let text = DEFAULT_CONFIG.replace("kind = \"room\"", "kind = \"room\"\ncolour = \"red\"");
         let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn every_example_config_loads() {
+        for (name, text) in [
+            ("keysmith.toml", include_str!("../../../examples/keysmith.toml")),
+            ("keysmith-seam.toml", include_str!("../../../examples/keysmith-seam.toml")),
+            ("keysmith-3rpms.toml", include_str!("../../../examples/keysmith-3rpms.toml")),
+        ] {
+            let c = Config::load_with_env(Source::Text(text), false)
+                .unwrap_or_else(|e| panic!("examples/{name}: {e}"));
+            assert!(c.server.listen.ip().is_loopback(), "{name}");
+        }
+        let secured = Config::load_with_env(
+            Source::Text(include_str!("../../../examples/keysmith.toml")),
+            false,
+        )
+        .unwrap();
+        assert_eq!(secured.auth.mode, AuthMode::Tokens);
+        assert_eq!(secured.auth.tokens.len(), 2);
+    }
+
+    #[test]
+    fn a_token_in_place_of_its_hash_is_refused_with_the_way_out() {
+        let text = include_str!("../../../examples/keysmith.toml").replacen(
+            "sha256 = \"a7cffaaf5680724e8cd91289a002a5191c1e536ed3c8efd38de78c734c4a4cb5\"",
+            "sha256 = \"ks_demo_front_desk_not_for_production\"",
+            1,
+        );
+        let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("front-desk") && err.contains("not the token itself"), "{err}");
+        assert!(!err.contains("ks_demo_front_desk"), "the error must not echo it: {err}");
     }
 
     #[test]

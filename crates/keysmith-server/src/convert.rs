@@ -205,7 +205,8 @@ pub fn revoke_request(req: pb::RevokeRequest) -> Result<RevokeRequest, Error> {
     })
 }
 
-pub fn list_keys_request(req: pb::ListKeysRequest) -> Result<ListKeysRequest, Error> {
+/// `caller` is the token id the page tokens are bound to.
+pub fn list_keys_request(req: pb::ListKeysRequest, caller: &str) -> Result<ListKeysRequest, Error> {
     let pb::ListKeysRequest {
         property_id,
         page_size,
@@ -230,6 +231,7 @@ pub fn list_keys_request(req: pb::ListKeysRequest) -> Result<ListKeysRequest, Er
         holder_id: optional(holder_id),
         states,
         include_revoked,
+        caller: caller.to_owned(),
     })
 }
 
@@ -349,7 +351,26 @@ fn credential(c: Credential) -> pb::Credential {
         },
         credential_id,
         encoding_required,
+        data_redacted: false,
     }
+}
+
+/// Withholds credential data from a caller without keys.read_secrets.
+/// Returns whether any data was present (and so withheld).
+pub fn redact(key: &mut pb::AccessKey) -> bool {
+    let mut withheld = false;
+    for c in &mut key.credentials {
+        if c.data.take().is_some() {
+            c.data_redacted = true;
+            withheld = true;
+        }
+    }
+    withheld
+}
+
+/// Whether an answer carries credential data.
+pub fn carries_secrets(key: &pb::AccessKey) -> bool {
+    key.credentials.iter().any(|c| c.data.is_some())
 }
 
 pub fn warning(w: &Warning) -> pb::Warning {

@@ -1,6 +1,8 @@
 //! keysmith's gRPC server: the tonic adapter of the access service and the
 //! lock simulator, configuration, logging and the tower layers.
 mod access;
+mod audit;
+pub mod auth;
 pub mod config;
 pub mod convert;
 mod layers;
@@ -9,6 +11,7 @@ mod server;
 mod simulator;
 pub mod telemetry;
 mod threerpms;
+mod tls;
 
 pub use config::{Config, Source};
 pub use server::{shutdown_signal, start, start_with_clock, Running};

@@ -1,6 +1,6 @@
 //! keysmith.v1.PmsService over gRPC: reads of 3RPMS room access keys and the
 //! operator's sync, for the hotels configured with 3RPMS.
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use keysmith_3rpms::{
     errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
@@ -9,22 +9,60 @@ use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
 use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
 use tonic::{Request, Response, Status};
 
-use crate::access::{fail, record};
+use crate::{
+    access::{fail, record},
+    audit::{AuditEvent, AuditLog},
+    auth::{caller, Caller},
+};
 
 pub struct PmsRpcService {
     hotels: BTreeMap<String, Arc<HotelSync>>,
     webhook_public_url: Option<String>,
+    audit: Arc<AuditLog>,
 }
 
 impl PmsRpcService {
     pub fn new(
         hotels: BTreeMap<String, Arc<HotelSync>>,
         webhook_public_url: Option<String>,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
             hotels,
             webhook_public_url,
+            audit,
         }
+    }
+
+    /// Records a read that returned PINs, compartments or QR data.
+    async fn audit_secret_read(
+        &self,
+        caller: &Caller,
+        peer: Option<SocketAddr>,
+        action: &'static str,
+        property_id: &str,
+        rooms: &[pb::RoomStayKey],
+    ) {
+        let carried = rooms.iter().any(|r| {
+            r.key
+                .as_ref()
+                .is_some_and(|k| !k.pin.is_empty() || !k.compartment.is_empty() || !k.qr_data.is_empty())
+        });
+        if !carried {
+            return;
+        }
+        self.audit
+            .record(AuditEvent {
+                caller,
+                action,
+                property_id,
+                key_ids: Vec::new(),
+                reservation_key: None,
+                peer,
+                error: None,
+                secrets_returned: true,
+            })
+            .await;
     }
 
     fn hotel(&self, property_id: &str) -> Result<&Arc<HotelSync>, Error> {
@@ -69,7 +107,9 @@ fn staff(view: i32) -> Result<bool, Error> {
     }
 }
 
-fn room(stay: RoomStayKey, staff: bool) -> pb::RoomStayKey {
+/// The key as the caller may see it: `secrets` is whether its token has
+/// keys.read_secrets.
+fn room(stay: RoomStayKey, staff: bool, secrets: bool) -> pb::RoomStayKey {
     let RoomStayKey {
         room_stay_id,
         room_name,
@@ -80,7 +120,13 @@ fn room(stay: RoomStayKey, staff: bool) -> pb::RoomStayKey {
         room_stay_id,
         room_setup_id,
         room_name,
-        key: key.map(|k| pms_key(k, staff)),
+        key: key.map(|k| {
+            let mut key = pms_key(k, staff);
+            if !secrets {
+                redact(&mut key);
+            }
+            key
+        }),
     }
 }
 
@@ -122,18 +168,29 @@ fn pms_key(key: RoomAccessKey, staff: bool) -> pb::PmsKey {
     out
 }
 
+fn redact(key: &mut pb::PmsKey) {
+    let had = !key.pin.is_empty() || !key.compartment.is_empty() || !key.qr_data.is_empty();
+    key.pin.clear();
+    key.compartment.clear();
+    key.qr_data.clear();
+    key.data_redacted = had;
+}
+
 #[tonic::async_trait]
 impl PmsService for PmsRpcService {
     async fn get_room_stay_key(
         &self,
         request: Request<pb::GetRoomStayKeyRequest>,
     ) -> Result<Response<pb::RoomStayKey>, Status> {
+        let caller = caller(&request)?;
+        let peer = request.remote_addr();
         let pb::GetRoomStayKeyRequest {
             property_id,
             room_stay_id,
             view,
         } = request.into_inner();
         record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         required("room_stay_id", &room_stay_id).map_err(fail)?;
         let staff = staff(view).map_err(fail)?;
@@ -150,19 +207,31 @@ impl PmsService for PmsRpcService {
                 .with_context("room_stay_id", room_stay_id.clone())
             })
             .map_err(fail)?;
-        Ok(Response::new(room(found, staff)))
+        let found = room(found, staff, caller.reads_secrets());
+        self.audit_secret_read(
+            &caller,
+            peer,
+            "GetRoomStayKey",
+            &property_id,
+            std::slice::from_ref(&found),
+        )
+        .await;
+        Ok(Response::new(found))
     }
 
     async fn list_reservation_room_keys(
         &self,
         request: Request<pb::ListReservationRoomKeysRequest>,
     ) -> Result<Response<pb::ListReservationRoomKeysResponse>, Status> {
+        let caller = caller(&request)?;
+        let peer = request.remote_addr();
         let pb::ListReservationRoomKeysRequest {
             property_id,
             reservation_code,
             view,
         } = request.into_inner();
         record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         required("reservation_code", &reservation_code).map_err(fail)?;
         let staff = staff(view).map_err(fail)?;
@@ -179,20 +248,27 @@ impl PmsService for PmsRpcService {
                 .with_context("reservation_code", reservation_code.clone())
             })
             .map_err(fail)?;
-        Ok(Response::new(pb::ListReservationRoomKeysResponse {
-            rooms: rooms.into_iter().map(|r| room(r, staff)).collect(),
-        }))
+        let rooms: Vec<_> = rooms
+            .into_iter()
+            .map(|r| room(r, staff, caller.reads_secrets()))
+            .collect();
+        self.audit_secret_read(&caller, peer, "ListReservationRoomKeys", &property_id, &rooms)
+            .await;
+        Ok(Response::new(pb::ListReservationRoomKeysResponse { rooms }))
     }
 
     async fn sync_room_stays(
         &self,
         request: Request<pb::SyncRoomStaysRequest>,
     ) -> Result<Response<pb::SyncRoomStaysResponse>, Status> {
+        let caller = caller(&request)?;
+        let peer = request.remote_addr();
         let pb::SyncRoomStaysRequest {
             property_id,
             room_stay_ids,
         } = request.into_inner();
         record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         for (i, id) in room_stay_ids.iter().enumerate() {
             required(&format!("room_stay_ids[{i}]"), id).map_err(fail)?;
@@ -201,8 +277,21 @@ impl PmsService for PmsRpcService {
             hotel.sync_window().await
         } else {
             hotel.sync_stays(&room_stay_ids).await
-        }
-        .map_err(fail)?;
+        };
+        // The sync issues, updates and revokes keys on the caller's behalf.
+        self.audit
+            .record(AuditEvent {
+                caller: &caller,
+                action: "SyncRoomStays",
+                property_id: &property_id,
+                key_ids: Vec::new(),
+                reservation_key: None,
+                peer,
+                error: report.as_ref().err(),
+                secrets_returned: false,
+            })
+            .await;
+        let report = report.map_err(fail)?;
         let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         Ok(Response::new(pb::SyncRoomStaysResponse {
             read_requests: count(report.read_requests),
@@ -223,12 +312,14 @@ impl PmsService for PmsRpcService {
         &self,
         request: Request<pb::RegisterWebhookEndpointRequest>,
     ) -> Result<Response<pb::RegisterWebhookEndpointResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::RegisterWebhookEndpointRequest {
             property_id,
             url,
             replace,
         } = request.into_inner();
         record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         let url = if url.is_empty() {
             let base = self.webhook_public_url.as_deref().ok_or_else(|| {
@@ -259,12 +350,14 @@ impl PmsService for PmsRpcService {
         &self,
         request: Request<pb::ListRoomStayLinksRequest>,
     ) -> Result<Response<pb::ListRoomStayLinksResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::ListRoomStayLinksRequest {
             property_id,
             key_id,
             room_stay_id,
         } = request.into_inner();
         record(&property_id, Some(&key_id), None);
+        caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         let links = hotel
             .records()

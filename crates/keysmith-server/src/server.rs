@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use keysmith_3rpms::webhook::Inbox;
 use keysmith_api::{
     sim::v1::lock_simulator_server::LockSimulatorServer,
-    v1::{access_service_server::AccessServiceServer, pms_service_server::PmsServiceServer},
+    v1::{
+        access_service_server::AccessServiceServer, audit_service_server::AuditServiceServer,
+        pms_service_server::PmsServiceServer,
+    },
     FILE_DESCRIPTOR_SET,
 };
 use keysmith_core::{
@@ -21,8 +24,15 @@ use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
-    access::AccessRpcService, config::Config, layers::RpcSpanLayer, pms::PmsRpcService,
-    simulator::LockSimulatorService, threerpms::ThreeRpms,
+    access::AccessRpcService,
+    audit::{AuditLog, AuditRpcService},
+    auth::AuthLayer,
+    config::{AuthMode, Config},
+    layers::RpcSpanLayer,
+    pms::PmsRpcService,
+    simulator::LockSimulatorService,
+    threerpms::ThreeRpms,
+    tls,
 };
 
 /// A server running in the background.
@@ -69,13 +79,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    // A configuration built in code is held to the same rules as a file.
+    config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
             config.storage.data_dir.display()
         )
     })?;
+    // Checked before anything is opened or spawned: a bad certificate or
+    // token table stops the start with its own message.
+    let auth = AuthLayer::new(&config.auth)?;
+    let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
     let store = Arc::new(SledStore::open(&config.storage.data_dir)?);
+    let audit = Arc::new(AuditLog::new(store.namespace("audit")?, clock.clone()));
 
     let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
     let mut offline_lock = None;
@@ -157,7 +174,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
     let max = config.server.max_request_bytes;
     let access =
-        AccessServiceServer::new(AccessRpcService::new(service)).max_decoding_message_size(max);
+        AccessServiceServer::new(AccessRpcService::new(service, audit.clone()))
+            .max_decoding_message_size(max);
+    let audit_service =
+        AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
     let simulator = match offline_lock {
         Some(lock) => {
             health
@@ -180,6 +200,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
                 PmsServiceServer::new(PmsRpcService::new(
                     t.hotels.clone(),
                     t.webhook_public_url.clone(),
+                    audit.clone(),
                 ))
                 .max_decoding_message_size(max),
             )
@@ -193,14 +214,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
 
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .context("cannot use the TLS configuration")?;
+    }
+    let router = builder
         .timeout(Duration::from_secs(config.server.request_timeout_seconds))
         .concurrency_limit_per_connection(config.server.concurrency_per_connection)
         .layer(RpcSpanLayer)
+        .layer(auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(access)
+        .add_service(audit_service)
         .add_optional_service(simulator)
         .add_optional_service(pms);
 
@@ -226,7 +255,20 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         store.close();
         served.context("the gRPC server failed")
     });
-    tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "keysmith is serving");
+    tracing::info!(
+        %addr,
+        tls = config.server.tls.is_some(),
+        data_dir = %config.storage.data_dir.display(),
+        "keysmith is serving"
+    );
+    if config.auth.mode == AuthMode::Development {
+        tracing::warn!(
+            %addr,
+            "DEVELOPMENT MODE: no authentication. Anyone who can reach {addr} may issue, read \
+             and revoke every key. keysmith allows this on loopback only; for anything else set \
+             auth.mode = \"tokens\" and add [[auth.tokens]] (README: Securing a deployment)"
+        );
+    }
     Ok(Running {
         addr,
         webhook_addr,

@@ -6,7 +6,10 @@ use keysmith_core::{request::Violations, Error, Timestamp};
 use keysmith_offline_lock::{FlagChange, LockView, OfflineLock};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{self, timestamp};
+use crate::{
+    auth::{caller, Caller},
+    convert::{self, timestamp},
+};
 
 pub struct LockSimulatorService {
     lock: Arc<OfflineLock>,
@@ -18,12 +21,13 @@ impl LockSimulatorService {
     }
 }
 
-fn check_target(property_id: &str, entrance_id: &str) -> Result<(), Status> {
+fn check_target(caller: &Caller, property_id: &str, entrance_id: &str) -> Result<(), Status> {
     tracing::Span::current().record("property", property_id);
     let mut v = Violations::default();
     v.id("property_id", property_id);
     v.id("entrance_id", entrance_id);
-    v.finish().map_err(convert::status)
+    v.finish().map_err(convert::status)?;
+    caller.property(property_id).map_err(convert::status)
 }
 
 fn lock_state(view: LockView) -> pb::LockState {
@@ -62,13 +66,14 @@ impl LockSimulator for LockSimulatorService {
         &self,
         request: Request<pb::PresentRequest>,
     ) -> Result<Response<pb::PresentResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::PresentRequest {
             property_id,
             entrance_id,
             credential_data,
             at,
         } = request.into_inner();
-        check_target(&property_id, &entrance_id)?;
+        check_target(&caller, &property_id, &entrance_id)?;
         let at = match at {
             Some(t) => Timestamp::from_parts(t.seconds, t.nanos).ok_or_else(|| {
                 status(Error::invalid_field(
@@ -102,11 +107,12 @@ impl LockSimulator for LockSimulatorService {
         &self,
         request: Request<pb::GetLockStateRequest>,
     ) -> Result<Response<pb::LockState>, Status> {
+        let caller = caller(&request)?;
         let pb::GetLockStateRequest {
             property_id,
             entrance_id,
         } = request.into_inner();
-        check_target(&property_id, &entrance_id)?;
+        check_target(&caller, &property_id, &entrance_id)?;
         let view = self
             .lock
             .lock_state(&property_id, &entrance_id)
@@ -118,12 +124,13 @@ impl LockSimulator for LockSimulatorService {
         &self,
         request: Request<pb::SetClockSkewRequest>,
     ) -> Result<Response<pb::LockState>, Status> {
+        let caller = caller(&request)?;
         let pb::SetClockSkewRequest {
             property_id,
             entrance_id,
             skew_seconds,
         } = request.into_inner();
-        check_target(&property_id, &entrance_id)?;
+        check_target(&caller, &property_id, &entrance_id)?;
         let view = self
             .lock
             .set_clock_skew(&property_id, &entrance_id, skew_seconds)
@@ -136,6 +143,7 @@ impl LockSimulator for LockSimulatorService {
         &self,
         request: Request<pb::SetLockFlagsRequest>,
     ) -> Result<Response<pb::LockState>, Status> {
+        let caller = caller(&request)?;
         let pb::SetLockFlagsRequest {
             property_id,
             entrance_id,
@@ -145,7 +153,7 @@ impl LockSimulator for LockSimulatorService {
             block_card_ids,
             unblock_card_ids,
         } = request.into_inner();
-        check_target(&property_id, &entrance_id)?;
+        check_target(&caller, &property_id, &entrance_id)?;
         let view = self
             .lock
             .set_flags(
@@ -168,11 +176,12 @@ impl LockSimulator for LockSimulatorService {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = caller(&request)?;
         let pb::ListAuditEventsRequest {
             property_id,
             entrance_id,
         } = request.into_inner();
-        check_target(&property_id, &entrance_id)?;
+        check_target(&caller, &property_id, &entrance_id)?;
         let events = self
             .lock
             .audit_events(&property_id, &entrance_id)

@@ -232,10 +232,17 @@ impl Store for SledStore {
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
-        let tree = self
-            .db
-            .open_tree(format!("driver/{driver}"))
-            .map_err(store_error)?;
+        self.space(format!("driver/{driver}"))
+    }
+
+    fn namespace(&self, name: &str) -> Result<Arc<dyn DriverState>> {
+        self.space(format!("keysmith/{name}"))
+    }
+}
+
+impl SledStore {
+    fn space(&self, tree: String) -> Result<Arc<dyn DriverState>> {
+        let tree = self.db.open_tree(tree).map_err(store_error)?;
         Ok(Arc::new(SledDriverState {
             tree,
             flusher: self.flusher.clone(),
@@ -268,6 +275,27 @@ impl DriverState for SledDriverState {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.tree
             .scan_prefix(prefix)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(store_error)
+            })
+            .collect()
+    }
+
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = match after {
+            Some(after) => Bound::Excluded(after.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        self.tree
+            .range((start, Bound::Unbounded))
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(store_error)
