@@ -177,3 +177,47 @@ async fn sigterm_stops_gracefully_and_keeps_every_acknowledged_key() {
     sigterm(&child).await;
     assert!(child.wait().await.unwrap().success());
 }
+
+#[test]
+fn serve_refuses_a_network_address_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("KEYSMITH__SERVER__LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("without authentication") && stderr.contains("auth.mode"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn token_create_prints_a_token_whose_hash_is_the_config_entry() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "token", "create", "--id", "front-desk", "--property", "demo-hotel", "--scope",
+            "keys.issue", "--scope", "keys.read",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ks_"))
+        .expect("the token");
+    let hash = keysmith_server::auth::hash_token(token);
+    assert!(stdout.contains(&format!("sha256 = \"{hash}\"")), "{stdout}");
+    assert!(stdout.contains("scopes = [\"keys.issue\", \"keys.read\"]"), "{stdout}");
+    let bad = std::process::Command::new(BIN)
+        .args(["token", "create", "--id", "x", "--property", "p", "--scope", "keys.write"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope"));
+}
