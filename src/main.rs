@@ -79,7 +79,11 @@ async fn main() -> anyhow::Result<()> {
                 "{}: ok (listen {}{}, auth: {auth}, data {}, offline-lock properties: {})",
                 file.display(),
                 config.server.listen,
-                if config.server.tls.is_some() { " with TLS" } else { "" },
+                if config.server.tls.is_some() {
+                    " with TLS"
+                } else {
+                    ""
+                },
                 config.storage.data_dir.display(),
                 lock.map_or(0, |l| l.properties.len())
             );

@@ -199,12 +199,24 @@ fn serve_refuses_a_network_address_without_authentication() {
 fn token_create_prints_a_token_whose_hash_is_the_config_entry() {
     let out = std::process::Command::new(BIN)
         .args([
-            "token", "create", "--id", "front-desk", "--property", "demo-hotel", "--scope",
-            "keys.issue", "--scope", "keys.read",
+            "token",
+            "create",
+            "--id",
+            "front-desk",
+            "--property",
+            "demo-hotel",
+            "--scope",
+            "keys.issue",
+            "--scope",
+            "keys.read",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let token = stdout
         .lines()
@@ -213,9 +225,21 @@ fn token_create_prints_a_token_whose_hash_is_the_config_entry() {
         .expect("the token");
     let hash = keysmith_server::auth::hash_token(token);
     assert!(stdout.contains(&format!("sha256 = \"{hash}\"")), "{stdout}");
-    assert!(stdout.contains("scopes = [\"keys.issue\", \"keys.read\"]"), "{stdout}");
+    assert!(
+        stdout.contains("scopes = [\"keys.issue\", \"keys.read\"]"),
+        "{stdout}"
+    );
     let bad = std::process::Command::new(BIN)
-        .args(["token", "create", "--id", "x", "--property", "p", "--scope", "keys.write"])
+        .args([
+            "token",
+            "create",
+            "--id",
+            "x",
+            "--property",
+            "p",
+            "--scope",
+            "keys.write",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

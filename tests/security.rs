@@ -18,13 +18,13 @@ use keysmith_server::{
     config::{AuthConfig, AuthMode, ReflectionAccess, TlsConfig, TokenConfig},
     Config, Source,
 };
-use tonic_types::StatusExt;
 use tonic::{
     metadata::MetadataValue,
     service::{interceptor::InterceptedService, Interceptor},
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
     Code, Request, Status,
 };
+use tonic_types::StatusExt;
 
 const OTHER_PROPERTY: &str = "other-hotel";
 
@@ -108,16 +108,25 @@ impl Interceptor for Bearer {
     }
 }
 
-fn access(s: &TestServer, token: Option<&str>) -> AccessServiceClient<InterceptedService<Channel, Bearer>> {
+fn access(
+    s: &TestServer,
+    token: Option<&str>,
+) -> AccessServiceClient<InterceptedService<Channel, Bearer>> {
     let channel = s.channel.clone();
     AccessServiceClient::with_interceptor(channel, Bearer(token.map(str::to_owned)))
 }
 
-fn audit(s: &TestServer, token: Option<&str>) -> AuditServiceClient<InterceptedService<Channel, Bearer>> {
+fn audit(
+    s: &TestServer,
+    token: Option<&str>,
+) -> AuditServiceClient<InterceptedService<Channel, Bearer>> {
     AuditServiceClient::with_interceptor(s.channel.clone(), Bearer(token.map(str::to_owned)))
 }
 
-fn simulator(s: &TestServer, token: Option<&str>) -> LockSimulatorClient<InterceptedService<Channel, Bearer>> {
+fn simulator(
+    s: &TestServer,
+    token: Option<&str>,
+) -> LockSimulatorClient<InterceptedService<Channel, Bearer>> {
     LockSimulatorClient::with_interceptor(s.channel.clone(), Bearer(token.map(str::to_owned)))
 }
 
@@ -165,15 +174,24 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
             access(s, token).issue(req).await.map(drop)
         }
         "GetKey" => access(s, token)
-            .get_key(pb::GetKeyRequest { property_id: p(), key_id: k() })
+            .get_key(pb::GetKeyRequest {
+                property_id: p(),
+                key_id: k(),
+            })
             .await
             .map(drop),
         "ListKeys" => access(s, token)
-            .list_keys(pb::ListKeysRequest { property_id: p(), ..Default::default() })
+            .list_keys(pb::ListKeysRequest {
+                property_id: p(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "RefreshKey" => access(s, token)
-            .refresh_key(pb::RefreshKeyRequest { property_id: p(), key_id: k() })
+            .refresh_key(pb::RefreshKeyRequest {
+                property_id: p(),
+                key_id: k(),
+            })
             .await
             .map(drop),
         "UpdateKey" => access(s, token)
@@ -195,7 +213,10 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
             .await
             .map(drop),
         "ListEntrances" => access(s, token)
-            .list_entrances(pb::ListEntrancesRequest { property_id: p(), refresh: false })
+            .list_entrances(pb::ListEntrancesRequest {
+                property_id: p(),
+                refresh: false,
+            })
             .await
             .map(drop),
         "ListDrivers" => access(s, token)
@@ -224,7 +245,10 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
         "GetLockState" => {
             let (property_id, entrance_id) = lock("room-101");
             simulator(s, token)
-                .get_lock_state(sim::GetLockStateRequest { property_id, entrance_id })
+                .get_lock_state(sim::GetLockStateRequest {
+                    property_id,
+                    entrance_id,
+                })
                 .await
                 .map(drop)
         }
@@ -253,7 +277,10 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
         "ListAuditEvents" => {
             let (property_id, entrance_id) = lock("room-101");
             simulator(s, token)
-                .list_audit_events(sim::ListAuditEventsRequest { property_id, entrance_id })
+                .list_audit_events(sim::ListAuditEventsRequest {
+                    property_id,
+                    entrance_id,
+                })
                 .await
                 .map(drop)
         }
@@ -284,14 +311,26 @@ async fn every_rpc_against_every_kind_of_caller() {
     let wrong = generate_token();
     let mut failures = Vec::new();
     for &(rpc, scope) in RPCS {
-        let unscoped = if scope == "keys.read" { &t.issuer } else { &t.reader };
+        let unscoped = if scope == "keys.read" {
+            &t.issuer
+        } else {
+            &t.reader
+        };
         // A token for another property is refused as if the property did
         // not exist; drivers are global, so it may list them.
-        let other_code = if rpc == "ListDrivers" { Code::Ok } else { Code::NotFound };
+        let other_code = if rpc == "ListDrivers" {
+            Code::Ok
+        } else {
+            Code::NotFound
+        };
         let cases: [(&str, Option<&str>, Code); 5] = [
             ("no token", None, Code::Unauthenticated),
             ("wrong token", Some(&wrong), Code::Unauthenticated),
-            ("token without the scope", Some(unscoped), Code::PermissionDenied),
+            (
+                "token without the scope",
+                Some(unscoped),
+                Code::PermissionDenied,
+            ),
             ("token for another property", Some(&t.other), other_code),
             (
                 "right token",
@@ -305,7 +344,9 @@ async fn every_rpc_against_every_kind_of_caller() {
             let result = call(&s, rpc, token, &key.key_id).await;
             let got = code_of(&result);
             if got != expected {
-                failures.push(format!("{rpc} with {who}: expected {expected:?}, got {result:?}"));
+                failures.push(format!(
+                    "{rpc} with {who}: expected {expected:?}, got {result:?}"
+                ));
                 continue;
             }
             if let Err(status) = &result {
@@ -327,10 +368,11 @@ async fn every_rpc_against_every_kind_of_caller() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Health stays open.
-    let mut health =
-        tonic_health::pb::health_client::HealthClient::new(s.channel.clone());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel.clone());
     let served = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("health needs no token");
     assert_eq!(served.into_inner().status, 1);
@@ -346,12 +388,18 @@ async fn another_property_cannot_see_or_touch_a_key_and_changes_nothing() {
     // same answer as for a key that does not exist.
     let existing = other
         .clone()
-        .get_key(pb::GetKeyRequest { property_id: PROPERTY.into(), key_id: key.key_id.clone() })
+        .get_key(pb::GetKeyRequest {
+            property_id: PROPERTY.into(),
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap_err();
     let missing = other
         .clone()
-        .get_key(pb::GetKeyRequest { property_id: PROPERTY.into(), key_id: "01HZZZZZZZZZZZZZZZZZZZZZZZ".into() })
+        .get_key(pb::GetKeyRequest {
+            property_id: PROPERTY.into(),
+            key_id: "01HZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(reason(&existing), reason(&missing));
@@ -368,16 +416,29 @@ async fn another_property_cannot_see_or_touch_a_key_and_changes_nothing() {
     assert_eq!(revoke.code(), Code::NotFound);
     let listed = other
         .clone()
-        .list_keys(pb::ListKeysRequest { property_id: PROPERTY.into(), ..Default::default() })
+        .list_keys(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!(reason(&listed), (Code::NotFound, "PROPERTY_NOT_FOUND".into()));
+    assert_eq!(
+        reason(&listed),
+        (Code::NotFound, "PROPERTY_NOT_FOUND".into())
+    );
     let still = access(&s, Some(&t.full))
-        .get_key(pb::GetKeyRequest { property_id: PROPERTY.into(), key_id: key.key_id.clone() })
+        .get_key(pb::GetKeyRequest {
+            property_id: PROPERTY.into(),
+            key_id: key.key_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(still.state, pb::KeyState::Active as i32, "the refused revoke changed nothing");
+    assert_eq!(
+        still.state,
+        pb::KeyState::Active as i32,
+        "the refused revoke changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -391,7 +452,10 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
         let id = key.key_id.clone();
         async move {
             access(s, Some(&token))
-                .get_key(pb::GetKeyRequest { property_id: PROPERTY.into(), key_id: id })
+                .get_key(pb::GetKeyRequest {
+                    property_id: PROPERTY.into(),
+                    key_id: id,
+                })
                 .await
                 .unwrap()
                 .into_inner()
@@ -403,22 +467,41 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
         assert!(c.data.is_none() && c.data_redacted, "{c:?}");
     }
     let listed = access(&s, Some(&t.reader))
-        .list_keys(pb::ListKeysRequest { property_id: PROPERTY.into(), ..Default::default() })
+        .list_keys(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert!(listed.keys.iter().flat_map(|k| &k.credentials).all(|c| c.data.is_none()));
+    assert!(listed
+        .keys
+        .iter()
+        .flat_map(|k| &k.credentials)
+        .all(|c| c.data.is_none()));
     // An issuer without keys.read_secrets does not see the PIN it issued.
     let mut req = guest("issued-blind", &["room-102"], T0, T0 + DAY, "");
     req.modes = vec![pb::CredentialMode::Pin as i32];
-    let blind = access(&s, Some(&t.issuer)).issue(req).await.unwrap().into_inner().key.unwrap();
-    assert!(blind.credentials.iter().all(|c| c.data.is_none() && c.data_redacted));
+    let blind = access(&s, Some(&t.issuer))
+        .issue(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert!(blind
+        .credentials
+        .iter()
+        .all(|c| c.data.is_none() && c.data_redacted));
 
     let seen = get(t.secret_reader.clone()).await;
     assert_eq!(common::pin(&seen), pin);
 
     let records = audit(&s, Some(&t.full))
-        .list_audit_records(pb::ListAuditRecordsRequest { property_id: PROPERTY.into(), ..Default::default() })
+        .list_audit_records(pb::ListAuditRecordsRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -446,7 +529,10 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
 #[tokio::test]
 async fn the_audit_log_records_refusals_pages_and_survives_a_restart() {
     let s = TestServer::start().await;
-    let key = s.issue(guest("audited", &["room-101"], T0, T0 + DAY, "")).await.unwrap();
+    let key = s
+        .issue(guest("audited", &["room-101"], T0, T0 + DAY, ""))
+        .await
+        .unwrap();
     let mut wrong = guest("audited", &["room-101"], T0 + DAY, T0, "");
     wrong.request_id = String::new();
     s.issue(wrong).await.unwrap_err();
@@ -506,7 +592,11 @@ async fn page_tokens_cannot_be_replayed_by_another_token() {
         issue_with(&s, &t.full, &format!("paged-{i}")).await;
     }
     let first = access(&s, Some(&t.full))
-        .list_keys(pb::ListKeysRequest { property_id: PROPERTY.into(), page_size: 1, ..Default::default() })
+        .list_keys(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            page_size: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -520,7 +610,10 @@ async fn page_tokens_cannot_be_replayed_by_another_token() {
         })
         .await
         .unwrap_err();
-    assert_eq!(reason(&replay), (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into()));
+    assert_eq!(
+        reason(&replay),
+        (Code::InvalidArgument, "INVALID_PAGE_TOKEN".into())
+    );
     let own = access(&s, Some(&t.full))
         .list_keys(pb::ListKeysRequest {
             property_id: PROPERTY.into(),
@@ -543,7 +636,10 @@ async fn repeated_authentication_failures_are_refused_for_a_while() {
     }
     // From now on the address is refused, even with a good token.
     let err = call(&s, "ListKeys", Some(&t.full), "").await.unwrap_err();
-    assert_eq!(reason(&err), (Code::ResourceExhausted, "AUTH_RATE_LIMITED".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::ResourceExhausted, "AUTH_RATE_LIMITED".into())
+    );
     assert!(err.get_error_details().retry_info().is_some());
 }
 
@@ -557,7 +653,10 @@ async fn a_token_past_its_rate_is_refused() {
         call(&s, "ListKeys", Some(&limited), "").await.unwrap();
     }
     let err = call(&s, "ListKeys", Some(&limited), "").await.unwrap_err();
-    assert_eq!(reason(&err), (Code::ResourceExhausted, "TOKEN_RATE_LIMITED".into()));
+    assert_eq!(
+        reason(&err),
+        (Code::ResourceExhausted, "TOKEN_RATE_LIMITED".into())
+    );
 }
 
 #[tokio::test]
@@ -568,7 +667,10 @@ async fn an_oversized_request_is_refused_and_changes_nothing() {
     let err = s.issue(req).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     let listed = s
-        .list(pb::ListKeysRequest { property_id: PROPERTY.into(), ..Default::default() })
+        .list(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(listed.keys.is_empty());
@@ -577,8 +679,8 @@ async fn an_oversized_request_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn reflection_can_require_a_token() {
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, ServerReflectionRequest,
     };
     let (t, configs) = tokens();
     let s = TestServer::start_with(move |c| {
@@ -608,13 +710,25 @@ async fn reflection_can_require_a_token() {
 #[test]
 fn development_mode_refuses_a_network_address_and_says_how_to_fix_it() {
     let text = keysmith_server::config::DEFAULT_CONFIG.replace("127.0.0.1:50051", "0.0.0.0:50051");
-    let err = Config::load_with_env(Source::Text(&text), false).unwrap_err().to_string();
-    for needed in ["refusing", "0.0.0.0:50051", "without authentication", "127.0.0.1", "auth.mode = \"tokens\"", "keysmith token create"] {
+    let err = Config::load_with_env(Source::Text(&text), false)
+        .unwrap_err()
+        .to_string();
+    for needed in [
+        "refusing",
+        "0.0.0.0:50051",
+        "without authentication",
+        "127.0.0.1",
+        "auth.mode = \"tokens\"",
+        "keysmith token create",
+    ] {
         assert!(err.contains(needed), "{needed:?} missing from: {err}");
     }
     // Tokens mode with no token is refused too, with the way out.
-    let text = keysmith_server::config::DEFAULT_CONFIG.replace("mode = \"development\"", "mode = \"tokens\"");
-    let err = Config::load_with_env(Source::Text(&text), false).unwrap_err().to_string();
+    let text = keysmith_server::config::DEFAULT_CONFIG
+        .replace("mode = \"development\"", "mode = \"tokens\"");
+    let err = Config::load_with_env(Source::Text(&text), false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no [[auth.tokens]]"), "{err}");
 }
 
@@ -623,30 +737,47 @@ async fn start_refuses_a_network_address_without_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.server.listen = "0.0.0.0:0".parse().unwrap();
-    let err = keysmith_server::start(c).await.err().expect("refused").to_string();
+    let err = keysmith_server::start(c)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("without authentication"), "{err}");
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
 }
 
-async fn tls_server(client_ca: bool) -> (keysmith_server::Running, tempfile::TempDir) {
+/// `cert` is a fixture's name: "server" (signed by the test CA) or
+/// "self-signed".
+async fn tls_server(cert: &str, client_ca: bool) -> (keysmith_server::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.server.tls = Some(TlsConfig {
-        cert: fixture("server.pem"),
-        key: fixture("server.key"),
+        cert: fixture(&format!("{cert}.pem")),
+        key: fixture(&format!("{cert}.key")),
         client_ca: client_ca.then(|| fixture("ca.pem")),
     });
     let clock = Arc::new(TestClock::at(T0));
-    let running = keysmith_server::start_with_clock(c, clock).await.expect("starts with TLS");
+    let running = keysmith_server::start_with_clock(c, clock)
+        .await
+        .expect("starts with TLS");
     (running, dir)
 }
 
-async fn tls_channel(addr: std::net::SocketAddr, identity: bool) -> Result<Channel, String> {
-    let ca = Certificate::from_pem(std::fs::read(fixture("ca.pem")).unwrap());
-    let mut tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+/// A client that trusts only `anchor` (a fixture's name).
+async fn tls_channel(
+    addr: std::net::SocketAddr,
+    anchor: &str,
+    identity: bool,
+) -> Result<Channel, String> {
+    let ca = Certificate::from_pem(std::fs::read(fixture(&format!("{anchor}.pem"))).unwrap());
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("localhost");
     if identity {
         tls = tls.identity(Identity::from_pem(
             std::fs::read(fixture("client.pem")).unwrap(),
@@ -663,16 +794,29 @@ async fn tls_channel(addr: std::net::SocketAddr, identity: bool) -> Result<Chann
 }
 
 async fn list_drivers(channel: Channel) -> Result<(), Status> {
-    AccessServiceClient::new(channel).list_drivers(pb::ListDriversRequest {}).await.map(drop)
+    AccessServiceClient::new(channel)
+        .list_drivers(pb::ListDriversRequest {})
+        .await
+        .map(drop)
 }
 
 #[tokio::test]
-async fn tls_serves_a_client_that_verifies_the_certificate() {
-    let (running, _dir) = tls_server(false).await;
-    let channel = tls_channel(running.addr, false).await.expect("TLS handshake");
+async fn tls_serves_a_client_that_verifies_a_self_signed_certificate() {
+    let (running, _dir) = tls_server("self-signed", false).await;
+    let channel = tls_channel(running.addr, "self-signed", false)
+        .await
+        .expect("TLS handshake");
     list_drivers(channel).await.expect("a call over TLS");
+    // A client that trusts another certificate refuses the server.
+    match tls_channel(running.addr, "ca", false).await {
+        Err(_) => {}
+        Ok(channel) => assert!(list_drivers(channel).await.is_err(), "unverified server"),
+    }
     // A plaintext client gets nowhere.
-    let plain = Channel::from_shared(format!("http://{}", running.addr)).unwrap().connect().await;
+    let plain = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await;
     match plain {
         Err(_) => {}
         Ok(channel) => assert!(list_drivers(channel).await.is_err()),
@@ -682,12 +826,19 @@ async fn tls_serves_a_client_that_verifies_the_certificate() {
 
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate() {
-    let (running, _dir) = tls_server(true).await;
-    let with = tls_channel(running.addr, true).await.expect("handshake with a certificate");
-    list_drivers(with).await.expect("a call with a client certificate");
-    match tls_channel(running.addr, false).await {
+    let (running, _dir) = tls_server("server", true).await;
+    let with = tls_channel(running.addr, "ca", true)
+        .await
+        .expect("handshake with a certificate");
+    list_drivers(with)
+        .await
+        .expect("a call with a client certificate");
+    match tls_channel(running.addr, "ca", false).await {
         Err(_) => {}
-        Ok(channel) => assert!(list_drivers(channel).await.is_err(), "no certificate, no call"),
+        Ok(channel) => assert!(
+            list_drivers(channel).await.is_err(),
+            "no certificate, no call"
+        ),
     }
     running.stop().await.unwrap();
 }

@@ -892,13 +892,14 @@ async fn pms_rpcs_need_the_right_token() {
         let channel = e.server.channel.clone();
         let stay = stay.clone();
         async move {
-            let mut pms = PmsServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-                if let Some(t) = token {
-                    req.metadata_mut()
-                        .insert("authorization", format!("Bearer {t}").parse().unwrap());
-                }
-                Ok(req)
-            });
+            let mut pms =
+                PmsServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+                    if let Some(t) = token {
+                        req.metadata_mut()
+                            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+                    }
+                    Ok(req)
+                });
             let p = || PROPERTY.to_owned();
             match rpc {
                 "GetRoomStayKey" => pms
@@ -952,12 +953,24 @@ async fn pms_rpcs_need_the_right_token() {
     ];
     let mut failures = Vec::new();
     for (rpc, scope) in rpcs {
-        let unscoped = if scope == "keys.read" { PMS_ISSUER } else { PMS_READER };
+        let unscoped = if scope == "keys.read" {
+            PMS_ISSUER
+        } else {
+            PMS_READER
+        };
         let cases = [
             ("no token", None, Code::Unauthenticated),
             ("wrong token", Some("ks_not_a_token"), Code::Unauthenticated),
-            ("token without the scope", Some(unscoped), Code::PermissionDenied),
-            ("token for another property", Some(PMS_OTHER), Code::NotFound),
+            (
+                "token without the scope",
+                Some(unscoped),
+                Code::PermissionDenied,
+            ),
+            (
+                "token for another property",
+                Some(PMS_OTHER),
+                Code::NotFound,
+            ),
             ("right token", Some(PMS_FULL), Code::Ok),
         ];
         for (who, token, expected) in cases {
@@ -966,7 +979,9 @@ async fn pms_rpcs_need_the_right_token() {
                 Err(s) => s.code(),
             };
             if got != expected {
-                failures.push(format!("{rpc} with {who}: expected {expected:?}, got {got:?}"));
+                failures.push(format!(
+                    "{rpc} with {who}: expected {expected:?}, got {got:?}"
+                ));
             }
         }
     }
@@ -974,12 +989,22 @@ async fn pms_rpcs_need_the_right_token() {
 
     // The full token sees the PIN and the compartment; a reader without
     // keys.read_secrets sees that they exist, not what they are.
-    let seen = call("GetRoomStayKey", Some(PMS_FULL)).await.unwrap().unwrap();
-    assert_eq!((seen.pin.as_str(), seen.compartment.as_str()), ("ABC123", "C7"));
+    let seen = call("GetRoomStayKey", Some(PMS_FULL))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (seen.pin.as_str(), seen.compartment.as_str()),
+        ("ABC123", "C7")
+    );
     for rpc in ["GetRoomStayKey", "ListReservationRoomKeys"] {
         let hidden = call(rpc, Some(PMS_READER)).await.unwrap().unwrap();
         assert!(hidden.data_redacted, "{rpc}: {hidden:?}");
-        assert_eq!((hidden.pin.as_str(), hidden.compartment.as_str()), ("", ""), "{rpc}");
+        assert_eq!(
+            (hidden.pin.as_str(), hidden.compartment.as_str()),
+            ("", ""),
+            "{rpc}"
+        );
         assert_eq!(hidden.r#type, pb::PmsKeyType::KeyStorage as i32);
     }
 }

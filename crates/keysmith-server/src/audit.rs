@@ -197,9 +197,8 @@ fn encode_token(id: &str, binding: &[u8; 8]) -> String {
 }
 
 fn decode_token(token: &str, binding: &[u8; 8]) -> Result<String, Error> {
-    let invalid = |why: &str| {
-        Error::invalid_field(reasons::INVALID_PAGE_TOKEN, "page_token", why.to_owned())
-    };
+    let invalid =
+        |why: &str| Error::invalid_field(reasons::INVALID_PAGE_TOKEN, "page_token", why.to_owned());
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| invalid("is not a page token of this service"))?;
@@ -277,7 +276,10 @@ mod tests {
             decode_token(&token, &binding(&caller("a"), "hotel")).unwrap(),
             id
         );
-        for other in [binding(&caller("b"), "hotel"), binding(&caller("a"), "other")] {
+        for other in [
+            binding(&caller("b"), "hotel"),
+            binding(&caller("a"), "other"),
+        ] {
             let err = decode_token(&token, &other).unwrap_err();
             assert_eq!(err.reason(), reasons::INVALID_PAGE_TOKEN);
         }

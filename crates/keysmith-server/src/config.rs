@@ -270,7 +270,9 @@ impl Config {
         let mut ids = std::collections::BTreeSet::new();
         let mut hashes = std::collections::BTreeSet::new();
         for t in &auth.tokens {
-            let fail = |why: String| anyhow::anyhow!("invalid configuration: auth.tokens {:?}: {why}", t.id);
+            let fail = |why: String| {
+                anyhow::anyhow!("invalid configuration: auth.tokens {:?}: {why}", t.id)
+            };
             if t.id.trim().is_empty() {
                 anyhow::bail!("invalid configuration: an auth.tokens entry has an empty id");
             }
@@ -278,7 +280,9 @@ impl Config {
                 return Err(fail("the id is used twice".into()));
             }
             let hex_ok = t.sha256.len() == 64
-                && t.sha256.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+                && t.sha256
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
             if !hex_ok {
                 return Err(fail(
                     "sha256 must be the 64 lowercase hex digits of the token's SHA-256 \
@@ -290,7 +294,9 @@ impl Config {
                 return Err(fail("the same token is configured twice".into()));
             }
             if t.properties.is_empty() {
-                return Err(fail("properties is empty: list property ids, or \"*\"".into()));
+                return Err(fail(
+                    "properties is empty: list property ids, or \"*\"".into(),
+                ));
             }
             if t.scopes.is_empty() {
                 return Err(fail("scopes is empty".into()));
@@ -299,11 +305,17 @@ impl Config {
                 scope.parse::<crate::auth::Scope>().map_err(fail)?;
             }
             if t.max_in_flight == 0 || t.requests_per_minute == Some(0) {
-                return Err(fail("max_in_flight and requests_per_minute must be positive".into()));
+                return Err(fail(
+                    "max_in_flight and requests_per_minute must be positive".into(),
+                ));
             }
         }
         if let Some(tls) = &self.server.tls {
-            for (what, path) in [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())] {
+            for (what, path) in [
+                ("cert", Some(&tls.cert)),
+                ("key", Some(&tls.key)),
+                ("client_ca", tls.client_ca.as_ref()),
+            ] {
                 if let Some(path) = path {
                     if !path.is_file() {
                         anyhow::bail!(
@@ -344,9 +356,18 @@ mod tests {
     #[test]
     fn every_example_config_loads() {
         for (name, text) in [
-            ("keysmith.toml", include_str!("../../../examples/keysmith.toml")),
-            ("keysmith-seam.toml", include_str!("../../../examples/keysmith-seam.toml")),
-            ("keysmith-3rpms.toml", include_str!("../../../examples/keysmith-3rpms.toml")),
+            (
+                "keysmith.toml",
+                include_str!("../../../examples/keysmith.toml"),
+            ),
+            (
+                "keysmith-seam.toml",
+                include_str!("../../../examples/keysmith-seam.toml"),
+            ),
+            (
+                "keysmith-3rpms.toml",
+                include_str!("../../../examples/keysmith-3rpms.toml"),
+            ),
         ] {
             let c = Config::load_with_env(Source::Text(text), false)
                 .unwrap_or_else(|e| panic!("examples/{name}: {e}"));
@@ -370,8 +391,14 @@ mod tests {
         );
         let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
         let err = err.to_string();
-        assert!(err.contains("front-desk") && err.contains("not the token itself"), "{err}");
-        assert!(!err.contains("ks_demo_front_desk"), "the error must not echo it: {err}");
+        assert!(
+            err.contains("front-desk") && err.contains("not the token itself"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("ks_demo_front_desk"),
+            "the error must not echo it: {err}"
+        );
     }
 
     #[test]

@@ -44,9 +44,9 @@ impl PmsRpcService {
         rooms: &[pb::RoomStayKey],
     ) {
         let carried = rooms.iter().any(|r| {
-            r.key
-                .as_ref()
-                .is_some_and(|k| !k.pin.is_empty() || !k.compartment.is_empty() || !k.qr_data.is_empty())
+            r.key.as_ref().is_some_and(|k| {
+                !k.pin.is_empty() || !k.compartment.is_empty() || !k.qr_data.is_empty()
+            })
         });
         if !carried {
             return;
@@ -252,8 +252,14 @@ impl PmsService for PmsRpcService {
             .into_iter()
             .map(|r| room(r, staff, caller.reads_secrets()))
             .collect();
-        self.audit_secret_read(&caller, peer, "ListReservationRoomKeys", &property_id, &rooms)
-            .await;
+        self.audit_secret_read(
+            &caller,
+            peer,
+            "ListReservationRoomKeys",
+            &property_id,
+            &rooms,
+        )
+        .await;
         Ok(Response::new(pb::ListReservationRoomKeysResponse { rooms }))
     }
 

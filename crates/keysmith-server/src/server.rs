@@ -90,7 +90,12 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     // Checked before anything is opened or spawned: a bad certificate or
     // token table stops the start with its own message.
     let auth = AuthLayer::new(&config.auth)?;
-    let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?;
     let store = Arc::new(SledStore::open(&config.storage.data_dir)?);
     let audit = Arc::new(AuditLog::new(store.namespace("audit")?, clock.clone()));
 
@@ -173,9 +178,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .build_v1alpha()?;
 
     let max = config.server.max_request_bytes;
-    let access =
-        AccessServiceServer::new(AccessRpcService::new(service, audit.clone()))
-            .max_decoding_message_size(max);
+    let access = AccessServiceServer::new(AccessRpcService::new(service, audit.clone()))
+        .max_decoding_message_size(max);
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
     let simulator = match offline_lock {

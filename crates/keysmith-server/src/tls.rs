@@ -7,14 +7,12 @@ use crate::config::TlsConfig;
 
 pub fn server_config(config: &TlsConfig) -> anyhow::Result<ServerTlsConfig> {
     let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read server.tls.{what} {}", path.display()))
+        std::fs::read(path)
+            .with_context(|| format!("cannot read server.tls.{what} {}", path.display()))
     };
     let cert = read("cert", &config.cert)?;
     let key = read("key", &config.key)?;
-    for (what, pem, marker) in [
-        ("cert", &cert, "CERTIFICATE"),
-        ("key", &key, "PRIVATE KEY"),
-    ] {
+    for (what, pem, marker) in [("cert", &cert, "CERTIFICATE"), ("key", &key, "PRIVATE KEY")] {
         if !String::from_utf8_lossy(pem).contains(marker) {
             anyhow::bail!("server.tls.{what}: the file holds no PEM {marker}");
         }

@@ -2,8 +2,8 @@
 use std::{
     collections::HashMap,
     future::Future,
-    pin::Pin,
     net::IpAddr,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},

@@ -29,11 +29,20 @@ const TABLE: &[(&str, Access)] = {
         ("/keysmith.v1.AccessService/ListEntrances", Scoped(Admin)),
         ("/keysmith.v1.AccessService/ListDrivers", Scoped(Admin)),
         ("/keysmith.v1.PmsService/GetRoomStayKey", Scoped(KeysRead)),
-        ("/keysmith.v1.PmsService/ListReservationRoomKeys", Scoped(KeysRead)),
-        ("/keysmith.v1.PmsService/ListRoomStayLinks", Scoped(KeysRead)),
+        (
+            "/keysmith.v1.PmsService/ListReservationRoomKeys",
+            Scoped(KeysRead),
+        ),
+        (
+            "/keysmith.v1.PmsService/ListRoomStayLinks",
+            Scoped(KeysRead),
+        ),
         // Issues, updates and revokes keys to match the PMS.
         ("/keysmith.v1.PmsService/SyncRoomStays", Scoped(KeysIssue)),
-        ("/keysmith.v1.PmsService/RegisterWebhookEndpoint", Scoped(Admin)),
+        (
+            "/keysmith.v1.PmsService/RegisterWebhookEndpoint",
+            Scoped(Admin),
+        ),
         ("/keysmith.v1.AuditService/ListAuditRecords", Scoped(Admin)),
     ]
 };

@@ -149,13 +149,11 @@ impl Caller {
         if self.may_act_on(property_id) {
             return Ok(());
         }
-        Err(
-            Error::not_found(
-                reasons::PROPERTY_NOT_FOUND,
-                format!("property {property_id:?} was not found"),
-            )
-            .with_context("property_id", property_id.to_owned()),
+        Err(Error::not_found(
+            reasons::PROPERTY_NOT_FOUND,
+            format!("property {property_id:?} was not found"),
         )
+        .with_context("property_id", property_id.to_owned()))
     }
 
     /// Refuses a call that needs a scope the token lacks (checked by the
@@ -179,13 +177,17 @@ pub fn scope_missing(scope: Scope) -> Error {
 
 /// The caller the auth layer attached to this request.
 pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
-    request.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        crate::convert::status(Error::new(
-            ErrorKind::Unauthenticated,
-            reasons::TOKEN_MISSING,
-            "this call needs a bearer token",
-        ))
-    })
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            crate::convert::status(Error::new(
+                ErrorKind::Unauthenticated,
+                reasons::TOKEN_MISSING,
+                "this call needs a bearer token",
+            ))
+        })
 }
 
 /// The stored form of a token: lowercase hex SHA-256 of the whole token.
@@ -210,7 +212,10 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
         let err = "keys.write".parse::<Scope>().unwrap_err();
-        assert!(err.contains("keys.write") && err.contains("keys.issue"), "{err}");
+        assert!(
+            err.contains("keys.write") && err.contains("keys.issue"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -234,7 +239,9 @@ mod tests {
         assert!(a.starts_with("ks_") && a.len() > 40);
         let h = hash_token(&a);
         assert_eq!(h.len(), 64);
-        assert!(h.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(h
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]
