@@ -53,6 +53,29 @@ impl AccessRpcService {
         let (mut keys, secrets) = self.deliver(caller, vec![key]);
         (keys.remove(0), secrets)
     }
+
+    /// Answers a call that issued or changed one key, after its audit record.
+    async fn answer_change(
+        &self,
+        caller: &Caller,
+        mut event: AuditEvent<'_>,
+        result: Result<keysmith_core::AccessKey, Error>,
+    ) -> Result<pb::AccessKey, Status> {
+        match result {
+            Ok(key) => {
+                event.key_ids = vec![key.key_id.clone()];
+                let (key, secrets) = self.deliver_one(caller, key);
+                event.secrets_returned = secrets;
+                self.audit.record(event).await;
+                Ok(key)
+            }
+            Err(error) => {
+                event.failed(&error);
+                self.audit.record(event).await;
+                Err(fail(error))
+            }
+        }
+    }
 }
 
 /// Who and where, taken before the request is consumed.
@@ -77,7 +100,7 @@ impl Origin {
             key_ids: Vec::new(),
             reservation_key: None,
             peer: self.peer,
-            error: None,
+            refusal: None,
             secrets_returned: false,
         }
     }
@@ -123,25 +146,14 @@ impl AccessRpc for AccessRpcService {
         record(&req.property_id, None, req.reservation_key.as_deref());
         let property_id = req.property_id.clone();
         let reservation_key = req.reservation_key.clone();
-        let result = self.service.issue(req).await;
+        let result = self.service.issue(req).await.inspect(|key| {
+            record(&key.property_id, Some(&key.key_id), None);
+            tracing::info!(entrances = key.entrances.len(), "key issued");
+        });
         let mut event = origin.event("Issue", &property_id);
         event.reservation_key = reservation_key.as_deref();
-        match result {
-            Ok(key) => {
-                record(&key.property_id, Some(&key.key_id), None);
-                tracing::info!(entrances = key.entrances.len(), "key issued");
-                event.key_ids = vec![key.key_id.clone()];
-                let (key, secrets) = self.deliver_one(&origin.caller, key);
-                event.secrets_returned = secrets;
-                self.audit.record(event).await;
-                Ok(Response::new(pb::IssueResponse { key: Some(key) }))
-            }
-            Err(error) => {
-                event.error = Some(&error);
-                self.audit.record(event).await;
-                Err(fail(error))
-            }
-        }
+        let key = self.answer_change(&origin.caller, event, result).await?;
+        Ok(Response::new(pb::IssueResponse { key: Some(key) }))
     }
 
     async fn revoke(
@@ -178,7 +190,7 @@ impl AccessRpc for AccessRpcService {
                 }))
             }
             Err(error) => {
-                event.error = Some(&error);
+                event.failed(&error);
                 self.audit.record(event).await;
                 Err(fail(error))
             }
@@ -242,20 +254,11 @@ impl AccessRpc for AccessRpcService {
         let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
         let mut event = origin.event("UpdateKey", &property_id);
         event.key_ids = vec![key_id];
-        match self.service.update_key(req).await {
-            Ok(key) => {
-                tracing::info!(state = key.stored_state.as_str(), "key updated");
-                let (key, secrets) = self.deliver_one(&origin.caller, key);
-                event.secrets_returned = secrets;
-                self.audit.record(event).await;
-                Ok(Response::new(key))
-            }
-            Err(error) => {
-                event.error = Some(&error);
-                self.audit.record(event).await;
-                Err(fail(error))
-            }
-        }
+        let result = self.service.update_key(req).await.inspect(|key| {
+            tracing::info!(state = key.stored_state.as_str(), "key updated");
+        });
+        let key = self.answer_change(&origin.caller, event, result).await?;
+        Ok(Response::new(key))
     }
 
     async fn encode_key(
@@ -270,20 +273,11 @@ impl AccessRpc for AccessRpcService {
         let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
         let mut event = origin.event("EncodeKey", &property_id);
         event.key_ids = vec![key_id];
-        match self.service.encode_key(req).await {
-            Ok(key) => {
-                tracing::info!("key re-encoded");
-                let (key, secrets) = self.deliver_one(&origin.caller, key);
-                event.secrets_returned = secrets;
-                self.audit.record(event).await;
-                Ok(Response::new(key))
-            }
-            Err(error) => {
-                event.error = Some(&error);
-                self.audit.record(event).await;
-                Err(fail(error))
-            }
-        }
+        let result = self.service.encode_key(req).await.inspect(|_| {
+            tracing::info!("key re-encoded");
+        });
+        let key = self.answer_change(&origin.caller, event, result).await?;
+        Ok(Response::new(key))
     }
 
     async fn refresh_key(

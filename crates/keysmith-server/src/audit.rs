@@ -27,9 +27,15 @@ pub struct AuditEvent<'a> {
     pub key_ids: Vec<String>,
     pub reservation_key: Option<&'a str>,
     pub peer: Option<SocketAddr>,
-    /// The refusal, if the call failed.
-    pub error: Option<&'a Error>,
+    /// The refusal's kind and reason, if the call failed.
+    pub refusal: Option<(ErrorKind, &'static str)>,
     pub secrets_returned: bool,
+}
+
+impl AuditEvent<'_> {
+    pub fn failed(&mut self, error: &Error) {
+        self.refusal = Some((error.kind(), error.reason()));
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,9 +79,9 @@ impl AuditLog {
             let mut ids = self.ids.lock();
             ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
         };
-        let (outcome, reason) = match event.error {
+        let (outcome, reason) = match event.refusal {
             None => ("OK".to_owned(), None),
-            Some(e) => (code_name(e.kind()).to_owned(), Some(e.reason().to_owned())),
+            Some((kind, reason)) => (code_name(kind).to_owned(), Some(reason.to_owned())),
         };
         let stored = StoredRecord {
             id: id.to_string(),

@@ -59,7 +59,7 @@ impl PmsRpcService {
                 key_ids: Vec::new(),
                 reservation_key: None,
                 peer,
-                error: None,
+                refusal: None,
                 secrets_returned: true,
             })
             .await;
@@ -293,7 +293,7 @@ impl PmsService for PmsRpcService {
                 key_ids: Vec::new(),
                 reservation_key: None,
                 peer,
-                error: report.as_ref().err(),
+                refusal: report.as_ref().err().map(|e| (e.kind(), e.reason())),
                 secrets_returned: false,
             })
             .await;
