@@ -216,4 +216,5 @@ pub mod reasons {
     pub const ENCODING_NOT_REQUIRED: &str = "ENCODING_NOT_REQUIRED";
     pub const DRIVER_FAILED: &str = "DRIVER_FAILED";
     pub const DRIVER_UNAVAILABLE: &str = "DRIVER_UNAVAILABLE";
+    pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
 }

@@ -11,4 +11,4 @@ pub mod telemetry;
 mod threerpms;
 
 pub use config::{Config, Source};
-pub use server::{shutdown_signal, start, start_with_clock, Running};
+pub use server::{shutdown_signal, start, start_with_clock, start_with_drivers, Running};
