@@ -269,6 +269,61 @@ async fn staff_keys_stay_out_of_reservations(t: &dyn Target) {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
+/// Reconciliation: what a driver says it holds follows issue and revoke.
+async fn the_driver_lists_what_it_holds(t: &dyn Target) {
+    if !capability(t).await.list {
+        return;
+    }
+    let (a, _) = t.rooms();
+    let s = t.server();
+    let key = s
+        .issue(request(t, "g1", &[a.as_str()], T0, T0 + DAY, "stay-l"))
+        .await
+        .unwrap();
+    let key = t.settle(&key.key_id).await;
+    let held = held_by_driver(t).await;
+    let record = held
+        .iter()
+        .find(|k| k.key_id == key.key_id)
+        .expect("an issued key is held by its driver");
+    assert_eq!(record.keysmith_state(), pb::KeyState::Active);
+    assert_eq!(record.entrance_ids, [a]);
+    s.revoke_key(&key.key_id).await.unwrap();
+    assert!(
+        held_by_driver(t)
+            .await
+            .iter()
+            .all(|k| k.key_id != key.key_id),
+        "a revoked key is no longer held"
+    );
+}
+
+/// Every key the driver holds for the property, one small page at a time.
+async fn held_by_driver(t: &dyn Target) -> Vec<pb::DriverKey> {
+    let mut keys = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = t
+            .server()
+            .client
+            .clone()
+            .list_driver_keys(pb::ListDriverKeysRequest {
+                property_id: PROPERTY.into(),
+                driver: t.driver().into(),
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        keys.extend(page.keys);
+        if page.next_page_token.is_empty() {
+            return keys;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 // ---- the simulated offline lock ----
 
 struct OfflineLock(TestServer);
@@ -328,6 +383,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn staff_keys_stay_out_of_reservations() {
                 super::staff_keys_stay_out_of_reservations(&$target.await).await
+            }
+            #[tokio::test]
+            async fn the_driver_lists_what_it_holds() {
+                super::the_driver_lists_what_it_holds(&$target.await).await
             }
         }
     };
@@ -418,5 +477,41 @@ async fn seam() -> SeamTarget {
     }
 }
 
+// ---- a plugin: the example keypad, loaded from its shared library ----
+
+struct KeypadPlugin(TestServer);
+
+#[async_trait::async_trait]
+impl Target for KeypadPlugin {
+    fn server(&self) -> &TestServer {
+        &self.0
+    }
+    fn driver(&self) -> &'static str {
+        "keypad"
+    }
+    fn rooms(&self) -> (String, String) {
+        ("keypad-501".into(), "keypad-502".into())
+    }
+    fn common_door(&self) -> String {
+        "keypad-gate".into()
+    }
+    fn mode(&self) -> pb::CredentialMode {
+        pb::CredentialMode::Pin
+    }
+    async fn settle(&self, key_id: &str) -> pb::AccessKey {
+        // Issued synchronously: nothing to wait for.
+        self.0.get(key_id).await.unwrap()
+    }
+}
+
+async fn keypad_plugin() -> KeypadPlugin {
+    let path = common::plugins::built().keypad.clone();
+    KeypadPlugin(
+        TestServer::start_with(move |c| c.drivers.plugins.push(common::plugins::keypad(&path)))
+            .await,
+    )
+}
+
 conformance!(offline_lock_driver, offline_lock());
 conformance!(seam_driver, seam());
+conformance!(keypad_plugin_driver, keypad_plugin());

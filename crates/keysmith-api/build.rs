@@ -9,7 +9,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("keysmith/v1/access.proto"),
         root.join("keysmith/v1/pms.proto"),
         root.join("keysmith/v1/audit.proto"),
-        root.join("keysmith/driver/v1/driver.proto"),
         root.join("keysmith/sim/v1/lock_simulator.proto"),
     ];
     // Imports are kept so that reflection can describe google.protobuf types too.
@@ -24,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;
+    // The plugin contract (keysmith/driver/v1) is compiled by keysmith-plugin:
+    // plugins must not depend on tonic or on this crate.
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! directory and connects the generated clients to it.
 #![allow(dead_code)]
 
+pub mod plugins;
+
 use std::{
     path::PathBuf,
     sync::{
@@ -27,7 +29,7 @@ pub const DAY: i64 = 86_400;
 pub struct TestClock(AtomicI64);
 
 impl TestClock {
-    pub fn at(unix_seconds: i64) -> Self {
+    pub fn new(unix_seconds: i64) -> Self {
         Self(AtomicI64::new(unix_seconds))
     }
     pub fn set(&self, unix_seconds: i64) {

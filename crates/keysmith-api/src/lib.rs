@@ -4,14 +4,6 @@ pub mod v1 {
     tonic::include_proto!("keysmith.v1");
 }
 
-/// The plugin driver contract: messages only, carried as bytes through the
-/// plugin C ABI (issue 5), never served over gRPC.
-pub mod driver {
-    pub mod v1 {
-        tonic::include_proto!("keysmith.driver.v1");
-    }
-}
-
 pub mod sim {
     pub mod v1 {
         tonic::include_proto!("keysmith.sim.v1");

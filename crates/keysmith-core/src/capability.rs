@@ -42,6 +42,8 @@ pub struct DriverCapability {
     pub encode: bool,
     /// Issues asynchronously and can be asked where a key stands.
     pub refresh: bool,
+    /// Lists the keys it holds on its side, for reconciliation.
+    pub list: bool,
     /// Apply override and join by reservation.
     pub reservations: bool,
     pub staff: bool,

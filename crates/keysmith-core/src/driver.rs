@@ -150,6 +150,34 @@ pub struct RefreshReply {
     pub warnings: Vec<Warning>,
 }
 
+/// Which keys a driver holds on its side for one property, a page at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListArgs {
+    pub property_id: String,
+    /// At least 1; the core caps it. A driver may answer fewer.
+    pub page_size: u32,
+    /// The driver's own token from its previous page; None for the first.
+    pub page_token: Option<String>,
+}
+
+/// A key as the driver holds it: what reconciliation compares with
+/// keysmith's own record. Never a credential's secret data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverKeyRecord {
+    pub key_id: String,
+    pub driver_ref: Option<String>,
+    pub holder_id: String,
+    pub entrance_ids: Vec<String>,
+    pub window: Window,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// Only keys still in force at the driver: a revoked key is not listed.
+    pub keys: Vec<DriverKeyRecord>,
+    pub next_page_token: Option<String>,
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     fn info(&self) -> DriverInfo;
@@ -172,6 +200,16 @@ pub trait Driver: Send + Sync + 'static {
             crate::error::ErrorKind::Unsupported,
             crate::error::reasons::OPERATION_NOT_SUPPORTED,
             format!("driver {:?} does not refresh keys", self.info().name),
+        ))
+    }
+
+    /// The keys this driver holds on its side for one property, for
+    /// reconciliation. Only drivers whose capability says `list` are asked.
+    async fn list(&self, _args: ListArgs) -> Result<ListReply> {
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            crate::error::reasons::OPERATION_NOT_SUPPORTED,
+            format!("driver {:?} does not list its keys", self.info().name),
         ))
     }
 }

@@ -222,4 +222,5 @@ pub mod reasons {
     pub const AUTH_RATE_LIMITED: &str = "AUTH_RATE_LIMITED";
     pub const TOKEN_RATE_LIMITED: &str = "TOKEN_RATE_LIMITED";
     pub const TOKEN_CONCURRENCY_LIMITED: &str = "TOKEN_CONCURRENCY_LIMITED";
+    pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
 }

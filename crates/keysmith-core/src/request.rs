@@ -59,6 +59,17 @@ pub struct ListKeysRequest {
     pub caller: String,
 }
 
+/// Which keys one driver holds on its side (an admin's reconciliation).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListDriverKeysRequest {
+    pub property_id: String,
+    pub driver: String,
+    /// Negative is refused, 0 means the default, above the maximum is capped.
+    pub page_size: i32,
+    /// The driver's own page token, passed through as it gave it.
+    pub page_token: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UpdateKeyRequest {
     pub property_id: String,
@@ -296,6 +307,34 @@ impl ListKeysRequest {
             0 => DEFAULT_PAGE_SIZE,
             n => (n as usize).min(MAX_PAGE_SIZE),
         })
+    }
+}
+
+impl ListDriverKeysRequest {
+    /// Checks the fields and returns the page size to ask the driver for.
+    pub fn validate(&self) -> Result<u32> {
+        let mut v = Violations::default();
+        v.id("property_id", &self.property_id);
+        v.id("driver", &self.driver);
+        if self.page_size < 0 {
+            v.add(
+                reasons::INVALID_PAGE_SIZE,
+                "page_size",
+                "must not be negative",
+            );
+        }
+        if self.page_token.len() > 1024 {
+            v.add(
+                reasons::INVALID_PAGE_TOKEN,
+                "page_token",
+                "is not a page token of this driver",
+            );
+        }
+        v.finish()?;
+        Ok(match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        } as u32)
     }
 }
 

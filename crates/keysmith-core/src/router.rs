@@ -139,6 +139,11 @@ impl Router {
             .ok_or_else(|| Error::internal(format!("no driver named {name:?} is registered")))
     }
 
+    /// A driver by name, for a caller who named it (None when unknown).
+    pub fn find_driver(&self, name: &str) -> Option<&Arc<dyn Driver>> {
+        self.drivers.get(name)
+    }
+
     pub fn driver_infos(&self) -> Vec<DriverInfo> {
         self.drivers.values().map(|d| d.info()).collect()
     }

@@ -13,16 +13,16 @@ use tracing::warn;
 
 use crate::{
     driver::{
-        Driver, DriverInfo, EncodeArgs, EntranceTarget, IssueArgs, IssuedState, KeySlice,
-        RevokeArgs, UpdateArgs,
+        Driver, DriverInfo, DriverKeyRecord, EncodeArgs, EntranceTarget, IssueArgs, IssuedState,
+        KeySlice, ListArgs, RevokeArgs, UpdateArgs,
     },
     error::{reasons, Error, ErrorKind, Result},
     key::{warnings, AccessKey, Behaviour, KeyEntrance, KeyState, Role, Warning},
     locks::Locks,
     page,
     request::{
-        EncodeKeyRequest, IssueRequest, ListKeysRequest, RevokeRequest, RevokeTarget,
-        UpdateKeyRequest,
+        EncodeKeyRequest, IssueRequest, ListDriverKeysRequest, ListKeysRequest, RevokeRequest,
+        RevokeTarget, UpdateKeyRequest,
     },
     reservation::{self, Admission, Reservation},
     router::{RoutedEntrance, Router},
@@ -52,6 +52,18 @@ pub struct Revocation {
 
 pub struct KeyPage {
     pub keys: Vec<AccessKey>,
+    pub next_page_token: Option<String>,
+}
+
+/// A key a driver holds, beside what keysmith knows of it: `None` when
+/// keysmith has no such key (an orphan on the driver's side).
+pub struct HeldKey {
+    pub record: DriverKeyRecord,
+    pub keysmith_state: Option<KeyState>,
+}
+
+pub struct DriverKeyPage {
+    pub keys: Vec<HeldKey>,
     pub next_page_token: Option<String>,
 }
 
@@ -671,6 +683,45 @@ impl AccessService {
 
     pub fn list_drivers(&self) -> Vec<DriverInfo> {
         self.router.driver_infos()
+    }
+
+    /// The keys one driver holds on its side for a property, each with the
+    /// state keysmith has for it, so that an operator can reconcile the two.
+    pub async fn list_driver_keys(&self, req: &ListDriverKeysRequest) -> Result<DriverKeyPage> {
+        let page_size = req.validate()?;
+        self.router.require_property(&req.property_id)?;
+        let driver = self.router.find_driver(&req.driver).ok_or_else(|| {
+            Error::not_found(
+                reasons::DRIVER_NOT_FOUND,
+                format!("no driver named {:?} is registered", req.driver),
+            )
+            .with_context("driver", req.driver.clone())
+            .with_violation("driver", "no such driver")
+        })?;
+        self.require(driver.as_ref(), |c| c.list, "list")?;
+        let reply = driver
+            .list(ListArgs {
+                property_id: req.property_id.clone(),
+                page_size,
+                page_token: (!req.page_token.is_empty()).then(|| req.page_token.clone()),
+            })
+            .await?;
+        let now = self.clock.now();
+        let mut keys = Vec::with_capacity(reply.keys.len());
+        for record in reply.keys {
+            let keysmith_state = self
+                .store
+                .key(&req.property_id, &record.key_id)?
+                .map(|k| k.state(now));
+            keys.push(HeldKey {
+                record,
+                keysmith_state,
+            });
+        }
+        Ok(DriverKeyPage {
+            keys,
+            next_page_token: reply.next_page_token,
+        })
     }
 
     fn check_capabilities(

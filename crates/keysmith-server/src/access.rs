@@ -328,6 +328,21 @@ impl AccessRpc for AccessRpcService {
         }))
     }
 
+    async fn list_driver_keys(
+        &self,
+        request: Request<pb::ListDriverKeysRequest>,
+    ) -> Result<Response<pb::ListDriverKeysResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = convert::list_driver_keys_request(request.into_inner());
+        record(&req.property_id, None, None);
+        caller.property(&req.property_id).map_err(fail)?;
+        let page = self.service.list_driver_keys(&req).await.map_err(fail)?;
+        Ok(Response::new(pb::ListDriverKeysResponse {
+            keys: page.keys.into_iter().map(convert::driver_key).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
     async fn list_drivers(
         &self,
         request: Request<pb::ListDriversRequest>,

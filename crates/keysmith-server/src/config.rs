@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use config::{Environment, File, FileFormat};
 use keysmith_3rpms::config::ThreeRpmsConfig;
+use keysmith_core::Secret;
 use keysmith_offline_lock::OfflineLockConfig;
 use keysmith_seam::SeamConfig;
 use serde::Deserialize;
@@ -150,6 +151,62 @@ pub struct DriversConfig {
     pub offline_lock: Option<OfflineLockConfig>,
     /// Seam: access grants on the lock systems Seam connects.
     pub seam: Option<SeamConfig>,
+    /// Third-party drivers loaded from shared libraries at start-up.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One driver plugin (`[[drivers.plugins]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The driver's name in keysmith: in ListDrivers and on every key's
+    /// entrances. One library may be listed twice under two names.
+    pub name: String,
+    /// The shared library. A relative path is relative to the directory
+    /// keysmith runs in.
+    pub path: PathBuf,
+    /// The library's sha256 (hex): checked before it is loaded; a
+    /// different file is refused.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The plugin's own configuration, handed to it as JSON. It may hold
+    /// secrets (an API key), so Debug never shows it.
+    #[serde(default = "empty_table")]
+    pub config: Secret<serde_json::Value>,
+}
+
+fn empty_table() -> Secret<serde_json::Value> {
+    Secret::new(serde_json::Value::Object(Default::default()))
+}
+
+impl PluginConfig {
+    fn validate(&self, index: usize) -> Result<(), String> {
+        let at = format!("drivers.plugins[{index}]");
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "{at}.name must be 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(format!("{at}.path is required"));
+        }
+        if let Some(digest) = &self.sha256 {
+            if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("{at}.sha256 must be 64 hexadecimal digits"));
+            }
+        }
+        if !self.config.expose().is_object() {
+            return Err(format!("{at}.config must be a table"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for LogConfig {
@@ -231,6 +288,11 @@ impl Config {
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
         }
         self.validate_auth()?;
+        for (i, plugin) in self.drivers.plugins.iter().enumerate() {
+            plugin
+                .validate(i)
+                .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
+        }
         if self.server.max_request_bytes < 1024 {
             anyhow::bail!("invalid configuration: server.max_request_bytes must be at least 1024");
         }
@@ -399,6 +461,54 @@ mod tests {
             !err.contains("ks_demo_front_desk"),
             "the error must not echo it: {err}"
         );
+    }
+
+    #[test]
+    fn a_plugin_stanza_loads_with_its_config_table_as_json() {
+        let text = format!(
+            "{DEFAULT_CONFIG}\n\
+             [[drivers.plugins]]\n\
+             name = \"keypad\"\n\
+             path = \"target/release/libkeysmith_keypad_plugin.so\"\n\
+             sha256 = \"{}\"\n\
+             [drivers.plugins.config]\n\
+             pin_length = 6\n\
+             apiKey = \"kp_secret_value\"\n\
+             [[drivers.plugins.config.properties]]\n\
+             property_id = \"demo-hotel\"\n\
+             doors = [{{ id = \"kp-1\", kind = \"room\" }}]\n",
+            "ab".repeat(32)
+        );
+        let c = Config::load_with_env(Source::Text(&text), false).unwrap();
+        let plugin = &c.drivers.plugins[0];
+        assert_eq!(plugin.name, "keypad");
+        assert_eq!(
+            plugin.config.expose(),
+            &serde_json::json!({
+                "pin_length": 6,
+                "apiKey": "kp_secret_value",
+                "properties": [{ "property_id": "demo-hotel",
+                                 "doors": [{ "id": "kp-1", "kind": "room" }] }],
+            })
+        );
+        assert!(!format!("{c:?}").contains("kp_secret_value"));
+    }
+
+    #[test]
+    fn a_plugin_stanza_is_checked() {
+        for (stanza, expected) in [
+            ("name = \"a b\"\npath = \"x.so\"", "drivers.plugins[0].name"),
+            ("name = \"k\"\npath = \"x.so\"\nsha256 = \"abc\"", "sha256"),
+            (
+                "name = \"k\"\npath = \"x.so\"\nconfig = 3",
+                "config must be a table",
+            ),
+            ("name = \"k\"\npath = \"x.so\"\ncolour = 1", "colour"),
+        ] {
+            let text = format!("{DEFAULT_CONFIG}\n[[drivers.plugins]]\n{stanza}\n");
+            let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
+            assert!(err.to_string().contains(expected), "{stanza}: {err}");
+        }
     }
 
     #[test]

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 
 use keysmith_api::v1 as pb;
 use keysmith_core::{
-    driver::{DriverInfo, DriverKind},
+    driver::{DriverInfo, DriverKeyRecord, DriverKind},
     key::{Behaviour, Credential, CredentialData, Holder, KeyState, Warning},
     reasons,
     request::{
-        EncodeKeyRequest, IssueRequest, ListKeysRequest, RevokeRequest, RevokeTarget,
-        UpdateKeyRequest,
+        EncodeKeyRequest, IssueRequest, ListDriverKeysRequest, ListKeysRequest, RevokeRequest,
+        RevokeTarget, UpdateKeyRequest,
     },
     router::RoutedEntrance,
+    service::HeldKey,
     AccessKey, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Role,
     Secret, Timestamp, Window,
 };
@@ -235,6 +236,45 @@ pub fn list_keys_request(req: pb::ListKeysRequest, caller: &str) -> Result<ListK
     })
 }
 
+pub fn list_driver_keys_request(req: pb::ListDriverKeysRequest) -> ListDriverKeysRequest {
+    let pb::ListDriverKeysRequest {
+        property_id,
+        driver,
+        page_size,
+        page_token,
+    } = req;
+    ListDriverKeysRequest {
+        property_id,
+        driver,
+        page_size,
+        page_token,
+    }
+}
+
+/// A key as a driver holds it, beside the state keysmith has for it.
+pub fn driver_key(held: HeldKey) -> pb::DriverKey {
+    let HeldKey {
+        record:
+            DriverKeyRecord {
+                key_id,
+                driver_ref,
+                holder_id,
+                entrance_ids,
+                window,
+            },
+        keysmith_state,
+    } = held;
+    pb::DriverKey {
+        key_id,
+        driver_ref: driver_ref.unwrap_or_default(),
+        holder_id,
+        entrance_ids,
+        starts_at: Some(timestamp(window.starts_at)),
+        ends_at: Some(timestamp(window.ends_at)),
+        keysmith_state: keysmith_state.map_or(pb::KeyState::Unspecified, state_to_pb) as i32,
+    }
+}
+
 pub fn update_key_request(req: pb::UpdateKeyRequest) -> Result<UpdateKeyRequest, Error> {
     let pb::UpdateKeyRequest {
         property_id,
@@ -407,6 +447,7 @@ fn driver_capability(c: &DriverCapability) -> pb::DriverCapability {
         update,
         encode,
         refresh,
+        list,
         reservations,
         staff,
         caller_pin,
@@ -420,6 +461,7 @@ fn driver_capability(c: &DriverCapability) -> pb::DriverCapability {
         update: *update,
         encode: *encode,
         refresh: *refresh,
+        list: *list,
         reservations: *reservations,
         staff: *staff,
         caller_pin: *caller_pin,

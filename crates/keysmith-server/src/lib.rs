@@ -14,4 +14,4 @@ mod threerpms;
 mod tls;
 
 pub use config::{Config, Source};
-pub use server::{shutdown_signal, start, start_with_clock, Running};
+pub use server::{shutdown_signal, start, start_with_clock, start_with_drivers, Running};

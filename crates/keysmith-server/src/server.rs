@@ -23,11 +23,13 @@ use keysmith_seam::{follower::Follower, SeamDriver, DRIVER_NAME as SEAM};
 use keysmith_store::SledStore;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+use keysmith_plugin_host::PluginSpec;
+
 use crate::{
     access::AccessRpcService,
     audit::{AuditLog, AuditRpcService},
     auth::AuthLayer,
-    config::{AuthMode, Config},
+    config::{AuthMode, Config, PluginConfig},
     layers::RpcSpanLayer,
     pms::PmsRpcService,
     simulator::LockSimulatorService,
@@ -79,6 +81,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    start_with_drivers(config, clock, Vec::new()).await
+}
+
+/// Starts keysmith with more built-in drivers than its configuration names:
+/// for embedding keysmith with a driver of one's own, linked in.
+pub async fn start_with_drivers(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    extra_drivers: Vec<Arc<dyn Driver>>,
+) -> anyhow::Result<Running> {
     // A configuration built in code is held to the same rules as a file.
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
@@ -115,6 +127,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         drivers.push(driver.clone());
         seam_driver = Some(driver);
     }
+    for plugin in &config.drivers.plugins {
+        drivers.push(load_plugin(plugin).await?);
+    }
+    drivers.extend(extra_drivers);
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
     let threerpms = match &config.threerpms {
@@ -281,6 +297,21 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         shutdown: Some(shutdown_tx),
         task,
     })
+}
+
+/// Loads one plugin off the async workers: reading and hashing the file,
+/// loading the library and the plugin's own start-up all block.
+async fn load_plugin(plugin: &PluginConfig) -> anyhow::Result<Arc<dyn Driver>> {
+    let spec = PluginSpec {
+        name: plugin.name.clone(),
+        path: plugin.path.clone(),
+        sha256: plugin.sha256.clone(),
+        config: serde_json::to_vec(plugin.config.expose())?,
+    };
+    let driver = tokio::task::spawn_blocking(move || keysmith_plugin_host::load(&spec))
+        .await
+        .context("loading a driver plugin failed")??;
+    Ok(driver)
 }
 
 /// Resolves on ctrl-c or SIGTERM.

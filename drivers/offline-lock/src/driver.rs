@@ -282,6 +282,9 @@ impl Driver for OfflineLock {
                 encode: true,
                 // Credentials are ready when issued.
                 refresh: false,
+                // An offline lock keeps no record of the cards it was given:
+                // there is nothing on its side to list.
+                list: false,
                 reservations: true,
                 staff: true,
                 caller_pin: true,

@@ -303,6 +303,8 @@ impl Driver for SeamDriver {
                 update: true,
                 encode: true,
                 refresh: true,
+                // Seam's access grants could be listed; not wired up yet.
+                list: false,
                 reservations: true,
                 staff: true,
                 caller_pin: true,

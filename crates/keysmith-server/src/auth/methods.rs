@@ -28,6 +28,8 @@ const TABLE: &[(&str, Access)] = {
         ("/keysmith.v1.AccessService/EncodeKey", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/ListEntrances", Scoped(Admin)),
         ("/keysmith.v1.AccessService/ListDrivers", Scoped(Admin)),
+        // Reconciliation: what a driver holds, beside keysmith's own view.
+        ("/keysmith.v1.AccessService/ListDriverKeys", Scoped(Admin)),
         ("/keysmith.v1.PmsService/GetRoomStayKey", Scoped(KeysRead)),
         (
             "/keysmith.v1.PmsService/ListReservationRoomKeys",
