@@ -1008,3 +1008,38 @@ async fn pms_rpcs_need_the_right_token() {
         assert_eq!(hidden.r#type, pb::PmsKeyType::KeyStorage as i32);
     }
 }
+
+/// The keys the sync issues on its own are in the audit log, under the
+/// sync's name, next to the operator's SyncRoomStays call.
+#[tokio::test]
+async fn the_sync_writes_what_it_does_to_the_audit_log() {
+    let e = env(Options::default()).await;
+    let r = e.fake.add_reservation(PROPERTY, "R-AUDIT");
+    let stay = e.stay(&r, "rs-101", &day(0), &day(2));
+    let report = e.sync().await;
+    assert_eq!(report.keys_issued, 1);
+    let records = keysmith_api::v1::audit_service_client::AuditServiceClient::new(
+        e.server.channel.clone(),
+    )
+    .list_audit_records(pb::ListAuditRecordsRequest {
+        property_id: PROPERTY.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .records;
+    let seen: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| (r.action.as_str(), r.token_id.as_str(), r.reservation_key.as_str()))
+        .collect();
+    let stay_key = format!("3rpms-stay:{stay}");
+    assert_eq!(
+        seen,
+        vec![
+            ("Issue", "3rpms-sync", stay_key.as_str()),
+            ("SyncRoomStays", "development", ""),
+        ]
+    );
+    assert_eq!(records[0].key_ids.len(), 1);
+}

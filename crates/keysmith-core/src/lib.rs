@@ -1,5 +1,6 @@
 //! keysmith's domain: access keys, entrances, the driver contract, the
 //! capability router and the reservation rules. Free of any wire format.
+pub mod audit;
 pub mod capability;
 pub mod driver;
 pub mod error;

@@ -9,8 +9,10 @@ use keysmith_core::{request::RevokeTarget, AccessService, Error};
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
+use keysmith_core::audit::AuditEntry;
+
 use crate::{
-    audit::{AuditEvent, AuditLog},
+    audit::AuditLog,
     auth::{caller, Caller},
     convert,
 };
@@ -58,7 +60,7 @@ impl AccessRpcService {
     async fn answer_change(
         &self,
         caller: &Caller,
-        mut event: AuditEvent<'_>,
+        mut event: AuditEntry,
         result: Result<keysmith_core::AccessKey, Error>,
     ) -> Result<pb::AccessKey, Status> {
         match result {
@@ -66,12 +68,12 @@ impl AccessRpcService {
                 event.key_ids = vec![key.key_id.clone()];
                 let (key, secrets) = self.deliver_one(caller, key);
                 event.secrets_returned = secrets;
-                self.audit.record(event).await;
+                self.audit.write(event).await;
                 Ok(key)
             }
             Err(error) => {
                 event.failed(&error);
-                self.audit.record(event).await;
+                self.audit.write(event).await;
                 Err(fail(error))
             }
         }
@@ -92,17 +94,10 @@ fn origin<T>(request: &Request<T>) -> Result<Origin, Status> {
 }
 
 impl Origin {
-    fn event<'a>(&'a self, action: &'static str, property_id: &'a str) -> AuditEvent<'a> {
-        AuditEvent {
-            caller: &self.caller,
-            action,
-            property_id,
-            key_ids: Vec::new(),
-            reservation_key: None,
-            peer: self.peer,
-            refusal: None,
-            secrets_returned: false,
-        }
+    fn event(&self, action: &'static str, property_id: &str) -> AuditEntry {
+        let mut entry = AuditEntry::new(self.caller.token_id(), action, property_id);
+        entry.peer = self.peer.map(|p| p.to_string());
+        entry
     }
 }
 
@@ -151,7 +146,7 @@ impl AccessRpc for AccessRpcService {
             tracing::info!(entrances = key.entrances.len(), "key issued");
         });
         let mut event = origin.event("Issue", &property_id);
-        event.reservation_key = reservation_key.as_deref();
+        event.reservation_key = reservation_key;
         let key = self.answer_change(&origin.caller, event, result).await?;
         Ok(Response::new(pb::IssueResponse { key: Some(key) }))
     }
@@ -174,7 +169,7 @@ impl AccessRpc for AccessRpcService {
             }
             RevokeTarget::Reservation(rk) => {
                 record(&req.property_id, None, Some(rk));
-                event.reservation_key = Some(rk);
+                event.reservation_key = Some(rk.clone());
             }
         }
         match self.service.revoke(req).await {
@@ -183,7 +178,7 @@ impl AccessRpc for AccessRpcService {
                 event.key_ids = revocation.keys.iter().map(|k| k.key_id.clone()).collect();
                 let (keys, secrets) = self.deliver(&origin.caller, revocation.keys);
                 event.secrets_returned = secrets;
-                self.audit.record(event).await;
+                self.audit.write(event).await;
                 Ok(Response::new(pb::RevokeResponse {
                     keys,
                     warnings: revocation.warnings.iter().map(convert::warning).collect(),
@@ -191,7 +186,7 @@ impl AccessRpc for AccessRpcService {
             }
             Err(error) => {
                 event.failed(&error);
-                self.audit.record(event).await;
+                self.audit.write(event).await;
                 Err(fail(error))
             }
         }
@@ -212,7 +207,7 @@ impl AccessRpc for AccessRpcService {
             let mut event = origin.event("ListKeys", &req.property_id);
             event.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
             event.secrets_returned = true;
-            self.audit.record(event).await;
+            self.audit.write(event).await;
         }
         Ok(Response::new(pb::ListKeysResponse {
             keys,
@@ -237,7 +232,7 @@ impl AccessRpc for AccessRpcService {
             let mut event = origin.event("GetKey", &property_id);
             event.key_ids = vec![key_id];
             event.secrets_returned = true;
-            self.audit.record(event).await;
+            self.audit.write(event).await;
         }
         Ok(Response::new(key))
     }
@@ -303,7 +298,7 @@ impl AccessRpc for AccessRpcService {
             let mut event = origin.event("RefreshKey", &property_id);
             event.key_ids = vec![key_id];
             event.secrets_returned = true;
-            self.audit.record(event).await;
+            self.audit.write(event).await;
         }
         Ok(Response::new(key))
     }

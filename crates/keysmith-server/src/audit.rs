@@ -1,12 +1,16 @@
 //! The audit log: who issued, changed, revoked or read the secrets of which
 //! key, when, and from where. Kept in keysmith's store, durable before the
 //! answer, listed by administrators through keysmith.v1.AuditService.
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use keysmith_api::v1::{self as pb, audit_service_server::AuditService};
 use keysmith_core::{
-    error::reasons, service::Clock, store::DriverState, Error, ErrorKind, Timestamp,
+    audit::{AuditEntry, AuditTrail},
+    error::reasons,
+    service::Clock,
+    store::DriverState,
+    Error, ErrorKind, Timestamp,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -18,25 +22,6 @@ use crate::{
     auth::{caller, Caller},
     convert,
 };
-
-/// What one audited call did.
-pub struct AuditEvent<'a> {
-    pub caller: &'a Caller,
-    pub action: &'static str,
-    pub property_id: &'a str,
-    pub key_ids: Vec<String>,
-    pub reservation_key: Option<&'a str>,
-    pub peer: Option<SocketAddr>,
-    /// The refusal's kind and reason, if the call failed.
-    pub refusal: Option<(ErrorKind, &'static str)>,
-    pub secrets_returned: bool,
-}
-
-impl AuditEvent<'_> {
-    pub fn failed(&mut self, error: &Error) {
-        self.refusal = Some((error.kind(), error.reason()));
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
@@ -74,7 +59,7 @@ impl AuditLog {
     /// Writes the record and waits until it is durable. A record that cannot
     /// be written is logged as an error; the call's own answer stands,
     /// because what it did has happened.
-    pub async fn record(&self, event: AuditEvent<'_>) {
+    pub async fn write(&self, event: AuditEntry) {
         let id = {
             let mut ids = self.ids.lock();
             ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
@@ -86,12 +71,12 @@ impl AuditLog {
         let stored = StoredRecord {
             id: id.to_string(),
             at: self.clock.now(),
-            token_id: event.caller.token_id().to_owned(),
+            token_id: event.actor,
             action: event.action.to_owned(),
-            property_id: event.property_id.to_owned(),
+            property_id: event.property_id.clone(),
             key_ids: event.key_ids,
-            reservation_key: event.reservation_key.map(str::to_owned),
-            peer: event.peer.map(|p| p.to_string()),
+            reservation_key: event.reservation_key,
+            peer: event.peer,
             outcome,
             reason,
             secrets_returned: event.secrets_returned,
@@ -100,7 +85,7 @@ impl AuditLog {
             .map_err(|e| Error::internal(format!("audit record: {e}")))
             .and_then(|bytes| {
                 self.space
-                    .apply(vec![(record_key(event.property_id, &id), Some(bytes))])
+                    .apply(vec![(record_key(&event.property_id, &id), Some(bytes))])
             });
         let durable = match written {
             Ok(()) => self.space.sync().await,
@@ -231,6 +216,13 @@ fn code_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Unavailable => "UNAVAILABLE",
         ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
         _ => "INTERNAL",
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditTrail for AuditLog {
+    async fn record(&self, entry: AuditEntry) {
+        self.write(entry).await
     }
 }
 

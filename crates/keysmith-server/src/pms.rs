@@ -6,12 +6,12 @@ use keysmith_3rpms::{
     errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
 };
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
-use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
+use keysmith_core::{audit::AuditEntry, reasons, request::MAX_ID_LEN, Error};
 use tonic::{Request, Response, Status};
 
 use crate::{
     access::{fail, record},
-    audit::{AuditEvent, AuditLog},
+    audit::AuditLog,
     auth::{caller, Caller},
 };
 
@@ -51,18 +51,10 @@ impl PmsRpcService {
         if !carried {
             return;
         }
-        self.audit
-            .record(AuditEvent {
-                caller,
-                action,
-                property_id,
-                key_ids: Vec::new(),
-                reservation_key: None,
-                peer,
-                refusal: None,
-                secrets_returned: true,
-            })
-            .await;
+        let mut entry = AuditEntry::new(caller.token_id(), action, property_id);
+        entry.peer = peer.map(|p| p.to_string());
+        entry.secrets_returned = true;
+        self.audit.write(entry).await;
     }
 
     fn hotel(&self, property_id: &str) -> Result<&Arc<HotelSync>, Error> {
@@ -285,18 +277,12 @@ impl PmsService for PmsRpcService {
             hotel.sync_stays(&room_stay_ids).await
         };
         // The sync issues, updates and revokes keys on the caller's behalf.
-        self.audit
-            .record(AuditEvent {
-                caller: &caller,
-                action: "SyncRoomStays",
-                property_id: &property_id,
-                key_ids: Vec::new(),
-                reservation_key: None,
-                peer,
-                refusal: report.as_ref().err().map(|e| (e.kind(), e.reason())),
-                secrets_returned: false,
-            })
-            .await;
+        let mut entry = AuditEntry::new(caller.token_id(), "SyncRoomStays", &property_id);
+        entry.peer = peer.map(|p| p.to_string());
+        if let Err(error) = &report {
+            entry.failed(error);
+        }
+        self.audit.write(entry).await;
         let report = report.map_err(fail)?;
         let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         Ok(Response::new(pb::SyncRoomStaysResponse {

@@ -134,7 +134,9 @@ pub async fn start_with_drivers(
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
     let threerpms = match &config.threerpms {
-        Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
+        Some(c) => {
+            Some(ThreeRpms::start(c, store.clone(), service.clone(), &router, audit.clone()).await?)
+        }
         None => None,
     };
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);

@@ -11,6 +11,7 @@ use std::{
 
 use jiff::{civil::Date, tz::TimeZone};
 use keysmith_core::{
+    audit::{AuditEntry, AuditTrail},
     key::KeyState,
     key::{CredentialData, Holder},
     request::{EncodeKeyRequest, IssueRequest, RevokeRequest, RevokeTarget, UpdateKeyRequest},
@@ -67,7 +68,13 @@ pub struct HotelSync {
     /// One reconciliation at a time per hotel: they read and write the same
     /// records.
     running: tokio::sync::Mutex<()>,
+    /// Where the keys the sync issues, changes and revokes are recorded.
+    audit: Option<Arc<dyn AuditTrail>>,
 }
+
+/// The actor the audit trail names for what the sync does on its own
+/// (after a webhook, at night, or when an operator asked for a sync).
+pub const SYNC_ACTOR: &str = "3rpms-sync";
 
 fn config_error(field: &str, message: String) -> Error {
     Error::invalid_field(reasons::HOTEL_NOT_CONFIGURED, field, message)
@@ -99,7 +106,33 @@ impl HotelSync {
             check_in,
             check_out,
             running: tokio::sync::Mutex::new(()),
+            audit: None,
         })
+    }
+
+    pub fn with_audit(mut self, audit: Arc<dyn AuditTrail>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Records one change the sync made, or failed to make, to a key.
+    async fn audit<T>(
+        &self,
+        action: &'static str,
+        key_ids: Vec<String>,
+        reservation_key: Option<String>,
+        result: &Result<T>,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let mut entry = AuditEntry::new(SYNC_ACTOR, action, self.property_id());
+        entry.key_ids = key_ids;
+        entry.reservation_key = reservation_key;
+        if let Err(error) = result {
+            entry.failed(error);
+        }
+        audit.record(entry).await;
     }
 
     pub fn property_id(&self) -> &str {
@@ -463,7 +496,7 @@ impl HotelSync {
             // A window that has already ended (a departure moved to today,
             // after check-out) needs no update: the key expires on its own.
             if key.window != window && !key.is_revoked() && !window.has_ended(self.now()) {
-                let updated = match self
+                let result = self
                     .service
                     .update_key(UpdateKeyRequest {
                         property_id: self.property_id().to_owned(),
@@ -471,8 +504,10 @@ impl HotelSync {
                         key_id: key_id.clone(),
                         window,
                     })
-                    .await
-                {
+                    .await;
+                self.audit("UpdateKey", vec![key_id.clone()], None, &result)
+                    .await;
+                let updated = match result {
                     Ok(updated) => updated,
                     // One key that cannot take its stay's window must not
                     // hold up every other stay of the hotel.
@@ -494,14 +529,18 @@ impl HotelSync {
                     .iter()
                     .any(|c| matches!(c.data, CredentialData::Card(_)));
                 if updated.state(self.service.now()) == KeyState::EncodingRequired && !physical {
-                    self.service
+                    let result = self
+                        .service
                         .encode_key(EncodeKeyRequest {
                             property_id: self.property_id().to_owned(),
                             request_id: None,
                             key_id: key_id.clone(),
                             encoder_id: None,
                         })
-                        .await?;
+                        .await;
+                    self.audit("EncodeKey", vec![key_id.clone()], None, &result)
+                        .await;
+                    result?;
                 }
             }
         }
@@ -633,15 +672,17 @@ impl HotelSync {
         self.state.sync().await?;
 
         for key_id in revoke {
-            match self
+            let result = self
                 .service
                 .revoke(RevokeRequest {
                     property_id: self.property_id().to_owned(),
                     request_id: None,
                     target: RevokeTarget::Key(key_id.clone()),
                 })
-                .await
-            {
+                .await;
+            self.audit("Revoke", vec![key_id.clone()], None, &result)
+                .await;
+            match result {
                 Ok(_) => report.revoked += 1,
                 // Revoked already (a repeated event): nothing to do.
                 Err(e) if e.kind() == keysmith_core::ErrorKind::FailedPrecondition => {}
@@ -697,6 +738,17 @@ impl HotelSync {
                 pin: None,
             })
             .await;
+        let issued_ids = issued
+            .as_ref()
+            .map(|k| vec![k.key_id.clone()])
+            .unwrap_or_default();
+        self.audit(
+            "Issue",
+            issued_ids,
+            Some(reservation_key(&stay.id, generation)),
+            &issued,
+        )
+        .await;
         let key = match issued {
             Ok(key) => key,
             // The stay cannot have a key as configured (a room whose
