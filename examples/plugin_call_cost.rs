@@ -114,8 +114,24 @@ async fn main() -> anyhow::Result<()> {
     round(built_in.clone(), "warm-b", 2_000, args.concurrency).await;
     let (mut p, mut b) = (Vec::new(), Vec::new());
     for r in 0..args.rounds {
-        p.push(round(plugin.clone(), &format!("p{r}"), args.calls, args.concurrency).await);
-        b.push(round(built_in.clone(), &format!("b{r}"), args.calls, args.concurrency).await);
+        p.push(
+            round(
+                plugin.clone(),
+                &format!("p{r}"),
+                args.calls,
+                args.concurrency,
+            )
+            .await,
+        );
+        b.push(
+            round(
+                built_in.clone(),
+                &format!("b{r}"),
+                args.calls,
+                args.concurrency,
+            )
+            .await,
+        );
     }
     let (pm, bm) = (median(p.clone()), median(b.clone()));
     println!(
@@ -125,9 +141,13 @@ async fn main() -> anyhow::Result<()> {
         args.rounds,
         args.concurrency,
         pm,
-        p.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        p.iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
         bm,
-        b.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        b.iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
         pm - bm,
         pm / bm
     );
