@@ -15,10 +15,12 @@
 //! Scenarios (`--scenario issue|list|both`, default `both`, which runs the
 //! issue phase and then the list phase):
 //!
-//! - `issue`: every client loops on `Issue`, one CARD key per request for a
-//!   guest, on the entrances of the property that support CARD (taken
-//!   round-robin from `ListEntrances`, leaving out those that require a
-//!   reservation for guest keys), valid from now for two days.
+//! - `issue`: every client loops on `Issue`, one key per request for a
+//!   guest with the credential `--mode` (CARD by default, or PIN), on the
+//!   entrances of the property that take it (taken round-robin from
+//!   `ListEntrances`, only those of `--driver` when given, leaving out
+//!   those that require a reservation for guest keys), valid from now for
+//!   two days.
 //! - `list`: every client pages through `ListKeys` with `--page-size`,
 //!   following `next_page_token` and wrapping to the first page. If the
 //!   property holds fewer than 1,000 keys, enough keys are issued first (not
@@ -91,6 +93,27 @@ struct Args {
     /// The entrance of the h2load Issue body.
     #[arg(long, default_value = "gym")]
     h2load_entrance: String,
+    /// The credential mode of the issued keys.
+    #[arg(long, value_enum, default_value_t = Mode::Card)]
+    mode: Mode,
+    /// Only the entrances of this driver (as ListEntrances names it).
+    #[arg(long)]
+    driver: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Card,
+    Pin,
+}
+
+impl Mode {
+    fn proto(self) -> CredentialMode {
+        match self {
+            Mode::Card => CredentialMode::Card,
+            Mode::Pin => CredentialMode::Pin,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +212,7 @@ fn issue_request(args: &Args, run: &str, client: &str, n: u64, entrance_id: &str
             now + Duration::from_secs(2 * 24 * 3600),
         )),
         role: Role::Guest as i32,
-        modes: vec![CredentialMode::Card as i32],
+        modes: vec![args.mode.proto() as i32],
         ..Default::default()
     }
 }
@@ -393,10 +416,10 @@ async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
     Ok(channels)
 }
 
-/// The entrances of the property that support CARD credentials, leaving out
-/// those that refuse guest keys without a reservation (the load generator
-/// issues no reservation_key).
-async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, String> {
+/// The entrances of the property (of `--driver`, when given) that take the
+/// credential mode, leaving out those that refuse guest keys without a
+/// reservation (the load generator issues no reservation_key).
+async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<String>, String> {
     let mut client = AccessServiceClient::new(channel.clone());
     let request = ListEntrancesRequest {
         property_id: args.property.clone(),
@@ -410,18 +433,23 @@ async fn card_entrances(args: &Args, channel: &Channel) -> Result<Vec<String>, S
         .into_inner()
         .entrances
         .into_iter()
+        .filter(|e| args.driver.as_ref().is_none_or(|d| &e.driver == d))
         .filter(|e| {
             e.capability.as_ref().is_some_and(|c| {
-                c.modes.contains(&(CredentialMode::Card as i32))
-                    && !c.requires_reservation_for_guests
+                c.modes.contains(&(args.mode.proto() as i32)) && !c.requires_reservation_for_guests
             })
         })
         .map(|e| e.entrance_id)
         .collect();
     if entrances.is_empty() {
         return Err(format!(
-            "property {:?} has no entrance supporting CARD without a reservation",
-            args.property
+            "property {:?} has no entrance{} taking {:?} without a reservation",
+            args.property,
+            args.driver
+                .as_ref()
+                .map(|d| format!(" of driver {d:?}"))
+                .unwrap_or_default(),
+            args.mode.proto(),
         ));
     }
     Ok(entrances)
@@ -516,10 +544,11 @@ async fn run(args: Args) -> Result<(), String> {
     .into();
 
     let channels = connect(&args).await?;
-    let entrances = Arc::new(card_entrances(&args, &channels[0]).await?);
+    let entrances = Arc::new(entrances_for_mode(&args, &channels[0]).await?);
     eprintln!(
-        "{} CARD entrance(s) in {:?}, run id {run}",
+        "{} {:?} entrance(s) in {:?}, run id {run}",
         entrances.len(),
+        args.mode.proto(),
         args.property
     );
     probe_issue(&args, &channels[0], &run, &entrances[0]).await?;

@@ -83,6 +83,7 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
     secrets.extend(token_scenario().await);
     secrets.extend(threerpms_scenario().await);
     secrets.extend(seam_scenario().await);
+    secrets.extend(plugin_scenario().await);
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -98,6 +99,10 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
     assert!(
         logs.contains("call refused by authentication"),
         "the token scenario was logged"
+    );
+    assert!(
+        logs.contains("driver plugin loaded"),
+        "the plugin scenario was logged"
     );
     for secret in &secrets {
         // Card data is long; its payload part alone must not leak either.
@@ -148,6 +153,43 @@ async fn token_scenario() -> Vec<String> {
         let _ = s.client.clone().issue(request).await;
     }
     vec![good, wrong]
+}
+
+/// The keypad plugin: a generated and a caller's PIN, a PIN refused as in
+/// use, a panic in issue, the driver's list, a revocation.
+async fn plugin_scenario() -> Vec<String> {
+    let path = plugins::built().keypad.clone();
+    let s = TestServer::start_with(move |c| c.drivers.plugins.push(plugins::keypad(&path))).await;
+    let pin_request = |holder: &str, pin: &str| {
+        let mut r = guest(holder, &["keypad-501", "keypad-gate"], T0, T0 + DAY, "");
+        r.modes = vec![pb::CredentialMode::Pin as i32];
+        r.pin = pin.into();
+        r
+    };
+    let generated = s.issue(pin_request("guest-kp-1", "")).await.unwrap();
+    let chosen = s
+        .issue(pin_request("guest-kp-2", "51928374"))
+        .await
+        .unwrap();
+    assert!(s
+        .issue(pin_request("guest-kp-3", "51928374"))
+        .await
+        .is_err());
+    assert!(s
+        .issue(pin_request(plugins::PANICKING_HOLDER, "60418273"))
+        .await
+        .is_err());
+    s.client
+        .clone()
+        .list_driver_keys(pb::ListDriverKeysRequest {
+            property_id: PROPERTY.into(),
+            driver: "keypad".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.revoke_key(&chosen.key_id).await.unwrap();
+    vec![pin(&generated), pin(&chosen), "60418273".into()]
 }
 
 /// 3RPMS: a sync that publishes a PIN, a webhook registration, a delivery,

@@ -10,13 +10,12 @@ use keysmith_core::{
         EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply, ListArgs, ListReply,
         RefreshArgs, RefreshReply, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
-    Driver, DriverInfo, Error, ErrorKind, Result,
+    Driver, DriverInfo, Error, Result,
 };
 use keysmith_plugin::{
     abi::methods,
     convert::{self, protocol_error},
     proto::{self as pb, driver_response::Result as Reply},
-    reasons,
 };
 use prost::Message;
 
@@ -40,12 +39,10 @@ impl PluginDriverHandle {
         let instance = self.instance.clone();
         let response = tokio::task::spawn_blocking(move || instance.call(method, &bytes))
             .await
+            // The blocking task itself cannot panic (the plugin catches its
+            // own panics); it fails when the runtime shuts down under it.
             .map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    reasons::PLUGIN_PANICKED,
-                    format!("the call to the plugin's {method} did not finish"),
-                )
+                Error::internal(format!("the call to the plugin's {method} did not finish"))
             })
             .and_then(|answer| answer)
             .map_err(|e| e.with_context("driver", self.info.name.clone()))?;

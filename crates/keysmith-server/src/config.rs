@@ -167,7 +167,9 @@ pub struct PluginConfig {
     /// keysmith runs in.
     pub path: PathBuf,
     /// The library's sha256 (hex): checked before it is loaded; a
-    /// different file is refused.
+    /// different file is refused. It guards against loading the wrong
+    /// file, not against someone who can replace it between the check and
+    /// the load: keep the plugin's directory writable by its operator only.
     #[serde(default)]
     pub sha256: Option<String>,
     /// The plugin's own configuration, handed to it as JSON. It may hold

@@ -18,8 +18,8 @@ use keysmith_core::{
         RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
     key::{Credential, CredentialData},
-    reasons, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Role,
-    Secret, Window,
+    reasons, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Secret,
+    Window,
 };
 use keysmith_plugin::{PluginDriver, PluginInfo};
 use rand::Rng;
@@ -333,7 +333,7 @@ mod tests {
     use keysmith_core::{
         driver::{EntranceTarget, KeySlice},
         key::{Behaviour, Holder},
-        Timestamp,
+        Role, Timestamp,
     };
 
     use super::*;
