@@ -432,6 +432,10 @@ mod tests {
                 "keysmith-3rpms.toml",
                 include_str!("../../../examples/keysmith-3rpms.toml"),
             ),
+            (
+                "keysmith-keypad.toml",
+                include_str!("../../../examples/keysmith-keypad.toml"),
+            ),
         ] {
             let c = Config::load_with_env(Source::Text(text), false)
                 .unwrap_or_else(|e| panic!("examples/{name}: {e}"));
