@@ -1018,20 +1018,25 @@ async fn the_sync_writes_what_it_does_to_the_audit_log() {
     let stay = e.stay(&r, "rs-101", &day(0), &day(2));
     let report = e.sync().await;
     assert_eq!(report.keys_issued, 1);
-    let records = keysmith_api::v1::audit_service_client::AuditServiceClient::new(
-        e.server.channel.clone(),
-    )
-    .list_audit_records(pb::ListAuditRecordsRequest {
-        property_id: PROPERTY.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .records;
+    let records =
+        keysmith_api::v1::audit_service_client::AuditServiceClient::new(e.server.channel.clone())
+            .list_audit_records(pb::ListAuditRecordsRequest {
+                property_id: PROPERTY.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
     let seen: Vec<(&str, &str, &str)> = records
         .iter()
-        .map(|r| (r.action.as_str(), r.token_id.as_str(), r.reservation_key.as_str()))
+        .map(|r| {
+            (
+                r.action.as_str(),
+                r.token_id.as_str(),
+                r.reservation_key.as_str(),
+            )
+        })
         .collect();
     let stay_key = format!("3rpms-stay:{stay}");
     assert_eq!(

@@ -1,52 +1,127 @@
-//! The audit trail: who issued, changed, revoked or read the secrets of which
-//! key. The server keeps it (durably, listed to administrators); whatever
-//! changes keys on a caller's behalf, an RPC handler or a PMS sync, writes
-//! to it.
-use async_trait::async_trait;
+//! The audit log: who issued, changed, revoked or read the secrets of which
+//! key, when, and from where.
+//!
+//! A change's record is written in the same atomic write as the change
+//! itself (the request carries its [`AuditOrigin`]), so no change is ever
+//! stored without its record, and both are durable before the answer.
+use std::sync::LazyLock;
 
-use crate::error::{Error, ErrorKind};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
-/// One audited action.
-#[derive(Clone, Debug)]
-pub struct AuditEntry {
-    /// A token id, or the name of the component that acted on its own
-    /// (for example "3rpms-sync").
+use crate::{
+    error::{Error, ErrorKind},
+    key::{AccessKey, CredentialData},
+    time::Timestamp,
+};
+
+/// Who asks for a change, as the audit log names them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditOrigin {
+    /// A token id, or the component acting on its own ("3rpms-sync").
+    pub actor: String,
+    /// The caller's address, for calls that came over the network.
+    pub peer: Option<String>,
+    /// Whether the answer will carry credential data to this caller.
+    pub reads_secrets: bool,
+}
+
+/// One audited action, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// A ULID: records of one property sort by it in the order written.
+    pub id: String,
+    pub at: Timestamp,
     pub actor: String,
     /// The RPC or operation: "Issue", "Revoke", "UpdateKey", ...
-    pub action: &'static str,
+    pub action: String,
     pub property_id: String,
     pub key_ids: Vec<String>,
     pub reservation_key: Option<String>,
-    /// The caller's address, for calls that came over the network.
     pub peer: Option<String>,
-    /// The refusal's kind and reason, if the action failed.
-    pub refusal: Option<(ErrorKind, &'static str)>,
+    /// "OK", or the gRPC code name of the refusal.
+    pub outcome: String,
+    /// The refusal's reason.
+    pub reason: Option<String>,
     /// Whether the answer carried credential data.
     pub secrets_returned: bool,
 }
 
-impl AuditEntry {
-    pub fn new(actor: impl Into<String>, action: &'static str, property_id: &str) -> Self {
+/// Monotonic, so that records written in one millisecond keep their order.
+static IDS: LazyLock<Mutex<ulid::Generator>> = LazyLock::new(|| Mutex::new(ulid::Generator::new()));
+
+impl AuditRecord {
+    pub fn new(origin: &AuditOrigin, action: &str, property_id: &str, at: Timestamp) -> Self {
+        let id = IDS.lock().generate().unwrap_or_else(|_| ulid::Ulid::new());
         Self {
-            actor: actor.into(),
-            action,
+            id: id.to_string(),
+            at,
+            actor: origin.actor.clone(),
+            action: action.to_owned(),
             property_id: property_id.to_owned(),
             key_ids: Vec::new(),
             reservation_key: None,
-            peer: None,
-            refusal: None,
+            peer: origin.peer.clone(),
+            outcome: "OK".into(),
+            reason: None,
             secrets_returned: false,
         }
     }
 
+    /// The record of a change to `keys`, answered to `origin`.
+    pub fn change(
+        origin: &AuditOrigin,
+        action: &str,
+        property_id: &str,
+        keys: &[AccessKey],
+        reservation_key: Option<&str>,
+        at: Timestamp,
+    ) -> Self {
+        let mut record = Self::new(origin, action, property_id, at);
+        record.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+        record.reservation_key = reservation_key.map(str::to_owned);
+        record.secrets_returned = origin.reads_secrets
+            && keys
+                .iter()
+                .flat_map(|k| &k.credentials)
+                .any(|c| !matches!(c.data, CredentialData::Pending));
+        record
+    }
+
     pub fn failed(&mut self, error: &Error) {
-        self.refusal = Some((error.kind(), error.reason()));
+        self.outcome = code_name(error.kind()).to_owned();
+        self.reason = Some(error.reason().to_owned());
     }
 }
 
-#[async_trait]
-pub trait AuditTrail: Send + Sync + 'static {
-    /// Records durably before returning. A record that cannot be written is
-    /// reported by the trail itself; the action it describes has happened.
-    async fn record(&self, entry: AuditEntry);
+/// The gRPC code name a kind is answered with.
+pub fn code_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+        ErrorKind::NotFound => "NOT_FOUND",
+        ErrorKind::AlreadyExists => "ALREADY_EXISTS",
+        ErrorKind::FailedPrecondition | ErrorKind::Unsupported => "FAILED_PRECONDITION",
+        ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+        ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+        ErrorKind::Unavailable => "UNAVAILABLE",
+        ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        _ => "INTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_grow_in_the_order_records_are_made() {
+        let origin = AuditOrigin::default();
+        let at = Timestamp::from_unix_seconds(0);
+        let ids: Vec<String> = (0..100)
+            .map(|_| AuditRecord::new(&origin, "Issue", "p", at).id)
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
 }

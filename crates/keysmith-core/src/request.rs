@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::AuditOrigin,
     capability::CredentialMode,
     error::{reasons, Error, Result},
     key::{Holder, KeyState, Role},
@@ -28,6 +29,10 @@ pub struct IssueRequest {
     pub role: Role,
     pub modes: Vec<CredentialMode>,
     pub pin: Option<Secret<String>>,
+    /// Who asks, for the audit log. Not part of the request's identity:
+    /// a retry from another connection is the same request.
+    #[serde(skip)]
+    pub origin: Option<AuditOrigin>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,6 +46,10 @@ pub struct RevokeRequest {
     pub property_id: String,
     pub request_id: Option<String>,
     pub target: RevokeTarget,
+    /// Who asks, for the audit log. Not part of the request's identity:
+    /// a retry from another connection is the same request.
+    #[serde(skip)]
+    pub origin: Option<AuditOrigin>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -76,6 +85,10 @@ pub struct UpdateKeyRequest {
     pub request_id: Option<String>,
     pub key_id: String,
     pub window: Window,
+    /// Who asks, for the audit log. Not part of the request's identity:
+    /// a retry from another connection is the same request.
+    #[serde(skip)]
+    pub origin: Option<AuditOrigin>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +97,10 @@ pub struct EncodeKeyRequest {
     pub request_id: Option<String>,
     pub key_id: String,
     pub encoder_id: Option<String>,
+    /// Who asks, for the audit log. Not part of the request's identity:
+    /// a retry from another connection is the same request.
+    #[serde(skip)]
+    pub origin: Option<AuditOrigin>,
 }
 
 /// Collects every field violation of a request before failing, so that a
@@ -361,6 +378,7 @@ mod tests {
             role: Role::Guest,
             modes: vec![CredentialMode::Card],
             pin: None,
+            origin: None,
         }
     }
 

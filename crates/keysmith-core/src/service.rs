@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::{
+    audit::AuditRecord,
     driver::{
         Driver, DriverInfo, DriverKeyRecord, EncodeArgs, EntranceTarget, IssueArgs, IssuedState,
         KeySlice, ListArgs, RevokeArgs, UpdateArgs,
@@ -215,6 +216,16 @@ impl AccessService {
         let mut writes = WriteSet::default();
         writes.keys.push((key.clone(), None));
         writes.reservations.extend(reservation);
+        if let Some(origin) = &req.origin {
+            writes.audit.push(AuditRecord::change(
+                origin,
+                "Issue",
+                &req.property_id,
+                std::slice::from_ref(&key),
+                req.reservation_key.as_deref(),
+                now,
+            ));
+        }
         self.record(
             &mut writes,
             &req.property_id,
@@ -331,6 +342,20 @@ impl AccessService {
             keys: answer,
             warnings: all_warnings,
         };
+        if let Some(origin) = &req.origin {
+            let reservation_key = match &req.target {
+                RevokeTarget::Reservation(rk) => Some(rk.as_str()),
+                RevokeTarget::Key(_) => None,
+            };
+            writes.audit.push(AuditRecord::change(
+                origin,
+                "Revoke",
+                &req.property_id,
+                &revocation.keys,
+                reservation_key,
+                now,
+            ));
+        }
         self.record(
             &mut writes,
             &req.property_id,
@@ -437,6 +462,16 @@ impl AccessService {
         let mut writes = WriteSet::default();
         writes.keys.push((key.clone(), Some(old)));
         writes.reservations.extend(reservation);
+        if let Some(origin) = &req.origin {
+            writes.audit.push(AuditRecord::change(
+                origin,
+                "UpdateKey",
+                &req.property_id,
+                std::slice::from_ref(&key),
+                None,
+                now,
+            ));
+        }
         self.record(
             &mut writes,
             &req.property_id,
@@ -505,6 +540,16 @@ impl AccessService {
         key.updated_at = now;
         let mut writes = WriteSet::default();
         writes.keys.push((key.clone(), Some(old)));
+        if let Some(origin) = &req.origin {
+            writes.audit.push(AuditRecord::change(
+                origin,
+                "EncodeKey",
+                &req.property_id,
+                std::slice::from_ref(&key),
+                None,
+                now,
+            ));
+        }
         self.record(
             &mut writes,
             &req.property_id,

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::AuditRecord,
     error::Result,
     key::{AccessKey, Warning},
     reservation::Reservation,
@@ -60,11 +61,16 @@ pub struct WriteSet {
     pub keys: Vec<(AccessKey, Option<AccessKey>)>,
     pub reservations: Vec<Reservation>,
     pub idempotency: Vec<IdempotencyRecord>,
+    /// The audit records of the change, stored with it.
+    pub audit: Vec<AuditRecord>,
 }
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.reservations.is_empty() && self.idempotency.is_empty()
+        self.keys.is_empty()
+            && self.reservations.is_empty()
+            && self.idempotency.is_empty()
+            && self.audit.is_empty()
     }
 }
 
@@ -75,6 +81,14 @@ pub trait Store: Send + Sync + 'static {
     fn idempotency(&self, property_id: &str, request_id: &str)
         -> Result<Option<IdempotencyRecord>>;
     fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<AccessKey>>;
+    /// A property's audit records in the order written, after the record
+    /// `after` (exclusive) when given.
+    fn audit_page(
+        &self,
+        property_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>>;
 
     /// Applies atomically. Not yet durable: call [`Store::sync`] before answering.
     fn apply(&self, writes: WriteSet) -> Result<()>;
@@ -84,28 +98,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// A namespace of plain bytes for one driver's own state.
     fn driver_state(&self, driver: &str) -> Result<std::sync::Arc<dyn DriverState>>;
-
-    /// A space of plain bytes of keysmith's own (the audit log); names do
-    /// not collide with drivers' spaces.
-    fn namespace(&self, name: &str) -> Result<std::sync::Arc<dyn DriverState>>;
 }
 
-/// A private key-value space in the store: a driver's own state, the
-/// audit log.
+/// A driver's private key-value space in the store.
 #[async_trait]
 pub trait DriverState: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies every put (Some) and delete (None) atomically.
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// At most `limit` entries under `prefix` in key order, starting after
-    /// the key `after` (exclusive) when given: one page of a long listing.
-    fn scan_page(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Waits until everything applied before the call is on disk.
     async fn sync(&self) -> Result<()>;
 }

@@ -2,14 +2,12 @@
 //! converts, records the request's identity on the RPC span, calls the
 //! domain service, withholds credential data from callers without
 //! keys.read_secrets, and writes the audit log.
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use keysmith_api::v1::{self as pb, access_service_server::AccessService as AccessRpc};
-use keysmith_core::{request::RevokeTarget, AccessService, Error};
+use keysmith_core::{audit::AuditOrigin, request::RevokeTarget, AccessKey, AccessService, Error};
 use tonic::{Request, Response, Status};
 use tracing::Span;
-
-use keysmith_core::audit::AuditEntry;
 
 use crate::{
     audit::AuditLog,
@@ -29,11 +27,7 @@ impl AccessRpcService {
 
     /// Converts keys for the caller: redacted without keys.read_secrets.
     /// Returns the keys and whether credential data went out.
-    fn deliver(
-        &self,
-        caller: &Caller,
-        keys: Vec<keysmith_core::AccessKey>,
-    ) -> (Vec<pb::AccessKey>, bool) {
+    fn deliver(&self, caller: &Caller, keys: Vec<AccessKey>) -> (Vec<pb::AccessKey>, bool) {
         let now = self.service.now();
         let mut secrets = false;
         let keys = keys
@@ -51,54 +45,44 @@ impl AccessRpcService {
         (keys, secrets)
     }
 
-    fn deliver_one(&self, caller: &Caller, key: keysmith_core::AccessKey) -> (pb::AccessKey, bool) {
-        let (mut keys, secrets) = self.deliver(caller, vec![key]);
-        (keys.remove(0), secrets)
+    fn deliver_one(&self, caller: &Caller, key: AccessKey) -> pb::AccessKey {
+        self.deliver(caller, vec![key]).0.remove(0)
     }
 
-    /// Answers a call that issued or changed one key, after its audit record.
-    async fn answer_change(
+    /// A change's record was stored with the change; a refusal's is
+    /// written here.
+    fn refused(&self, origin: &Origin, action: &str, property_id: &str, error: Error) -> Status {
+        let mut record = self.audit.record(&origin.audit, action, property_id);
+        record.failed(&error);
+        self.audit.write(record);
+        fail(error)
+    }
+
+    /// Records a read whose answer carried credential data.
+    fn secrets_read(
         &self,
-        caller: &Caller,
-        mut event: AuditEntry,
-        result: Result<keysmith_core::AccessKey, Error>,
-    ) -> Result<pb::AccessKey, Status> {
-        match result {
-            Ok(key) => {
-                event.key_ids = vec![key.key_id.clone()];
-                let (key, secrets) = self.deliver_one(caller, key);
-                event.secrets_returned = secrets;
-                self.audit.write(event).await;
-                Ok(key)
-            }
-            Err(error) => {
-                event.failed(&error);
-                self.audit.write(event).await;
-                Err(fail(error))
-            }
-        }
+        origin: &Origin,
+        action: &str,
+        property_id: &str,
+        keys: &[pb::AccessKey],
+    ) {
+        let mut record = self.audit.record(&origin.audit, action, property_id);
+        record.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+        record.secrets_returned = true;
+        self.audit.write(record);
     }
 }
 
-/// Who and where, taken before the request is consumed.
+/// Who and from where, taken before the request is consumed.
 struct Origin {
     caller: Caller,
-    peer: Option<SocketAddr>,
+    audit: AuditOrigin,
 }
 
 fn origin<T>(request: &Request<T>) -> Result<Origin, Status> {
-    Ok(Origin {
-        caller: caller(request)?,
-        peer: request.remote_addr(),
-    })
-}
-
-impl Origin {
-    fn event(&self, action: &'static str, property_id: &str) -> AuditEntry {
-        let mut entry = AuditEntry::new(self.caller.token_id(), action, property_id);
-        entry.peer = self.peer.map(|p| p.to_string());
-        entry
-    }
+    let caller = caller(request)?;
+    let audit = caller.audit_origin(request.remote_addr());
+    Ok(Origin { caller, audit })
 }
 
 /// Fills in the fields the RPC span left empty. Never a secret.
@@ -139,15 +123,17 @@ impl AccessRpc for AccessRpcService {
         origin.caller.property(&req.property_id).map_err(fail)?;
         let req = convert::issue_request(req).map_err(fail)?;
         record(&req.property_id, None, req.reservation_key.as_deref());
+        let mut req = req;
+        req.origin = Some(origin.audit.clone());
         let property_id = req.property_id.clone();
-        let reservation_key = req.reservation_key.clone();
-        let result = self.service.issue(req).await.inspect(|key| {
-            record(&key.property_id, Some(&key.key_id), None);
-            tracing::info!(entrances = key.entrances.len(), "key issued");
-        });
-        let mut event = origin.event("Issue", &property_id);
-        event.reservation_key = reservation_key;
-        let key = self.answer_change(&origin.caller, event, result).await?;
+        let key = self
+            .service
+            .issue(req)
+            .await
+            .map_err(|e| self.refused(&origin, "Issue", &property_id, e))?;
+        record(&key.property_id, Some(&key.key_id), None);
+        tracing::info!(entrances = key.entrances.len(), "key issued");
+        let key = self.deliver_one(&origin.caller, key);
         Ok(Response::new(pb::IssueResponse { key: Some(key) }))
     }
 
@@ -158,38 +144,24 @@ impl AccessRpc for AccessRpcService {
         let origin = origin(&request)?;
         let req = request.into_inner();
         origin.caller.property(&req.property_id).map_err(fail)?;
-        let req = convert::revoke_request(req).map_err(fail)?;
+        let mut req = convert::revoke_request(req).map_err(fail)?;
+        match &req.target {
+            RevokeTarget::Key(id) => record(&req.property_id, Some(id), None),
+            RevokeTarget::Reservation(rk) => record(&req.property_id, None, Some(rk)),
+        }
+        req.origin = Some(origin.audit.clone());
         let property_id = req.property_id.clone();
-        let mut event = origin.event("Revoke", &property_id);
-        let target = req.target.clone();
-        match &target {
-            RevokeTarget::Key(id) => {
-                record(&req.property_id, Some(id), None);
-                event.key_ids = vec![id.clone()];
-            }
-            RevokeTarget::Reservation(rk) => {
-                record(&req.property_id, None, Some(rk));
-                event.reservation_key = Some(rk.clone());
-            }
-        }
-        match self.service.revoke(req).await {
-            Ok(revocation) => {
-                tracing::info!(keys = revocation.keys.len(), "revoked");
-                event.key_ids = revocation.keys.iter().map(|k| k.key_id.clone()).collect();
-                let (keys, secrets) = self.deliver(&origin.caller, revocation.keys);
-                event.secrets_returned = secrets;
-                self.audit.write(event).await;
-                Ok(Response::new(pb::RevokeResponse {
-                    keys,
-                    warnings: revocation.warnings.iter().map(convert::warning).collect(),
-                }))
-            }
-            Err(error) => {
-                event.failed(&error);
-                self.audit.write(event).await;
-                Err(fail(error))
-            }
-        }
+        let revocation = self
+            .service
+            .revoke(req)
+            .await
+            .map_err(|e| self.refused(&origin, "Revoke", &property_id, e))?;
+        tracing::info!(keys = revocation.keys.len(), "revoked");
+        let (keys, _) = self.deliver(&origin.caller, revocation.keys);
+        Ok(Response::new(pb::RevokeResponse {
+            keys,
+            warnings: revocation.warnings.iter().map(convert::warning).collect(),
+        }))
     }
 
     async fn list_keys(
@@ -204,10 +176,7 @@ impl AccessRpc for AccessRpcService {
         let page = self.service.list_keys(&req).map_err(fail)?;
         let (keys, secrets) = self.deliver(&origin.caller, page.keys);
         if secrets {
-            let mut event = origin.event("ListKeys", &req.property_id);
-            event.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
-            event.secrets_returned = true;
-            self.audit.write(event).await;
+            self.secrets_read(&origin, "ListKeys", &req.property_id, &keys);
         }
         Ok(Response::new(pb::ListKeysResponse {
             keys,
@@ -227,13 +196,11 @@ impl AccessRpc for AccessRpcService {
         record(&property_id, Some(&key_id), None);
         origin.caller.property(&property_id).map_err(fail)?;
         let key = self.service.get_key(&property_id, &key_id).map_err(fail)?;
-        let (key, secrets) = self.deliver_one(&origin.caller, key);
+        let (keys, secrets) = self.deliver(&origin.caller, vec![key]);
         if secrets {
-            let mut event = origin.event("GetKey", &property_id);
-            event.key_ids = vec![key_id];
-            event.secrets_returned = true;
-            self.audit.write(event).await;
+            self.secrets_read(&origin, "GetKey", &property_id, &keys);
         }
+        let key = keys.into_iter().next().expect("one key in, one out");
         Ok(Response::new(key))
     }
 
@@ -244,16 +211,17 @@ impl AccessRpc for AccessRpcService {
         let origin = origin(&request)?;
         let req = request.into_inner();
         origin.caller.property(&req.property_id).map_err(fail)?;
-        let req = convert::update_key_request(req).map_err(fail)?;
+        let mut req = convert::update_key_request(req).map_err(fail)?;
         record(&req.property_id, Some(&req.key_id), None);
-        let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
-        let mut event = origin.event("UpdateKey", &property_id);
-        event.key_ids = vec![key_id];
-        let result = self.service.update_key(req).await.inspect(|key| {
-            tracing::info!(state = key.stored_state.as_str(), "key updated");
-        });
-        let key = self.answer_change(&origin.caller, event, result).await?;
-        Ok(Response::new(key))
+        req.origin = Some(origin.audit.clone());
+        let property_id = req.property_id.clone();
+        let key = self
+            .service
+            .update_key(req)
+            .await
+            .map_err(|e| self.refused(&origin, "UpdateKey", &property_id, e))?;
+        tracing::info!(state = key.stored_state.as_str(), "key updated");
+        Ok(Response::new(self.deliver_one(&origin.caller, key)))
     }
 
     async fn encode_key(
@@ -263,16 +231,17 @@ impl AccessRpc for AccessRpcService {
         let origin = origin(&request)?;
         let req = request.into_inner();
         origin.caller.property(&req.property_id).map_err(fail)?;
-        let req = convert::encode_key_request(req);
+        let mut req = convert::encode_key_request(req);
         record(&req.property_id, Some(&req.key_id), None);
-        let (property_id, key_id) = (req.property_id.clone(), req.key_id.clone());
-        let mut event = origin.event("EncodeKey", &property_id);
-        event.key_ids = vec![key_id];
-        let result = self.service.encode_key(req).await.inspect(|_| {
-            tracing::info!("key re-encoded");
-        });
-        let key = self.answer_change(&origin.caller, event, result).await?;
-        Ok(Response::new(key))
+        req.origin = Some(origin.audit.clone());
+        let property_id = req.property_id.clone();
+        let key = self
+            .service
+            .encode_key(req)
+            .await
+            .map_err(|e| self.refused(&origin, "EncodeKey", &property_id, e))?;
+        tracing::info!("key re-encoded");
+        Ok(Response::new(self.deliver_one(&origin.caller, key)))
     }
 
     async fn refresh_key(
@@ -293,13 +262,11 @@ impl AccessRpc for AccessRpcService {
             .refresh_key(&property_id, &key_id)
             .await
             .map_err(fail)?;
-        let (key, secrets) = self.deliver_one(&origin.caller, key);
+        let (keys, secrets) = self.deliver(&origin.caller, vec![key]);
         if secrets {
-            let mut event = origin.event("RefreshKey", &property_id);
-            event.key_ids = vec![key_id];
-            event.secrets_returned = true;
-            self.audit.write(event).await;
+            self.secrets_read(&origin, "RefreshKey", &property_id, &keys);
         }
+        let key = keys.into_iter().next().expect("one key in, one out");
         Ok(Response::new(key))
     }
 

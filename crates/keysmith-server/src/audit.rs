@@ -1,19 +1,18 @@
-//! The audit log: who issued, changed, revoked or read the secrets of which
-//! key, when, and from where. Kept in keysmith's store, durable before the
-//! answer, listed by administrators through keysmith.v1.AuditService.
+//! The audit log at the edge: records of refused calls and of reads that
+//! returned credential data, and keysmith.v1.AuditService, which lists a
+//! property's records to administrators. The record of a change is written
+//! by the core, atomically with the change.
 use std::sync::Arc;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use keysmith_api::v1::{self as pb, audit_service_server::AuditService};
 use keysmith_core::{
-    audit::{AuditEntry, AuditTrail},
+    audit::{AuditOrigin, AuditRecord},
     error::reasons,
     service::Clock,
-    store::DriverState,
-    Error, ErrorKind, Timestamp,
+    store::{Store, WriteSet},
+    Error,
 };
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -23,24 +22,11 @@ use crate::{
     convert,
 };
 
-#[derive(Serialize, Deserialize)]
-struct StoredRecord {
-    id: String,
-    at: Timestamp,
-    token_id: String,
-    action: String,
-    property_id: String,
-    key_ids: Vec<String>,
-    reservation_key: Option<String>,
-    peer: Option<String>,
-    outcome: String,
-    reason: Option<String>,
-    secrets_returned: bool,
-}
-
+/// Writes the records of refusals and of reads that returned credential
+/// data (a change's record is written with the change, by the core), and
+/// lists a property's records.
 pub struct AuditLog {
-    space: Arc<dyn DriverState>,
-    ids: Mutex<ulid::Generator>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 }
 
@@ -48,52 +34,33 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
 impl AuditLog {
-    pub fn new(space: Arc<dyn DriverState>, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            space,
-            ids: Mutex::new(ulid::Generator::new()),
-            clock,
-        }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
-    /// Writes the record and waits until it is durable. A record that cannot
-    /// be written is logged as an error; the call's own answer stands,
-    /// because what it did has happened.
-    pub async fn write(&self, event: AuditEntry) {
-        let id = {
-            let mut ids = self.ids.lock();
-            ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+    pub fn record(&self, origin: &AuditOrigin, action: &str, property_id: &str) -> AuditRecord {
+        AuditRecord::new(origin, action, property_id, self.clock.now())
+    }
+
+    /// Stores a record of something that changed nothing (a refusal, a
+    /// read) before the answer goes out, and has the group commit make it
+    /// durable without holding the answer back for it: a crash can lose the
+    /// last such records of a few milliseconds, never a change's record.
+    pub fn write(&self, record: AuditRecord) {
+        let writes = WriteSet {
+            audit: vec![record],
+            ..WriteSet::default()
         };
-        let (outcome, reason) = match event.refusal {
-            None => ("OK".to_owned(), None),
-            Some((kind, reason)) => (code_name(kind).to_owned(), Some(reason.to_owned())),
-        };
-        let stored = StoredRecord {
-            id: id.to_string(),
-            at: self.clock.now(),
-            token_id: event.actor,
-            action: event.action.to_owned(),
-            property_id: event.property_id.clone(),
-            key_ids: event.key_ids,
-            reservation_key: event.reservation_key,
-            peer: event.peer,
-            outcome,
-            reason,
-            secrets_returned: event.secrets_returned,
-        };
-        let written = serde_json::to_vec(&stored)
-            .map_err(|e| Error::internal(format!("audit record: {e}")))
-            .and_then(|bytes| {
-                self.space
-                    .apply(vec![(record_key(&event.property_id, &id), Some(bytes))])
-            });
-        let durable = match written {
-            Ok(()) => self.space.sync().await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = durable {
-            tracing::error!(%error, action = event.action, "the audit record was not written");
+        if let Err(error) = self.store.apply(writes) {
+            tracing::error!(%error, "an audit record was not written");
+            return;
         }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.sync().await {
+                tracing::error!(%error, "an audit record was not made durable");
+            }
+        });
     }
 
     fn list(
@@ -119,22 +86,18 @@ impl AuditLog {
             "" => None,
             token => Some(decode_token(token, &binding)?),
         };
-        let prefix = record_prefix(property_id);
-        let after_key = after.map(|id| record_key(property_id, &id));
         let rows = self
-            .space
-            .scan_page(&prefix, after_key.as_deref(), limit + 1)?;
+            .store
+            .audit_page(property_id, after.as_deref(), limit + 1)?;
         let more = rows.len() > limit;
         let mut records = Vec::with_capacity(limit);
         let mut last = None;
-        for (_, value) in rows.into_iter().take(limit) {
-            let r: StoredRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("an audit record is unreadable: {e}")))?;
+        for r in rows.into_iter().take(limit) {
             last = Some(r.id.clone());
             records.push(pb::AuditRecord {
                 id: r.id,
                 time: Some(convert::timestamp(r.at)),
-                token_id: r.token_id,
+                token_id: r.actor,
                 action: r.action,
                 property_id: r.property_id,
                 key_ids: r.key_ids,
@@ -154,18 +117,6 @@ impl AuditLog {
             next_page_token,
         })
     }
-}
-
-fn record_prefix(property_id: &str) -> Vec<u8> {
-    let mut k = property_id.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-fn record_key(property_id: &str, id: &impl ToString) -> Vec<u8> {
-    let mut k = record_prefix(property_id);
-    k.extend_from_slice(id.to_string().as_bytes());
-    k
 }
 
 /// Binds page tokens to the property and the token that listed, so that
@@ -203,27 +154,6 @@ fn decode_token(token: &str, binding: &[u8; 8]) -> Result<String, Error> {
         .and_then(|s| ulid::Ulid::from_string(s).ok())
         .ok_or_else(|| invalid("is not a page token of this service"))?;
     Ok(id.to_string())
-}
-
-fn code_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
-        ErrorKind::NotFound => "NOT_FOUND",
-        ErrorKind::AlreadyExists => "ALREADY_EXISTS",
-        ErrorKind::FailedPrecondition | ErrorKind::Unsupported => "FAILED_PRECONDITION",
-        ErrorKind::PermissionDenied => "PERMISSION_DENIED",
-        ErrorKind::Unauthenticated => "UNAUTHENTICATED",
-        ErrorKind::Unavailable => "UNAVAILABLE",
-        ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        _ => "INTERNAL",
-    }
-}
-
-#[async_trait::async_trait]
-impl AuditTrail for AuditLog {
-    async fn record(&self, entry: AuditEntry) {
-        self.write(entry).await
-    }
 }
 
 pub struct AuditRpcService {

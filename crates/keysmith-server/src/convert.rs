@@ -179,6 +179,7 @@ pub fn issue_request(req: pb::IssueRequest) -> Result<IssueRequest, Error> {
         role: role(role_value)?,
         modes: domain_modes,
         pin: optional(pin).map(Secret::new),
+        origin: None,
     })
 }
 
@@ -203,6 +204,7 @@ pub fn revoke_request(req: pb::RevokeRequest) -> Result<RevokeRequest, Error> {
         property_id,
         request_id: optional(request_id),
         target,
+        origin: None,
     })
 }
 
@@ -291,6 +293,7 @@ pub fn update_key_request(req: pb::UpdateKeyRequest) -> Result<UpdateKeyRequest,
             starts_at: required_time("starts_at", starts_at)?,
             ends_at: required_time("ends_at", ends_at)?,
         },
+        origin: None,
     })
 }
 
@@ -306,6 +309,7 @@ pub fn encode_key_request(req: pb::EncodeKeyRequest) -> EncodeKeyRequest {
         request_id: optional(request_id),
         key_id,
         encoder_id: optional(encoder_id),
+        origin: None,
     }
 }
 

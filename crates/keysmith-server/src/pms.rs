@@ -6,7 +6,7 @@ use keysmith_3rpms::{
     errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
 };
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
-use keysmith_core::{audit::AuditEntry, reasons, request::MAX_ID_LEN, Error};
+use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -35,7 +35,7 @@ impl PmsRpcService {
     }
 
     /// Records a read that returned PINs, compartments or QR data.
-    async fn audit_secret_read(
+    fn audit_secret_read(
         &self,
         caller: &Caller,
         peer: Option<SocketAddr>,
@@ -51,10 +51,11 @@ impl PmsRpcService {
         if !carried {
             return;
         }
-        let mut entry = AuditEntry::new(caller.token_id(), action, property_id);
-        entry.peer = peer.map(|p| p.to_string());
-        entry.secrets_returned = true;
-        self.audit.write(entry).await;
+        let mut record = self
+            .audit
+            .record(&caller.audit_origin(peer), action, property_id);
+        record.secrets_returned = true;
+        self.audit.write(record);
     }
 
     fn hotel(&self, property_id: &str) -> Result<&Arc<HotelSync>, Error> {
@@ -206,8 +207,7 @@ impl PmsService for PmsRpcService {
             "GetRoomStayKey",
             &property_id,
             std::slice::from_ref(&found),
-        )
-        .await;
+        );
         Ok(Response::new(found))
     }
 
@@ -250,8 +250,7 @@ impl PmsService for PmsRpcService {
             "ListReservationRoomKeys",
             &property_id,
             &rooms,
-        )
-        .await;
+        );
         Ok(Response::new(pb::ListReservationRoomKeysResponse { rooms }))
     }
 
@@ -277,12 +276,15 @@ impl PmsService for PmsRpcService {
             hotel.sync_stays(&room_stay_ids).await
         };
         // The sync issues, updates and revokes keys on the caller's behalf.
-        let mut entry = AuditEntry::new(caller.token_id(), "SyncRoomStays", &property_id);
-        entry.peer = peer.map(|p| p.to_string());
+        // What the sync changed is recorded under its own name; this
+        // records who asked for it.
+        let mut record =
+            self.audit
+                .record(&caller.audit_origin(peer), "SyncRoomStays", &property_id);
         if let Err(error) = &report {
-            entry.failed(error);
+            record.failed(error);
         }
-        self.audit.write(entry).await;
+        self.audit.write(record);
         let report = report.map_err(fail)?;
         let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         Ok(Response::new(pb::SyncRoomStaysResponse {

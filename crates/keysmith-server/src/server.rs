@@ -109,7 +109,7 @@ pub async fn start_with_drivers(
         .map(tls::server_config)
         .transpose()?;
     let store = Arc::new(SledStore::open(&config.storage.data_dir)?);
-    let audit = Arc::new(AuditLog::new(store.namespace("audit")?, clock.clone()));
+    let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
 
     let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
     let mut offline_lock = None;
@@ -134,9 +134,7 @@ pub async fn start_with_drivers(
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
     let threerpms = match &config.threerpms {
-        Some(c) => {
-            Some(ThreeRpms::start(c, store.clone(), service.clone(), &router, audit.clone()).await?)
-        }
+        Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
         None => None,
     };
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);

@@ -11,7 +11,7 @@ use keysmith_3rpms::{
     worker::Worker,
     Client, Egress, Transport,
 };
-use keysmith_core::{audit::AuditTrail, router::Router, store::Store, AccessService};
+use keysmith_core::{router::Router, store::Store, AccessService};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// The driver-state tree of the 3RPMS connection.
@@ -32,7 +32,6 @@ impl ThreeRpms {
         store: Arc<dyn Store>,
         service: Arc<AccessService>,
         router: &Router,
-        audit: Arc<dyn AuditTrail>,
     ) -> anyhow::Result<Self> {
         let state = store.driver_state(STATE)?;
         // 3RPMS limits per client IP: every hotel shares one egress.
@@ -55,8 +54,7 @@ impl ThreeRpms {
             let client = Client::new(transport).with_batch_limit(config.batch_limit);
             let sync = Arc::new(
                 HotelSync::new(hotel.clone(), client, service.clone(), state.clone())
-                    .with_context(|| format!("threerpms hotel {:?}", hotel.property_id))?
-                    .with_audit(audit.clone()),
+                    .with_context(|| format!("threerpms hotel {:?}", hotel.property_id))?,
             );
             // The inbox takes webhook events and keysmith's own revocations
             // of published keys, whether or not webhooks are received.

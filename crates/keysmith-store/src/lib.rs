@@ -7,6 +7,7 @@ use std::{collections::BTreeSet, ops::Bound, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use keysmith_core::{
+    audit::AuditRecord,
     error::reasons,
     reservation::Reservation,
     store::{DriverState, IdempotencyRecord, KeyIndex, KeyScan, Store, WriteSet},
@@ -21,6 +22,7 @@ use crate::{
 const KEY: u8 = b'K';
 const RESERVATION: u8 = b'R';
 const IDEMPOTENCY: u8 = b'I';
+const AUDIT: u8 = b'U';
 /// Index entries of every key.
 const INDEX_ALL: u8 = b'A';
 /// Index entries of keys not revoked.
@@ -224,7 +226,35 @@ impl Store for SledStore {
                 encode(record)?,
             );
         }
+        for record in &writes.audit {
+            batch.insert(
+                path(
+                    AUDIT,
+                    &[record.property_id.as_bytes(), record.id.as_bytes()],
+                ),
+                encode(record)?,
+            );
+        }
         self.main.apply_batch(batch).map_err(store_error)
+    }
+
+    fn audit_page(
+        &self,
+        property_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let prefix = path(AUDIT, &[property_id.as_bytes()]);
+        let start = match after {
+            Some(id) => Bound::Excluded(path(AUDIT, &[property_id.as_bytes(), id.as_bytes()])),
+            None => Bound::Included(prefix.clone()),
+        };
+        self.main
+            .range((start, Bound::Unbounded))
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit)
+            .map(|r| r.map_err(store_error).and_then(|(_, v)| decode(&v)))
+            .collect()
     }
 
     async fn sync(&self) -> Result<()> {
@@ -232,17 +262,10 @@ impl Store for SledStore {
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
-        self.space(format!("driver/{driver}"))
-    }
-
-    fn namespace(&self, name: &str) -> Result<Arc<dyn DriverState>> {
-        self.space(format!("keysmith/{name}"))
-    }
-}
-
-impl SledStore {
-    fn space(&self, tree: String) -> Result<Arc<dyn DriverState>> {
-        let tree = self.db.open_tree(tree).map_err(store_error)?;
+        let tree = self
+            .db
+            .open_tree(format!("driver/{driver}"))
+            .map_err(store_error)?;
         Ok(Arc::new(SledDriverState {
             tree,
             flusher: self.flusher.clone(),
@@ -275,27 +298,6 @@ impl DriverState for SledDriverState {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.tree
             .scan_prefix(prefix)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(store_error)
-            })
-            .collect()
-    }
-
-    fn scan_page(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let start = match after {
-            Some(after) => Bound::Excluded(after.to_vec()),
-            None => Bound::Included(prefix.to_vec()),
-        };
-        self.tree
-            .range((start, Bound::Unbounded))
-            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
-            .take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(store_error)

@@ -11,7 +11,7 @@ use std::{
 
 use jiff::{civil::Date, tz::TimeZone};
 use keysmith_core::{
-    audit::{AuditEntry, AuditTrail},
+    audit::AuditOrigin,
     key::KeyState,
     key::{CredentialData, Holder},
     request::{EncodeKeyRequest, IssueRequest, RevokeRequest, RevokeTarget, UpdateKeyRequest},
@@ -68,11 +68,9 @@ pub struct HotelSync {
     /// One reconciliation at a time per hotel: they read and write the same
     /// records.
     running: tokio::sync::Mutex<()>,
-    /// Where the keys the sync issues, changes and revokes are recorded.
-    audit: Option<Arc<dyn AuditTrail>>,
 }
 
-/// The actor the audit trail names for what the sync does on its own
+/// The actor the audit log names for what the sync does on its own
 /// (after a webhook, at night, or when an operator asked for a sync).
 pub const SYNC_ACTOR: &str = "3rpms-sync";
 
@@ -106,33 +104,16 @@ impl HotelSync {
             check_in,
             check_out,
             running: tokio::sync::Mutex::new(()),
-            audit: None,
         })
     }
 
-    pub fn with_audit(mut self, audit: Arc<dyn AuditTrail>) -> Self {
-        self.audit = Some(audit);
-        self
-    }
-
-    /// Records one change the sync made, or failed to make, to a key.
-    async fn audit<T>(
-        &self,
-        action: &'static str,
-        key_ids: Vec<String>,
-        reservation_key: Option<String>,
-        result: &Result<T>,
-    ) {
-        let Some(audit) = &self.audit else {
-            return;
-        };
-        let mut entry = AuditEntry::new(SYNC_ACTOR, action, self.property_id());
-        entry.key_ids = key_ids;
-        entry.reservation_key = reservation_key;
-        if let Err(error) = result {
-            entry.failed(error);
-        }
-        audit.record(entry).await;
+    /// The sync's own name in the audit log, on every change it asks for.
+    fn origin(&self) -> Option<AuditOrigin> {
+        Some(AuditOrigin {
+            actor: SYNC_ACTOR.to_owned(),
+            peer: None,
+            reads_secrets: false,
+        })
     }
 
     pub fn property_id(&self) -> &str {
@@ -503,9 +484,8 @@ impl HotelSync {
                         request_id: None,
                         key_id: key_id.clone(),
                         window,
+                        origin: self.origin(),
                     })
-                    .await;
-                self.audit("UpdateKey", vec![key_id.clone()], None, &result)
                     .await;
                 let updated = match result {
                     Ok(updated) => updated,
@@ -536,9 +516,8 @@ impl HotelSync {
                             request_id: None,
                             key_id: key_id.clone(),
                             encoder_id: None,
+                            origin: self.origin(),
                         })
-                        .await;
-                    self.audit("EncodeKey", vec![key_id.clone()], None, &result)
                         .await;
                     result?;
                 }
@@ -678,9 +657,8 @@ impl HotelSync {
                     property_id: self.property_id().to_owned(),
                     request_id: None,
                     target: RevokeTarget::Key(key_id.clone()),
+                    origin: self.origin(),
                 })
-                .await;
-            self.audit("Revoke", vec![key_id.clone()], None, &result)
                 .await;
             match result {
                 Ok(_) => report.revoked += 1,
@@ -736,19 +714,9 @@ impl HotelSync {
                 role: Role::Guest,
                 modes: vec![mode],
                 pin: None,
+                origin: self.origin(),
             })
             .await;
-        let issued_ids = issued
-            .as_ref()
-            .map(|k| vec![k.key_id.clone()])
-            .unwrap_or_default();
-        self.audit(
-            "Issue",
-            issued_ids,
-            Some(reservation_key(&stay.id, generation)),
-            &issued,
-        )
-        .await;
         let key = match issued {
             Ok(key) => key,
             // The stay cannot have a key as configured (a room whose

@@ -18,8 +18,8 @@ use keysmith_core::{
         RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
     key::{Credential, CredentialData},
-    reasons, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Secret,
-    Window,
+    reasons, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Result,
+    Secret, Window,
 };
 use keysmith_plugin::{PluginDriver, PluginInfo};
 use rand::Rng;

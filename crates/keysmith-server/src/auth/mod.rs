@@ -11,7 +11,7 @@ pub mod methods;
 use std::{collections::BTreeSet, fmt, str::FromStr, sync::Arc};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use keysmith_core::{error::reasons, Error, ErrorKind};
+use keysmith_core::{audit::AuditOrigin, error::reasons, Error, ErrorKind};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -154,6 +154,15 @@ impl Caller {
             format!("property {property_id:?} was not found"),
         )
         .with_context("property_id", property_id.to_owned()))
+    }
+
+    /// How the audit log names this caller, calling from `peer`.
+    pub fn audit_origin(&self, peer: Option<std::net::SocketAddr>) -> AuditOrigin {
+        AuditOrigin {
+            actor: self.token_id().to_owned(),
+            peer: peer.map(|p| p.to_string()),
+            reads_secrets: self.reads_secrets(),
+        }
     }
 
     /// Refuses a call that needs a scope the token lacks (checked by the
