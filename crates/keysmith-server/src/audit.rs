@@ -13,6 +13,7 @@ use keysmith_core::{
     store::{Store, WriteSet},
     Error,
 };
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -25,42 +26,77 @@ use crate::{
 /// Writes the records of refusals and of reads that returned credential
 /// data (a change's record is written with the change, by the core), and
 /// lists a property's records.
+///
+/// Those records change nothing, so they do not hold their answer back for
+/// a flush: they are gathered and written to the store together, every few
+/// milliseconds, by `flush_pending` (a store write per read would halve
+/// ListKeys). A crash can lose the last such records of half a second
+/// (sled's own flush interval), never a change's record.
 pub struct AuditLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    pending: Mutex<Vec<AuditRecord>>,
 }
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
+/// Pending records written at once, without waiting for the next tick.
+const PENDING_BATCH: usize = 256;
+/// How often pending records are written.
+pub const PENDING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl AuditLog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            pending: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn record(&self, origin: &AuditOrigin, action: &str, property_id: &str) -> AuditRecord {
         AuditRecord::new(origin, action, property_id, self.clock.now())
     }
 
-    /// Stores a record of something that changed nothing (a refusal, a
-    /// read) before the answer goes out, and has the group commit make it
-    /// durable without holding the answer back for it: a crash can lose the
-    /// last such records of a few milliseconds, never a change's record.
+    /// Queues a record of something that changed nothing (a refusal, a read).
     pub fn write(&self, record: AuditRecord) {
+        let full = {
+            let mut pending = self.pending.lock();
+            pending.push(record);
+            pending.len() >= PENDING_BATCH
+        };
+        if full {
+            self.flush_pending();
+        }
+    }
+
+    /// Writes every queued record to the store in one batch.
+    pub fn flush_pending(&self) {
+        let audit = std::mem::take(&mut *self.pending.lock());
+        if audit.is_empty() {
+            return;
+        }
         let writes = WriteSet {
-            audit: vec![record],
+            audit,
             ..WriteSet::default()
         };
         if let Err(error) = self.store.apply(writes) {
-            tracing::error!(%error, "an audit record was not written");
-            return;
+            tracing::error!(%error, "audit records were not written");
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(error) = store.sync().await {
-                tracing::error!(%error, "an audit record was not made durable");
+    }
+
+    /// Writes queued records every [`PENDING_INTERVAL`] until `stop` turns
+    /// true, then writes the last ones.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(PENDING_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush_pending(),
+                _ = stop.changed() => break,
             }
-        });
+        }
+        self.flush_pending();
     }
 
     fn list(
@@ -86,6 +122,8 @@ impl AuditLog {
             "" => None,
             token => Some(decode_token(token, &binding)?),
         };
+        // What was queued so far is listed too.
+        self.flush_pending();
         let rows = self
             .store
             .audit_page(property_id, after.as_deref(), limit + 1)?;

@@ -138,6 +138,7 @@ pub async fn start_with_drivers(
         None => None,
     };
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
+    let audit_writer = tokio::spawn(audit.clone().run(followers_stop.clone()));
     let seam_follower = config.drivers.seam.as_ref().map(|seam| {
         let follower = Follower::new(
             service.clone(),
@@ -265,7 +266,10 @@ pub async fn start_with_drivers(
             })
             .await;
         let _ = stop_followers.send(true);
-        for task in [seam_follower, seam_receiver].into_iter().flatten() {
+        for task in [seam_follower, seam_receiver, Some(audit_writer)]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         if let Some(threerpms) = threerpms {
