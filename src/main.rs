@@ -63,6 +63,15 @@ async fn main() -> anyhow::Result<()> {
                 None => Config::load(Source::Embedded)?,
             };
             telemetry::init(&config.log);
+            if config.auth.mode == keysmith_server::config::AuthMode::Development {
+                // On stderr as well as in the log, which a filter may hide.
+                eprintln!(
+                    "\n  keysmith is in DEVELOPMENT MODE on {}: no authentication, any local\n  \
+                     caller may issue, read and revoke every key. For anything else set\n  \
+                     auth.mode = \"tokens\" (README: Securing a deployment).\n",
+                    config.server.listen
+                );
+            }
             let running = keysmith_server::start(config).await?;
             running.until(keysmith_server::shutdown_signal()).await
         }

@@ -245,3 +245,33 @@ fn token_create_prints_a_token_whose_hash_is_the_config_entry() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope"));
 }
+
+#[tokio::test]
+async fn development_mode_is_announced_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded default, on an ephemeral port and a fresh directory.
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("KEYSMITH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("KEYSMITH__STORAGE__DATA_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let announced = line.contains("DEVELOPMENT MODE");
+        seen.push(line);
+        if announced {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("DEVELOPMENT MODE") && l.contains("no authentication")),
+        "{seen:?}"
+    );
+    child.kill().await.unwrap();
+}
