@@ -648,3 +648,29 @@ async fn health_reports_each_service_and_reflection_lists_them() {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
 }
+
+/// A request_id is remembered for storage.idempotency_retention_hours (72
+/// by default), across restarts; after that the same id is a new request.
+#[tokio::test]
+async fn request_ids_are_forgotten_after_their_retention() {
+    let s = TestServer::start().await;
+    let mut first = guest("retained", &["room-101"], T0, T0 + 10 * DAY, "");
+    first.request_id = "pms-retry-1".into();
+    let key = s.issue(first.clone()).await.unwrap();
+    let mut other = first.clone();
+    other.holder_id = "someone-else".into();
+    let reused = s.issue(other.clone()).await.unwrap_err();
+    assert_eq!(reason(&reused).1, "REQUEST_ID_REUSED");
+
+    // Within the retention, across a restart: the first answer again.
+    s.clock.set(T0 + 71 * HOUR);
+    let s = s.restart().await;
+    assert_eq!(s.issue(first.clone()).await.unwrap().key_id, key.key_id);
+
+    // Past it: the id is free, and the request is new.
+    s.clock.set(T0 + 73 * HOUR);
+    let s = s.restart().await;
+    let new = s.issue(other).await.expect("a new request");
+    assert_ne!(new.key_id, key.key_id);
+    assert_eq!(new.holder_id, "someone-else");
+}

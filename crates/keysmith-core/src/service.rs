@@ -108,6 +108,18 @@ impl AccessService {
         &self.router
     }
 
+    /// Forgets the request_ids answered more than `retention` ago: a retry
+    /// after that is a new request. Returns how many were forgotten.
+    pub async fn expire_idempotency(&self, retention: std::time::Duration) -> Result<usize> {
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        let before = Timestamp::from_micros(self.clock.now().as_micros().saturating_sub(retention));
+        let expired = self.store.expire_idempotency(before)?;
+        if expired > 0 {
+            self.store.sync().await?;
+        }
+        Ok(expired)
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

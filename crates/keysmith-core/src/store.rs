@@ -90,6 +90,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AuditRecord>>;
 
+    /// Deletes the idempotency records made before `before`: a request_id
+    /// is honoured for a bounded time (AIP-155), and the records would
+    /// otherwise grow without end. Not yet durable: sync afterwards.
+    /// Returns how many were deleted.
+    fn expire_idempotency(&self, before: Timestamp) -> Result<usize>;
+
     /// Applies atomically. Not yet durable: call [`Store::sync`] before answering.
     fn apply(&self, writes: WriteSet) -> Result<()>;
 

@@ -124,6 +124,10 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// How long a request_id is remembered: a retry within it gets the
+    /// first answer; after it, the request is new (AIP-155).
+    #[serde(default = "default_idempotency_hours")]
+    pub idempotency_retention_hours: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -232,6 +236,9 @@ fn default_concurrency() -> usize {
 fn default_timeout() -> u64 {
     30
 }
+fn default_idempotency_hours() -> u64 {
+    72
+}
 fn default_max_failures() -> u32 {
     10
 }
@@ -290,6 +297,11 @@ impl Config {
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
         }
         self.validate_auth()?;
+        if self.storage.idempotency_retention_hours == 0 {
+            anyhow::bail!(
+                "invalid configuration: storage.idempotency_retention_hours must be positive"
+            );
+        }
         for (i, plugin) in self.drivers.plugins.iter().enumerate() {
             plugin
                 .validate(i)

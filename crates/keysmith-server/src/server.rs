@@ -137,7 +137,16 @@ pub async fn start_with_drivers(
         Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
         None => None,
     };
+    // At start, before any request: a request_id past its retention is new.
+    let retention = Duration::from_secs(config.storage.idempotency_retention_hours * 3600);
+    let expired = service.expire_idempotency(retention).await?;
+    tracing::debug!(expired, "request_ids past their retention forgotten");
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
+    let expiry = tokio::spawn(expire_idempotency(
+        service.clone(),
+        retention,
+        followers_stop.clone(),
+    ));
     let audit_writer = tokio::spawn(audit.clone().run(followers_stop.clone()));
     let seam_follower = config.drivers.seam.as_ref().map(|seam| {
         let follower = Follower::new(
@@ -266,9 +275,14 @@ pub async fn start_with_drivers(
             })
             .await;
         let _ = stop_followers.send(true);
-        for task in [seam_follower, seam_receiver, Some(audit_writer)]
-            .into_iter()
-            .flatten()
+        for task in [
+            seam_follower,
+            seam_receiver,
+            Some(audit_writer),
+            Some(expiry),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = task.await;
         }
@@ -316,6 +330,25 @@ async fn load_plugin(plugin: &PluginConfig) -> anyhow::Result<Arc<dyn Driver>> {
         .await
         .context("loading a driver plugin failed")??;
     Ok(driver)
+}
+
+/// Forgets request_ids past their retention, hourly, until `stop`.
+async fn expire_idempotency(
+    service: Arc<AccessService>,
+    retention: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    hourly.tick().await; // the first tick is now, and start did that one
+    loop {
+        tokio::select! {
+            _ = hourly.tick() => match service.expire_idempotency(retention).await {
+                Ok(expired) => tracing::debug!(expired, "request_ids past their retention forgotten"),
+                Err(error) => tracing::error!(%error, "expiring request_ids failed"),
+            },
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -11,7 +11,7 @@ use keysmith_core::{
     error::reasons,
     reservation::Reservation,
     store::{DriverState, IdempotencyRecord, KeyIndex, KeyScan, Store, WriteSet},
-    AccessKey, Error, Result,
+    AccessKey, Error, Result, Timestamp,
 };
 
 use crate::{
@@ -236,6 +236,21 @@ impl Store for SledStore {
             );
         }
         self.main.apply_batch(batch).map_err(store_error)
+    }
+
+    fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut expired = 0;
+        for entry in self.main.scan_prefix([IDEMPOTENCY]) {
+            let (k, v) = entry.map_err(store_error)?;
+            let record: IdempotencyRecord = decode(&v)?;
+            if record.created_at < before {
+                batch.remove(k);
+                expired += 1;
+            }
+        }
+        self.main.apply_batch(batch).map_err(store_error)?;
+        Ok(expired)
     }
 
     fn audit_page(
