@@ -10,11 +10,11 @@ use std::{
 };
 
 use keysmith_core::{error::reasons, Error, ErrorKind};
+use sha2::{Digest, Sha256};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use super::{
-    hash_token,
     limits::{PeerFailures, Refusal, TokenLimits},
     methods::{self, Access},
     scope_missing, Caller, Properties,
@@ -31,6 +31,8 @@ pub struct AuthLayer {
 struct AuthState {
     /// None in development mode.
     tokens: Option<HashMap<[u8; 32], Token>>,
+    /// Who every caller is in development mode (made once, cloned cheaply).
+    development: Caller,
     reflection: ReflectionAccess,
     failures: PeerFailures,
 }
@@ -76,6 +78,7 @@ impl AuthLayer {
         Ok(Self {
             state: Arc::new(AuthState {
                 tokens,
+                development: Caller::development(),
                 reflection: config.reflection,
                 failures: PeerFailures::new(
                     config.max_failures_per_minute,
@@ -120,7 +123,7 @@ impl AuthState {
             Access::Scoped(scope) => Some(scope),
         };
         let Some(tokens) = &self.tokens else {
-            return Verdict::Pass(Some(Caller::development()), None);
+            return Verdict::Pass(Some(self.development.clone()), None);
         };
         let now = Instant::now();
         let peer = peer_ip(request);
@@ -143,9 +146,7 @@ impl AuthState {
                 return Verdict::Refuse(error);
             }
         };
-        let mut hash = [0u8; 32];
-        // Cannot fail: a SHA-256 digest in hex is 64 digits.
-        let _ = hex::decode_to_slice(hash_token(token), &mut hash);
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let Some(entry) = tokens.get(&hash) else {
             if let Some(p) = peer {
                 self.failures.failed(p, now);
