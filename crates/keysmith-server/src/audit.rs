@@ -45,7 +45,7 @@ const MAX_PAGE: usize = 500;
 /// Pending records written at once, without waiting for the next tick.
 const PENDING_BATCH: usize = 256;
 /// How often pending records are written.
-pub const PENDING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+const PENDING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl AuditLog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {

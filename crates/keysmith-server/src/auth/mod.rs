@@ -131,7 +131,7 @@ impl Caller {
         self.has(Scope::KeysReadSecrets)
     }
 
-    pub fn may_act_on(&self, property_id: &str) -> bool {
+    fn may_act_on(&self, property_id: &str) -> bool {
         self.0.properties.contains(property_id)
     }
 
@@ -163,15 +163,6 @@ impl Caller {
             peer: peer.map(|p| p.to_string()),
             reads_secrets: self.reads_secrets(),
         }
-    }
-
-    /// Refuses a call that needs a scope the token lacks (checked by the
-    /// layer by method; handlers use it for scopes a request option asks for).
-    pub fn require(&self, scope: Scope) -> Result<(), Error> {
-        if self.has(scope) {
-            return Ok(());
-        }
-        Err(scope_missing(scope))
     }
 }
 
