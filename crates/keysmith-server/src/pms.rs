@@ -43,12 +43,10 @@ impl PmsRpcService {
         property_id: &str,
         rooms: &[pb::RoomStayKey],
     ) {
-        let carried = rooms.iter().any(|r| {
-            r.key.as_ref().is_some_and(|k| {
-                !k.pin.is_empty() || !k.compartment.is_empty() || !k.qr_data.is_empty()
-            })
-        });
-        if !carried {
+        if !rooms
+            .iter()
+            .any(|r| r.key.as_ref().is_some_and(carries_data))
+        {
             return;
         }
         let mut record = self
@@ -161,8 +159,13 @@ fn pms_key(key: RoomAccessKey, staff: bool) -> pb::PmsKey {
     out
 }
 
+/// Whether a key carries a PIN, compartment or QR data.
+fn carries_data(key: &pb::PmsKey) -> bool {
+    !key.pin.is_empty() || !key.compartment.is_empty() || !key.qr_data.is_empty()
+}
+
 fn redact(key: &mut pb::PmsKey) {
-    let had = !key.pin.is_empty() || !key.compartment.is_empty() || !key.qr_data.is_empty();
+    let had = carries_data(key);
     key.pin.clear();
     key.compartment.clear();
     key.qr_data.clear();
