@@ -113,11 +113,7 @@ impl AccessService {
     pub async fn expire_idempotency(&self, retention: std::time::Duration) -> Result<usize> {
         let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         let before = Timestamp::from_micros(self.clock.now().as_micros().saturating_sub(retention));
-        let expired = self.store.expire_idempotency(before)?;
-        if expired > 0 {
-            self.store.sync().await?;
-        }
-        Ok(expired)
+        self.store.expire_idempotency(before).await
     }
 
     pub fn now(&self) -> Timestamp {
@@ -989,8 +985,7 @@ impl AccessService {
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        self.store.apply(writes)?;
-        self.store.sync().await
+        self.store.commit(writes).await
     }
 
     /// Best effort: withdraws what some drivers issued when the key as a

@@ -92,14 +92,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the idempotency records made before `before`: a request_id
     /// is honoured for a bounded time (AIP-155), and the records would
-    /// otherwise grow without end. Not yet durable: sync afterwards.
-    /// Returns how many were deleted.
-    fn expire_idempotency(&self, before: Timestamp) -> Result<usize>;
+    /// otherwise grow without end. Returns how many were deleted, once
+    /// that is durable.
+    async fn expire_idempotency(&self, before: Timestamp) -> Result<usize>;
 
-    /// Applies atomically. Not yet durable: call [`Store::sync`] before answering.
-    fn apply(&self, writes: WriteSet) -> Result<()>;
+    /// Applies atomically, in order with every other change, and returns
+    /// once the change is durable.
+    async fn commit(&self, writes: WriteSet) -> Result<()>;
 
-    /// Waits until everything applied before the call is on disk.
+    /// Applies atomically, in order with every other change, without
+    /// waiting: readers see it a little later, and it is durable by the
+    /// time any later [`Store::commit`] or [`Store::sync`] returns.
+    fn enqueue(&self, writes: WriteSet) -> Result<()>;
+
+    /// Waits until every change made before the call is applied and durable.
     async fn sync(&self) -> Result<()>;
 
     /// A namespace of plain bytes for one driver's own state.
@@ -110,7 +116,10 @@ pub trait Store: Send + Sync + 'static {
 #[async_trait]
 pub trait DriverState: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Applies every put (Some) and delete (None) atomically.
+    /// Applies every put (Some) and delete (None) atomically, in order with
+    /// every other change to the store. This state's reads see them at
+    /// once; they are durable once [`DriverState::sync`] (or any later
+    /// [`Store::commit`]) returns.
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Waits until everything applied before the call is on disk.

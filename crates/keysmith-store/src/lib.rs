@@ -1,9 +1,15 @@
-//! keysmith's state in embedded sled: keys, reservations, idempotency records
-//! and the drivers' own state, with one group-commit flusher for durability.
+//! keysmith's state in embedded sled: keys, reservations, idempotency records,
+//! audit records and the drivers' own state, all in one tree, written by one
+//! group-commit thread.
 mod codec;
-mod flusher;
+mod committer;
 
-use std::{collections::BTreeSet, ops::Bound, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Bound,
+    path::Path,
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use keysmith_core::{
@@ -16,13 +22,18 @@ use keysmith_core::{
 
 use crate::{
     codec::{decode, encode, last_part, path},
-    flusher::GroupFlusher,
+    committer::{Committer, Op, Overlaid},
 };
 
 const KEY: u8 = b'K';
 const RESERVATION: u8 = b'R';
 const IDEMPOTENCY: u8 = b'I';
 const AUDIT: u8 = b'U';
+/// A driver's own state: the driver's name, then the driver's key.
+const DRIVER_STATE: u8 = b'D';
+/// Before driver state moved into the main tree, each driver had a tree
+/// named this and its name.
+const OLD_DRIVER_TREE: &[u8] = b"driver/";
 /// Index entries of every key.
 const INDEX_ALL: u8 = b'A';
 /// Index entries of keys not revoked.
@@ -34,9 +45,8 @@ const BY_HOLDER: &[u8] = b"h";
 const BY_ENTRANCE: &[u8] = b"e";
 
 pub struct SledStore {
-    db: sled::Db,
     main: sled::Tree,
-    flusher: Arc<GroupFlusher>,
+    committer: Arc<Committer>,
 }
 
 impl SledStore {
@@ -52,22 +62,45 @@ impl SledStore {
                 )
             })?;
         let main = db.open_tree("keysmith").map_err(store_error)?;
-        let flusher = Arc::new(GroupFlusher::start(db.clone()));
-        Ok(Self { db, main, flusher })
+        move_old_driver_trees(&db, &main)?;
+        let committer = Arc::new(Committer::start(db, main.clone()));
+        Ok(Self { main, committer })
     }
 
-    /// Flushes everything and stops the flusher; for a graceful shutdown.
+    /// Writes and flushes what is queued and stops the committer; for a
+    /// graceful shutdown.
     pub fn close(&self) {
-        self.flusher.stop();
+        self.committer.stop();
     }
 }
 
-/// Waits for the group-commit flush that covers every write applied so far.
-async fn durable(flusher: &GroupFlusher) -> Result<()> {
-    flusher
-        .sync()
-        .await
-        .map_err(|why| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}")))
+/// Moves each driver's state out of the tree it had before driver state
+/// lived in the main tree, atomically per driver.
+fn move_old_driver_trees(db: &sled::Db, main: &sled::Tree) -> Result<()> {
+    for name in db.tree_names() {
+        let Some(driver) = name.strip_prefix(OLD_DRIVER_TREE) else {
+            continue;
+        };
+        let old = db.open_tree(&name).map_err(store_error)?;
+        let namespace = path(DRIVER_STATE, &[driver]);
+        let mut batch = sled::Batch::default();
+        for entry in old.iter() {
+            let (k, v) = entry.map_err(store_error)?;
+            batch.insert([namespace.as_slice(), &k].concat(), v);
+        }
+        main.apply_batch(batch).map_err(store_error)?;
+        db.flush().map_err(store_error)?;
+        db.drop_tree(&name).map_err(store_error)?;
+        tracing::info!(
+            driver = %String::from_utf8_lossy(driver),
+            "moved the driver's state into the main tree"
+        );
+    }
+    Ok(())
+}
+
+fn committer_error(why: String) -> Error {
+    Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}"))
 }
 
 fn store_error(e: sled::Error) -> Error {
@@ -181,75 +214,30 @@ impl Store for SledStore {
         Ok(keys)
     }
 
-    fn apply(&self, writes: WriteSet) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, old) in &writes.keys {
-            batch.insert(
-                path(KEY, &[key.property_id.as_bytes(), key.key_id.as_bytes()]),
-                encode(key)?,
-            );
-            let new_entries = index_entries(key);
-            let old_entries = old.as_ref().map(index_entries).unwrap_or_default();
-            let old_live = old.as_ref().is_some_and(|k| !k.is_revoked());
-            for entry in old_entries.difference(&new_entries) {
-                batch.remove(tagged(INDEX_ALL, entry));
-            }
-            for entry in &new_entries {
-                batch.insert(tagged(INDEX_ALL, entry), &[]);
-            }
-            if old_live {
-                for entry in &old_entries {
-                    batch.remove(tagged(INDEX_LIVE, entry));
-                }
-            }
-            if !key.is_revoked() {
-                for entry in &new_entries {
-                    batch.insert(tagged(INDEX_LIVE, entry), &[]);
-                }
-            }
-        }
-        for r in &writes.reservations {
-            batch.insert(
-                path(
-                    RESERVATION,
-                    &[r.property_id.as_bytes(), r.reservation_key.as_bytes()],
-                ),
-                encode(r)?,
-            );
-        }
-        for record in &writes.idempotency {
-            batch.insert(
-                path(
-                    IDEMPOTENCY,
-                    &[record.property_id.as_bytes(), record.request_id.as_bytes()],
-                ),
-                encode(record)?,
-            );
-        }
-        for record in &writes.audit {
-            batch.insert(
-                path(
-                    AUDIT,
-                    &[record.property_id.as_bytes(), record.id.as_bytes()],
-                ),
-                encode(record)?,
-            );
-        }
-        self.main.apply_batch(batch).map_err(store_error)
+    async fn commit(&self, writes: WriteSet) -> Result<()> {
+        let ops = ops(&writes)?;
+        self.committer.commit(ops).await.map_err(committer_error)
     }
 
-    fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
-        let mut batch = sled::Batch::default();
-        let mut expired = 0;
+    fn enqueue(&self, writes: WriteSet) -> Result<()> {
+        let ops = ops(&writes)?;
+        self.committer.enqueue(ops, false).map_err(committer_error)
+    }
+
+    async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
+        let mut deletes = Vec::new();
         for entry in self.main.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = entry.map_err(store_error)?;
             let record: IdempotencyRecord = decode(&v)?;
             if record.created_at < before {
-                batch.remove(k);
-                expired += 1;
+                deletes.push((k.to_vec(), None));
             }
         }
-        self.main.apply_batch(batch).map_err(store_error)?;
+        let expired = deletes.len();
+        self.committer
+            .commit(deletes)
+            .await
+            .map_err(committer_error)?;
         Ok(expired)
     }
 
@@ -273,55 +261,131 @@ impl Store for SledStore {
     }
 
     async fn sync(&self) -> Result<()> {
-        durable(&self.flusher).await
+        self.committer.sync().await.map_err(committer_error)
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
-        let tree = self
-            .db
-            .open_tree(format!("driver/{driver}"))
-            .map_err(store_error)?;
         Ok(Arc::new(SledDriverState {
-            tree,
-            flusher: self.flusher.clone(),
+            namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
+            main: self.main.clone(),
+            committer: self.committer.clone(),
         }))
     }
 }
 
+/// The atomic change a write set makes to the main tree.
+fn ops(writes: &WriteSet) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    for (key, old) in &writes.keys {
+        ops.push((
+            path(KEY, &[key.property_id.as_bytes(), key.key_id.as_bytes()]),
+            Some(encode(key)?),
+        ));
+        let new_entries = index_entries(key);
+        let old_entries = old.as_ref().map(index_entries).unwrap_or_default();
+        let old_live = old.as_ref().is_some_and(|k| !k.is_revoked());
+        // Deletes first: a later op on the same key wins.
+        for entry in old_entries.difference(&new_entries) {
+            ops.push((tagged(INDEX_ALL, entry), None));
+        }
+        if old_live {
+            for entry in &old_entries {
+                ops.push((tagged(INDEX_LIVE, entry), None));
+            }
+        }
+        for entry in &new_entries {
+            ops.push((tagged(INDEX_ALL, entry), Some(Vec::new())));
+        }
+        if !key.is_revoked() {
+            for entry in &new_entries {
+                ops.push((tagged(INDEX_LIVE, entry), Some(Vec::new())));
+            }
+        }
+    }
+    for r in &writes.reservations {
+        ops.push((
+            path(
+                RESERVATION,
+                &[r.property_id.as_bytes(), r.reservation_key.as_bytes()],
+            ),
+            Some(encode(r)?),
+        ));
+    }
+    for record in &writes.idempotency {
+        ops.push((
+            path(
+                IDEMPOTENCY,
+                &[record.property_id.as_bytes(), record.request_id.as_bytes()],
+            ),
+            Some(encode(record)?),
+        ));
+    }
+    for record in &writes.audit {
+        ops.push((
+            path(
+                AUDIT,
+                &[record.property_id.as_bytes(), record.id.as_bytes()],
+            ),
+            Some(encode(record)?),
+        ));
+    }
+    Ok(ops)
+}
+
+/// A driver's keys, under its namespace in the main tree.
 struct SledDriverState {
-    tree: sled::Tree,
-    flusher: Arc<GroupFlusher>,
+    namespace: Vec<u8>,
+    main: sled::Tree,
+    committer: Arc<Committer>,
+}
+
+impl SledDriverState {
+    fn full(&self, key: &[u8]) -> Vec<u8> {
+        [self.namespace.as_slice(), key].concat()
+    }
 }
 
 #[async_trait]
 impl DriverState for SledDriverState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key).map_err(store_error)?.map(|v| v.to_vec()))
+        let key = self.full(key);
+        match self.committer.overlaid(&key) {
+            Overlaid::Queued(value) => Ok(value),
+            Overlaid::NotQueued => Ok(self.main.get(key).map_err(store_error)?.map(|v| v.to_vec())),
+        }
     }
 
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in changes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.tree.apply_batch(batch).map_err(store_error)
+        let ops = changes
+            .into_iter()
+            .map(|(k, v)| (self.full(&k), v))
+            .collect();
+        self.committer.enqueue(ops, true).map_err(committer_error)
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.tree
-            .scan_prefix(prefix)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(store_error)
-            })
-            .collect()
+        let prefix = self.full(prefix);
+        let queued = self.committer.overlay_range(&prefix);
+        let mut found = BTreeMap::new();
+        for entry in self.main.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(store_error)?;
+            found.insert(k.to_vec(), v.to_vec());
+        }
+        for (k, v) in queued {
+            match v {
+                Some(v) => found.insert(k, v),
+                None => found.remove(&k),
+            };
+        }
+        let strip = self.namespace.len();
+        Ok(found
+            .into_iter()
+            .map(|(k, v)| (k[strip..].to_vec(), v))
+            .collect())
     }
 
     async fn sync(&self) -> Result<()> {
-        durable(&self.flusher).await
+        self.committer.sync().await.map_err(committer_error)
     }
 }
 

@@ -68,8 +68,7 @@ async fn indexes_follow_revocation_and_resume_after_a_key() {
     ] {
         writes.keys.push((key(id, holder, rk), None));
     }
-    store.apply(writes).unwrap();
-    store.sync().await.unwrap();
+    store.commit(writes).await.unwrap();
 
     assert_eq!(
         scan(&store, KeyIndex::Property, true, None),
@@ -96,10 +95,11 @@ async fn indexes_follow_revocation_and_resume_after_a_key() {
     let mut revoked = old.clone();
     revoked.stored_state = KeyState::Revoked;
     store
-        .apply(WriteSet {
+        .commit(WriteSet {
             keys: vec![(revoked, Some(old))],
             ..Default::default()
         })
+        .await
         .unwrap();
     assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k2", "k3"]);
     assert_eq!(
@@ -113,17 +113,17 @@ async fn indexes_follow_revocation_and_resume_after_a_key() {
 }
 
 #[tokio::test]
-async fn everything_synced_survives_a_reopen() {
+async fn everything_committed_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = SledStore::open(dir.path()).unwrap();
         store
-            .apply(WriteSet {
+            .commit(WriteSet {
                 keys: vec![(key("k1", "g1", None), None)],
                 ..Default::default()
             })
+            .await
             .unwrap();
-        store.sync().await.unwrap();
         store.close();
     }
     let store = SledStore::open(dir.path()).unwrap();
@@ -131,7 +131,7 @@ async fn everything_synced_survives_a_reopen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_concurrent_syncs_all_complete() {
+async fn many_concurrent_commits_all_complete() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
     let mut tasks = Vec::new();
@@ -140,12 +140,12 @@ async fn many_concurrent_syncs_all_complete() {
         tasks.push(tokio::spawn(async move {
             let id = format!("k{i:04}");
             store
-                .apply(WriteSet {
+                .commit(WriteSet {
                     keys: vec![(key(&id, "g", None), None)],
                     ..Default::default()
                 })
+                .await
                 .unwrap();
-            store.sync().await.unwrap();
         }));
     }
     for t in tasks {
@@ -156,4 +156,77 @@ async fn many_concurrent_syncs_all_complete() {
         100,
         "the scan limit"
     );
+}
+
+#[tokio::test]
+async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let lock = store.driver_state("lock").unwrap();
+    let other = store.driver_state("lock2").unwrap();
+    lock.apply(vec![
+        (b"a/1".to_vec(), Some(b"one".to_vec())),
+        (b"a/2".to_vec(), Some(b"two".to_vec())),
+        (b"b/1".to_vec(), Some(b"three".to_vec())),
+    ])
+    .unwrap();
+    lock.apply(vec![(b"a/2".to_vec(), None)]).unwrap();
+    // Seen at once, whether or not the committer has written them yet.
+    assert_eq!(lock.get(b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(lock.get(b"a/2").unwrap(), None);
+    assert_eq!(
+        lock.scan_prefix(b"a/").unwrap(),
+        [(b"a/1".to_vec(), b"one".to_vec())]
+    );
+    // Namespaces do not overlap, even when one driver's name starts another's.
+    assert_eq!(other.get(b"a/1").unwrap(), None);
+    assert!(other.scan_prefix(b"").unwrap().is_empty());
+
+    lock.sync().await.unwrap();
+    assert_eq!(lock.get(b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(lock.scan_prefix(b"").unwrap().len(), 2);
+    store.close();
+    drop((lock, other, store));
+
+    let store = SledStore::open(dir.path()).unwrap();
+    let lock = store.driver_state("lock").unwrap();
+    assert_eq!(lock.get(b"b/1").unwrap().as_deref(), Some(&b"three"[..]));
+    assert_eq!(lock.get(b"a/2").unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let old = db.open_tree("driver/offline-lock").unwrap();
+        old.insert(b"enc/101", b"7").unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let lock = store.driver_state("offline-lock").unwrap();
+    assert_eq!(lock.get(b"enc/101").unwrap().as_deref(), Some(&b"7"[..]));
+    store.close();
+    drop((lock, store));
+
+    let db = sled::open(dir.path()).unwrap();
+    assert!(
+        !db.tree_names().iter().any(|n| n.starts_with(b"driver/")),
+        "the old tree is dropped once moved"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_after_close_fails_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.close();
+    let error = store
+        .commit(WriteSet {
+            keys: vec![(key("k1", "g1", None), None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), keysmith_core::ErrorKind::Unavailable);
 }

@@ -1,0 +1,212 @@
+//! One thread writes to sled for everybody, and makes it durable.
+//!
+//! Two properties of sled 0.34 shape this:
+//! - `flush_async` deadlocks when called concurrently (sled issues 1308 and
+//!   1241), so only the blocking `flush()` is used, on this thread.
+//! - Every `apply_batch` takes sled's global concurrency-control lock
+//!   exclusively and rolls the log buffer (a log write of its own), while
+//!   `flush()` holds that lock shared until the disk answers. An
+//!   `apply_batch` from a request thread therefore waited for a whole flush,
+//!   and every other read and write queued behind it.
+//!
+//! So requests hand their changes to this thread. It takes everything
+//! queued, applies it as one sled batch (a superset of atomic changes is
+//! still atomic), flushes once, and answers every waiter the flush covered
+//! (group commit). While it flushes, requests read freely and queue the
+//! next batch.
+//!
+//! Drivers apply their own state without waiting (`DriverState::apply` is
+//! synchronous), so such changes are also kept in an overlay that their
+//! reads consult until the batch holding them is in the tree.
+use std::{collections::BTreeMap, ops::Bound, sync::Arc, thread};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+/// A put (Some) or a delete (None) of one key of the main tree.
+pub type Op = (Vec<u8>, Option<Vec<u8>>);
+
+struct Job {
+    ops: Vec<Op>,
+    /// Told once the job is durable, or why it is not.
+    done: Option<oneshot::Sender<Result<(), String>>>,
+    /// The overlay entries of this job carry this number.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// Changes queued but not yet in the tree, by key: (job seq, value).
+    overlay: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+    last_seq: u64,
+    stopping: bool,
+    /// The thread has ended: nothing more will be written.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+pub struct Committer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+/// What a read of the overlay found.
+pub enum Overlaid {
+    /// The key has a queued put or delete: this is its value.
+    Queued(Option<Vec<u8>>),
+    /// Nothing queued: the tree has the answer.
+    NotQueued,
+}
+
+impl Committer {
+    pub fn start(db: sled::Db, tree: sled::Tree) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let worker = shared.clone();
+        let thread = thread::Builder::new()
+            .name("keysmith-committer".into())
+            .spawn(move || run(&db, &tree, &worker))
+            .expect("spawn the committer thread");
+        Self {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues an atomic change and waits until it is applied and durable.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(ops, false, Some(tx))?;
+        rx.await
+            .map_err(|_| "the store has stopped".to_owned())
+            .and_then(|r| r)
+    }
+
+    /// Queues an atomic change without waiting for it. When `overlaid`,
+    /// [`Committer::overlaid`] and [`Committer::overlay_range`] show it
+    /// until it is in the tree.
+    pub fn enqueue(&self, ops: Vec<Op>, overlaid: bool) -> Result<(), String> {
+        self.submit(ops, overlaid, None)
+    }
+
+    /// Waits until everything queued before the call is applied and durable.
+    pub async fn sync(&self) -> Result<(), String> {
+        self.commit(Vec::new()).await
+    }
+
+    fn submit(
+        &self,
+        ops: Vec<Op>,
+        overlaid: bool,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> Result<(), String> {
+        {
+            let mut queue = self.shared.queue.lock();
+            if queue.closed {
+                return Err("the store has stopped".to_owned());
+            }
+            queue.last_seq += 1;
+            let seq = queue.last_seq;
+            if overlaid {
+                for (key, value) in &ops {
+                    queue.overlay.insert(key.clone(), (seq, value.clone()));
+                }
+            }
+            queue.jobs.push(Job { ops, done, seq });
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// A queued value of `key` not yet in the tree. Read this before the
+    /// tree: the thread removes an entry only after the tree has it.
+    pub fn overlaid(&self, key: &[u8]) -> Overlaid {
+        match self.shared.queue.lock().overlay.get(key) {
+            Some((_, value)) => Overlaid::Queued(value.clone()),
+            None => Overlaid::NotQueued,
+        }
+    }
+
+    /// The queued changes of keys starting with `prefix`. Take this before
+    /// scanning the tree, for the same reason.
+    pub fn overlay_range(&self, prefix: &[u8]) -> Vec<Op> {
+        let queue = self.shared.queue.lock();
+        queue
+            .overlay
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Writes and flushes what is queued, then stops the thread.
+    pub fn stop(&self) {
+        self.shared.queue.lock().stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(handle) = self.thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
+    loop {
+        let jobs = {
+            let mut queue = shared.queue.lock();
+            while queue.jobs.is_empty() && !queue.stopping {
+                shared.wake.wait(&mut queue);
+            }
+            if queue.jobs.is_empty() {
+                queue.closed = true;
+                return;
+            }
+            std::mem::take(&mut queue.jobs)
+        };
+        let outcome = write(db, tree, &jobs);
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "writing to the store failed");
+        }
+        let covered = jobs.last().map_or(0, |j| j.seq);
+        // The tree has these changes now (or never will): their overlay
+        // entries go, unless a later job queued the same key again.
+        shared
+            .queue
+            .lock()
+            .overlay
+            .retain(|_, (seq, _)| *seq > covered);
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(outcome.clone());
+            }
+        }
+    }
+}
+
+fn write(db: &sled::Db, tree: &sled::Tree, jobs: &[Job]) -> Result<(), String> {
+    let mut batch = sled::Batch::default();
+    let mut any = false;
+    for (key, value) in jobs.iter().flat_map(|j| &j.ops) {
+        any = true;
+        match value {
+            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+            None => batch.remove(key.as_slice()),
+        }
+    }
+    if any {
+        tree.apply_batch(batch).map_err(|e| e.to_string())?;
+    }
+    db.flush().map(|_| ()).map_err(|e| e.to_string())
+}
