@@ -28,6 +28,21 @@ pub fn last_part(path: &[u8], prefix_len: usize) -> Option<&[u8]> {
     rest.get(2..2 + len)
 }
 
+/// Every length-prefixed part of a path without its tag, up to the first
+/// that does not parse.
+pub fn parts(mut rest: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let [a, b, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        let Some(part) = tail.get(..len) else {
+            break;
+        };
+        out.push(part);
+        rest = &tail[len..];
+    }
+    out
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = vec![SCHEMA_VERSION];
     postcard::to_io(value, &mut out)
@@ -56,6 +71,7 @@ mod tests {
         let p = path(b'X', &[b"hotel", b"key-1"]);
         let prefix = path(b'X', &[b"hotel"]);
         assert_eq!(last_part(&p, prefix.len()), Some(&b"key-1"[..]));
+        assert_eq!(parts(&p[1..]), [&b"hotel"[..], &b"key-1"[..]]);
     }
 
     #[test]

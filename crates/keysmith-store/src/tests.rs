@@ -230,3 +230,101 @@ async fn a_commit_after_close_fails_instead_of_waiting_forever() {
         .unwrap_err();
     assert_eq!(error.kind(), keysmith_core::ErrorKind::Unavailable);
 }
+
+#[tokio::test]
+async fn a_store_of_layout_1_is_upgraded_when_opened() {
+    use crate::{codec, layout};
+    let dir = tempfile::tempdir().unwrap();
+    let mut revoked = key("k1", "g1", None);
+    revoked.stored_state = KeyState::Revoked;
+    let live = key("k2", "g2", None);
+    {
+        // Layout 1: every key under K, with a property index in A and L.
+        let db = sled::open(dir.path()).unwrap();
+        let main = db.open_tree("keysmith").unwrap();
+        for k in [&revoked, &live] {
+            main.insert(
+                layout::key_path(layout::LIVE_KEY, "hotel", &k.key_id),
+                codec::encode(k).unwrap(),
+            )
+            .unwrap();
+            let entry = &codec::path(0, &[b"hotel", b"p", b"", k.key_id.as_bytes()])[1..];
+            main.insert([&[layout::INDEX_ALL][..], entry].concat(), &[])
+                .unwrap();
+            if !k.is_revoked() {
+                main.insert([&[layout::INDEX_LIVE][..], entry].concat(), &[])
+                    .unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k2"]);
+    assert_eq!(scan(&store, KeyIndex::Property, false, None), ["k1", "k2"]);
+    assert!(store.key("hotel", "k1").unwrap().unwrap().is_revoked());
+    assert!(
+        store
+            .main
+            .scan_prefix([layout::INDEX_ALL])
+            .chain(store.main.scan_prefix([layout::INDEX_LIVE]))
+            .next()
+            .is_none(),
+        "the property index is gone"
+    );
+    store.close();
+    drop(store);
+
+    // A layout this build does not know is refused, not misread.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let main = db.open_tree("keysmith").unwrap();
+        main.insert(layout::layout_marker(), &[layout::LAYOUT + 1])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = SledStore::open(dir.path()).err().expect("refused");
+    assert!(error.to_string().contains("newer keysmith"), "{error}");
+}
+
+#[tokio::test]
+async fn a_listing_with_revoked_keys_merges_both_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut writes = WriteSet::default();
+    for id in ["k1", "k2", "k3", "k4", "k5"] {
+        writes.keys.push((key(id, "g", None), None));
+    }
+    store.commit(writes).await.unwrap();
+    let mut writes = WriteSet::default();
+    for id in ["k2", "k3", "k5"] {
+        let old = store.key("hotel", id).unwrap().unwrap();
+        let mut revoked = old.clone();
+        revoked.stored_state = KeyState::Revoked;
+        writes.keys.push((revoked, Some(old)));
+    }
+    store.commit(writes).await.unwrap();
+
+    assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k1", "k4"]);
+    assert_eq!(
+        scan(&store, KeyIndex::Property, false, None),
+        ["k1", "k2", "k3", "k4", "k5"]
+    );
+    assert_eq!(
+        scan(&store, KeyIndex::Property, false, Some("k2")),
+        ["k3", "k4", "k5"]
+    );
+    let two = store
+        .scan_keys(&KeyScan {
+            property_id: "hotel",
+            index: KeyIndex::Property,
+            live_only: false,
+            after: Some("k1"),
+            limit: 2,
+        })
+        .unwrap();
+    assert_eq!(
+        two.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        ["k2", "k3"]
+    );
+    assert!(store.key("hotel", "k3").unwrap().unwrap().is_revoked());
+}

@@ -1,0 +1,101 @@
+//! Brings a data directory written by an earlier keysmith to the current
+//! layout when the store opens, each step in one atomic batch.
+use keysmith_core::{error::reasons, AccessKey, Error, Result};
+
+use crate::{
+    codec::{decode, parts, path},
+    layout::{
+        key_path, layout_marker, DRIVER_STATE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY, REVOKED_KEY,
+    },
+    store_error,
+};
+
+/// Before driver state moved into the main tree, each driver had a tree
+/// named this and its name.
+const OLD_DRIVER_TREE: &[u8] = b"driver/";
+/// The property index of layout 1.
+const OLD_BY_PROPERTY: &[u8] = b"p";
+
+pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
+    move_old_driver_trees(db, main)?;
+    let layout = match main.get(layout_marker()).map_err(store_error)? {
+        Some(v) => v.first().copied().unwrap_or(0),
+        // A store without a marker is layout 1, or new (and then empty).
+        None => 1,
+    };
+    if layout > LAYOUT {
+        return Err(Error::unavailable(
+            reasons::STORE_UNAVAILABLE,
+            format!(
+                "the store has layout {layout}, written by a newer keysmith; this build \
+                 reads layout {LAYOUT}"
+            ),
+        ));
+    }
+    if layout < LAYOUT {
+        to_layout_2(main)?;
+        db.flush().map_err(store_error)?;
+    }
+    Ok(())
+}
+
+/// Moves each driver's state out of the tree it had before driver state
+/// lived in the main tree.
+fn move_old_driver_trees(db: &sled::Db, main: &sled::Tree) -> Result<()> {
+    for name in db.tree_names() {
+        let Some(driver) = name.strip_prefix(OLD_DRIVER_TREE) else {
+            continue;
+        };
+        let old = db.open_tree(&name).map_err(store_error)?;
+        let namespace = path(DRIVER_STATE, &[driver]);
+        let mut batch = sled::Batch::default();
+        for entry in old.iter() {
+            let (k, v) = entry.map_err(store_error)?;
+            batch.insert([namespace.as_slice(), &k].concat(), v);
+        }
+        main.apply_batch(batch).map_err(store_error)?;
+        db.flush().map_err(store_error)?;
+        db.drop_tree(&name).map_err(store_error)?;
+        tracing::info!(
+            driver = %String::from_utf8_lossy(driver),
+            "moved the driver's state into the main tree"
+        );
+    }
+    Ok(())
+}
+
+/// Layout 1 kept every key under `K` and a property index: revoked keys move
+/// under `V`, and the property index goes.
+fn to_layout_2(main: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut moved = 0usize;
+    for entry in main.scan_prefix([LIVE_KEY]) {
+        let (k, v) = entry.map_err(store_error)?;
+        let key: AccessKey = decode(&v)?;
+        if key.is_revoked() {
+            batch.remove(k);
+            batch.insert(key_path(REVOKED_KEY, &key.property_id, &key.key_id), v);
+            moved += 1;
+        }
+    }
+    let mut dropped = 0usize;
+    for tag in [INDEX_ALL, INDEX_LIVE] {
+        for entry in main.scan_prefix([tag]) {
+            let (k, _) = entry.map_err(store_error)?;
+            if parts(&k[1..]).get(1).copied() == Some(OLD_BY_PROPERTY) {
+                batch.remove(k);
+                dropped += 1;
+            }
+        }
+    }
+    batch.insert(layout_marker(), &[2u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if moved + dropped > 0 {
+        tracing::info!(
+            revoked_keys_moved = moved,
+            index_entries_dropped = dropped,
+            "upgraded the store to layout 2"
+        );
+    }
+    Ok(())
+}
