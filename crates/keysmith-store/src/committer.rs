@@ -162,7 +162,21 @@ impl Drop for Committer {
     }
 }
 
+/// Closes the queue when the thread ends, even by a panic inside sled: the
+/// waiters of jobs left behind are told, and later submissions fail at once
+/// instead of waiting for a thread that is gone.
+struct CloseOnExit<'a>(&'a Shared);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        queue.closed = true;
+        queue.jobs.clear();
+    }
+}
+
 fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
+    let _close = CloseOnExit(shared);
     loop {
         let jobs = {
             let mut queue = shared.queue.lock();
@@ -170,7 +184,6 @@ fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
                 shared.wake.wait(&mut queue);
             }
             if queue.jobs.is_empty() {
-                queue.closed = true;
                 return;
             }
             std::mem::take(&mut queue.jobs)

@@ -33,6 +33,9 @@ impl DriverState for SledDriverState {
     }
 
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let ops = changes
             .into_iter()
             .map(|(k, v)| (self.full(&k), v))
