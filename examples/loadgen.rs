@@ -22,7 +22,9 @@
 //!   those that require a reservation for guest keys), valid from now for
 //!   two days.
 //! - `list`: every client pages through `ListKeys` with `--page-size`,
-//!   following `next_page_token` and wrapping to the first page. If the
+//!   following `next_page_token` and wrapping to the first page. It reads
+//!   only the token: the keys are skipped undecoded, to leave the shared
+//!   cores to the server. If the
 //!   property holds fewer than 1,000 keys, enough keys are issued first (not
 //!   measured).
 //!
