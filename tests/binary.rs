@@ -1,5 +1,6 @@
 //! The `keysmith` binary itself: check-config, environment overrides, and
-//! serve with a graceful stop on SIGTERM that keeps every acknowledged write.
+//! serve, which keeps every acknowledged write through a graceful stop on
+//! SIGTERM and through being killed outright.
 mod common;
 
 use std::{path::Path, process::Stdio};
@@ -173,6 +174,86 @@ async fn sigterm_stops_gracefully_and_keeps_every_acknowledged_key() {
             .expect("the key survived the stop")
             .into_inner();
         assert_eq!(&key.key_id, key_id);
+    }
+    sigterm(&child).await;
+    assert!(child.wait().await.unwrap().success());
+}
+
+/// A process killed in the middle of a burst of writes keeps every write it
+/// acknowledged: an answer goes out only after the store's group commit has
+/// flushed the change out of the process, so the kill loses nothing that
+/// was answered.
+#[tokio::test]
+async fn sigkill_under_concurrent_issues_loses_no_acknowledged_key() {
+    const CLIENTS: usize = 16;
+    const KILL_AFTER: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let (mut child, addr, _log) = serve(&path).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (acked, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = AccessServiceClient::new(channel.clone());
+        let acked = acked.clone();
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let request = common::guest(
+                    &format!("guest-{c}-{i}"),
+                    &["lobby"],
+                    now,
+                    now + common::DAY,
+                    "",
+                );
+                match client.issue(request).await {
+                    Ok(reply) => {
+                        let _ = acked.send(reply.into_inner().key.unwrap().key_id);
+                    }
+                    // The server is gone: this client is done.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    drop(acked);
+    let mut issued = Vec::new();
+    while issued.len() < KILL_AFTER {
+        issued.push(acks.recv().await.expect("the clients are issuing"));
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    // Answers that arrived before the connection dropped were acknowledged too.
+    while let Some(key_id) = acks.recv().await {
+        issued.push(key_id);
+    }
+
+    let (mut child, addr, _log) = serve(&path).await;
+    let mut client = AccessServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for key_id in &issued {
+        let found = client
+            .get_key(pb::GetKeyRequest {
+                property_id: common::PROPERTY.into(),
+                key_id: key_id.clone(),
+            })
+            .await;
+        assert!(
+            found.is_ok(),
+            "key {key_id}, acknowledged before the kill, is gone ({} acknowledged)",
+            issued.len()
+        );
     }
     sigterm(&child).await;
     assert!(child.wait().await.unwrap().success());

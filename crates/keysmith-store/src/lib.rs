@@ -38,6 +38,9 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // The committer flushes after every batch: sled's own periodic
+            // flush would only add work (and hide a missing flush).
+            .flush_every_ms(None)
             .open()
             .map_err(|e| {
                 Error::unavailable(
