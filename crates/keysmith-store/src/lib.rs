@@ -7,7 +7,12 @@ mod driver_state;
 mod layout;
 mod upgrade;
 
-use std::{ops::Bound, path::Path, sync::Arc};
+use std::{
+    ops::Bound,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use keysmith_core::{
@@ -35,19 +40,7 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            // The committer flushes after every batch: sled's own periodic
-            // flush would only add work (and hide a missing flush).
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                Error::unavailable(
-                    reasons::STORE_UNAVAILABLE,
-                    format!("cannot open the store at {}: {e}", dir.display()),
-                )
-            })?;
+        let db = open_db(dir)?;
         let main = db.open_tree("keysmith").map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
         let committer = Arc::new(Committer::start(db, main.clone()));
@@ -60,7 +53,7 @@ impl SledStore {
         self.committer.stop();
     }
 
-    /// The entries under `prefix` whose last part comes after `after`.
+    /// The entries under `prefix` whose next part comes after `after`.
     fn range(
         &self,
         prefix: &[u8],
@@ -111,6 +104,43 @@ impl SledStore {
             keys.push(decode(&v)?);
         }
         Ok(keys)
+    }
+}
+
+/// How long opening waits for the data directory's lock. sled lets go of it
+/// only when its last IO thread has dropped the file, a moment after the
+/// store that held it closed; sled's own tests block on it for that reason.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // The committer flushes after every batch: sled's own periodic
+            // flush would only add work (and hide a missing flush).
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Ok(db) => return Ok(db),
+            Err(e) => {
+                return Err(Error::unavailable(
+                    reasons::STORE_UNAVAILABLE,
+                    format!(
+                        "cannot open the store at {} (is another keysmith using it?): {e}",
+                        dir.display()
+                    ),
+                ))
+            }
+        }
     }
 }
 
@@ -223,14 +253,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        let prefix = path(AUDIT, &[property_id.as_bytes()]);
-        let start = match after {
-            Some(id) => Bound::Excluded(path(AUDIT, &[property_id.as_bytes(), id.as_bytes()])),
-            None => Bound::Included(prefix.clone()),
-        };
-        self.main
-            .range((start, Bound::Unbounded))
-            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)
             .take(limit)
             .map(|r| r.map_err(store_error).and_then(|(_, v)| decode(&v)))
             .collect()

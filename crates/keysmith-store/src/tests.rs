@@ -198,7 +198,7 @@ async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
 async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::open_db(dir.path()).unwrap();
         let old = db.open_tree("driver/offline-lock").unwrap();
         old.insert(b"enc/101", b"7").unwrap();
         db.flush().unwrap();
@@ -209,7 +209,7 @@ async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
     store.close();
     drop((lock, store));
 
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::open_db(dir.path()).unwrap();
     assert!(
         !db.tree_names().iter().any(|n| n.starts_with(b"driver/")),
         "the old tree is dropped once moved"
@@ -240,7 +240,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     let live = key("k2", "g2", None);
     {
         // Layout 1: every key under K, with a property index in A and L.
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::open_db(dir.path()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         for k in [&revoked, &live] {
             main.insert(
@@ -276,7 +276,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
 
     // A layout this build does not know is refused, not misread.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::open_db(dir.path()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         main.insert(layout::layout_marker(), &[layout::LAYOUT + 1])
             .unwrap();
