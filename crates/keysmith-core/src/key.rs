@@ -152,6 +152,13 @@ impl AccessKey {
         self.stored_state == KeyState::Revoked
     }
 
+    /// Whether any credential has deliverable data (a secret).
+    pub fn carries_credential_data(&self) -> bool {
+        self.credentials
+            .iter()
+            .any(|c| !matches!(c.data, CredentialData::Pending))
+    }
+
     pub fn reservation_key(&self) -> Option<&str> {
         self.reservation.as_ref().map(|r| r.key.as_str())
     }

@@ -19,6 +19,7 @@ use crate::{
     },
     error::{reasons, Error, ErrorKind, Result},
     key::{warnings, AccessKey, Behaviour, KeyEntrance, KeyState, Role, Warning},
+    listed::ListedKey,
     locks::Locks,
     page,
     request::{
@@ -52,7 +53,7 @@ pub struct Revocation {
 }
 
 pub struct KeyPage {
-    pub keys: Vec<AccessKey>,
+    pub keys: Vec<Arc<ListedKey>>,
     pub next_page_token: Option<String>,
 }
 
@@ -679,10 +680,10 @@ impl AccessService {
             for key in chunk {
                 scanned += 1;
                 after = Some(key.key_id.clone());
-                if matches(&key) {
+                if matches(key.key()) {
                     if keys.len() == page_size {
                         // One more match exists: the page is full.
-                        let last: &AccessKey = keys.last().expect("page_size > 0");
+                        let last: &Arc<ListedKey> = keys.last().expect("page_size > 0");
                         return Ok(KeyPage {
                             next_page_token: Some(page::encode(req, &last.key_id)),
                             keys,

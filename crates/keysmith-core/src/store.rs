@@ -1,5 +1,7 @@
 //! The storage contract. The core reads and writes through it; the sled
 //! engine lives in its own crate, and another engine can be added beside it.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +9,7 @@ use crate::{
     audit::AuditRecord,
     error::Result,
     key::{AccessKey, Warning},
+    listed::ListedKey,
     reservation::Reservation,
     time::Timestamp,
 };
@@ -80,7 +83,8 @@ pub trait Store: Send + Sync + 'static {
     fn reservation(&self, property_id: &str, reservation_key: &str) -> Result<Option<Reservation>>;
     fn idempotency(&self, property_id: &str, request_id: &str)
         -> Result<Option<IdempotencyRecord>>;
-    fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<AccessKey>>;
+    /// The keys a listing walks, shared: a store may keep them in memory.
+    fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<Arc<ListedKey>>>;
     /// A property's audit records in the order written, after the record
     /// `after` (exclusive) when given.
     fn audit_page(
@@ -109,7 +113,7 @@ pub trait Store: Send + Sync + 'static {
     async fn sync(&self) -> Result<()>;
 
     /// A namespace of plain bytes for one driver's own state.
-    fn driver_state(&self, driver: &str) -> Result<std::sync::Arc<dyn DriverState>>;
+    fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>>;
 }
 
 /// A driver's private key-value space in the store.

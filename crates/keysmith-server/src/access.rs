@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use keysmith_api::v1::{self as pb, access_service_server::AccessService as AccessRpc};
-use keysmith_core::{audit::AuditOrigin, request::RevokeTarget, AccessKey, AccessService, Error};
+use keysmith_core::{
+    audit::AuditOrigin, listed::Audience, request::RevokeTarget, AccessKey, AccessService, Error,
+};
+use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
@@ -13,6 +16,7 @@ use crate::{
     audit::AuditLog,
     auth::{caller, Caller},
     convert,
+    listing::{self, EncodedListKeys},
 };
 
 pub struct AccessRpcService {
@@ -59,17 +63,50 @@ impl AccessRpcService {
     }
 
     /// Records a read whose answer carried credential data.
-    fn secrets_read(
-        &self,
-        origin: &Origin,
-        action: &str,
-        property_id: &str,
-        keys: &[pb::AccessKey],
-    ) {
+    fn secrets_read(&self, origin: &Origin, action: &str, property_id: &str, key_ids: Vec<String>) {
         let mut record = self.audit.record(&origin.audit, action, property_id);
-        record.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+        record.key_ids = key_ids;
         record.secrets_returned = true;
         self.audit.write(record);
+    }
+
+    /// A ListKeys page, each key written from the encoding its version
+    /// keeps for this caller's audience (crate::listing).
+    pub(crate) fn list_keys_encoded(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<EncodedListKeys, Status> {
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::list_keys_request(req, origin.caller.token_id()).map_err(fail)?;
+        record(&req.property_id, None, req.reservation_key.as_deref());
+        let page = self.service.list_keys(&req).map_err(fail)?;
+        let now = self.service.now();
+        let audience = if origin.caller.reads_secrets() {
+            Audience::WithSecrets
+        } else {
+            Audience::Redacted
+        };
+        let keys = page
+            .keys
+            .iter()
+            .map(|listed| {
+                listed.encoding(audience, listed.state(now), |key| {
+                    listing::encode_key(key, now, audience)
+                })
+            })
+            .collect();
+        if audience == Audience::WithSecrets
+            && page.keys.iter().any(|k| k.carries_credential_data())
+        {
+            let key_ids = page.keys.iter().map(|k| k.key_id.clone()).collect();
+            self.secrets_read(&origin, "ListKeys", &req.property_id, key_ids);
+        }
+        Ok(EncodedListKeys {
+            keys,
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        })
     }
 }
 
@@ -168,20 +205,12 @@ impl AccessRpc for AccessRpcService {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        let origin = origin(&request)?;
-        let req = request.into_inner();
-        origin.caller.property(&req.property_id).map_err(fail)?;
-        let req = convert::list_keys_request(req, origin.caller.token_id()).map_err(fail)?;
-        record(&req.property_id, None, req.reservation_key.as_deref());
-        let page = self.service.list_keys(&req).map_err(fail)?;
-        let (keys, secrets) = self.deliver(&origin.caller, page.keys);
-        if secrets {
-            self.secrets_read(&origin, "ListKeys", &req.property_id, &keys);
-        }
-        Ok(Response::new(pb::ListKeysResponse {
-            keys,
-            next_page_token: page.next_page_token.unwrap_or_default(),
-        }))
+        // Served by crate::listing in front of this trait; kept whole so
+        // that this service is complete on its own.
+        let page = self.list_keys_encoded(request)?;
+        let page = pb::ListKeysResponse::decode(page.encode_to_vec().as_slice())
+            .map_err(|e| Status::internal(format!("re-reading a page: {e}")))?;
+        Ok(Response::new(page))
     }
 
     async fn get_key(
@@ -198,7 +227,8 @@ impl AccessRpc for AccessRpcService {
         let key = self.service.get_key(&property_id, &key_id).map_err(fail)?;
         let (keys, secrets) = self.deliver(&origin.caller, vec![key]);
         if secrets {
-            self.secrets_read(&origin, "GetKey", &property_id, &keys);
+            let key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+            self.secrets_read(&origin, "GetKey", &property_id, key_ids);
         }
         let key = keys.into_iter().next().expect("one key in, one out");
         Ok(Response::new(key))
@@ -264,7 +294,8 @@ impl AccessRpc for AccessRpcService {
             .map_err(fail)?;
         let (keys, secrets) = self.deliver(&origin.caller, vec![key]);
         if secrets {
-            self.secrets_read(&origin, "RefreshKey", &property_id, &keys);
+            let key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
+            self.secrets_read(&origin, "RefreshKey", &property_id, key_ids);
         }
         let key = keys.into_iter().next().expect("one key in, one out");
         Ok(Response::new(key))

@@ -128,6 +128,15 @@ pub struct StorageConfig {
     /// first answer; after it, the request is new (AIP-155).
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_retention_hours: u64,
+    /// How many live keys are kept in memory for listings (about 1 KB
+    /// each); a property that does not fit is listed from disk. 0 turns
+    /// the cache off.
+    #[serde(default = "default_listing_cache_keys")]
+    pub listing_cache_keys: usize,
+}
+
+fn default_listing_cache_keys() -> usize {
+    keysmith_store::DEFAULT_LISTING_CACHE_KEYS
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod convert;
 mod layers;
+mod listing;
 mod pms;
 mod server;
 mod simulator;

@@ -20,7 +20,7 @@ use keysmith_core::{
 };
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
 use keysmith_seam::{follower::Follower, SeamDriver, DRIVER_NAME as SEAM};
-use keysmith_store::SledStore;
+use keysmith_store::{SledStore, StoreOptions};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use keysmith_plugin_host::PluginSpec;
@@ -31,6 +31,7 @@ use crate::{
     auth::AuthLayer,
     config::{AuthMode, Config, PluginConfig},
     layers::RpcSpanLayer,
+    listing::AccessRoutes,
     pms::PmsRpcService,
     simulator::LockSimulatorService,
     threerpms::ThreeRpms,
@@ -108,7 +109,12 @@ pub async fn start_with_drivers(
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
-    let store = Arc::new(SledStore::open(&config.storage.data_dir)?);
+    let store = Arc::new(SledStore::open_with(
+        &config.storage.data_dir,
+        StoreOptions {
+            listing_cache_keys: config.storage.listing_cache_keys,
+        },
+    )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
 
     let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
@@ -204,8 +210,7 @@ pub async fn start_with_drivers(
         .build_v1alpha()?;
 
     let max = config.server.max_request_bytes;
-    let access = AccessServiceServer::new(AccessRpcService::new(service, audit.clone()))
-        .max_decoding_message_size(max);
+    let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
     let simulator = match offline_lock {

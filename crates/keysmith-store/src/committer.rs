@@ -29,6 +29,8 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
+use crate::catalog::{Catalog, Change};
+
 /// Under load the thread gathers before it takes the queue: it waits until
 /// as many changes are queued as its last cycle took (everyone it answered
 /// has come back), for at most this long. Each cycle costs sled three log
@@ -44,6 +46,8 @@ pub type Op = (Vec<u8>, Option<Vec<u8>>);
 
 struct Job {
     ops: Vec<Op>,
+    /// What the ops change in the listing cache.
+    changes: Vec<Change>,
     /// Told once the job is durable, or why it is not.
     done: Option<oneshot::Sender<Result<(), String>>>,
     /// The overlay entries of this job carry this number.
@@ -83,7 +87,7 @@ pub enum Overlaid {
 }
 
 impl Committer {
-    pub fn start(db: sled::Db, tree: sled::Tree) -> Self {
+    pub fn start(db: sled::Db, tree: sled::Tree, catalog: Arc<Catalog>) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -91,7 +95,7 @@ impl Committer {
         let worker = shared.clone();
         let thread = thread::Builder::new()
             .name("keysmith-committer".into())
-            .spawn(move || run(&db, &tree, &worker))
+            .spawn(move || run(&db, &tree, &catalog, &worker))
             .expect("spawn the committer thread");
         Self {
             shared,
@@ -100,9 +104,9 @@ impl Committer {
     }
 
     /// Queues an atomic change and waits until it is applied and durable.
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
+    pub async fn commit(&self, ops: Vec<Op>, changes: Vec<Change>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(ops, false, Some(tx))?;
+        self.submit(ops, changes, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -111,18 +115,24 @@ impl Committer {
     /// Queues an atomic change without waiting for it. When `overlaid`,
     /// [`Committer::overlaid`] and [`Committer::overlay_range`] show it
     /// until it is in the tree.
-    pub fn enqueue(&self, ops: Vec<Op>, overlaid: bool) -> Result<(), String> {
-        self.submit(ops, overlaid, None)
+    pub fn enqueue(
+        &self,
+        ops: Vec<Op>,
+        changes: Vec<Change>,
+        overlaid: bool,
+    ) -> Result<(), String> {
+        self.submit(ops, changes, overlaid, None)
     }
 
     /// Waits until everything queued before the call is applied and durable.
     pub async fn sync(&self) -> Result<(), String> {
-        self.commit(Vec::new()).await
+        self.commit(Vec::new(), Vec::new()).await
     }
 
     fn submit(
         &self,
         ops: Vec<Op>,
+        changes: Vec<Change>,
         overlaid: bool,
         done: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Result<(), String> {
@@ -138,7 +148,12 @@ impl Committer {
                     queue.overlay.insert(key.clone(), (seq, value.clone()));
                 }
             }
-            queue.jobs.push(Job { ops, done, seq });
+            queue.jobs.push(Job {
+                ops,
+                changes,
+                done,
+                seq,
+            });
             queue.jobs.len() >= queue.want
         };
         if wake {
@@ -197,11 +212,11 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
-fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
+fn run(db: &sled::Db, tree: &sled::Tree, catalog: &Catalog, shared: &Shared) {
     let _close = CloseOnExit(shared);
     let mut last_batch = 0;
     loop {
-        let jobs = {
+        let mut jobs = {
             let mut queue = shared.queue.lock();
             queue.want = 1;
             while queue.jobs.is_empty() && !queue.stopping {
@@ -223,7 +238,7 @@ fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(db, tree, &jobs);
+        let outcome = write(db, tree, catalog, &mut jobs);
         if let Err(error) = &outcome {
             tracing::error!(%error, "writing to the store failed");
         }
@@ -243,7 +258,12 @@ fn run(db: &sled::Db, tree: &sled::Tree, shared: &Shared) {
     }
 }
 
-fn write(db: &sled::Db, tree: &sled::Tree, jobs: &[Job]) -> Result<(), String> {
+fn write(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    catalog: &Catalog,
+    jobs: &mut [Job],
+) -> Result<(), String> {
     let mut batch = sled::Batch::default();
     let mut any = false;
     for (key, value) in jobs.iter().flat_map(|j| &j.ops) {
@@ -256,5 +276,8 @@ fn write(db: &sled::Db, tree: &sled::Tree, jobs: &[Job]) -> Result<(), String> {
     if any {
         tree.apply_batch(batch).map_err(|e| e.to_string())?;
     }
+    // The tree has the batch: the listing cache follows, before anyone is
+    // told it is durable (read-your-writes holds for listings too).
+    catalog.apply(jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.changes)));
     db.flush().map(|_| ()).map_err(|e| e.to_string())
 }

@@ -40,7 +40,9 @@ impl DriverState for SledDriverState {
             .into_iter()
             .map(|(k, v)| (self.full(&k), v))
             .collect();
-        self.committer.enqueue(ops, true).map_err(committer_error)
+        self.committer
+            .enqueue(ops, Vec::new(), true)
+            .map_err(committer_error)
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

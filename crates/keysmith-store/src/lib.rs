@@ -1,6 +1,7 @@
 //! keysmith's state in embedded sled: keys, reservations, idempotency records,
 //! audit records and the drivers' own state, all in one tree, written by one
-//! group-commit thread.
+//! group-commit thread, with the live keys also kept in memory for listings.
+mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
@@ -20,12 +21,13 @@ use keysmith_core::{
     error::reasons,
     reservation::Reservation,
     store::{DriverState, IdempotencyRecord, KeyIndex, KeyScan, Store, WriteSet},
-    AccessKey, Error, Result, Timestamp,
+    AccessKey, Error, ListedKey, Result, Timestamp,
 };
 
 use crate::{
+    catalog::{Catalog, Change, Lookup},
     codec::{decode, last_part, path, push_part},
-    committer::Committer,
+    committer::{Committer, Op},
     driver_state::SledDriverState,
     layout::{
         index_prefix, key_path, ops, AUDIT, BY_ENTRANCE, BY_HOLDER, BY_RESERVATION, DRIVER_STATE,
@@ -36,15 +38,43 @@ use crate::{
 pub struct SledStore {
     main: sled::Tree,
     committer: Arc<Committer>,
+    catalog: Arc<Catalog>,
 }
+
+/// How the store uses memory.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// How many live keys the listing cache may hold (0 turns it off).
+    pub listing_cache_keys: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            listing_cache_keys: DEFAULT_LISTING_CACHE_KEYS,
+        }
+    }
+}
+
+/// About 1 KB each with their kept encodings: some 250 MB at most.
+pub const DEFAULT_LISTING_CACHE_KEYS: usize = 250_000;
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
         let db = open_db(dir)?;
         let main = db.open_tree("keysmith").map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
-        let committer = Arc::new(Committer::start(db, main.clone()));
-        Ok(Self { main, committer })
+        let catalog = Arc::new(Catalog::load(&main, options.listing_cache_keys)?);
+        let committer = Arc::new(Committer::start(db, main.clone(), catalog.clone()));
+        Ok(Self {
+            main,
+            committer,
+            catalog,
+        })
     }
 
     /// Writes and flushes what is queued and stops the committer; for a
@@ -73,9 +103,15 @@ impl SledStore {
             .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
-    /// A property's keys read straight from their records: the live ones,
-    /// or the live and the revoked merged in key id order.
-    fn scan_records(&self, scan: &KeyScan<'_>) -> Result<Vec<AccessKey>> {
+    /// A property's keys: the live ones from the listing cache, or read
+    /// straight from their records (the live and the revoked merged in key
+    /// id order, or the live ones of a property the cache left out).
+    fn scan_records(&self, scan: &KeyScan<'_>) -> Result<Vec<Arc<ListedKey>>> {
+        if scan.live_only {
+            if let Some(keys) = self.catalog.page(scan.property_id, scan.after, scan.limit) {
+                return Ok(keys);
+            }
+        }
         let records = |tag| self.range(&path(tag, &[scan.property_id.as_bytes()]), scan.after);
         let mut live = records(LIVE_KEY).peekable();
         let mut revoked = if scan.live_only {
@@ -101,10 +137,31 @@ impl SledStore {
             };
             let Some(entry) = next else { break };
             let (_, v) = entry.map_err(store_error)?;
-            keys.push(decode(&v)?);
+            keys.push(ListedKey::new(decode(&v)?));
         }
         Ok(keys)
     }
+
+    /// A key an index entry names. The cache answers for live keys; a miss
+    /// there is asked of the tree, since the committer updates the cache a
+    /// moment after the tree.
+    fn indexed_key(&self, property_id: &str, key_id: &str) -> Result<Option<Arc<ListedKey>>> {
+        if let Lookup::Live(listed) = self.catalog.get(property_id, key_id) {
+            return Ok(Some(listed));
+        }
+        Ok(self.key(property_id, key_id)?.map(ListedKey::new))
+    }
+}
+
+/// The ops of a write set and what they change in the listing cache.
+fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
+    let ops = ops(&writes)?;
+    let changes = writes
+        .keys
+        .into_iter()
+        .map(|(key, _)| Change::of(key))
+        .collect();
+    Ok((ops, changes))
 }
 
 /// How long opening waits for the data directory's lock. sled lets go of it
@@ -195,7 +252,7 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<AccessKey>> {
+    fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<Arc<ListedKey>>> {
         let (kind, value): (&[u8], &[u8]) = match &scan.index {
             KeyIndex::Property => return self.scan_records(scan),
             KeyIndex::Reservation(rk) => (BY_RESERVATION, rk.as_bytes()),
@@ -213,7 +270,7 @@ impl Store for SledStore {
                 continue;
             };
             let key_id = String::from_utf8_lossy(key_id);
-            if let Some(key) = self.key(scan.property_id, &key_id)? {
+            if let Some(key) = self.indexed_key(scan.property_id, &key_id)? {
                 keys.push(key);
             }
         }
@@ -221,13 +278,18 @@ impl Store for SledStore {
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        let ops = ops(&writes)?;
-        self.committer.commit(ops).await.map_err(committer_error)
+        let (ops, changes) = changes(writes)?;
+        self.committer
+            .commit(ops, changes)
+            .await
+            .map_err(committer_error)
     }
 
     fn enqueue(&self, writes: WriteSet) -> Result<()> {
-        let ops = ops(&writes)?;
-        self.committer.enqueue(ops, false).map_err(committer_error)
+        let (ops, changes) = changes(writes)?;
+        self.committer
+            .enqueue(ops, changes, false)
+            .map_err(committer_error)
     }
 
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
@@ -241,7 +303,7 @@ impl Store for SledStore {
         }
         let expired = deletes.len();
         self.committer
-            .commit(deletes)
+            .commit(deletes, Vec::new())
             .await
             .map_err(committer_error)?;
         Ok(expired)

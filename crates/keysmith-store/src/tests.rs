@@ -6,7 +6,7 @@ use keysmith_core::{
     AccessKey, Role, Timestamp, Window,
 };
 
-use super::SledStore;
+use super::{SledStore, StoreOptions};
 
 fn key(id: &str, holder: &str, rk: Option<&str>) -> AccessKey {
     AccessKey {
@@ -52,7 +52,7 @@ fn scan(store: &SledStore, index: KeyIndex, live_only: bool, after: Option<&str>
         })
         .unwrap()
         .into_iter()
-        .map(|k| k.key_id)
+        .map(|k| k.key_id.clone())
         .collect()
 }
 
@@ -327,4 +327,138 @@ async fn a_listing_with_revoked_keys_merges_both_in_key_order() {
         ["k2", "k3"]
     );
     assert!(store.key("hotel", "k3").unwrap().unwrap().is_revoked());
+}
+
+fn in_property(property: &str, id: &str) -> AccessKey {
+    let mut k = key(id, "g1", None);
+    k.property_id = property.into();
+    k
+}
+
+fn live_page(store: &SledStore, property: &str) -> Vec<std::sync::Arc<keysmith_core::ListedKey>> {
+    store
+        .scan_keys(&KeyScan {
+            property_id: property,
+            index: KeyIndex::Property,
+            live_only: true,
+            after: None,
+            limit: 100,
+        })
+        .unwrap()
+}
+
+fn summary(store: &SledStore, property: &str) -> Vec<(String, Option<String>)> {
+    live_page(store, property)
+        .iter()
+        .map(|k| (k.key_id.clone(), k.holder.name.clone()))
+        .collect()
+}
+
+/// Whether two listings hand out the very same versions: the cache's.
+fn served_from_memory(store: &SledStore, property: &str) -> bool {
+    let (a, b) = (live_page(store, property), live_page(store, property));
+    !a.is_empty() && a.iter().zip(&b).all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
+}
+
+async fn write(store: &SledStore, key: AccessKey, old: Option<AccessKey>) {
+    store
+        .commit(WriteSet {
+            keys: vec![(key, old)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_reopen() {
+    let (cached_dir, disk_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cached = SledStore::open(cached_dir.path()).unwrap();
+    let disk = SledStore::open_with(
+        disk_dir.path(),
+        StoreOptions {
+            listing_cache_keys: 0,
+        },
+    )
+    .unwrap();
+    let same = |step: &str| {
+        assert_eq!(summary(&cached, "hotel"), summary(&disk, "hotel"), "{step}");
+        summary(&cached, "hotel")
+    };
+
+    for store in [&cached, &disk] {
+        for id in ["k1", "k2", "k3"] {
+            write(store, key(id, "g1", None), None).await;
+        }
+    }
+    assert_eq!(same("issued").len(), 3);
+    assert!(served_from_memory(&cached, "hotel"));
+    assert!(!served_from_memory(&disk, "hotel"));
+
+    for store in [&cached, &disk] {
+        let old = store.key("hotel", "k2").unwrap().unwrap();
+        let mut renamed = old.clone();
+        renamed.holder.name = Some("Ada".into());
+        write(store, renamed, Some(old)).await;
+    }
+    assert_eq!(same("updated")[1].1.as_deref(), Some("Ada"));
+
+    for store in [&cached, &disk] {
+        let old = store.key("hotel", "k1").unwrap().unwrap();
+        let mut revoked = old.clone();
+        revoked.stored_state = KeyState::Revoked;
+        write(store, revoked, Some(old)).await;
+    }
+    assert_eq!(same("revoked").len(), 2);
+    // An index walk of live keys takes them from the cache too.
+    assert_eq!(
+        scan(&cached, KeyIndex::Holder("g1".into()), true, None),
+        ["k2", "k3"]
+    );
+
+    cached.close();
+    drop(cached);
+    let reopened = SledStore::open(cached_dir.path()).unwrap();
+    assert_eq!(summary(&reopened, "hotel"), summary(&disk, "hotel"));
+    assert!(served_from_memory(&reopened, "hotel"));
+}
+
+#[tokio::test]
+async fn a_property_that_outgrows_the_listing_cache_is_listed_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        listing_cache_keys: 3,
+    };
+    let store = SledStore::open_with(dir.path(), options).unwrap();
+    for (property, id) in [
+        ("small", "k1"),
+        ("small", "k2"),
+        ("big", "k3"),
+        ("big", "k4"),
+    ] {
+        write(&store, in_property(property, id), None).await;
+    }
+    assert!(served_from_memory(&store, "small"));
+    assert!(!served_from_memory(&store, "big"));
+    let ids = |p| {
+        summary(&store, p)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!([ids("small"), ids("big")], [["k1", "k2"], ["k3", "k4"]]);
+
+    // At the next start, properties are loaded while they fit.
+    store.close();
+    drop(store);
+    let store = SledStore::open_with(dir.path(), options).unwrap();
+    let cached = ["small", "big"].map(|p| served_from_memory(&store, p));
+    assert_eq!(cached.iter().filter(|c| **c).count(), 1, "{cached:?}");
+    let ids = |p| {
+        summary(&store, p)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!([ids("small"), ids("big")], [["k1", "k2"], ["k3", "k4"]]);
 }

@@ -1,0 +1,168 @@
+//! A key version as listings hand it out: shared rather than copied, and
+//! able to keep what the edge encoded of it.
+//!
+//! A listing answers the same unchanged keys over and over, and decoding,
+//! converting and encoding each key again was most of what a ListKeys page
+//! cost. A new version of a key is a new `ListedKey`, so a kept encoding can
+//! never outlive the version it was made from. The state a caller sees
+//! changes with time (a key expires without being written), so an encoding
+//! is kept with the state it shows and made again once that state is stale.
+use std::{ops::Deref, sync::Arc};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::key::{AccessKey, KeyState};
+
+/// Who an encoding is for: whether it may carry credential data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Credential data withheld.
+    Redacted,
+    /// Credential data included.
+    WithSecrets,
+}
+
+pub struct ListedKey {
+    key: AccessKey,
+    /// One kept encoding per audience.
+    encodings: [Mutex<Option<Encoding>>; 2],
+}
+
+#[derive(Clone)]
+struct Encoding {
+    state: KeyState,
+    bytes: Bytes,
+}
+
+impl ListedKey {
+    pub fn new(key: AccessKey) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            encodings: Default::default(),
+        })
+    }
+
+    pub fn key(&self) -> &AccessKey {
+        &self.key
+    }
+
+    /// The key itself, copied only if someone else still holds this version.
+    pub fn into_key(self: Arc<Self>) -> AccessKey {
+        match Arc::try_unwrap(self) {
+            Ok(listed) => listed.key,
+            Err(shared) => shared.key.clone(),
+        }
+    }
+
+    /// This version's encoding for `audience` while it shows `state`: the
+    /// kept one, or a new one from `encode` (which is kept in its place).
+    pub fn encoding(
+        &self,
+        audience: Audience,
+        state: KeyState,
+        encode: impl FnOnce(&AccessKey) -> Bytes,
+    ) -> Bytes {
+        let slot = &self.encodings[audience as usize];
+        if let Some(kept) = slot.lock().as_ref().filter(|kept| kept.state == state) {
+            return kept.bytes.clone();
+        }
+        // Encoded outside the lock: two callers may both encode once, which
+        // is cheaper than making every reader of this key wait.
+        let bytes = encode(&self.key);
+        *slot.lock() = Some(Encoding {
+            state,
+            bytes: bytes.clone(),
+        });
+        bytes
+    }
+}
+
+impl Deref for ListedKey {
+    type Target = AccessKey;
+
+    fn deref(&self) -> &AccessKey {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for ListedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key's own Debug redacts its secrets; encodings are not shown.
+        f.debug_tuple("ListedKey").field(&self.key).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::{
+        key::Holder,
+        time::{Timestamp, Window},
+        Role,
+    };
+
+    fn key() -> AccessKey {
+        let t = Timestamp::from_unix_seconds(1_900_000_000);
+        AccessKey {
+            key_id: "k1".into(),
+            property_id: "hotel".into(),
+            holder: Holder {
+                id: "guest".into(),
+                name: None,
+            },
+            entrances: vec![],
+            window: Window {
+                starts_at: t,
+                ends_at: Timestamp::from_unix_seconds(1_900_003_600),
+            },
+            reservation: None,
+            role: Role::Guest,
+            modes: vec![],
+            credentials: vec![],
+            stored_state: KeyState::Active,
+            warnings: vec![],
+            created_at: t,
+            updated_at: t,
+            revoked_at: None,
+            driver_refs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_encoding_is_kept_per_audience_and_made_again_when_the_state_changes() {
+        let listed = ListedKey::new(key());
+        let made = Cell::new(0);
+        let encode = |label: &'static str| {
+            let made = &made;
+            move |_: &AccessKey| {
+                made.set(made.get() + 1);
+                Bytes::from_static(label.as_bytes())
+            }
+        };
+        let a = listed.encoding(Audience::Redacted, KeyState::Active, encode("r-active"));
+        let b = listed.encoding(Audience::Redacted, KeyState::Active, encode("unused"));
+        assert_eq!(
+            (&a[..], &b[..], made.get()),
+            (&b"r-active"[..], &b"r-active"[..], 1)
+        );
+
+        let s = listed.encoding(Audience::WithSecrets, KeyState::Active, encode("s-active"));
+        assert_eq!((&s[..], made.get()), (&b"s-active"[..], 2));
+
+        let e = listed.encoding(Audience::Redacted, KeyState::Expired, encode("r-expired"));
+        assert_eq!((&e[..], made.get()), (&b"r-expired"[..], 3));
+        let e = listed.encoding(Audience::Redacted, KeyState::Expired, encode("unused"));
+        assert_eq!((&e[..], made.get()), (&b"r-expired"[..], 3));
+    }
+
+    #[test]
+    fn into_key_copies_only_a_shared_version() {
+        let listed = ListedKey::new(key());
+        let other = listed.clone();
+        assert_eq!(listed.into_key().key_id, "k1");
+        assert_eq!(other.into_key().key_id, "k1");
+    }
+}
