@@ -88,6 +88,61 @@ async fn a_retried_revoke_and_update_return_the_first_answer() {
     );
 }
 
+/// Listings answer from each key version's kept encoding: a change, a
+/// revocation and the passing of time must all show in the next page.
+#[tokio::test]
+async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
+    let s = TestServer::start().await;
+    let key = s
+        .issue(guest("g1", &["room-101"], T0, T0 + DAY, ""))
+        .await
+        .unwrap();
+    let other = s
+        .issue(guest("g2", &["room-102"], T0, T0 + 3 * DAY, ""))
+        .await
+        .unwrap();
+    async fn listed(s: &TestServer) -> Vec<pb::AccessKey> {
+        s.list(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .keys
+    }
+    // Twice: the second page is written from the kept encodings.
+    assert_eq!(listed(&s).await, listed(&s).await);
+    assert_eq!(listed(&s).await, [key.clone(), other.clone()]);
+
+    let updated = s
+        .client
+        .clone()
+        .update_key(pb::UpdateKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            starts_at: Some(ts(T0)),
+            ends_at: Some(ts(T0 + 2 * DAY)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.ends_at, Some(ts(T0 + 2 * DAY)));
+    assert_eq!(listed(&s).await, [updated.clone(), other.clone()]);
+
+    s.clock.set(T0 + 2 * DAY);
+    let states: Vec<_> = listed(&s).await.iter().map(|k| k.state()).collect();
+    assert_eq!(states, [pb::KeyState::Expired, pb::KeyState::Active]);
+    assert_eq!(
+        s.get(&key.key_id).await.unwrap().state(),
+        pb::KeyState::Expired
+    );
+
+    s.revoke_key(&other.key_id).await.unwrap();
+    let ids: Vec<_> = listed(&s).await.into_iter().map(|k| k.key_id).collect();
+    assert_eq!(ids, [key.key_id]);
+}
+
 #[tokio::test]
 async fn list_keys_pages_through_everything_exactly_once() {
     let s = TestServer::start().await;

@@ -510,6 +510,34 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
     let seen = get(t.secret_reader.clone()).await;
     assert_eq!(common::pin(&seen), pin);
 
+    // A page keeps one encoding per audience: the secret reader's listing
+    // carries the PIN, and the reader's next one still does not.
+    let list = |token: String| {
+        let s = &s;
+        async move {
+            access(s, Some(&token))
+                .list_keys(pb::ListKeysRequest {
+                    property_id: PROPERTY.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .keys
+        }
+    };
+    let with_secrets = list(t.secret_reader.clone()).await;
+    let listed_key = with_secrets
+        .iter()
+        .find(|k| k.key_id == key.key_id)
+        .unwrap();
+    assert_eq!(common::pin(listed_key), pin);
+    assert!(list(t.reader.clone())
+        .await
+        .iter()
+        .flat_map(|k| &k.credentials)
+        .all(|c| c.data.is_none() && c.data_redacted));
+
     let records = audit(&s, Some(&t.full))
         .list_audit_records(pb::ListAuditRecordsRequest {
             property_id: PROPERTY.into(),
@@ -529,6 +557,7 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
             ("Issue".into(), "full".into(), true),
             ("Issue".into(), "issuer".into(), false),
             ("GetKey".into(), "secret-reader".into(), true),
+            ("ListKeys".into(), "secret-reader".into(), true),
         ],
         "redacted reads are not secret reads"
     );
@@ -537,6 +566,14 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
     assert_eq!(first.outcome, "OK");
     assert!(first.peer.starts_with("127.0.0.1:"), "{}", first.peer);
     assert_eq!(first.time.as_ref().unwrap().seconds, T0);
+    let mut listed_ids: Vec<String> = with_secrets.into_iter().map(|k| k.key_id).collect();
+    let mut recorded = records[3].key_ids.clone();
+    listed_ids.sort();
+    recorded.sort();
+    assert_eq!(
+        recorded, listed_ids,
+        "the secret listing records every key it returned"
+    );
 }
 
 #[tokio::test]
