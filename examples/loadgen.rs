@@ -43,6 +43,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+
+// The server's allocator: glibc's malloc was a large share of the load
+// generator's own CPU, which it shares with the server (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hdrhistogram::Histogram;
 use keysmith_api::v1::access_service_client::AccessServiceClient;
 use keysmith_api::v1::{CredentialMode, IssueRequest, ListEntrancesRequest, ListKeysRequest, Role};
@@ -101,6 +106,26 @@ struct Args {
     /// Only the entrances of this driver (as ListEntrances names it).
     #[arg(long)]
     driver: Option<String>,
+    /// A bearer token, for a server with `auth.mode = "tokens"`. It needs
+    /// keys.issue, keys.read and keysmith.admin (for ListEntrances); with
+    /// keys.read_secrets too, every listed page is a secret read, which the
+    /// server audits.
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// A request carrying `--token`, when given.
+fn authorized<T>(args: &Args, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = &args.token {
+        match format!("Bearer {token}").parse() {
+            Ok(value) => {
+                request.metadata_mut().insert("authorization", value);
+            }
+            Err(_) => eprintln!("--token is not valid ASCII metadata: sent without it"),
+        }
+    }
+    request
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +264,11 @@ async fn issue_client(
         let entrance = &entrances[(index + n as usize) % entrances.len()];
         let request = issue_request(&args, &run, &name, n, entrance);
         n += 1;
-        let result = timeout_at(phase.hard_deadline, client.issue(request)).await;
+        let result = timeout_at(
+            phase.hard_deadline,
+            client.issue(authorized(&args, request)),
+        )
+        .await;
         record(&mut stats, &phase, started, result).await;
     }
     stats
@@ -256,7 +285,7 @@ struct ListKeysPage {
 
 async fn list_keys_page(
     client: &mut tonic::client::Grpc<Channel>,
-    request: ListKeysRequest,
+    request: tonic::Request<ListKeysRequest>,
 ) -> Result<tonic::Response<ListKeysPage>, tonic::Status> {
     client
         .ready()
@@ -265,9 +294,7 @@ async fn list_keys_page(
     let codec = tonic_prost::ProstCodec::<ListKeysRequest, ListKeysPage>::default();
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/keysmith.v1.AccessService/ListKeys");
-    client
-        .unary(tonic::Request::new(request), path, codec)
-        .await
+    client.unary(request, path, codec).await
 }
 
 async fn list_client(channel: Channel, args: Arc<Args>, phase: Phase) -> ClientStats {
@@ -285,7 +312,11 @@ async fn list_client(channel: Channel, args: Arc<Args>, phase: Phase) -> ClientS
             page_token: std::mem::take(&mut page_token),
             ..Default::default()
         };
-        let result = timeout_at(phase.hard_deadline, list_keys_page(&mut client, request)).await;
+        let result = timeout_at(
+            phase.hard_deadline,
+            list_keys_page(&mut client, authorized(&args, request)),
+        )
+        .await;
         if let Ok(Ok(response)) = &result {
             // An empty token wraps to the first page.
             page_token = response.get_ref().next_page_token.clone();
@@ -450,10 +481,13 @@ async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<String
         property_id: args.property.clone(),
         refresh: false,
     };
-    let response = timeout(SETUP_TIMEOUT, client.list_entrances(request))
-        .await
-        .map_err(|_| "ListEntrances timed out".to_string())?
-        .map_err(|s| format!("ListEntrances failed: {s}"))?;
+    let response = timeout(
+        SETUP_TIMEOUT,
+        client.list_entrances(authorized(args, request)),
+    )
+    .await
+    .map_err(|_| "ListEntrances timed out".to_string())?
+    .map_err(|s| format!("ListEntrances failed: {s}"))?;
     let entrances: Vec<String> = response
         .into_inner()
         .entrances
@@ -489,7 +523,7 @@ async fn probe_issue(
 ) -> Result<(), String> {
     let mut client = AccessServiceClient::new(channel.clone());
     let request = issue_request(args, run, "probe", 0, entrance);
-    timeout(SETUP_TIMEOUT, client.issue(request))
+    timeout(SETUP_TIMEOUT, client.issue(authorized(args, request)))
         .await
         .map_err(|_| "first Issue timed out".to_string())?
         .map_err(|s| format!("first Issue failed: {s}"))?;
@@ -508,7 +542,7 @@ async fn count_keys(args: &Args, channel: &Channel, limit: usize) -> Result<usiz
             page_token,
             ..Default::default()
         };
-        let response = timeout(SETUP_TIMEOUT, client.list_keys(request))
+        let response = timeout(SETUP_TIMEOUT, client.list_keys(authorized(args, request)))
             .await
             .map_err(|_| "ListKeys timed out".to_string())?
             .map_err(|s| format!("ListKeys failed: {s}"))?
@@ -540,7 +574,7 @@ async fn seed_keys(
             for n in (w..missing).step_by(workers) {
                 let entrance = &entrances[n % entrances.len()];
                 let request = issue_request(&args, &run, &name, n as u64, entrance);
-                match timeout(SETUP_TIMEOUT, client.issue(request)).await {
+                match timeout(SETUP_TIMEOUT, client.issue(authorized(&args, request))).await {
                     Ok(Ok(_)) => {}
                     _ => failed += 1,
                 }

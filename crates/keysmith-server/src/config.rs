@@ -457,6 +457,10 @@ mod tests {
                 "keysmith-keypad.toml",
                 include_str!("../../../examples/keysmith-keypad.toml"),
             ),
+            (
+                "keysmith-bench.toml",
+                include_str!("../../../examples/keysmith-bench.toml"),
+            ),
         ] {
             let c = Config::load_with_env(Source::Text(text), false)
                 .unwrap_or_else(|e| panic!("examples/{name}: {e}"));
