@@ -71,15 +71,7 @@ async fn a_retried_revoke_and_update_return_the_first_answer() {
 
     // Updating a revoked key is refused.
     let err = s
-        .client
-        .clone()
-        .update_key(pb::UpdateKeyRequest {
-            property_id: PROPERTY.into(),
-            request_id: String::new(),
-            key_id: key.key_id.clone(),
-            starts_at: Some(ts(T0)),
-            ends_at: Some(ts(T0 + 2 * DAY)),
-        })
+        .update_window(&key.key_id, T0, T0 + 2 * DAY)
         .await
         .unwrap_err();
     assert_eq!(
@@ -115,18 +107,9 @@ async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
     assert_eq!(listed(&s).await, [key.clone(), other.clone()]);
 
     let updated = s
-        .client
-        .clone()
-        .update_key(pb::UpdateKeyRequest {
-            property_id: PROPERTY.into(),
-            request_id: String::new(),
-            key_id: key.key_id.clone(),
-            starts_at: Some(ts(T0)),
-            ends_at: Some(ts(T0 + 2 * DAY)),
-        })
+        .update_window(&key.key_id, T0, T0 + 2 * DAY)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(updated.ends_at, Some(ts(T0 + 2 * DAY)));
     assert_eq!(listed(&s).await, [updated.clone(), other.clone()]);
 

@@ -234,15 +234,7 @@ async fn a_window_change_must_still_overlap_the_co_guests() {
         .await
         .unwrap();
     let err = s
-        .client
-        .clone()
-        .update_key(pb::UpdateKeyRequest {
-            property_id: PROPERTY.into(),
-            request_id: String::new(),
-            key_id: g2.key_id.clone(),
-            starts_at: Some(ts(T0 + 3 * DAY)),
-            ends_at: Some(ts(T0 + 4 * DAY)),
-        })
+        .update_window(&g2.key_id, T0 + 3 * DAY, T0 + 4 * DAY)
         .await
         .unwrap_err();
     assert_eq!(

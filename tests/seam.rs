@@ -251,15 +251,7 @@ async fn update_revoke_and_relocation_reach_seam() {
     s.fake.issue_pending();
     s.refresh(&key.key_id).await;
     s.server
-        .client
-        .clone()
-        .update_key(pb::UpdateKeyRequest {
-            property_id: PROPERTY.into(),
-            request_id: String::new(),
-            key_id: key.key_id.clone(),
-            starts_at: Some(common::ts(T0)),
-            ends_at: Some(common::ts(T0 + 4 * DAY)),
-        })
+        .update_window(&key.key_id, T0, T0 + 4 * DAY)
         .await
         .unwrap();
     let grant = s.fake.grants(WS).into_iter().next().unwrap();

@@ -182,6 +182,26 @@ impl TestServer {
             .map(|r| r.into_inner())
     }
 
+    /// UpdateKey with a new window.
+    pub async fn update_window(
+        &self,
+        key_id: &str,
+        starts_at: i64,
+        ends_at: i64,
+    ) -> Result<pb::AccessKey, Status> {
+        self.client
+            .clone()
+            .update_key(pb::UpdateKeyRequest {
+                property_id: PROPERTY.into(),
+                request_id: String::new(),
+                key_id: key_id.into(),
+                starts_at: Some(ts(starts_at)),
+                ends_at: Some(ts(ends_at)),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
     pub async fn get(&self, key_id: &str) -> Result<pb::AccessKey, Status> {
         self.client
             .clone()

@@ -354,6 +354,13 @@ fn summary(store: &SledStore, property: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+fn ids(store: &SledStore, property: &str) -> Vec<String> {
+    summary(store, property)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Whether two listings hand out the very same versions: the cache's.
 fn served_from_memory(store: &SledStore, property: &str) -> bool {
     let (a, b) = (live_page(store, property), live_page(store, property));
@@ -440,13 +447,10 @@ async fn a_property_that_outgrows_the_listing_cache_is_listed_from_disk() {
     }
     assert!(served_from_memory(&store, "small"));
     assert!(!served_from_memory(&store, "big"));
-    let ids = |p| {
-        summary(&store, p)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!([ids("small"), ids("big")], [["k1", "k2"], ["k3", "k4"]]);
+    assert_eq!(
+        [ids(&store, "small"), ids(&store, "big")],
+        [["k1", "k2"], ["k3", "k4"]]
+    );
 
     // At the next start, properties are loaded while they fit.
     store.close();
@@ -454,11 +458,8 @@ async fn a_property_that_outgrows_the_listing_cache_is_listed_from_disk() {
     let store = SledStore::open_with(dir.path(), options).unwrap();
     let cached = ["small", "big"].map(|p| served_from_memory(&store, p));
     assert_eq!(cached.iter().filter(|c| **c).count(), 1, "{cached:?}");
-    let ids = |p| {
-        summary(&store, p)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!([ids("small"), ids("big")], [["k1", "k2"], ["k3", "k4"]]);
+    assert_eq!(
+        [ids(&store, "small"), ids(&store, "big")],
+        [["k1", "k2"], ["k3", "k4"]]
+    );
 }
