@@ -129,8 +129,8 @@ pub struct StorageConfig {
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_retention_hours: u64,
     /// How many live keys are kept in memory for listings (about 1 KB
-    /// each); a property that does not fit is listed from disk. 0 turns
-    /// the cache off.
+    /// each, and up to 0.6 KB more for their kept encodings); a property
+    /// that does not fit is listed from disk. 0 turns the cache off.
     #[serde(default = "default_listing_cache_keys")]
     pub listing_cache_keys: usize,
 }

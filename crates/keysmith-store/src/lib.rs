@@ -56,7 +56,8 @@ impl Default for StoreOptions {
     }
 }
 
-/// About 1 KB each with their kept encodings: some 250 MB at most.
+/// About 1 KB each (59,000 keys took 54 MB of resident memory), plus 0.2
+/// to 0.3 KB per kept encoding: some 400 MB at most.
 pub const DEFAULT_LISTING_CACHE_KEYS: usize = 250_000;
 
 impl SledStore {
