@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, ErrorKind},
-    key::{AccessKey, CredentialData},
+    key::AccessKey,
     time::Timestamp,
 };
 
@@ -80,11 +80,8 @@ impl AuditRecord {
         let mut record = Self::new(origin, action, property_id, at);
         record.key_ids = keys.iter().map(|k| k.key_id.clone()).collect();
         record.reservation_key = reservation_key.map(str::to_owned);
-        record.secrets_returned = origin.reads_secrets
-            && keys
-                .iter()
-                .flat_map(|k| &k.credentials)
-                .any(|c| !matches!(c.data, CredentialData::Pending));
+        record.secrets_returned =
+            origin.reads_secrets && keys.iter().any(AccessKey::carries_credential_data);
         record
     }
 

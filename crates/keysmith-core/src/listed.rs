@@ -47,14 +47,6 @@ impl ListedKey {
         &self.key
     }
 
-    /// The key itself, copied only if someone else still holds this version.
-    pub fn into_key(self: Arc<Self>) -> AccessKey {
-        match Arc::try_unwrap(self) {
-            Ok(listed) => listed.key,
-            Err(shared) => shared.key.clone(),
-        }
-    }
-
     /// This version's encoding for `audience` while it shows `state`: the
     /// kept one, or a new one from `encode` (which is kept in its place).
     pub fn encoding(
@@ -156,13 +148,5 @@ mod tests {
         assert_eq!((&e[..], made.get()), (&b"r-expired"[..], 3));
         let e = listed.encoding(Audience::Redacted, KeyState::Expired, encode("unused"));
         assert_eq!((&e[..], made.get()), (&b"r-expired"[..], 3));
-    }
-
-    #[test]
-    fn into_key_copies_only_a_shared_version() {
-        let listed = ListedKey::new(key());
-        let other = listed.clone();
-        assert_eq!(listed.into_key().key_id, "k1");
-        assert_eq!(other.into_key().key_id, "k1");
     }
 }

@@ -53,15 +53,6 @@ impl Change {
     }
 }
 
-/// What the catalog knows of one key.
-pub enum Lookup {
-    Live(Arc<ListedKey>),
-    /// The property is in the catalog and this key is not live.
-    NotLive,
-    /// The property is left out: ask the tree.
-    Unknown,
-}
-
 pub struct Catalog {
     budget: usize,
     inner: RwLock<Inner>,
@@ -155,16 +146,14 @@ impl Catalog {
         )
     }
 
-    pub fn get(&self, property_id: &str, key_id: &str) -> Lookup {
+    /// A live key, if the catalog holds it.
+    pub fn get(&self, property_id: &str, key_id: &str) -> Option<Arc<ListedKey>> {
         let inner = self.inner.read();
-        match inner.properties.get(property_id) {
-            Some(keys) => match keys.get(&order_key(key_id)) {
-                Some(listed) => Lookup::Live(listed.clone()),
-                None => Lookup::NotLive,
-            },
-            None if inner.left_out.contains(property_id) => Lookup::Unknown,
-            None => Lookup::NotLive,
-        }
+        inner
+            .properties
+            .get(property_id)?
+            .get(&order_key(key_id))
+            .cloned()
     }
 }
 

@@ -25,7 +25,7 @@ use keysmith_core::{
 };
 
 use crate::{
-    catalog::{Catalog, Change, Lookup},
+    catalog::{Catalog, Change},
     codec::{decode, last_part, path, push_part},
     committer::{Committer, Op},
     driver_state::SledDriverState,
@@ -147,7 +147,7 @@ impl SledStore {
     /// there is asked of the tree, since the committer updates the cache a
     /// moment after the tree.
     fn indexed_key(&self, property_id: &str, key_id: &str) -> Result<Option<Arc<ListedKey>>> {
-        if let Lookup::Live(listed) = self.catalog.get(property_id, key_id) {
+        if let Some(listed) = self.catalog.get(property_id, key_id) {
             return Ok(Some(listed));
         }
         Ok(self.key(property_id, key_id)?.map(ListedKey::new))
