@@ -18,9 +18,10 @@
 //! - `issue`: every client loops on `Issue`, one key per request for a
 //!   guest with the credential `--mode` (CARD by default, or PIN), on the
 //!   entrances of the property that take it (taken round-robin from
-//!   `ListEntrances`, only those of `--driver` when given, leaving out
-//!   those that require a reservation for guest keys), valid from now for
-//!   two days.
+//!   `ListEntrances`, only those of `--driver` when given), valid from now
+//!   for two days. A key for an entrance that can belong to a reservation
+//!   is a stay of its own: it carries a reservation_key of its own, as a
+//!   hotel's would.
 //! - `list`: every client pages through `ListKeys` with `--page-size`,
 //!   following `next_page_token` and wrapping to the first page. It reads
 //!   only the token: the keys are skipped undecoded, to leave the shared
@@ -97,7 +98,8 @@ struct Args {
     /// so the Issue body has no request_id: every request issues a new key.
     #[arg(long, value_name = "DIR")]
     h2load_bodies: Option<std::path::PathBuf>,
-    /// The entrance of the h2load Issue body.
+    /// The entrance of the h2load Issue body: one that takes guest keys
+    /// without a reservation_key (the body is sent unchanged every time).
     #[arg(long, default_value = "gym")]
     h2load_entrance: String,
     /// The credential mode of the issued keys.
@@ -227,13 +229,27 @@ fn code_name(status: &tonic::Status) -> String {
     format!("{:?}", status.code())
 }
 
-fn issue_request(args: &Args, run: &str, client: &str, n: u64, entrance_id: &str) -> IssueRequest {
+/// An entrance the load generator issues keys for.
+struct Target {
+    entrance_id: String,
+    /// Whether it can belong to a reservation: its guest keys then carry a
+    /// reservation_key, one stay per key.
+    reservation: bool,
+}
+
+fn issue_request(args: &Args, run: &str, client: &str, n: u64, target: &Target) -> IssueRequest {
     let now = SystemTime::now();
+    let id = format!("lg-{run}-{client}-{n}");
     IssueRequest {
         property_id: args.property.clone(),
-        request_id: format!("lg-{run}-{client}-{n}"),
+        reservation_key: if target.reservation {
+            id.clone()
+        } else {
+            String::new()
+        },
+        request_id: id,
         holder_id: format!("guest-{client}-{n}"),
-        entrance_ids: vec![entrance_id.to_string()],
+        entrance_ids: vec![target.entrance_id.clone()],
         starts_at: Some(prost_types::Timestamp::from(now)),
         ends_at: Some(prost_types::Timestamp::from(
             now + Duration::from_secs(2 * 24 * 3600),
@@ -248,7 +264,7 @@ async fn issue_client(
     channel: Channel,
     args: Arc<Args>,
     run: Arc<str>,
-    entrances: Arc<Vec<String>>,
+    entrances: Arc<Vec<Target>>,
     index: usize,
     phase: Phase,
 ) -> ClientStats {
@@ -473,9 +489,8 @@ async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
 }
 
 /// The entrances of the property (of `--driver`, when given) that take the
-/// credential mode, leaving out those that refuse guest keys without a
-/// reservation (the load generator issues no reservation_key).
-async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<String>, String> {
+/// credential mode.
+async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<Target>, String> {
     let mut client = AccessServiceClient::new(channel.clone());
     let request = ListEntrancesRequest {
         property_id: args.property.clone(),
@@ -488,21 +503,24 @@ async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<String
     .await
     .map_err(|_| "ListEntrances timed out".to_string())?
     .map_err(|s| format!("ListEntrances failed: {s}"))?;
-    let entrances: Vec<String> = response
+    let entrances: Vec<Target> = response
         .into_inner()
         .entrances
         .into_iter()
         .filter(|e| args.driver.as_ref().is_none_or(|d| &e.driver == d))
-        .filter(|e| {
-            e.capability.as_ref().is_some_and(|c| {
-                c.modes.contains(&(args.mode.proto() as i32)) && !c.requires_reservation_for_guests
-            })
+        .filter_map(|e| {
+            let c = e.capability?;
+            c.modes
+                .contains(&(args.mode.proto() as i32))
+                .then(|| Target {
+                    entrance_id: e.entrance_id,
+                    reservation: c.can_belong_to_reservation || c.requires_reservation_for_guests,
+                })
         })
-        .map(|e| e.entrance_id)
         .collect();
     if entrances.is_empty() {
         return Err(format!(
-            "property {:?} has no entrance{} taking {:?} without a reservation",
+            "property {:?} has no entrance{} taking {:?}",
             args.property,
             args.driver
                 .as_ref()
@@ -519,7 +537,7 @@ async fn probe_issue(
     args: &Args,
     channel: &Channel,
     run: &str,
-    entrance: &str,
+    entrance: &Target,
 ) -> Result<(), String> {
     let mut client = AccessServiceClient::new(channel.clone());
     let request = issue_request(args, run, "probe", 0, entrance);
@@ -560,7 +578,7 @@ async fn seed_keys(
     args: &Arc<Args>,
     channels: &[Channel],
     run: &Arc<str>,
-    entrances: &Arc<Vec<String>>,
+    entrances: &Arc<Vec<Target>>,
     missing: usize,
 ) {
     let workers = (args.clients as usize).min(missing).max(1);
@@ -668,7 +686,14 @@ fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
 }
 
 fn write_h2load_bodies(args: &Args, dir: &std::path::Path) -> Result<(), String> {
-    let mut issue = issue_request(args, "h2load", "h2load", 0, &args.h2load_entrance);
+    // Every h2load request is this same body, so it carries no
+    // reservation_key: the entrance must take guest keys without one (a
+    // common door such as the gym).
+    let target = Target {
+        entrance_id: args.h2load_entrance.clone(),
+        reservation: false,
+    };
+    let mut issue = issue_request(args, "h2load", "h2load", 0, &target);
     issue.request_id.clear();
     // A long window, so that the body stays valid for days of benchmarking.
     let now = SystemTime::now();

@@ -86,11 +86,11 @@ async fn a_retried_revoke_and_update_return_the_first_answer() {
 async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
     let s = TestServer::start().await;
     let key = s
-        .issue(guest("g1", &["room-101"], T0, T0 + DAY, ""))
+        .issue(guest("g1", &["room-101"], T0, T0 + DAY, "stay-g1"))
         .await
         .unwrap();
     let other = s
-        .issue(guest("g2", &["room-102"], T0, T0 + 3 * DAY, ""))
+        .issue(guest("g2", &["room-102"], T0, T0 + 3 * DAY, "stay-g2"))
         .await
         .unwrap();
     async fn listed(s: &TestServer) -> Vec<pb::AccessKey> {
@@ -133,10 +133,16 @@ async fn list_keys_pages_through_everything_exactly_once() {
     for i in 0..23 {
         let room = if i % 2 == 0 { "room-101" } else { "room-102" };
         issued.push(
-            s.issue(guest(&format!("g{i}"), &[room, "lobby"], T0, T0 + DAY, ""))
-                .await
-                .unwrap()
-                .key_id,
+            s.issue(guest(
+                &format!("g{i}"),
+                &[room, "lobby"],
+                T0,
+                T0 + DAY,
+                &format!("stay-{i}"),
+            ))
+            .await
+            .unwrap()
+            .key_id,
         );
     }
     let revoked = issued[3].clone();
@@ -239,7 +245,7 @@ async fn list_keys_pages_through_everything_exactly_once() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let s = TestServer::start().await;
-    let ok = || guest("g1", &["room-101"], T0, T0 + DAY, "");
+    let ok = || guest("g1", &["room-101"], T0, T0 + DAY, "stay-g1");
     let mut cases: Vec<(&str, pb::IssueRequest, Code, &str)> = Vec::new();
     let mut r = ok();
     r.property_id.clear();
@@ -598,7 +604,11 @@ async fn hundreds_of_concurrent_issues_all_complete_durably() {
             T0 + DAY,
             "",
         );
-        // Every fourth request joins one of a few shared reservations.
+        // Guest keys on rooms need a reservation: each its own, and every
+        // fourth request joins one of a few shared reservations.
+        if rooms[i % rooms.len()].starts_with("room-") {
+            req.reservation_key = format!("solo-{i}");
+        }
         if i % 4 == 0 && i % 7 < 4 {
             req.reservation_key = format!("shared-{}", i % 7);
             req.entrance_ids = vec![rooms[i % 7].into()];
@@ -692,7 +702,7 @@ async fn health_reports_each_service_and_reflection_lists_them() {
 #[tokio::test]
 async fn request_ids_are_forgotten_after_their_retention() {
     let s = TestServer::start().await;
-    let mut first = guest("retained", &["room-101"], T0, T0 + 10 * DAY, "");
+    let mut first = guest("retained", &["room-101"], T0, T0 + 10 * DAY, "stay-r");
     first.request_id = "pms-retry-1".into();
     let key = s.issue(first.clone()).await.unwrap();
     let mut other = first.clone();

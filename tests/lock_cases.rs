@@ -100,7 +100,7 @@ async fn cases_1_to_5_override_and_join() {
 async fn case_10_clock_skew_is_judged_by_the_lock() {
     let s = TestServer::start().await;
     let k = s
-        .issue(guest("a", &["room-102"], T0 + DAY, T0 + 2 * DAY, ""))
+        .issue(guest("a", &["room-102"], T0 + DAY, T0 + 2 * DAY, "stay-a"))
         .await
         .unwrap();
     s.sim

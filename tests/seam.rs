@@ -440,3 +440,80 @@ async fn signed_events_make_an_issued_key_active_without_polling() {
     );
     assert!(!common::pin(&now).is_empty());
 }
+
+/// A reservation spread over two drivers (the simulated lock's room-101 and
+/// a Seam room): a key that ended stays a member, a later key joins it on
+/// both drivers, and Revoke by reservation_key clears every key on both in
+/// one answer. At the simulated door the next stay then overrides, and
+/// Seam's grants are being deleted.
+#[tokio::test]
+async fn revoke_by_reservation_clears_a_stay_over_two_drivers() {
+    let s = seam().await;
+    let card = |holder: &str, start: i64, end: i64| {
+        let mut r = common::guest(holder, &["room-101", &s.room_a], start, end, "two-drivers");
+        r.modes = vec![pb::CredentialMode::Card as i32];
+        r
+    };
+    let first = s.server.issue(card("g1", T0, T0 + DAY)).await.unwrap();
+    s.server.clock.set(T0 + DAY + HOUR);
+    let joiner = s
+        .server
+        .issue(card("g2", T0 + DAY - 2 * HOUR, T0 + 2 * DAY))
+        .await
+        .unwrap();
+    assert!(
+        common::behaviours(&joiner)
+            .iter()
+            .all(|(_, b)| *b == pb::ReservationBehaviour::Join),
+        "{:?}",
+        common::behaviours(&joiner)
+    );
+    assert_eq!(s.fake.grants(WS).len(), 2);
+
+    let revoked = s.server.revoke_reservation("two-drivers").await.unwrap();
+    let mut ids: Vec<&str> = revoked.keys.iter().map(|k| k.key_id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![first.key_id.as_str(), joiner.key_id.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(revoked
+        .warnings
+        .iter()
+        .any(|w| w.code == "OFFLINE_CREDENTIAL_STILL_VALID"));
+    assert!(
+        s.fake.grants(WS).iter().all(|g| g.being_deleted),
+        "every Seam grant of the stay is deleted"
+    );
+
+    // At the simulated door: the next stay overrides and the revoked
+    // joiner's card is superseded.
+    let mut next = common::guest(
+        "g3",
+        &["room-101"],
+        T0 + DAY + 2 * HOUR,
+        T0 + 3 * DAY,
+        "next",
+    );
+    next.modes = vec![pb::CredentialMode::Card as i32];
+    let next = s.server.issue(next).await.unwrap();
+    let r = s
+        .server
+        .present("room-101", &common::card(&next), T0 + DAY + 3 * HOUR)
+        .await;
+    assert!(r.granted && r.overrode, "{r:?}");
+    let joiner_card = joiner
+        .credentials
+        .iter()
+        .find_map(|c| match (&c.data, c.driver.as_str()) {
+            (Some(pb::credential::Data::CardData(d)), "offline-lock") => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        s.server
+            .present("room-101", &joiner_card, T0 + DAY + 4 * HOUR)
+            .await
+            .reason,
+        "superseded"
+    );
+}

@@ -147,8 +147,13 @@ async fn token_scenario() -> Vec<String> {
         format!("Bearer {wrong}"),
         format!("Basic {wrong}"),
     ] {
-        let mut request =
-            tonic::Request::new(guest("token-guest", &["room-101"], T0, T0 + DAY, ""));
+        let mut request = tonic::Request::new(guest(
+            "token-guest",
+            &["room-101"],
+            T0,
+            T0 + DAY,
+            "stay-token",
+        ));
         request
             .metadata_mut()
             .insert("authorization", header.parse().unwrap());

@@ -131,7 +131,13 @@ fn simulator(
 }
 
 async fn issue_with(s: &TestServer, token: &str, holder: &str) -> pb::AccessKey {
-    let mut req = guest(holder, &["room-101"], T0, T0 + DAY, "");
+    let mut req = guest(
+        holder,
+        &["room-101"],
+        T0,
+        T0 + DAY,
+        &format!("stay-{holder}"),
+    );
     req.modes = vec![pb::CredentialMode::Pin as i32];
     access(s, Some(token))
         .issue(req)
@@ -170,7 +176,7 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
     let lock = |e: &str| (p(), e.to_owned());
     match rpc {
         "Issue" => {
-            let mut req = guest("table-guest", &["room-102"], T0, T0 + DAY, "");
+            let mut req = guest("table-guest", &["room-102"], T0, T0 + DAY, "stay-table");
             req.modes = vec![pb::CredentialMode::Pin as i32];
             access(s, token).issue(req).await.map(drop)
         }
@@ -493,7 +499,7 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
         .flat_map(|k| &k.credentials)
         .all(|c| c.data.is_none()));
     // An issuer without keys.read_secrets does not see the PIN it issued.
-    let mut req = guest("issued-blind", &["room-102"], T0, T0 + DAY, "");
+    let mut req = guest("issued-blind", &["room-102"], T0, T0 + DAY, "stay-blind");
     req.modes = vec![pb::CredentialMode::Pin as i32];
     let blind = access(&s, Some(&t.issuer))
         .issue(req)
@@ -580,7 +586,13 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
 async fn the_audit_log_records_refusals_pages_and_survives_a_restart() {
     let s = TestServer::start().await;
     let key = s
-        .issue(guest("audited", &["room-101"], T0, T0 + DAY, ""))
+        .issue(guest(
+            "audited",
+            &["room-101"],
+            T0,
+            T0 + DAY,
+            "stay-audited",
+        ))
         .await
         .unwrap();
     let mut wrong = guest("audited", &["room-101"], T0 + DAY, T0, "");
@@ -712,7 +724,7 @@ async fn a_token_past_its_rate_is_refused() {
 #[tokio::test]
 async fn an_oversized_request_is_refused_and_changes_nothing() {
     let s = TestServer::start_with(|c| c.server.max_request_bytes = 4096).await;
-    let mut req = guest("big", &["room-101"], T0, T0 + DAY, "");
+    let mut req = guest("big", &["room-101"], T0, T0 + DAY, "stay-big");
     req.holder_name = "x".repeat(8192);
     let err = s.issue(req).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");

@@ -101,6 +101,12 @@ pub mod warnings {
     /// A revoked offline credential keeps opening until overridden or expired.
     pub const OFFLINE_CREDENTIAL_STILL_VALID: &str = "OFFLINE_CREDENTIAL_STILL_VALID";
     pub const ENCODING_REQUIRED: &str = "ENCODING_REQUIRED";
+    /// A joiner of a reservation that a newer reservation has replaced at
+    /// some of its doors: the lock refuses it there once the newer
+    /// reservation's credential has been used.
+    pub const RESERVATION_SUPERSEDED: &str = "RESERVATION_SUPERSEDED";
+    /// A re-encoded key got a new PIN: its old one is another key's now.
+    pub const PIN_CHANGED: &str = "PIN_CHANGED";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,12 @@
 //! The reservation rules of the Seam guide, enforced by the core for every
 //! driver alike.
+//!
+//! A reservation is the history of the keys admitted to it, not the clock:
+//! a key whose window has ended, or that was revoked on its own, is still a
+//! member, and the rules are judged against every member. Only a clear
+//! (Revoke by reservation_key) or retention empties it. So a late card for
+//! an ended stay joins that stay (and carries its value to the lock) instead
+//! of overriding whoever came next. Nothing here reads a clock.
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -7,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{reasons, Error, Result},
     key::ReservationRef,
-    time::{Timestamp, Window},
+    time::Window,
 };
 
 /// A reservation of a property: its reservation-capable door set, fixed once
@@ -20,8 +27,28 @@ pub struct Reservation {
     /// cleared, so that drivers tell the new stay from the old one.
     pub epoch: u64,
     pub door_set: BTreeSet<String>,
-    /// Key id to its window, for keys not revoked.
-    pub members: BTreeMap<String, Window>,
+    /// Every key admitted since the reservation was established, ended and
+    /// revoked ones included, by key id.
+    pub members: BTreeMap<String, Member>,
+}
+
+/// One key of a reservation, as the rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub window: Window,
+    /// Revoked on its own. It still counts for the rules: its credential
+    /// still carries the reservation's value, and only a clear of the whole
+    /// reservation starts a new stay.
+    pub revoked: bool,
+}
+
+impl Member {
+    pub fn new(window: Window) -> Self {
+        Self {
+            window,
+            revoked: false,
+        }
+    }
 }
 
 impl Reservation {
@@ -42,13 +69,38 @@ impl Reservation {
         }
     }
 
-    /// Members whose window has not ended: only they hold the reservation.
-    fn live_members(&self, now: Timestamp) -> impl Iterator<Item = &Window> {
-        self.members.values().filter(move |w| !w.has_ended(now))
+    /// Whether a key has been admitted since it was last established: then
+    /// a new key joins it, however long ago its keys ended.
+    pub fn is_established(&self) -> bool {
+        !self.members.is_empty()
     }
 
-    pub fn is_live(&self, now: Timestamp) -> bool {
-        self.live_members(now).next().is_some()
+    /// Whether `key` belongs to this incarnation of the reservation.
+    pub fn holds(&self, key: &ReservationRef) -> bool {
+        key.key == self.reservation_key && key.epoch == self.epoch
+    }
+
+    /// The keys whose revocation clears the reservation: every member not
+    /// yet revoked.
+    pub fn unrevoked_members(&self) -> impl Iterator<Item = &str> {
+        self.members
+            .iter()
+            .filter(|(_, m)| !m.revoked)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Establishes the reservation anew on `door_set`, as a new incarnation.
+    pub fn establish(&mut self, door_set: BTreeSet<String>) {
+        self.epoch += 1;
+        self.door_set = door_set;
+        self.members.clear();
+    }
+
+    /// Forgets every member and the door set: the next key establishes the
+    /// reservation anew (relocation, Revoke by reservation_key).
+    pub fn clear(&mut self) {
+        self.members.clear();
+        self.door_set.clear();
     }
 }
 
@@ -57,7 +109,7 @@ impl Reservation {
 pub enum Admission {
     /// The first key: it establishes the door set and overrides.
     Establish,
-    /// A joiner of the live reservation.
+    /// A joiner of the established reservation.
     Join,
 }
 
@@ -68,9 +120,8 @@ pub fn admit(
     reservation: &Reservation,
     capable: &BTreeSet<String>,
     window: &Window,
-    now: Timestamp,
 ) -> Result<Admission> {
-    if !reservation.is_live(now) {
+    if !reservation.is_established() {
         return Ok(Admission::Establish);
     }
     let established = &reservation.door_set;
@@ -93,29 +144,28 @@ pub fn admit(
             .with_context("established_doors", join(established))
             .with_context("requested_doors", join(capable)));
     }
-    check_overlap(reservation, None, window, now)?;
+    check_overlap(reservation, None, window)?;
     Ok(Admission::Join)
 }
 
 /// Rule 4 for a member whose window changes (or a new member): its window
-/// must overlap every other live member's.
+/// must overlap every other member's, ended and revoked ones included.
 pub fn check_overlap(
     reservation: &Reservation,
     except_key: Option<&str>,
     window: &Window,
-    now: Timestamp,
 ) -> Result<()> {
     let clash = reservation
         .members
         .iter()
-        .filter(|(key_id, w)| Some(key_id.as_str()) != except_key && !w.has_ended(now))
-        .find(|(_, w)| !w.overlaps(window));
+        .filter(|(key_id, _)| Some(key_id.as_str()) != except_key)
+        .find(|(_, m)| !m.window.overlaps(window));
     match clash {
         None => Ok(()),
         Some((key_id, _)) => Err(Error::failed_precondition(
             reasons::RESERVATION_TIME_FRAMES_MUST_OVERLAP,
-            "Keys of the same reservation must have overlapping time windows; \
-             use another reservation_key for a separate stay",
+            "Keys of the same reservation must have overlapping time windows, ended keys \
+             included; use another reservation_key for a separate stay",
         )
         .with_context("reservation_key", reservation.reservation_key.clone())
         .with_context("conflicting_key_id", key_id.clone())),
@@ -129,6 +179,7 @@ fn join(set: &BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Timestamp;
 
     const DAY: i64 = 86_400;
 
@@ -145,17 +196,15 @@ mod tests {
 
     fn stay(door_set: &[&str], member: Window) -> Reservation {
         let mut r = Reservation::new("hotel", "stay-1");
-        r.door_set = doors(door_set);
-        r.members.insert("k1".into(), member);
+        r.establish(doors(door_set));
+        r.members.insert("k1".into(), Member::new(member));
         r
     }
-
-    const NOW: Timestamp = Timestamp::from_micros(0);
 
     #[test]
     fn an_empty_reservation_is_established() {
         let r = Reservation::new("hotel", "stay-1");
-        let got = admit(&r, &doors(&["101"]), &window(10, 14), NOW).unwrap();
+        let got = admit(&r, &doors(&["101"]), &window(10, 14)).unwrap();
         assert_eq!(got, Admission::Establish);
     }
 
@@ -163,11 +212,11 @@ mod tests {
     fn same_or_subset_doors_with_overlap_join() {
         let r = stay(&["101", "102"], window(10, 14));
         assert_eq!(
-            admit(&r, &doors(&["101", "102"]), &window(11, 14), NOW).unwrap(),
+            admit(&r, &doors(&["101", "102"]), &window(11, 14)).unwrap(),
             Admission::Join
         );
         assert_eq!(
-            admit(&r, &doors(&["101"]), &window(10, 12), NOW).unwrap(),
+            admit(&r, &doors(&["101"]), &window(10, 12)).unwrap(),
             Admission::Join
         );
     }
@@ -175,7 +224,7 @@ mod tests {
     #[test]
     fn superset_joiner_conflicts() {
         let r = stay(&["101"], window(10, 14));
-        let err = admit(&r, &doors(&["101", "102"]), &window(10, 14), NOW).unwrap_err();
+        let err = admit(&r, &doors(&["101", "102"]), &window(10, 14)).unwrap_err();
         assert_eq!(
             err.reason(),
             reasons::RESERVATION_JOINER_ENTRANCE_SET_CONFLICT
@@ -185,13 +234,13 @@ mod tests {
     #[test]
     fn different_doors_require_cleanup() {
         let r = stay(&["101"], window(10, 14));
-        let err = admit(&r, &doors(&["203"]), &window(10, 14), NOW).unwrap_err();
+        let err = admit(&r, &doors(&["203"]), &window(10, 14)).unwrap_err();
         assert_eq!(
             err.reason(),
             reasons::RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP
         );
         let r = stay(&["101", "102"], window(10, 14));
-        let err = admit(&r, &doors(&["102", "103"]), &window(10, 14), NOW).unwrap_err();
+        let err = admit(&r, &doors(&["102", "103"]), &window(10, 14)).unwrap_err();
         assert_eq!(
             err.reason(),
             reasons::RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP
@@ -201,27 +250,52 @@ mod tests {
     #[test]
     fn non_overlapping_joiner_is_refused() {
         let r = stay(&["101"], window(10, 14));
-        let err = admit(&r, &doors(&["101"]), &window(15, 18), NOW).unwrap_err();
+        let err = admit(&r, &doors(&["101"]), &window(15, 18)).unwrap_err();
         assert_eq!(err.reason(), reasons::RESERVATION_TIME_FRAMES_MUST_OVERLAP);
         // Touching at check-out is not an overlap: the window is half-open.
-        let err = admit(&r, &doors(&["101"]), &window(14, 18), NOW).unwrap_err();
+        let err = admit(&r, &doors(&["101"]), &window(14, 18)).unwrap_err();
         assert_eq!(err.reason(), reasons::RESERVATION_TIME_FRAMES_MUST_OVERLAP);
     }
 
     #[test]
-    fn a_reservation_whose_keys_all_ended_is_established_anew() {
-        let r = stay(&["101"], window(10, 14));
-        let later = Timestamp::from_unix_seconds(20 * DAY);
-        let got = admit(&r, &doors(&["203"]), &window(20, 22), later).unwrap();
-        assert_eq!(got, Admission::Establish);
+    fn ended_and_revoked_members_still_hold_the_reservation() {
+        // However long ago k1 ended, the reservation is still established:
+        // other doors need a clear, and a new key must overlap k1.
+        let mut r = stay(&["101"], window(10, 14));
+        r.members.get_mut("k1").unwrap().revoked = true;
+        let err = admit(&r, &doors(&["203"]), &window(20, 22)).unwrap_err();
+        assert_eq!(
+            err.reason(),
+            reasons::RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP
+        );
+        let err = admit(&r, &doors(&["101"]), &window(20, 22)).unwrap_err();
+        assert_eq!(err.reason(), reasons::RESERVATION_TIME_FRAMES_MUST_OVERLAP);
+        assert_eq!(
+            admit(&r, &doors(&["101"]), &window(13, 22)).unwrap(),
+            Admission::Join
+        );
     }
 
     #[test]
-    fn overlap_is_checked_against_every_live_member_but_the_one_changing() {
+    fn a_cleared_reservation_is_established_anew_as_a_new_incarnation() {
         let mut r = stay(&["101"], window(10, 14));
-        r.members.insert("k2".into(), window(12, 16));
-        assert!(check_overlap(&r, Some("k1"), &window(15, 17), NOW).is_ok());
-        let err = check_overlap(&r, None, &window(15, 17), NOW).unwrap_err();
+        let before = r.reference();
+        r.clear();
+        assert_eq!(
+            admit(&r, &doors(&["203"]), &window(20, 22)).unwrap(),
+            Admission::Establish
+        );
+        r.establish(doors(&["203"]));
+        assert!(!r.holds(&before));
+        assert!(r.holds(&r.reference()));
+    }
+
+    #[test]
+    fn overlap_is_checked_against_every_member_but_the_one_changing() {
+        let mut r = stay(&["101"], window(10, 14));
+        r.members.insert("k2".into(), Member::new(window(12, 16)));
+        assert!(check_overlap(&r, Some("k1"), &window(15, 17)).is_ok());
+        let err = check_overlap(&r, None, &window(15, 17)).unwrap_err();
         assert_eq!(err.reason(), reasons::RESERVATION_TIME_FRAMES_MUST_OVERLAP);
     }
 }

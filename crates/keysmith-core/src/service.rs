@@ -26,7 +26,7 @@ use crate::{
         EncodeKeyRequest, IssueRequest, ListDriverKeysRequest, ListKeysRequest, RevokeRequest,
         RevokeTarget, UpdateKeyRequest,
     },
-    reservation::{self, Admission, Reservation},
+    reservation::{self, Admission, Member, Reservation},
     router::{RoutedEntrance, Router},
     store::{IdempotencyRecord, KeyIndex, KeyScan, Store, StoredAnswer, WriteSet},
     time::Timestamp,
@@ -151,7 +151,7 @@ impl AccessService {
         self.check_capabilities(&req, &entrances)?;
 
         let key_id = ulid::Ulid::new().to_string();
-        let placement = self.place_in_reservation(&req, &key_id, &entrances, now)?;
+        let placement = self.place_in_reservation(&req, &key_id, &entrances)?;
         let reservation = placement.reservation.clone();
 
         let mut key = AccessKey {
@@ -293,14 +293,9 @@ impl AccessService {
                     )
                     .with_context("reservation_key", rk.clone())
                 })?;
-                let mut keys = Vec::with_capacity(r.members.len());
-                for key_id in r.members.keys() {
-                    keys.extend(self.store.key(&req.property_id, key_id)?);
-                }
-                keys
+                self.keys_clearing(r)?
             }
         };
-
         let mut writes = WriteSet::default();
         let mut all_warnings = Vec::new();
         let mut answer = Vec::with_capacity(targets.len());
@@ -325,18 +320,23 @@ impl AccessService {
             key.revoked_at = Some(now);
             key.updated_at = now;
             key.warnings.extend(key_warnings.iter().cloned());
-            if let Some(r) = reservation.as_mut() {
-                r.members.remove(&key.key_id);
+            // A key revoked on its own stays a member: its card still
+            // carries the reservation's value.
+            if let Some(member) = reservation
+                .as_mut()
+                .filter(|r| key.reservation.as_ref().is_some_and(|k| r.holds(k)))
+                .and_then(|r| r.members.get_mut(&key.key_id))
+            {
+                member.revoked = true;
             }
             all_warnings.extend(key_warnings);
             writes.keys.push((key.clone(), Some(old)));
             answer.push(key);
         }
         if let Some(mut r) = reservation {
-            if r.members.is_empty() || matches!(req.target, RevokeTarget::Reservation(_)) {
+            if matches!(req.target, RevokeTarget::Reservation(_)) {
                 // Cleared: the next key of this reservation_key starts a new stay.
-                r.members.clear();
-                r.door_set.clear();
+                r.clear();
             }
             writes.reservations.push(r);
         }
@@ -418,12 +418,16 @@ impl AccessService {
                 "is in the past",
             ));
         }
+        // Rule 4 against every other member, ended and revoked ones included.
         let mut reservation = None;
-        if let Some(rk) = old.reservation_key() {
-            if let Some(mut r) = self.store.reservation(&req.property_id, rk)? {
-                if r.members.contains_key(&old.key_id) {
-                    reservation::check_overlap(&r, Some(&old.key_id), &req.window, now)?;
-                    r.members.insert(old.key_id.clone(), req.window);
+        if let Some(held) = &old.reservation {
+            if let Some(mut r) = self.store.reservation(&req.property_id, &held.key)? {
+                if r.holds(held) {
+                    reservation::check_overlap(&r, Some(&old.key_id), &req.window)?;
+                    r.members
+                        .entry(old.key_id.clone())
+                        .or_insert(Member::new(req.window))
+                        .window = req.window;
                     reservation = Some(r);
                 }
             }
@@ -827,13 +831,13 @@ impl AccessService {
     }
 
     /// Applies rule 1 and "required", then 2 to 4 through the stored
-    /// reservation.
+    /// reservation: its members, not the clock, decide whether a key
+    /// establishes it (and overrides) or joins it.
     fn place_in_reservation(
         &self,
         req: &IssueRequest,
         key_id: &str,
         entrances: &[Arc<RoutedEntrance>],
-        now: Timestamp,
     ) -> Result<Placement> {
         let capable: BTreeSet<String> = entrances
             .iter()
@@ -842,19 +846,13 @@ impl AccessService {
             .collect();
         let Some(rk) = &req.reservation_key else {
             if req.role == Role::Guest {
-                if let Some(e) = entrances
-                    .iter()
-                    .find(|e| e.spec.capability.requires_reservation_for_guests)
-                {
-                    return Err(Error::invalid_field(
-                        reasons::RESERVATION_KEY_REQUIRED,
-                        "reservation_key",
-                        format!(
-                            "entrance {:?} requires a reservation_key for guest credentials",
-                            e.spec.entrance_id
-                        ),
-                    )
-                    .with_context("entrance_id", e.spec.entrance_id.clone()));
+                for e in entrances {
+                    if e.spec.capability.requires_reservation_for_guests
+                        || (e.spec.capability.can_belong_to_reservation
+                            && self.router.driver(&e.driver)?.info().capability.offline)
+                    {
+                        return Err(reservation_key_required(e));
+                    }
                 }
             }
             return Ok(Placement::standard());
@@ -885,24 +883,51 @@ impl AccessService {
             .store
             .reservation(&req.property_id, rk)?
             .unwrap_or_else(|| Reservation::new(&req.property_id, rk));
-        let behaviour = match reservation::admit(&r, &capable, &req.window, now)? {
+        let behaviour = match reservation::admit(&r, &capable, &req.window)? {
             Admission::Establish => {
-                r.epoch += 1;
-                r.door_set = capable.clone();
-                r.members.clear();
+                r.establish(capable.clone());
                 Behaviour::Override
             }
-            Admission::Join => {
-                r.members.retain(|_, w| !w.has_ended(now));
-                Behaviour::Join
-            }
+            Admission::Join => Behaviour::Join,
         };
-        r.members.insert(key_id.to_owned(), req.window);
+        r.members.insert(key_id.to_owned(), Member::new(req.window));
         Ok(Placement {
             capable,
             behaviour,
             reservation: Some(r),
         })
+    }
+
+    /// The keys Revoke by reservation_key revokes: every member not yet
+    /// revoked, and any key the reservation index still lists as live under
+    /// this reservation_key, so that nothing of the stay is left behind.
+    fn keys_clearing(&self, r: &Reservation) -> Result<Vec<AccessKey>> {
+        let mut ids: BTreeSet<String> = r.unrevoked_members().map(str::to_owned).collect();
+        let mut after: Option<String> = None;
+        loop {
+            let chunk = self.store.scan_keys(&KeyScan {
+                property_id: &r.property_id,
+                index: KeyIndex::Reservation(r.reservation_key.clone()),
+                live_only: true,
+                after: after.as_deref(),
+                limit: 256,
+            })?;
+            let Some(last) = chunk.last() else {
+                break;
+            };
+            after = Some(last.key_id.clone());
+            ids.extend(
+                chunk
+                    .iter()
+                    .filter(|k| k.key().reservation_key() == Some(r.reservation_key.as_str()))
+                    .map(|k| k.key_id.clone()),
+            );
+        }
+        let mut keys = Vec::with_capacity(ids.len());
+        for key_id in ids {
+            keys.extend(self.store.key(&r.property_id, &key_id)?);
+        }
+        Ok(keys)
     }
 
     fn require(
@@ -1060,6 +1085,24 @@ fn answer_key(answer: StoredAnswer) -> Result<AccessKey> {
         StoredAnswer::Key(key) => Ok(*key),
         StoredAnswer::Revoked { .. } => Err(Error::internal("stored answer of another kind")),
     }
+}
+
+/// A guest key without a reservation_key at a door that needs one: one that
+/// says so, or a reservation-capable door of an offline (override-based)
+/// driver, where a standard key would neither override the previous guest
+/// nor be overridden, so the previous guest's card would keep opening.
+/// Online drivers revoke at the door; Seam enforces its own rule.
+fn reservation_key_required(entrance: &RoutedEntrance) -> Error {
+    let id = &entrance.spec.entrance_id;
+    Error::invalid_field(
+        reasons::RESERVATION_KEY_REQUIRED,
+        "reservation_key",
+        format!(
+            "entrance {id:?} overrides the previous guest by reservation: guest keys there \
+             need a reservation_key (one per stay, shared by its co-guests)"
+        ),
+    )
+    .with_context("entrance_id", id.clone())
 }
 
 fn key_revoked(key: &AccessKey) -> Error {

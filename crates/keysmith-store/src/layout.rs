@@ -36,8 +36,9 @@ pub const BY_HOLDER: &[u8] = b"h";
 pub const BY_ENTRANCE: &[u8] = b"e";
 
 /// The layout this code reads and writes: 2 moved revoked keys under `V`
-/// and dropped the property index.
-pub const LAYOUT: u8 = 2;
+/// and dropped the property index; 3 keeps every key a reservation has had
+/// among its members (ended and revoked ones too).
+pub const LAYOUT: u8 = 3;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])

@@ -286,6 +286,85 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     assert!(error.to_string().contains("newer keysmith"), "{error}");
 }
 
+/// Layout 2 forgot a reservation's ended keys; layout 3 rebuilds every
+/// reservation's members from the keys that name it, ended and revoked ones
+/// included, and leaves cleared reservations empty.
+#[tokio::test]
+async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
+    use crate::{codec, layout};
+    use keysmith_core::reservation::Member;
+    #[derive(serde::Serialize)]
+    struct ReservationLayout2 {
+        property_id: String,
+        reservation_key: String,
+        epoch: u64,
+        door_set: std::collections::BTreeSet<String>,
+        members: BTreeMap<String, Window>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ended = key("k1", "g1", Some("s1"));
+    let mut joiner = key("k2", "g2", Some("s1"));
+    joiner.window.ends_at = Timestamp::from_unix_seconds(20);
+    let mut revoked = key("k3", "g3", Some("s1"));
+    revoked.stored_state = KeyState::Revoked;
+    let cleared = key("k4", "g4", Some("s2"));
+    {
+        let db = crate::open_db(dir.path()).unwrap();
+        let main = db.open_tree("keysmith").unwrap();
+        for k in [&ended, &joiner, &revoked, &cleared] {
+            main.insert(layout::record_path(k), codec::encode(k).unwrap())
+                .unwrap();
+        }
+        let rooms: std::collections::BTreeSet<String> = ["room-101".to_string()].into();
+        for (rk, door_set, members) in [
+            // k1 had ended when k2 joined, so layout 2 kept only k2.
+            (
+                "s1",
+                rooms,
+                BTreeMap::from([("k2".to_string(), joiner.window)]),
+            ),
+            ("s2", Default::default(), BTreeMap::new()),
+        ] {
+            let old = ReservationLayout2 {
+                property_id: "hotel".into(),
+                reservation_key: rk.into(),
+                epoch: 1,
+                door_set,
+                members,
+            };
+            main.insert(
+                codec::path(layout::RESERVATION, &[b"hotel", rk.as_bytes()]),
+                codec::encode(&old).unwrap(),
+            )
+            .unwrap();
+        }
+        main.insert(layout::layout_marker(), &[2u8]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let s1 = store.reservation("hotel", "s1").unwrap().unwrap();
+    assert_eq!(
+        s1.members,
+        BTreeMap::from([
+            ("k1".to_string(), Member::new(ended.window)),
+            ("k2".to_string(), Member::new(joiner.window)),
+            (
+                "k3".to_string(),
+                Member {
+                    window: revoked.window,
+                    revoked: true
+                }
+            ),
+        ])
+    );
+    let s2 = store.reservation("hotel", "s2").unwrap().unwrap();
+    assert!(s2.members.is_empty(), "a cleared reservation stays cleared");
+    assert_eq!(
+        store.main.get(layout::layout_marker()).unwrap().as_deref(),
+        Some(&[layout::LAYOUT][..])
+    );
+}
+
 #[tokio::test]
 async fn a_listing_with_revoked_keys_merges_both_in_key_order() {
     let dir = tempfile::tempdir().unwrap();

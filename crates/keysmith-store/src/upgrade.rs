@@ -1,11 +1,20 @@
 //! Brings a data directory written by an earlier keysmith to the current
 //! layout when the store opens, each step in one atomic batch.
-use keysmith_core::{error::reasons, AccessKey, Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
+
+use keysmith_core::{
+    error::reasons,
+    reservation::{Member, Reservation},
+    AccessKey, Error, Result, Window,
+};
+use serde::Deserialize;
 
 use crate::{
+    codec::encode,
     codec::{decode, parts, path},
     layout::{
-        key_path, layout_marker, DRIVER_STATE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY, REVOKED_KEY,
+        key_path, layout_marker, DRIVER_STATE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY,
+        RESERVATION, REVOKED_KEY,
     },
     store_error,
 };
@@ -32,8 +41,12 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
             ),
         ));
     }
-    if layout < LAYOUT {
+    if layout < 2 {
         to_layout_2(main)?;
+        db.flush().map_err(store_error)?;
+    }
+    if layout < 3 {
+        to_layout_3(main)?;
         db.flush().map_err(store_error)?;
     }
     Ok(())
@@ -95,6 +108,82 @@ fn to_layout_2(main: &sled::Tree) -> Result<()> {
             revoked_keys_moved = moved,
             index_entries_dropped = dropped,
             "upgraded the store to layout 2"
+        );
+    }
+    Ok(())
+}
+
+/// A reservation as layout 2 stored it: its members were the keys whose
+/// window had not ended when the last key joined, so ended keys had been
+/// forgotten.
+#[derive(Deserialize)]
+struct ReservationLayout2 {
+    property_id: String,
+    reservation_key: String,
+    epoch: u64,
+    door_set: BTreeSet<String>,
+    members: BTreeMap<String, Window>,
+}
+
+/// Layout 3 keeps every key a reservation has had as a member: membership
+/// is rebuilt from the keys themselves (each names its reservation and
+/// incarnation), for every reservation not cleared.
+fn to_layout_3(main: &sled::Tree) -> Result<()> {
+    type Incarnation = (String, String, u64);
+    let mut keys_of: BTreeMap<Incarnation, BTreeMap<String, Member>> = BTreeMap::new();
+    for tag in [LIVE_KEY, REVOKED_KEY] {
+        for entry in main.scan_prefix([tag]) {
+            let (_, v) = entry.map_err(store_error)?;
+            let key: AccessKey = decode(&v)?;
+            if let Some(r) = &key.reservation {
+                keys_of
+                    .entry((key.property_id.clone(), r.key.clone(), r.epoch))
+                    .or_default()
+                    .insert(
+                        key.key_id.clone(),
+                        Member {
+                            window: key.window,
+                            revoked: key.is_revoked(),
+                        },
+                    );
+            }
+        }
+    }
+    let mut batch = sled::Batch::default();
+    let mut rebuilt = 0usize;
+    for entry in main.scan_prefix([RESERVATION]) {
+        let (k, v) = entry.map_err(store_error)?;
+        let old: ReservationLayout2 = decode(&v)?;
+        let mut members = BTreeMap::new();
+        // A cleared reservation (no door set) has no members.
+        if !old.door_set.is_empty() {
+            for (key_id, window) in old.members {
+                members.insert(key_id, Member::new(window));
+            }
+            if let Some(found) = keys_of.remove(&(
+                old.property_id.clone(),
+                old.reservation_key.clone(),
+                old.epoch,
+            )) {
+                members.extend(found);
+            }
+        }
+        let new = Reservation {
+            property_id: old.property_id,
+            reservation_key: old.reservation_key,
+            epoch: old.epoch,
+            door_set: old.door_set,
+            members,
+        };
+        batch.insert(k, encode(&new)?);
+        rebuilt += 1;
+    }
+    batch.insert(layout_marker(), &[3u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if rebuilt > 0 {
+        tracing::info!(
+            reservations = rebuilt,
+            "upgraded the store to layout 3: reservations keep every key they have had"
         );
     }
     Ok(())

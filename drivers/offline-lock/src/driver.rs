@@ -20,7 +20,8 @@ use rand::Rng;
 use crate::{
     config::{EntranceKind, OfflineLockConfig},
     model::{CredentialCodec, CredentialPayload, CredentialRole, LockConfig, LockGrant, Sequence},
-    state::{self, PinEntry, Sim},
+    pins::PinEntry,
+    state::{self, Sim},
     time::rfc3339,
 };
 
@@ -139,15 +140,21 @@ impl OfflineLock {
                         let entry = PinEntry {
                             key_id: key.key_id.clone(),
                             sealed: Secret::new(sealed.clone()),
+                            starts_at: key.window.starts_at.unix_seconds(),
                             ends_at: key.window.ends_at.unix_seconds(),
                         };
                         changes.push((
-                            state::pin_key(&key.property_id, e, pin),
+                            state::pin_key(&key.property_id, e, pin, &key.key_id),
                             Some(state::encode(&entry)?),
                         ));
                         if let Some(lock) = sim.locks.get_mut(&(key.property_id.clone(), e.clone()))
                         {
-                            lock.pins.insert(pin.to_owned(), entry);
+                            for dropped in lock.pins.program(pin, entry) {
+                                changes.push((
+                                    state::pin_key(&key.property_id, e, pin, &dropped),
+                                    None,
+                                ));
+                            }
                         }
                     }
                     CredentialData::Pin(Secret::new(pin.to_owned()))
@@ -169,43 +176,12 @@ impl OfflineLock {
         Ok(out)
     }
 
-    /// A PIN free at every lock of the key: the caller's, or a generated one.
-    fn choose_pin(
-        &self,
-        sim: &mut Sim,
-        key: &KeySlice,
-        wanted: Option<&str>,
-        now: Timestamp,
-        changes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> Result<String> {
-        let now_s = now.unix_seconds();
-        // PINs of ended keys no longer open anything: forget them.
-        for e in &key.entrances {
-            if let Some(lock) = sim
-                .locks
-                .get_mut(&(key.property_id.clone(), e.entrance_id.clone()))
-            {
-                let ended: Vec<String> = lock
-                    .pins
-                    .iter()
-                    .filter(|(_, entry)| entry.ends_at <= now_s)
-                    .map(|(pin, _)| pin.clone())
-                    .collect();
-                for pin in ended {
-                    lock.pins.remove(&pin);
-                    changes.push((state::pin_key(&key.property_id, &e.entrance_id, &pin), None));
-                }
-            }
-        }
-        let taken = |sim: &Sim, pin: &str| {
-            key.entrances.iter().any(|e| {
-                sim.locks
-                    .get(&(key.property_id.clone(), e.entrance_id.clone()))
-                    .is_some_and(|l| l.pins.get(pin).is_some_and(|p| p.key_id != key.key_id))
-            })
-        };
+    /// A PIN free at every lock of the key for its whole window: the
+    /// caller's, or a generated one. A PIN is shared over time only by keys
+    /// whose windows do not overlap, as stored; no clock is read.
+    fn choose_pin(&self, sim: &Sim, key: &KeySlice, wanted: Option<&str>) -> Result<String> {
         if let Some(pin) = wanted {
-            if taken(sim, pin) {
+            if !pin_is_free(sim, key, pin) {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
                     reasons::PIN_IN_USE,
@@ -218,7 +194,7 @@ impl OfflineLock {
         let mut rng = rand::rng();
         for _ in 0..1000 {
             let pin = format!("{:06}", rng.random_range(0..1_000_000u32));
-            if !taken(sim, &pin) {
+            if pin_is_free(sim, key, &pin) {
                 return Ok(pin);
             }
         }
@@ -253,7 +229,7 @@ impl OfflineLock {
                 CredentialData::Pin(pin) => key.entrances.iter().find_map(|e| {
                     sim.locks
                         .get(&(key.property_id.clone(), e.entrance_id.clone()))
-                        .and_then(|l| l.pins.get(pin.expose()))
+                        .and_then(|l| l.pins.entry_of(pin.expose(), &key.key_id))
                         .map(|p| p.sealed.expose().clone())
                 }),
                 _ => None,
@@ -323,7 +299,6 @@ impl Driver for OfflineLock {
     }
 
     async fn issue(&self, args: IssueArgs) -> Result<IssueReply> {
-        let now = Timestamp::now();
         let key = KeySlice {
             key_id: args.key_id.clone(),
             property_id: args.property_id.clone(),
@@ -341,13 +316,7 @@ impl Driver for OfflineLock {
         }
         let mut changes = Vec::new();
         let pin = if args.modes.contains(&CredentialMode::Pin) {
-            Some(self.choose_pin(
-                &mut sim,
-                &key,
-                args.pin.as_ref().map(|p| p.expose().as_str()),
-                now,
-                &mut changes,
-            )?)
+            Some(self.choose_pin(&sim, &key, args.pin.as_ref().map(|p| p.expose().as_str()))?)
         } else {
             None
         };
@@ -355,6 +324,7 @@ impl Driver for OfflineLock {
         // Sequence values: a new reservation takes the lock's next value, a
         // joiner the reservation's, staff their level's next code.
         let mut grants = Vec::with_capacity(args.entrances.len());
+        let mut superseded_at = Vec::new();
         for e in &args.entrances {
             let at = (args.property_id.clone(), e.entrance_id.clone());
             let lock = sim.locks.get_mut(&at).expect("checked above");
@@ -396,12 +366,20 @@ impl Driver for OfflineLock {
                         Error::internal("offline-lock: a joiner without a reservation")
                     })?;
                     let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
-                    Some(*sim.reservation_values.get(&slot).ok_or_else(|| {
+                    let value = *sim.reservation_values.get(&slot).ok_or_else(|| {
                         Error::internal(format!(
                             "offline-lock: reservation {:?} has no value at {:?}",
                             r.key, at.1
                         ))
-                    })?)
+                    })?;
+                    // The encoder has handed out a newer guest value here
+                    // since: a newer reservation overrides this one at its
+                    // first use (it may have been used already).
+                    let newest = sim.locks.get(&at).map(|l| l.encoder.guest_last);
+                    if newest != Some(value) {
+                        superseded_at.push(e.entrance_id.clone());
+                    }
+                    Some(value)
                 }
             };
             grants.push(LockGrant {
@@ -438,10 +416,22 @@ impl Driver for OfflineLock {
             &mut changes,
         )?;
         self.store.apply(changes)?;
+        let mut warnings = Vec::new();
+        if !superseded_at.is_empty() {
+            warnings.push(Warning::new(
+                warnings::RESERVATION_SUPERSEDED,
+                format!(
+                    "a newer reservation has been issued at {} since this one: this credential \
+                     joins its own (older) stay, so the lock refuses it there as soon as the \
+                     newer reservation's credential has been used, which may already be the case",
+                    superseded_at.join(", ")
+                ),
+            ));
+        }
         Ok(IssueReply {
             credentials,
             state: IssuedState::Active,
-            warnings: Vec::new(),
+            warnings,
             driver_ref: None,
         })
     }
@@ -510,10 +500,25 @@ impl Driver for OfflineLock {
             .unwrap_or(1)
             + 1;
         let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
-        let pin = key.credentials.iter().find_map(|c| match &c.data {
+        let old_pin = key.credentials.iter().find_map(|c| match &c.data {
             CredentialData::Pin(p) => Some(p.expose().clone()),
             _ => None,
         });
+        // The new window may overlap another key that took this PIN after
+        // the old window: two people must never share a PIN at once, so
+        // the key gets a new one.
+        let mut warnings = Vec::new();
+        let pin = match old_pin {
+            Some(p) if !pin_is_free(&sim, key, &p) => {
+                warnings.push(Warning::new(
+                    warnings::PIN_CHANGED,
+                    "the key's PIN is held by another key for part of the new window: \
+                     the re-encoded key has a new PIN",
+                ));
+                Some(self.choose_pin(&sim, key, None)?)
+            }
+            other => other,
+        };
         let mut changes = Vec::new();
         let credentials = self.credentials(
             &mut sim,
@@ -528,7 +533,16 @@ impl Driver for OfflineLock {
         self.store.apply(changes)?;
         Ok(EncodeReply {
             credentials,
-            warnings: Vec::new(),
+            warnings,
         })
     }
+}
+
+/// Whether `pin` is free for `key`'s window at every lock of the key.
+fn pin_is_free(sim: &Sim, key: &KeySlice, pin: &str) -> bool {
+    key.entrances.iter().all(|e| {
+        sim.locks
+            .get(&(key.property_id.clone(), e.entrance_id.clone()))
+            .is_none_or(|l| l.pins.is_free_for(pin, &key.key_id, &key.window))
+    })
 }

@@ -5,6 +5,7 @@
 pub mod config;
 mod driver;
 pub mod model;
+mod pins;
 mod simulator;
 mod state;
 mod time;

@@ -59,9 +59,10 @@ impl OfflineLock {
                     Err(_) => Presented::Unreadable(crate::model::Reason::Invalid),
                 }
             } else if data.bytes().all(|b| b.is_ascii_digit()) {
+                let lock_time = lock.state.lock_time(at.unix_seconds());
                 match lock
                     .pins
-                    .get(data)
+                    .typed(data, lock_time)
                     .and_then(|e| codec.open(e.sealed.expose()).ok())
                 {
                     Some(p) => {

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use keysmith_core::{store::DriverState, Error, Result, Secret};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::model::{LockConfig, LockState, Sequence, UnixSeconds};
+use crate::{
+    model::{LockConfig, LockState, Sequence, UnixSeconds},
+    pins::{PinEntry, PinTable},
+};
 
 const VERSION: u8 = 1;
 
@@ -19,19 +22,19 @@ pub struct EncoderState {
     pub staff_last: BTreeMap<String, Sequence>,
 }
 
-/// A PIN programmed at a keypad lock, and the credential it stands for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PinEntry {
-    pub key_id: String,
-    pub sealed: Secret<String>,
-    pub ends_at: UnixSeconds,
+/// A PIN entry as stored before entries kept their start: one key per PIN.
+#[derive(Deserialize)]
+struct PinEntryV1 {
+    key_id: String,
+    sealed: Secret<String>,
+    ends_at: UnixSeconds,
 }
 
 pub struct Lock {
     pub config: LockConfig,
     pub state: LockState,
     pub encoder: EncoderState,
-    pub pins: HashMap<String, PinEntry>,
+    pub pins: PinTable,
 }
 
 /// Where a reservation stands at one lock: (property, reservation key, epoch, lock).
@@ -50,8 +53,8 @@ pub fn lock_key(property: &str, lock: &str) -> Vec<u8> {
 pub fn encoder_key(property: &str, lock: &str) -> Vec<u8> {
     format!("enc\0{property}\0{lock}").into_bytes()
 }
-pub fn pin_key(property: &str, lock: &str, pin: &str) -> Vec<u8> {
-    format!("pin\0{property}\0{lock}\0{pin}").into_bytes()
+pub fn pin_key(property: &str, lock: &str, pin: &str, key_id: &str) -> Vec<u8> {
+    format!("pin\0{property}\0{lock}\0{pin}\0{key_id}").into_bytes()
 }
 pub fn reservation_key((p, rk, epoch, lock): &ReservationAtLock) -> Vec<u8> {
     format!("res\0{p}\0{rk}\0{epoch}\0{lock}").into_bytes()
@@ -91,11 +94,33 @@ impl Sim {
                 Some(bytes) => decode(&bytes)?,
                 None => EncoderState::default(),
             };
-            let mut pins = HashMap::new();
+            let mut pins = PinTable::default();
             let prefix = format!("pin\0{p}\0{l}\0").into_bytes();
+            let mut upgraded = Vec::new();
             for (k, v) in store.scan_prefix(&prefix)? {
-                let pin = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                pins.insert(pin, decode(&v)?);
+                let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                match rest.split_once('\0') {
+                    Some((pin, _key_id)) => pins.restore(pin.to_owned(), decode(&v)?),
+                    // Stored before a PIN could stand for several keys over
+                    // time: its start was not kept, so it counts from the
+                    // beginning of time.
+                    None => {
+                        let old: PinEntryV1 = decode(&v)?;
+                        let entry = PinEntry {
+                            key_id: old.key_id,
+                            sealed: old.sealed,
+                            starts_at: UnixSeconds::MIN,
+                            ends_at: old.ends_at,
+                        };
+                        upgraded.push((k.clone(), None));
+                        upgraded
+                            .push((pin_key(&p, &l, &rest, &entry.key_id), Some(encode(&entry)?)));
+                        pins.restore(rest, entry);
+                    }
+                }
+            }
+            if !upgraded.is_empty() {
+                store.apply(upgraded)?;
             }
             locks.insert(
                 (p, l),
