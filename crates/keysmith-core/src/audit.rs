@@ -102,7 +102,7 @@ pub fn code_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Unauthenticated => "UNAUTHENTICATED",
         ErrorKind::Unavailable => "UNAVAILABLE",
         ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        _ => "INTERNAL",
+        ErrorKind::Internal => "INTERNAL",
     }
 }
 

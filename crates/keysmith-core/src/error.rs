@@ -6,8 +6,10 @@ use std::{fmt, time::Duration};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, from the caller's point of view.
+/// Exhaustive on purpose: every mapping of a kind (to a gRPC code, to the
+/// plugin protocol) is a `match` without a wildcard, so a new kind does not
+/// compile until each of them says what it becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// The request is malformed; retrying it unchanged cannot succeed.
     InvalidArgument,
@@ -223,4 +225,6 @@ pub mod reasons {
     pub const TOKEN_RATE_LIMITED: &str = "TOKEN_RATE_LIMITED";
     pub const TOKEN_CONCURRENCY_LIMITED: &str = "TOKEN_CONCURRENCY_LIMITED";
     pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
+    /// A key's driver was removed from the configuration.
+    pub const DRIVER_NOT_CONFIGURED: &str = "DRIVER_NOT_CONFIGURED";
 }

@@ -13,7 +13,8 @@ pub enum Role {
 }
 
 /// The state keysmith stores. `Expired` is never stored: it is derived from
-/// the window when a key is read.
+/// the window when a key is read. New states are added at the end: the
+/// stored form is the variant's position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyState {
     Issuing,
@@ -21,6 +22,9 @@ pub enum KeyState {
     EncodingRequired,
     Revoked,
     Expired,
+    /// Revoked at some of its drivers; another could not be told (a
+    /// warning names it). A retry of the revocation completes it.
+    Revoking,
 }
 
 impl KeyState {
@@ -31,6 +35,7 @@ impl KeyState {
             KeyState::EncodingRequired => "ENCODING_REQUIRED",
             KeyState::Revoked => "REVOKED",
             KeyState::Expired => "EXPIRED",
+            KeyState::Revoking => "REVOKING",
         }
     }
 }
@@ -107,6 +112,14 @@ pub mod warnings {
     pub const RESERVATION_SUPERSEDED: &str = "RESERVATION_SUPERSEDED";
     /// A re-encoded key got a new PIN: its old one is another key's now.
     pub const PIN_CHANGED: &str = "PIN_CHANGED";
+    /// A driver could not withdraw a key the others revoked (state
+    /// REVOKING): a retry of the revocation completes it.
+    pub const REVOKE_INCOMPLETE: &str = "REVOKE_INCOMPLETE";
+    /// A driver could not re-encode its credentials while the others did:
+    /// a retry of EncodeKey encodes what is left.
+    pub const ENCODE_INCOMPLETE: &str = "ENCODE_INCOMPLETE";
+    /// The key's driver is no longer configured: keysmith could not tell it.
+    pub const DRIVER_NOT_CONFIGURED: &str = "DRIVER_NOT_CONFIGURED";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +162,7 @@ impl AccessKey {
     pub fn state(&self, now: Timestamp) -> KeyState {
         match self.stored_state {
             KeyState::Revoked => KeyState::Revoked,
+            KeyState::Revoking => KeyState::Revoking,
             _ if self.window.has_ended(now) => KeyState::Expired,
             state => state,
         }

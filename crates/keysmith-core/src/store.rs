@@ -77,8 +77,58 @@ impl WriteSet {
     }
 }
 
+/// What a transaction holds exclusively until it ends: every mutation of
+/// one request_id, and of one reservation, runs alone.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LockName {
+    Request {
+        property_id: String,
+        request_id: String,
+    },
+    Reservation {
+        property_id: String,
+        reservation_key: String,
+    },
+}
+
+/// One mutation's unit of work: `begin` (taking its locks), reads, buffered
+/// writes, `commit`. Everything written is applied atomically by `commit`
+/// and is durable when it returns; a transaction dropped without a commit
+/// writes nothing. The embedded store serialises with in-process locks and
+/// applies a [`WriteSet`]; a database-backed store can map it onto a
+/// database transaction without the core changing.
+#[async_trait]
+pub trait Transaction: Send {
+    async fn key(&mut self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>>;
+    async fn reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Option<Reservation>>;
+    async fn idempotency(
+        &mut self,
+        property_id: &str,
+        request_id: &str,
+    ) -> Result<Option<IdempotencyRecord>>;
+    /// The ids of the keys not revoked that name `reservation_key`, any
+    /// incarnation of it.
+    async fn live_keys_of_reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Vec<String>>;
+    /// The writes made so far, to add to.
+    fn writes(&mut self) -> &mut WriteSet;
+    /// Applies every write atomically; durable on return.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Begins a transaction that holds `locks` until it is committed or
+    /// dropped.
+    async fn begin(&self, locks: Vec<LockName>) -> Result<Box<dyn Transaction + '_>>;
+
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>>;
     fn reservation(&self, property_id: &str, reservation_key: &str) -> Result<Option<Reservation>>;
     fn idempotency(&self, property_id: &str, request_id: &str)
@@ -128,4 +178,91 @@ pub trait DriverState: Send + Sync + 'static {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Waits until everything applied before the call is on disk.
     async fn sync(&self) -> Result<()>;
+}
+
+/// A [`Transaction`] over any [`Store`] whose writes are atomic batches:
+/// in-process locks serialise the transactions that share a lock name,
+/// reads go to the store, writes are buffered and committed as one
+/// [`WriteSet`].
+pub struct LockedTransaction<'a> {
+    store: &'a dyn Store,
+    _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    writes: WriteSet,
+}
+
+impl<'a> LockedTransaction<'a> {
+    pub async fn begin(
+        store: &'a dyn Store,
+        locks: &crate::locks::Locks,
+        names: &[LockName],
+    ) -> LockedTransaction<'a> {
+        Self {
+            store,
+            _guards: locks.acquire(names).await,
+            writes: WriteSet::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Transaction for LockedTransaction<'_> {
+    async fn key(&mut self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>> {
+        self.store.key(property_id, key_id)
+    }
+
+    async fn reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Option<Reservation>> {
+        self.store.reservation(property_id, reservation_key)
+    }
+
+    async fn idempotency(
+        &mut self,
+        property_id: &str,
+        request_id: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
+        self.store.idempotency(property_id, request_id)
+    }
+
+    async fn live_keys_of_reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let chunk = self.store.scan_keys(&KeyScan {
+                property_id,
+                index: KeyIndex::Reservation(reservation_key.to_owned()),
+                live_only: true,
+                after: after.as_deref(),
+                limit: 256,
+            })?;
+            let Some(last) = chunk.last() else {
+                return Ok(ids);
+            };
+            after = Some(last.key_id.clone());
+            ids.extend(
+                chunk
+                    .iter()
+                    .filter(|k| k.key().reservation_key() == Some(reservation_key))
+                    .map(|k| k.key_id.clone()),
+            );
+        }
+    }
+
+    fn writes(&mut self) -> &mut WriteSet {
+        &mut self.writes
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let writes = self.writes;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(writes).await
+    }
 }

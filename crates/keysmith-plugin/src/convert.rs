@@ -836,8 +836,6 @@ pub fn error_to_proto(e: &Error) -> pb::DriverError {
         ErrorKind::Unsupported => Kind::Unsupported,
         ErrorKind::ResourceExhausted => Kind::ResourceExhausted,
         ErrorKind::Internal => Kind::Internal,
-        // ErrorKind is non_exhaustive: a kind this SDK does not know yet.
-        _ => Kind::Internal,
     };
     pb::DriverError {
         kind: kind as i32,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use keysmith_api::v1::{self as pb, access_service_server::AccessService as AccessRpc};
 use keysmith_core::{
-    audit::AuditOrigin, listed::Audience, request::RevokeTarget, AccessKey, AccessService, Error,
+    audit::AuditOrigin,
+    service::Method, listed::Audience, request::RevokeTarget, AccessKey, AccessService, Error,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -55,8 +56,8 @@ impl AccessRpcService {
 
     /// A change's record was stored with the change; a refusal's is
     /// written here.
-    fn refused(&self, origin: &Origin, action: &str, property_id: &str, error: Error) -> Status {
-        let mut record = self.audit.record(&origin.audit, action, property_id);
+    fn refused(&self, origin: &Origin, method: Method, property_id: &str, error: Error) -> Status {
+        let mut record = self.audit.record(&origin.audit, method.as_str(), property_id);
         record.failed(&error);
         self.audit.write(record);
         fail(error)
@@ -167,7 +168,7 @@ impl AccessRpc for AccessRpcService {
             .service
             .issue(req)
             .await
-            .map_err(|e| self.refused(&origin, "Issue", &property_id, e))?;
+            .map_err(|e| self.refused(&origin, Method::Issue, &property_id, e))?;
         record(&key.property_id, Some(&key.key_id), None);
         tracing::info!(entrances = key.entrances.len(), "key issued");
         let key = self.deliver_one(&origin.caller, key);
@@ -192,7 +193,7 @@ impl AccessRpc for AccessRpcService {
             .service
             .revoke(req)
             .await
-            .map_err(|e| self.refused(&origin, "Revoke", &property_id, e))?;
+            .map_err(|e| self.refused(&origin, Method::Revoke, &property_id, e))?;
         tracing::info!(keys = revocation.keys.len(), "revoked");
         let (keys, _) = self.deliver(&origin.caller, revocation.keys);
         Ok(Response::new(pb::RevokeResponse {
@@ -249,7 +250,7 @@ impl AccessRpc for AccessRpcService {
             .service
             .update_key(req)
             .await
-            .map_err(|e| self.refused(&origin, "UpdateKey", &property_id, e))?;
+            .map_err(|e| self.refused(&origin, Method::UpdateKey, &property_id, e))?;
         tracing::info!(state = key.stored_state.as_str(), "key updated");
         Ok(Response::new(self.deliver_one(&origin.caller, key)))
     }
@@ -269,7 +270,7 @@ impl AccessRpc for AccessRpcService {
             .service
             .encode_key(req)
             .await
-            .map_err(|e| self.refused(&origin, "EncodeKey", &property_id, e))?;
+            .map_err(|e| self.refused(&origin, Method::EncodeKey, &property_id, e))?;
         tracing::info!("key re-encoded");
         Ok(Response::new(self.deliver_one(&origin.caller, key)))
     }

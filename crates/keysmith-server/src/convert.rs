@@ -36,7 +36,6 @@ pub fn status(error: Error) -> Status {
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
-        _ => Code::Internal,
     };
     let metadata: HashMap<String, String> = error
         .metadata()
@@ -118,6 +117,7 @@ fn state_from_pb(value: i32, field: &str) -> Result<KeyState, Error> {
         Ok(pb::KeyState::EncodingRequired) => Ok(KeyState::EncodingRequired),
         Ok(pb::KeyState::Revoked) => Ok(KeyState::Revoked),
         Ok(pb::KeyState::Expired) => Ok(KeyState::Expired),
+        Ok(pb::KeyState::Revoking) => Ok(KeyState::Revoking),
         Ok(pb::KeyState::Unspecified) | Err(_) => Err(field_error(
             reasons::FIELD_INVALID,
             field,
@@ -133,6 +133,7 @@ fn state_to_pb(s: KeyState) -> pb::KeyState {
         KeyState::EncodingRequired => pb::KeyState::EncodingRequired,
         KeyState::Revoked => pb::KeyState::Revoked,
         KeyState::Expired => pb::KeyState::Expired,
+        KeyState::Revoking => pb::KeyState::Revoking,
     }
 }
 

@@ -20,7 +20,11 @@ use keysmith_core::{
     audit::AuditRecord,
     error::reasons,
     reservation::Reservation,
-    store::{DriverState, IdempotencyRecord, KeyIndex, KeyScan, Store, WriteSet},
+    locks::Locks,
+    store::{
+        DriverState, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
+        Transaction, WriteSet,
+    },
     AccessKey, Error, ListedKey, Result, Timestamp,
 };
 
@@ -39,6 +43,9 @@ pub struct SledStore {
     main: sled::Tree,
     committer: Arc<Committer>,
     catalog: Arc<Catalog>,
+    /// Serialise the transactions of one request_id or reservation: this
+    /// process is sled's only user.
+    locks: Locks,
 }
 
 /// How the store uses memory.
@@ -75,6 +82,7 @@ impl SledStore {
             main,
             committer,
             catalog,
+            locks: Locks::default(),
         })
     }
 
@@ -212,6 +220,12 @@ pub(crate) fn store_error(e: sled::Error) -> Error {
 
 #[async_trait]
 impl Store for SledStore {
+    async fn begin(&self, locks: Vec<LockName>) -> Result<Box<dyn Transaction + '_>> {
+        Ok(Box::new(
+            LockedTransaction::begin(self, &self.locks, &locks).await,
+        ))
+    }
+
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>> {
         for tag in [LIVE_KEY, REVOKED_KEY] {
             if let Some(v) = self

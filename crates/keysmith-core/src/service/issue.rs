@@ -1,0 +1,128 @@
+//! Issue: a new key, placed in its reservation, provisioned at every driver
+//! of its entrances, or at none.
+use std::collections::BTreeMap;
+
+use crate::{
+    driver::{IssueArgs, IssuedState, RevokeArgs},
+    error::{reasons, Error, Result},
+    key::{AccessKey, KeyEntrance, KeyState},
+    request::IssueRequest,
+    reservation::Reservation,
+    store::StoredAnswer,
+};
+
+use super::{
+    drivers_of,
+    envelope::{Begun, Envelope},
+    fanout::Done,
+    AccessService,
+};
+
+impl AccessService {
+    pub async fn issue(&self, req: IssueRequest) -> Result<AccessKey> {
+        let envelope = Envelope::of(&req)?.locking_reservation(req.reservation_key.as_deref());
+        let mut m = match self.begin(envelope).await? {
+            Begun::Replayed(answer) => return answer.into_key(),
+            Begun::Fresh(m) => m,
+        };
+        if req.window.has_ended(m.now) {
+            return Err(Error::invalid_field(
+                reasons::INVALID_TIME_WINDOW,
+                "ends_at",
+                "is in the past",
+            ));
+        }
+        let entrances = self
+            .router
+            .resolve(&req.property_id, &req.entrance_ids, &req.space_ids)?;
+        self.check_capabilities(&req, &entrances)?;
+
+        let key_id = ulid::Ulid::new().to_string();
+        let placement = self
+            .place_in_reservation(&mut m, &req, &key_id, &entrances)
+            .await?;
+        let mut key = AccessKey {
+            key_id,
+            property_id: req.property_id.clone(),
+            holder: req.holder.clone(),
+            entrances: entrances
+                .iter()
+                .map(|e| KeyEntrance {
+                    entrance_id: e.spec.entrance_id.clone(),
+                    driver: e.driver.clone(),
+                    behaviour: placement.behaviour_of(&e.spec.entrance_id),
+                })
+                .collect(),
+            window: req.window,
+            reservation: placement.reservation.as_ref().map(Reservation::reference),
+            role: req.role,
+            modes: req.modes.clone(),
+            credentials: Vec::new(),
+            stored_state: KeyState::Active,
+            warnings: Vec::new(),
+            created_at: m.now,
+            updated_at: m.now,
+            revoked_at: None,
+            driver_refs: BTreeMap::new(),
+        };
+
+        let drivers = drivers_of(&key);
+        let out = self
+            .fan_out(&key, &drivers, |driver, slice| {
+                let args = IssueArgs {
+                    key_id: slice.key_id,
+                    property_id: slice.property_id,
+                    holder: slice.holder,
+                    role: slice.role,
+                    window: slice.window,
+                    reservation: slice.reservation,
+                    entrances: slice.entrances,
+                    modes: req.modes.clone(),
+                    pin: req.pin.clone(),
+                };
+                async move { driver.issue(args).await }
+            })
+            .await;
+        let issued_at = out.done_drivers();
+        for Done { driver, reply } in out.done {
+            if reply.state == IssuedState::Issuing {
+                key.stored_state = KeyState::Issuing;
+            }
+            if let Some(r) = reply.driver_ref {
+                key.driver_refs.insert(driver.clone(), r);
+            }
+            key.credentials
+                .extend(reply.credentials.into_iter().map(|mut c| {
+                    c.driver = driver.clone();
+                    c
+                }));
+            key.warnings.extend(reply.warnings);
+        }
+        if let Some(stopped) = out.stopped {
+            self.withdraw(&key, &issued_at).await;
+            return Err(stopped.error);
+        }
+
+        m.put_key(key.clone(), None);
+        if let Some(r) = placement.reservation {
+            m.put_reservation(r);
+        }
+        if let Err(error) = m
+            .commit(&StoredAnswer::key(&key), req.reservation_key.as_deref())
+            .await
+        {
+            self.withdraw(&key, &issued_at).await;
+            return Err(error);
+        }
+        Ok(key)
+    }
+
+    /// Undoes a key that could not be issued as a whole at the drivers that
+    /// did issue their part.
+    async fn withdraw(&self, key: &AccessKey, drivers: &[String]) {
+        self.compensate(key, drivers, "an issue", |driver, slice| async move {
+            driver.revoke(RevokeArgs { key: slice }).await.map(drop)
+        })
+        .await;
+    }
+}
