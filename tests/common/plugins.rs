@@ -19,6 +19,8 @@ pub struct BuiltPlugins {
     pub keypad: PathBuf,
     /// Claims driver ABI 99.
     pub faulty: PathBuf,
+    /// Fails and issues asynchronously as each test's holder ids ask.
+    pub testkit: PathBuf,
 }
 
 pub fn built() -> &'static BuiltPlugins {
@@ -32,7 +34,13 @@ fn build() -> BuiltPlugins {
     let output = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--quiet", "-p", "keysmith-keypad-plugin"])
-        .args(["-p", "keysmith-faulty-plugin", "--target-dir"])
+        .args([
+            "-p",
+            "keysmith-faulty-plugin",
+            "-p",
+            "keysmith-testkit-plugin",
+        ])
+        .arg("--target-dir")
         .arg(&target_dir)
         .output()
         .expect("cargo runs");
@@ -51,6 +59,7 @@ fn build() -> BuiltPlugins {
     BuiltPlugins {
         keypad: library("keysmith_keypad_plugin"),
         faulty: library("keysmith_faulty_plugin"),
+        testkit: library("keysmith_testkit_plugin"),
     }
 }
 
@@ -70,6 +79,21 @@ pub fn keypad(path: &Path) -> PluginConfig {
                 ],
             }],
             "faults": { "panic_on_issue_for_holder": PANICKING_HOLDER },
+        },
+    }))
+    .expect("a plugin stanza")
+}
+
+/// The test-kit plugin as the driver `name`, serving `doors` of the test
+/// property (cards, not reservation-capable); with `flaky`, holders named
+/// `flaky-<operation>` fail that operation once.
+pub fn testkit(path: &Path, name: &str, doors: &[&str], flaky: bool) -> PluginConfig {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "path": path,
+        "config": {
+            "properties": [{ "property_id": super::PROPERTY, "doors": doors }],
+            "flaky": flaky,
         },
     }))
     .expect("a plugin stanza")

@@ -134,15 +134,13 @@ impl Router {
     }
 
     pub fn driver(&self, name: &str) -> Result<&Arc<dyn Driver>> {
-        self.drivers
-            .get(name)
-            .ok_or_else(|| {
-                Error::failed_precondition(
-                    reasons::DRIVER_NOT_CONFIGURED,
-                    format!("no driver named {name:?} is configured"),
-                )
-                .with_context("driver", name.to_owned())
-            })
+        self.drivers.get(name).ok_or_else(|| {
+            Error::failed_precondition(
+                reasons::DRIVER_NOT_CONFIGURED,
+                format!("no driver named {name:?} is configured"),
+            )
+            .with_context("driver", name.to_owned())
+        })
     }
 
     /// A driver by name, for a caller who named it (None when unknown).

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use keysmith_api::v1::{self as pb, access_service_server::AccessService as AccessRpc};
 use keysmith_core::{
-    audit::AuditOrigin,
-    service::Method, listed::Audience, request::RevokeTarget, AccessKey, AccessService, Error,
+    audit::AuditOrigin, listed::Audience, request::RevokeTarget, service::Method, AccessKey,
+    AccessService, Error,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -57,7 +57,9 @@ impl AccessRpcService {
     /// A change's record was stored with the change; a refusal's is
     /// written here.
     fn refused(&self, origin: &Origin, method: Method, property_id: &str, error: Error) -> Status {
-        let mut record = self.audit.record(&origin.audit, method.as_str(), property_id);
+        let mut record = self
+            .audit
+            .record(&origin.audit, method.as_str(), property_id);
         record.failed(&error);
         self.audit.write(record);
         fail(error)

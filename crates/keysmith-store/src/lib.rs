@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use keysmith_core::{
     audit::AuditRecord,
     error::reasons,
-    reservation::Reservation,
     locks::Locks,
+    reservation::Reservation,
     store::{
         DriverState, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
         Transaction, WriteSet,

@@ -53,7 +53,14 @@ impl AccessService {
         let out = self
             .fan_out(&old, &pending, |driver, slice| {
                 let encoder_id = req.encoder_id.clone();
-                async move { driver.encode(EncodeArgs { key: slice, encoder_id }).await }
+                async move {
+                    driver
+                        .encode(EncodeArgs {
+                            key: slice,
+                            encoder_id,
+                        })
+                        .await
+                }
             })
             .await;
         let mut key = old.clone();

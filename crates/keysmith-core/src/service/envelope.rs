@@ -238,7 +238,12 @@ impl Mutation<'_> {
         self.tx.commit().await
     }
 
-    fn audit(&mut self, keys: &[AccessKey], reservation_key: Option<&str>, failure: Option<&Error>) {
+    fn audit(
+        &mut self,
+        keys: &[AccessKey],
+        reservation_key: Option<&str>,
+        failure: Option<&Error>,
+    ) {
         let Some(origin) = &self.envelope.origin else {
             return;
         };

@@ -214,8 +214,7 @@ async fn keys_clearing(m: &mut Mutation<'_>, r: &Reservation) -> Result<Vec<Acce
     let mut ids: BTreeSet<String> = r.unrevoked_members().map(str::to_owned).collect();
     let property_id = m.property_id().to_owned();
     ids.extend(
-        m.tx
-            .live_keys_of_reservation(&property_id, &r.reservation_key)
+        m.tx.live_keys_of_reservation(&property_id, &r.reservation_key)
             .await?,
     );
     let mut keys = Vec::with_capacity(ids.len());

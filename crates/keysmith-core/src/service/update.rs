@@ -59,7 +59,12 @@ impl AccessService {
         let new_window = req.window;
         let out = self
             .fan_out(&old, &drivers, |driver, slice| async move {
-                driver.update(UpdateArgs { key: slice, new_window }).await
+                driver
+                    .update(UpdateArgs {
+                        key: slice,
+                        new_window,
+                    })
+                    .await
             })
             .await;
         let updated_at = out.done_drivers();
