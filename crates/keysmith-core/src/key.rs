@@ -1,16 +1,14 @@
-//! Access keys as keysmith keeps them.
+//! Access keys as keysmith keeps them. The parts a driver sees too (holder,
+//! role, credentials, warnings) are the driver contract's, re-exported.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{capability::CredentialMode, secret::Secret, time::Timestamp, time::Window};
+pub use keysmith_driver::key::{
+    warnings, Behaviour, Credential, CredentialData, Holder, ReservationRef, Role, Warning,
+};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    #[default]
-    Guest,
-    Staff,
-}
+use crate::{capability::CredentialMode, time::Timestamp, time::Window};
 
 /// The state keysmith stores. `Expired` is never stored: it is derived from
 /// the window when a key is read. New states are added at the end: the
@@ -40,17 +38,6 @@ impl KeyState {
     }
 }
 
-/// How a key took part in its reservation at one entrance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Behaviour {
-    /// Standard access: no override, no join.
-    Standard,
-    /// The first key of a reservation: overrides the previous guest on first use.
-    Override,
-    /// Joins the reservation: changes nothing at the lock.
-    Join,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEntrance {
     pub entrance_id: String,
@@ -62,78 +49,6 @@ impl KeyEntrance {
     pub fn reservation_applied(&self) -> bool {
         self.behaviour != Behaviour::Standard
     }
-}
-
-/// The deliverable data of a credential. Every variant is a secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CredentialData {
-    /// Not deliverable yet (the provider is still issuing it).
-    Pending,
-    Pin(Secret<String>),
-    Card(Secret<String>),
-    Qr(Secret<String>),
-    MobileKey(Secret<String>),
-    Compartment(Secret<String>),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credential {
-    pub mode: CredentialMode,
-    pub driver: String,
-    pub entrance_ids: Vec<String>,
-    pub data: CredentialData,
-    /// An identifier of the physical credential, safe to show (a card id).
-    pub credential_id: String,
-    pub encoding_required: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
-    pub code: String,
-    pub message: String,
-}
-
-impl Warning {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
-pub mod warnings {
-    /// A revoked offline credential keeps opening until overridden or expired.
-    pub const OFFLINE_CREDENTIAL_STILL_VALID: &str = "OFFLINE_CREDENTIAL_STILL_VALID";
-    pub const ENCODING_REQUIRED: &str = "ENCODING_REQUIRED";
-    /// A joiner of a reservation that a newer reservation has replaced at
-    /// some of its doors: the lock refuses it there once the newer
-    /// reservation's credential has been used.
-    pub const RESERVATION_SUPERSEDED: &str = "RESERVATION_SUPERSEDED";
-    /// A re-encoded key got a new PIN: its old one is another key's now.
-    pub const PIN_CHANGED: &str = "PIN_CHANGED";
-    /// A driver could not withdraw a key the others revoked (state
-    /// REVOKING): a retry of the revocation completes it.
-    pub const REVOKE_INCOMPLETE: &str = "REVOKE_INCOMPLETE";
-    /// A driver could not re-encode its credentials while the others did:
-    /// a retry of EncodeKey encodes what is left.
-    pub const ENCODE_INCOMPLETE: &str = "ENCODE_INCOMPLETE";
-    /// The key's driver is no longer configured: keysmith could not tell it.
-    pub const DRIVER_NOT_CONFIGURED: &str = "DRIVER_NOT_CONFIGURED";
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    pub id: String,
-    pub name: Option<String>,
-}
-
-/// A reservation this key belongs to, and which incarnation of it: a
-/// reservation_key cleared and issued anew (relocation) gets a new epoch.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ReservationRef {
-    pub key: String,
-    pub epoch: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

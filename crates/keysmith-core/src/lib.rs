@@ -1,9 +1,8 @@
-//! keysmith's domain: access keys, entrances, the driver contract, the
-//! capability router and the reservation rules. Free of any wire format.
+//! keysmith's domain: access keys, entrances, the capability router, the
+//! reservation rules and the access service. Free of any wire format and of
+//! any storage engine. The driver contract is its own crate
+//! (`keysmith-driver`), re-exported here under the same paths.
 pub mod audit;
-pub mod capability;
-pub mod driver;
-pub mod error;
 pub mod key;
 pub mod listed;
 pub mod locks;
@@ -11,10 +10,10 @@ pub mod page;
 pub mod request;
 pub mod reservation;
 pub mod router;
-pub mod secret;
 pub mod service;
 pub mod store;
-pub mod time;
+
+pub use keysmith_driver::{capability, driver, error, secret, time};
 
 pub use capability::{CredentialMode, DriverCapability, EntranceCapability};
 pub use driver::{Driver, DriverInfo, DriverKind, EntranceSpec};

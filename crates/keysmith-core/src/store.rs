@@ -5,6 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use keysmith_driver::state::DriverState;
+
 use crate::{
     audit::AuditRecord,
     error::Result,
@@ -164,20 +166,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// A namespace of plain bytes for one driver's own state.
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>>;
-}
-
-/// A driver's private key-value space in the store.
-#[async_trait]
-pub trait DriverState: Send + Sync + 'static {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Applies every put (Some) and delete (None) atomically, in order with
-    /// every other change to the store. This state's reads see them at
-    /// once; they are durable once [`DriverState::sync`] (or any later
-    /// [`Store::commit`]) returns.
-    fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Waits until everything applied before the call is on disk.
-    async fn sync(&self) -> Result<()>;
 }
 
 /// A [`Transaction`] over any [`Store`] whose writes are atomic batches:

@@ -9,7 +9,7 @@
 //! window) is a bug in one of the two, never the caller's mistake.
 use std::time::Duration;
 
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         DriverKeyRecord, EncodeArgs, EncodeReply, EntranceSpec, EntranceTarget, IssueArgs,
         IssueReply, IssuedState, KeySlice, ListArgs, ListReply, ProvisionState, RefreshArgs,
@@ -893,7 +893,7 @@ pub fn error_from_proto(e: pb::DriverError) -> Error {
     };
     let (interned, kept_reason) = match intern::reason(&reason) {
         Some(r) => (r, None),
-        None => (keysmith_core::reasons::DRIVER_FAILED, Some(reason)),
+        None => (keysmith_driver::reasons::DRIVER_FAILED, Some(reason)),
     };
     let mut error = Error::new(kind, interned, message);
     if let Some(reason) = kept_reason {
@@ -921,7 +921,7 @@ pub fn error_from_proto(e: pb::DriverError) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use keysmith_core::reasons as core_reasons;
+    use keysmith_driver::reasons as core_reasons;
 
     use super::*;
 

@@ -1,6 +1,6 @@
 //! What a plugin author implements: an ordinary, synchronous Rust trait on
 //! keysmith's own argument and reply types.
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply, ListArgs, ListReply,
         RefreshArgs, RefreshReply, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,

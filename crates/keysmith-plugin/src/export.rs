@@ -10,7 +10,7 @@ use std::{
     sync::Once,
 };
 
-use keysmith_core::{reasons as core_reasons, Error, ErrorKind, Result};
+use keysmith_driver::{reasons as core_reasons, Error, ErrorKind, Result};
 use prost::Message;
 
 use crate::{
@@ -289,7 +289,7 @@ fn dispatch(instance: &Instance, method: Method, request: &[u8]) -> pb::DriverRe
 /// Exports a [`PluginDriver`] as a keysmith plugin: generates the
 /// `keysmith_driver_plugin` symbol and its table. Give it the driver's
 /// constructor, a function or closure from the configuration bytes (JSON)
-/// to `keysmith_core::Result<YourDriver>`:
+/// to `keysmith_driver::Result<YourDriver>`:
 ///
 /// ```ignore
 /// keysmith_plugin::export_driver!(KeypadDriver::from_config);
@@ -341,7 +341,7 @@ macro_rules! plugin_table {
 
 #[cfg(test)]
 mod tests {
-    use keysmith_core::driver::{EntranceSpec, IssueArgs, IssueReply, RevokeArgs, RevokeReply};
+    use keysmith_driver::driver::{EntranceSpec, IssueArgs, IssueReply, RevokeArgs, RevokeReply};
 
     use super::*;
     use crate::{abi::PluginTable, driver::PluginInfo};
@@ -426,9 +426,9 @@ mod tests {
                 name: String::new(),
             }),
             role: pb::Role::Guest as i32,
-            window: Some(convert::window_to_proto(&keysmith_core::Window {
-                starts_at: keysmith_core::Timestamp::from_unix_seconds(0),
-                ends_at: keysmith_core::Timestamp::from_unix_seconds(10),
+            window: Some(convert::window_to_proto(&keysmith_driver::Window {
+                starts_at: keysmith_driver::Timestamp::from_unix_seconds(0),
+                ends_at: keysmith_driver::Timestamp::from_unix_seconds(10),
             })),
             ..Default::default()
         };

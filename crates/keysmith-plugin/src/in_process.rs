@@ -2,7 +2,7 @@
 //! for embedding a driver that was written as a plugin, and for measuring
 //! what the plugin boundary costs against the same driver built in.
 use async_trait::async_trait;
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply, ListArgs, ListReply,
         RefreshArgs, RefreshReply, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,

@@ -4,7 +4,7 @@
 //! # Writing a plugin
 //!
 //! Make a crate with `crate-type = ["cdylib"]`, depend on `keysmith-plugin`
-//! and `keysmith-core`, implement [`PluginDriver`] (an ordinary synchronous
+//! and `keysmith-driver`, implement [`PluginDriver`] (an ordinary synchronous
 //! trait on keysmith's own types) and export it with one macro:
 //!
 //! ```ignore
@@ -15,7 +15,7 @@
 //! impl MyLock {
 //!     /// `config` is the JSON of the plugin's `config` table in keysmith's
 //!     /// configuration: parse it with serde_json.
-//!     fn from_config(config: &[u8]) -> keysmith_core::Result<Self> { todo!() }
+//!     fn from_config(config: &[u8]) -> keysmith_driver::Result<Self> { todo!() }
 //! }
 //!
 //! impl PluginDriver for MyLock { /* info, entrances, issue, revoke, ... */ }

@@ -2,7 +2,7 @@
 //! entrances it serves and how its locks behave.
 use serde::Deserialize;
 
-use keysmith_core::{CredentialMode, Secret};
+use keysmith_driver::{CredentialMode, Secret};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply,
         IssuedState, KeySlice, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
     key::{warnings, Behaviour, Credential, CredentialData, Warning},
     reasons,
-    store::DriverState,
+    state::DriverState,
     CredentialMode, Driver, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Role,
     Secret, Timestamp,
 };

@@ -5,7 +5,7 @@
 //! clock, never by the encoder's wall clock.
 use std::collections::HashMap;
 
-use keysmith_core::{Secret, Window};
+use keysmith_driver::{Secret, Window};
 use serde::{Deserialize, Serialize};
 
 use crate::model::UnixSeconds;
@@ -97,7 +97,7 @@ impl PinTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keysmith_core::Timestamp;
+    use keysmith_driver::Timestamp;
 
     fn window(start: i64, end: i64) -> Window {
         Window {

@@ -1,6 +1,6 @@
 //! What an operator or a test does at a simulated door: present a credential,
 //! read a lock's state and audit trail, skew its clock, set its flags.
-use keysmith_core::{reasons, Error, Result, Timestamp};
+use keysmith_driver::{reasons, Error, Result, Timestamp};
 
 use crate::{
     driver::OfflineLock,

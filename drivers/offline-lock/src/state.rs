@@ -3,7 +3,7 @@
 //! programmed at keypads. Kept in memory and written through to the store.
 use std::collections::{BTreeMap, HashMap};
 
-use keysmith_core::{store::DriverState, Error, Result, Secret};
+use keysmith_driver::{state::DriverState, Error, Result, Secret};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{

@@ -1,7 +1,7 @@
 //! For keysmith's tests only: a library that claims driver ABI 99, which
 //! keysmith must refuse at start-up, naming it and both versions. Its
 //! driver is never created.
-use keysmith_core::{
+use keysmith_driver::{
     driver::{EntranceSpec, IssueArgs, IssueReply, RevokeArgs, RevokeReply},
     Error, Result,
 };

@@ -1,6 +1,6 @@
 //! The keypad plugin's configuration: the JSON keysmith passes to `create`,
 //! from the `config` table of its `[[drivers.plugins]]` entry.
-use keysmith_core::{reasons, Error, Result};
+use keysmith_driver::{reasons, Error, Result};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]

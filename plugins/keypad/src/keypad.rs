@@ -12,7 +12,7 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         DriverKeyRecord, EntranceSpec, IssueArgs, IssueReply, IssuedState, ListArgs, ListReply,
         RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
@@ -330,7 +330,7 @@ impl PluginDriver for KeypadDriver {
 
 #[cfg(test)]
 mod tests {
-    use keysmith_core::{
+    use keysmith_driver::{
         driver::{EntranceTarget, KeySlice},
         key::{Behaviour, Holder},
         Role, Timestamp,

@@ -18,7 +18,7 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use keysmith_core::{
+use keysmith_driver::{
     driver::{
         DriverKeyRecord, EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply, IssuedState,
         ListArgs, ListReply, ProvisionState, RefreshArgs, RefreshReply, RevokeArgs, RevokeReply,

@@ -1,3 +1,4 @@
+//! Instants and validity windows, in microseconds since the Unix epoch.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// From microseconds since the epoch.
     pub const fn from_micros(micros: i64) -> Self {
         Self(micros)
     }
@@ -23,10 +25,13 @@ impl Timestamp {
             .map(Self)
     }
 
+    /// From whole seconds since the epoch (saturating).
     pub fn from_unix_seconds(seconds: i64) -> Self {
         Self(seconds.saturating_mul(1_000_000))
     }
 
+    /// The machine's clock now; keysmith's service reads time through its
+    /// own clock, so prefer that where one is at hand.
     pub fn now() -> Self {
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -35,18 +40,22 @@ impl Timestamp {
         Self(micros)
     }
 
+    /// Microseconds since the epoch.
     pub fn as_micros(self) -> i64 {
         self.0
     }
 
+    /// Whole seconds since the epoch (rounded down).
     pub fn unix_seconds(self) -> i64 {
         self.0.div_euclid(1_000_000)
     }
 
+    /// The nanoseconds past [`Timestamp::unix_seconds`].
     pub fn subsec_nanos(self) -> i32 {
         (self.0.rem_euclid(1_000_000) * 1_000) as i32
     }
 
+    /// Later by `seconds` (earlier when negative), saturating.
     pub fn saturating_add_seconds(self, seconds: i64) -> Self {
         Self(self.0.saturating_add(seconds.saturating_mul(1_000_000)))
     }
@@ -55,15 +64,19 @@ impl Timestamp {
 /// A half-open validity window: `starts_at <= t < ends_at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window {
+    /// The first instant it opens.
     pub starts_at: Timestamp,
+    /// The first instant it no longer opens.
     pub ends_at: Timestamp,
 }
 
 impl Window {
+    /// Whether some instant is in both (touching ends do not overlap).
     pub fn overlaps(&self, other: &Window) -> bool {
         self.starts_at < other.ends_at && other.starts_at < self.ends_at
     }
 
+    /// Whether `now` is at or past the end.
     pub fn has_ended(&self, now: Timestamp) -> bool {
         now >= self.ends_at
     }

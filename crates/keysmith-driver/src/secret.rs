@@ -4,11 +4,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A value that prints as `[redacted]` in Debug and Display.
 #[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
+    /// Wraps a secret value.
     pub fn new(value: T) -> Self {
         Self(value)
     }
@@ -18,6 +20,7 @@ impl<T> Secret<T> {
         &self.0
     }
 
+    /// The secret itself, unwrapped, where it is delivered or used.
     pub fn into_inner(self) -> T {
         self.0
     }

@@ -3,6 +3,7 @@
 //! help, and context that is safe to show (never a secret).
 use std::{fmt, time::Duration};
 
+/// A result whose error is keysmith's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, from the caller's point of view.
@@ -13,35 +14,48 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// The request is malformed; retrying it unchanged cannot succeed.
     InvalidArgument,
+    /// What the request names does not exist (or is not the caller's).
     NotFound,
+    /// What the request would create exists already.
     AlreadyExists,
     /// The request is well formed but conflicts with the current state.
     FailedPrecondition,
+    /// The caller may not do this.
     PermissionDenied,
+    /// The caller did not say who it is.
     Unauthenticated,
     /// A driver or provider cannot be reached now; retrying later may succeed.
     Unavailable,
     /// The operation is not supported by the driver of an entrance.
     Unsupported,
+    /// A limit was reached; retrying later may succeed.
     ResourceExhausted,
     /// keysmith itself failed: a bug or a broken store.
     Internal,
 }
 
+/// Whether retrying the same request can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorStatus {
+    /// Retrying unchanged fails the same way.
     Permanent,
+    /// Retrying later may succeed.
     Temporary,
 }
 
 /// A field of the request that is wrong, and why (AIP-193 BadRequest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldViolation {
+    /// The field's name in the request.
     pub field: String,
+    /// What is wrong with it.
     pub description: String,
 }
 
-/// Boxed so that `Result<T>` stays small on the happy path.
+/// keysmith's one error type, in the manner of OpenDAL: a kind, a stable
+/// reason, a message and context that are safe to show, whether retrying can
+/// help, and the field violations of bad input. Boxed so that `Result<T>`
+/// stays small on the happy path.
 #[derive(Debug)]
 pub struct Error(Box<ErrorInner>);
 
@@ -58,6 +72,8 @@ struct ErrorInner {
 }
 
 impl Error {
+    /// An error of `kind` with a reason from [`reasons`] and a message
+    /// safe to show; temporary when the kind says retrying may help.
     pub fn new(kind: ErrorKind, reason: &'static str, message: impl Into<String>) -> Self {
         let status = match kind {
             ErrorKind::Unavailable | ErrorKind::ResourceExhausted => ErrorStatus::Temporary,
@@ -91,27 +107,33 @@ impl Error {
         .with_violation(field, description)
     }
 
+    /// Something the request names does not exist.
     pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, reason, message)
     }
 
+    /// The request conflicts with the current state.
     pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::FailedPrecondition, reason, message)
     }
 
+    /// keysmith itself failed (reason INTERNAL).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, reasons::INTERNAL, message)
     }
 
+    /// Something cannot be reached now; retrying later may succeed.
     pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, reason, message)
     }
 
+    /// Adds context (ErrorInfo metadata): never a secret.
     pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.0.metadata.push((key, value.into()));
         self
     }
 
+    /// Adds a field violation (BadRequest).
     pub fn with_violation(
         mut self,
         field: impl Into<String>,
@@ -124,40 +146,50 @@ impl Error {
         self
     }
 
+    /// Says when retrying may succeed (RetryInfo); makes the error temporary.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.0.retry_after = Some(after);
         self.0.status = ErrorStatus::Temporary;
         self
     }
 
+    /// Marks the error as one a retry may get past.
     pub fn set_temporary(mut self) -> Self {
         self.0.status = ErrorStatus::Temporary;
         self
     }
 
+    /// Keeps the underlying error, for logs only (never sent to callers).
     pub fn set_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(Box::new(source));
         self
     }
 
+    /// What went wrong, from the caller's point of view.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
     }
+    /// The stable UPPER_SNAKE reason.
     pub fn reason(&self) -> &'static str {
         self.0.reason
     }
+    /// The message, safe to show.
     pub fn message(&self) -> &str {
         &self.0.message
     }
+    /// Whether retrying may succeed.
     pub fn is_temporary(&self) -> bool {
         self.0.status == ErrorStatus::Temporary
     }
+    /// The context, as ErrorInfo metadata.
     pub fn metadata(&self) -> &[(&'static str, String)] {
         &self.0.metadata
     }
+    /// The field violations of bad input.
     pub fn violations(&self) -> &[FieldViolation] {
         &self.0.violations
     }
+    /// When retrying may succeed, if known.
     pub fn retry_after(&self) -> Option<Duration> {
         self.0.retry_after
     }
@@ -185,45 +217,83 @@ impl std::error::Error for Error {
 
 /// The stable reasons keysmith reports in `ErrorInfo.reason`.
 pub mod reasons {
+    /// keysmith itself failed; nothing the caller can fix.
     pub const INTERNAL: &str = "INTERNAL";
+    /// keysmith's store cannot be written or read now.
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    /// A required field is missing.
     pub const FIELD_REQUIRED: &str = "FIELD_REQUIRED";
+    /// A field has a value keysmith does not accept.
     pub const FIELD_INVALID: &str = "FIELD_INVALID";
+    /// A field is longer than keysmith accepts.
     pub const FIELD_TOO_LONG: &str = "FIELD_TOO_LONG";
+    /// A window ends before it starts, or has ended.
     pub const INVALID_TIME_WINDOW: &str = "INVALID_TIME_WINDOW";
+    /// A PIN is not 4 to 8 digits.
     pub const INVALID_PIN: &str = "INVALID_PIN";
+    /// A negative page size.
     pub const INVALID_PAGE_SIZE: &str = "INVALID_PAGE_SIZE";
+    /// A page token that is not this query's (or this caller's).
     pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    /// No such property, or not one the caller may see.
     pub const PROPERTY_NOT_FOUND: &str = "PROPERTY_NOT_FOUND";
+    /// No such entrance at the property.
     pub const ENTRANCE_NOT_FOUND: &str = "ENTRANCE_NOT_FOUND";
+    /// No such space at the property.
     pub const SPACE_NOT_FOUND: &str = "SPACE_NOT_FOUND";
+    /// No such key at the property.
     pub const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
+    /// No such reservation at the property.
     pub const RESERVATION_NOT_FOUND: &str = "RESERVATION_NOT_FOUND";
+    /// An entrance or driver does not take a requested credential mode.
     pub const CREDENTIAL_MODE_NOT_SUPPORTED: &str = "CREDENTIAL_MODE_NOT_SUPPORTED";
+    /// A driver's capability does not include the operation.
     pub const OPERATION_NOT_SUPPORTED: &str = "OPERATION_NOT_SUPPORTED";
+    /// A driver issues no staff keys.
     pub const STAFF_NOT_SUPPORTED: &str = "STAFF_NOT_SUPPORTED";
+    /// A driver does not take a PIN chosen by the caller.
     pub const PIN_NOT_SUPPORTED: &str = "PIN_NOT_SUPPORTED";
+    /// The chosen PIN is held by another key at one of the entrances.
     pub const PIN_IN_USE: &str = "PIN_IN_USE";
+    /// Rule 1: a reservation_key without a reservation-capable entrance.
     pub const RESERVATION_KEY_NOT_SUPPORTED: &str = "RESERVATION_KEY_NOT_SUPPORTED";
+    /// A guest key without a reservation_key where one is required.
     pub const RESERVATION_KEY_REQUIRED: &str = "RESERVATION_KEY_REQUIRED";
+    /// Staff keys never take a reservation_key.
     pub const RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF: &str = "RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF";
+    /// Rule 2: other doors than the reservation's; clear it first.
     pub const RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP: &str =
         "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP";
+    /// Rule 3: a joiner with more doors than the reservation's.
     pub const RESERVATION_JOINER_ENTRANCE_SET_CONFLICT: &str =
         "RESERVATION_JOINER_ENTRANCE_SET_CONFLICT";
+    /// Rule 4: a window that misses another key of the reservation.
     pub const RESERVATION_TIME_FRAMES_MUST_OVERLAP: &str = "RESERVATION_TIME_FRAMES_MUST_OVERLAP";
+    /// A request_id already used for a different request.
     pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    /// The key is revoked (or being revoked).
     pub const KEY_REVOKED: &str = "KEY_REVOKED";
+    /// The key has expired.
     pub const KEY_EXPIRED: &str = "KEY_EXPIRED";
+    /// EncodeKey for a key whose credentials are up to date.
     pub const ENCODING_NOT_REQUIRED: &str = "ENCODING_NOT_REQUIRED";
+    /// A driver failed in a way it did not explain.
     pub const DRIVER_FAILED: &str = "DRIVER_FAILED";
+    /// A driver or its provider cannot be reached now.
     pub const DRIVER_UNAVAILABLE: &str = "DRIVER_UNAVAILABLE";
+    /// No bearer token.
     pub const TOKEN_MISSING: &str = "TOKEN_MISSING";
+    /// A bearer token keysmith does not know.
     pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
+    /// The token's scopes do not include what the call needs.
     pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    /// Too many failed authentications from this address.
     pub const AUTH_RATE_LIMITED: &str = "AUTH_RATE_LIMITED";
+    /// The token made too many requests this minute.
     pub const TOKEN_RATE_LIMITED: &str = "TOKEN_RATE_LIMITED";
+    /// The token has too many requests in flight.
     pub const TOKEN_CONCURRENCY_LIMITED: &str = "TOKEN_CONCURRENCY_LIMITED";
+    /// No driver by that name.
     pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
     /// A key's driver was removed from the configuration.
     pub const DRIVER_NOT_CONFIGURED: &str = "DRIVER_NOT_CONFIGURED";
