@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use config::{Environment, File, FileFormat};
-use keysmith_3rpms::config::ThreeRpmsConfig;
+use keysmith_threerpms::config::ThreeRpmsConfig;
 use keysmith_core::Secret;
 use keysmith_offline_lock::OfflineLockConfig;
 use keysmith_seam::SeamConfig;

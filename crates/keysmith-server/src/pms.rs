@@ -2,7 +2,7 @@
 //! operator's sync, for the hotels configured with 3RPMS.
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-use keysmith_3rpms::{
+use keysmith_threerpms::{
     errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
 };
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};

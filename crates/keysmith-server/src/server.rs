@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use keysmith_3rpms::webhook::Inbox;
+use keysmith_threerpms::webhook::Inbox;
 use keysmith_api::{
     sim::v1::lock_simulator_server::LockSimulatorServer,
     v1::{

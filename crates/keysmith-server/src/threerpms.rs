@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use keysmith_3rpms::{
+use keysmith_threerpms::{
     config::ThreeRpmsConfig,
     observer::RevocationObserver,
     sync::HotelSync,

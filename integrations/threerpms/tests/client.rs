@@ -1,7 +1,7 @@
 //! The 3RPMS client against the fake 3RPMS over real HTTP: paging, batched
 //! lookups, chained writes, and a refused step isolated from the rest.
 use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind};
-use keysmith_3rpms::{
+use keysmith_threerpms::{
     client::{Assignment, Creation, WritePlan},
     Client, Egress, LimiterConfig, NewKey, Timeouts, Transport,
 };
