@@ -4,10 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use config::{Environment, File, FileFormat};
-use keysmith_3rpms::config::ThreeRpmsConfig;
 use keysmith_core::Secret;
 use keysmith_offline_lock::OfflineLockConfig;
 use keysmith_seam::SeamConfig;
+use keysmith_threerpms::ThreeRpmsConfig;
 use serde::Deserialize;
 
 /// The embedded default: the simulated lock with a demo hotel, on loopback.

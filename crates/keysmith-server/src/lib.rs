@@ -11,7 +11,6 @@ mod pms;
 mod server;
 mod simulator;
 pub mod telemetry;
-mod threerpms;
 mod tls;
 
 pub use config::{Config, Source};

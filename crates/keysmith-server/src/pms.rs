@@ -1,12 +1,12 @@
 //! keysmith.v1.PmsService over gRPC: reads of 3RPMS room access keys and the
 //! operator's sync, for the hotels configured with 3RPMS.
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
-use keysmith_3rpms::{
-    errors::reasons as rpms_reasons, registration, sync::HotelSync, RoomAccessKey, RoomStayKey,
-};
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
 use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
+use keysmith_threerpms::{
+    errors::reasons as rpms_reasons, Hotel, Hotels, RoomAccessKey, RoomStayKey,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -16,22 +16,13 @@ use crate::{
 };
 
 pub struct PmsRpcService {
-    hotels: BTreeMap<String, Arc<HotelSync>>,
-    webhook_public_url: Option<String>,
+    hotels: Hotels,
     audit: Arc<AuditLog>,
 }
 
 impl PmsRpcService {
-    pub fn new(
-        hotels: BTreeMap<String, Arc<HotelSync>>,
-        webhook_public_url: Option<String>,
-        audit: Arc<AuditLog>,
-    ) -> Self {
-        Self {
-            hotels,
-            webhook_public_url,
-            audit,
-        }
+    pub fn new(hotels: Hotels, audit: Arc<AuditLog>) -> Self {
+        Self { hotels, audit }
     }
 
     /// Records a read that returned PINs, compartments or QR data.
@@ -56,7 +47,7 @@ impl PmsRpcService {
         self.audit.write(record);
     }
 
-    fn hotel(&self, property_id: &str) -> Result<&Arc<HotelSync>, Error> {
+    fn hotel(&self, property_id: &str) -> Result<&Hotel, Error> {
         required("property_id", property_id)?;
         self.hotels.get(property_id).ok_or_else(|| {
             Error::not_found(
@@ -191,7 +182,6 @@ impl PmsService for PmsRpcService {
         required("room_stay_id", &room_stay_id).map_err(fail)?;
         let staff = staff(view).map_err(fail)?;
         let found = hotel
-            .client()
             .room_stay_key(&room_stay_id, staff)
             .await
             .map_err(fail)?
@@ -231,7 +221,6 @@ impl PmsService for PmsRpcService {
         required("reservation_code", &reservation_code).map_err(fail)?;
         let staff = staff(view).map_err(fail)?;
         let rooms = hotel
-            .client()
             .reservation_room_keys(&reservation_code, staff)
             .await
             .map_err(fail)?
@@ -318,27 +307,11 @@ impl PmsService for PmsRpcService {
         record(&property_id, None, None);
         caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
-        let url = if url.is_empty() {
-            let base = self.webhook_public_url.as_deref().ok_or_else(|| {
-                fail(Error::invalid_field(
-                    rpms_reasons::WEBHOOK_URL_NOT_CONFIGURED,
-                    "url",
-                    "is required: no threerpms.webhook_public_url is configured",
-                ))
-            })?;
-            format!(
-                "{}/3rpms/webhooks/{property_id}",
-                base.trim_end_matches('/')
-            )
-        } else {
-            url
-        };
-        let endpoint = registration::register(hotel, &url, replace)
-            .await
-            .map_err(fail)?;
+        // An empty url is the configured public URL with this hotel's path.
+        let endpoint = hotel.register_webhook(url, replace).await.map_err(fail)?;
         Ok(Response::new(pb::RegisterWebhookEndpointResponse {
             endpoint_id: endpoint.endpoint_id,
-            url,
+            url: endpoint.url,
             enabled: endpoint.enabled,
         }))
     }
@@ -357,9 +330,9 @@ impl PmsService for PmsRpcService {
         caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         let links = hotel
-            .records()
+            .stay_records()
             .map_err(fail)?
-            .into_values()
+            .into_iter()
             .filter(|r| key_id.is_empty() || r.key_id == key_id)
             .filter(|r| room_stay_id.is_empty() || r.stay_id == room_stay_id)
             .map(|r| pb::RoomStayLink {

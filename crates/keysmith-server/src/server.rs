@@ -1,9 +1,8 @@
 //! Assembles keysmith: store, drivers, router and service, then the gRPC
 //! server with health, reflection and the tower layers.
-use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use keysmith_3rpms::webhook::Inbox;
 use keysmith_api::{
     sim::v1::lock_simulator_server::LockSimulatorServer,
     v1::{
@@ -21,6 +20,7 @@ use keysmith_core::{
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
 use keysmith_seam::{follower::Follower, SeamDriver, DRIVER_NAME as SEAM};
 use keysmith_store::{SledStore, StoreOptions};
+use keysmith_threerpms::Hotels;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use keysmith_plugin_host::PluginSpec;
@@ -34,7 +34,6 @@ use crate::{
     listing::AccessRoutes,
     pms::PmsRpcService,
     simulator::LockSimulatorService,
-    threerpms::ThreeRpms,
     tls,
 };
 
@@ -45,7 +44,8 @@ pub struct Running {
     pub webhook_addr: Option<SocketAddr>,
     /// Where Seam's events are received, when configured.
     pub seam_webhook_addr: Option<SocketAddr>,
-    inboxes: BTreeMap<String, Arc<Inbox>>,
+    /// The 3RPMS hotels (none without 3RPMS), for waiting on their events.
+    threerpms_hotels: Hotels,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -63,9 +63,7 @@ impl Running {
     /// webhook, or a revocation of a published key) has been acted on; at
     /// once for a property without 3RPMS.
     pub async fn webhooks_processed(&self, property_id: &str) {
-        if let Some(inbox) = self.inboxes.get(property_id) {
-            inbox.idle().await;
-        }
+        self.threerpms_hotels.events_processed(property_id).await;
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -140,7 +138,7 @@ pub async fn start_with_drivers(
     let router = Arc::new(Router::new(drivers).await?);
     let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
     let threerpms = match &config.threerpms {
-        Some(c) => Some(ThreeRpms::start(c, store.clone(), service.clone(), &router).await?),
+        Some(c) => Some(keysmith_threerpms::start(c, &*store, service.clone()).await?),
         None => None,
     };
     // At start, before any request: a request_id past its retention is new.
@@ -190,11 +188,8 @@ pub async fn start_with_drivers(
             }));
         }
     }
-    let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr);
-    let inboxes = threerpms
-        .as_ref()
-        .map(|t| t.inboxes.clone())
-        .unwrap_or_default();
+    let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr());
+    let threerpms_hotels = threerpms.as_ref().map(|t| t.hotels()).unwrap_or_default();
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -232,12 +227,8 @@ pub async fn start_with_drivers(
                 .set_serving::<PmsServiceServer<PmsRpcService>>()
                 .await;
             Some(
-                PmsServiceServer::new(PmsRpcService::new(
-                    t.hotels.clone(),
-                    t.webhook_public_url.clone(),
-                    audit.clone(),
-                ))
-                .max_decoding_message_size(max),
+                PmsServiceServer::new(PmsRpcService::new(t.hotels(), audit.clone()))
+                    .max_decoding_message_size(max),
             )
         }
         None => None,
@@ -316,7 +307,7 @@ pub async fn start_with_drivers(
         addr,
         webhook_addr,
         seam_webhook_addr,
-        inboxes,
+        threerpms_hotels,
         shutdown: Some(shutdown_tx),
         task,
     })

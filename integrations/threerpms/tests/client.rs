@@ -1,11 +1,11 @@
 //! The 3RPMS client against the fake 3RPMS over real HTTP: paging, batched
 //! lookups, chained writes, and a refused step isolated from the rest.
 use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind};
-use keysmith_3rpms::{
+use keysmith_core::Secret;
+use keysmith_threerpms::{
     client::{Assignment, Creation, WritePlan},
     Client, Egress, LimiterConfig, NewKey, Timeouts, Transport,
 };
-use keysmith_core::Secret;
 
 const HOTEL: &str = "h1";
 
