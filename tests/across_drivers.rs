@@ -319,3 +319,22 @@ async fn a_key_whose_driver_is_gone_is_revoked_in_keysmith_with_a_warning() {
         .collect();
     assert_eq!(named.len(), 2, "{named:?}");
 }
+
+/// The key follower refreshes keys still being issued for every driver
+/// whose capability says `refresh`, a plugin's too: a key the test-kit
+/// plugin issues asynchronously becomes ACTIVE without a RefreshKey call.
+#[tokio::test]
+async fn the_key_follower_refreshes_a_plugins_asynchronous_keys() {
+    let s = server().await;
+    let issuing = s
+        .issue(guest("async-1", &["tk-a-door"], T0, T0 + DAY, ""))
+        .await
+        .unwrap();
+    assert_eq!(issuing.state(), pb::KeyState::Issuing);
+    assert!(issuing.credentials.iter().all(|c| c.data.is_none()));
+
+    s.running.as_ref().unwrap().follow_keys_now().await;
+    let followed = s.get(&issuing.key_id).await.unwrap();
+    assert_eq!(followed.state(), pb::KeyState::Active);
+    assert!(followed.credentials.iter().all(|c| c.data.is_some()));
+}

@@ -3,6 +3,8 @@
 //! any storage engine. The driver contract is its own crate
 //! (`keysmith-driver`), re-exported here under the same paths.
 pub mod audit;
+pub mod follower;
+pub mod hosting;
 pub mod key;
 pub mod listed;
 pub mod locks;

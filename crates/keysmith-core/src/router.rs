@@ -152,6 +152,30 @@ impl Router {
         self.drivers.values().map(|d| d.info()).collect()
     }
 
+    /// The properties with at least one entrance of a driver whose
+    /// capability `has` what the caller looks for, in order.
+    pub fn properties_where(
+        &self,
+        has: impl Fn(&crate::capability::DriverCapability) -> bool,
+    ) -> Vec<String> {
+        let wanted: Vec<&str> = self
+            .drivers
+            .iter()
+            .filter(|(_, d)| has(&d.info().capability))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let catalog = self.catalog.read().clone();
+        let mut out: Vec<String> = catalog
+            .entrances
+            .values()
+            .filter(|e| wanted.contains(&e.driver.as_str()))
+            .map(|e| e.spec.property_id.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn has_property(&self, property_id: &str) -> bool {
         self.catalog.read().properties.contains_key(property_id)
     }

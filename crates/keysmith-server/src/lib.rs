@@ -8,6 +8,7 @@ pub mod convert;
 mod layers;
 mod listing;
 mod pms;
+mod registry;
 mod server;
 mod simulator;
 pub mod telemetry;

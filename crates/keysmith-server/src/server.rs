@@ -4,7 +4,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use keysmith_api::{
-    sim::v1::lock_simulator_server::LockSimulatorServer,
     v1::{
         access_service_server::AccessServiceServer, audit_service_server::AuditServiceServer,
         pms_service_server::PmsServiceServer,
@@ -12,30 +11,34 @@ use keysmith_api::{
     FILE_DESCRIPTOR_SET,
 };
 use keysmith_core::{
+    follower::{Follow, FollowNow, KeyFollower},
+    hosting::{Built, DriverContext},
     router::Router,
     service::{Clock, SystemClock},
-    store::Store,
     AccessService, Driver,
 };
-use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
-use keysmith_seam::{follower::Follower, SeamDriver, DRIVER_NAME as SEAM};
 use keysmith_store::{SledStore, StoreOptions};
 use keysmith_threerpms::Hotels;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-
-use keysmith_plugin_host::PluginSpec;
 
 use crate::{
     access::AccessRpcService,
     audit::{AuditLog, AuditRpcService},
     auth::AuthLayer,
-    config::{AuthMode, Config, PluginConfig},
+    config::{AuthMode, Config},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
     pms::PmsRpcService,
-    simulator::LockSimulatorService,
-    tls,
+    registry, tls,
 };
+
+/// keysmith's gRPC router, with its tower layers (spans, authentication).
+pub type GrpcRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<
+        AuthLayer,
+        tower::layer::util::Stack<RpcSpanLayer, tower::layer::util::Identity>,
+    >,
+>;
 
 /// A server running in the background.
 pub struct Running {
@@ -46,6 +49,7 @@ pub struct Running {
     pub seam_webhook_addr: Option<SocketAddr>,
     /// The 3RPMS hotels (none without 3RPMS), for waiting on their events.
     threerpms_hotels: Hotels,
+    follow_now: FollowNow,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -64,6 +68,13 @@ impl Running {
     /// once for a property without 3RPMS.
     pub async fn webhooks_processed(&self, property_id: &str) {
         self.threerpms_hotels.events_processed(property_id).await;
+    }
+
+    /// Refreshes every key still being issued at a driver that issues
+    /// asynchronously, once, now, as the key follower does on its own every
+    /// few seconds; returns when that is done.
+    pub async fn follow_keys_now(&self) {
+        self.follow_now.round().await;
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -85,6 +96,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
 /// Starts keysmith with more built-in drivers than its configuration names:
 /// for embedding keysmith with a driver of one's own, linked in.
+///
+/// The start reads as: configuration -> store -> drivers (the registry) ->
+/// router -> service -> background work -> gRPC services and layers ->
+/// serve.
 pub async fn start_with_drivers(
     config: Config,
     clock: Arc<dyn Clock>,
@@ -115,79 +130,47 @@ pub async fn start_with_drivers(
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
 
-    let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
-    let mut offline_lock = None;
-    if let Some(lock_config) = config.drivers.offline_lock.clone() {
-        let lock = Arc::new(OfflineLock::new(
-            lock_config,
-            store.driver_state(OFFLINE_LOCK)?,
-        )?);
-        drivers.push(lock.clone());
-        offline_lock = Some(lock);
-    }
-    let mut seam_driver = None;
-    if let Some(seam) = &config.drivers.seam {
-        let driver = Arc::new(SeamDriver::new(seam, store.driver_state(SEAM)?)?);
-        drivers.push(driver.clone());
-        seam_driver = Some(driver);
-    }
-    for plugin in &config.drivers.plugins {
-        drivers.push(load_plugin(plugin).await?);
-    }
-    drivers.extend(extra_drivers);
-    let router = Arc::new(Router::new(drivers).await?);
-    let service = Arc::new(AccessService::new(store.clone(), router.clone(), clock));
+    let mut registered = registry::build_all(&config, &DriverContext::new(store.clone())).await?;
+    registered.extend(extra_drivers.into_iter().map(|d| Built::driver(d).into()));
+    let router =
+        Arc::new(Router::new(registered.iter().map(|r| r.built.driver.clone()).collect()).await?);
+    let service = Arc::new(AccessService::new(store.clone(), router, clock));
     let threerpms = match &config.threerpms {
         Some(c) => Some(keysmith_threerpms::start(c, &*store, service.clone()).await?),
         None => None,
     };
+
     // At start, before any request: a request_id past its retention is new.
     let retention = Duration::from_secs(config.storage.idempotency_retention_hours * 3600);
     let expired = service.expire_idempotency(retention).await?;
     tracing::debug!(expired, "request_ids past their retention forgotten");
-    let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
-    let expiry = tokio::spawn(expire_idempotency(
-        service.clone(),
-        retention,
-        followers_stop.clone(),
-    ));
-    let audit_writer = tokio::spawn(audit.clone().run(followers_stop.clone()));
-    let seam_follower = config.drivers.seam.as_ref().map(|seam| {
-        let follower = Follower::new(
+    let (stop_background, stopping) = tokio::sync::watch::channel(false);
+    let mut background = vec![
+        tokio::spawn(expire_idempotency(
             service.clone(),
-            seam.workspaces
-                .iter()
-                .map(|w| w.property_id.clone())
-                .collect(),
-            Duration::from_millis(seam.poll_interval_ms.max(100)),
-            Duration::from_secs(seam.entrance_refresh_seconds.max(1)),
-        );
-        tokio::spawn(follower.run(followers_stop.clone()))
-    });
-    let mut seam_webhook_addr = None;
-    let mut seam_receiver = None;
-    if let (Some(seam), Some(driver)) = (&config.drivers.seam, &seam_driver) {
-        if let Some(listen) = seam.webhook_listen {
-            let secrets = seam
-                .workspaces
-                .iter()
-                .filter_map(|w| Some((w.property_id.clone(), w.webhook_secret.clone()?)))
-                .collect();
-            let app = keysmith_seam::webhook::router(secrets, driver.clone(), service.clone());
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen for Seam events on {listen}"))?;
-            seam_webhook_addr = Some(listener.local_addr()?);
-            let mut stop = followers_stop.clone();
-            seam_receiver = Some(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-            }));
+            retention,
+            stopping.clone(),
+        )),
+        tokio::spawn(audit.clone().run(stopping.clone())),
+    ];
+    let follow = registered
+        .iter()
+        .fold(Follow::default(), |pace, r| pace.merge(r.built.follow));
+    let (follower, follow_now) = KeyFollower::new(service.clone(), follow);
+    background.push(tokio::spawn(follower.run(stopping.clone())));
+    let mut listening = Vec::new();
+    let mut grpc = Vec::new();
+    for r in registered {
+        listening.extend(r.built.listening);
+        grpc.extend(r.grpc);
+        for task in r.built.tasks {
+            background.push(tokio::spawn(task(service.clone(), stopping.clone())));
         }
     }
+    let seam_webhook_addr = listening
+        .iter()
+        .find(|(what, _)| *what == keysmith_seam::EVENTS)
+        .map(|(_, addr)| *addr);
     let webhook_addr = threerpms.as_ref().and_then(|t| t.webhook_addr());
     let threerpms_hotels = threerpms.as_ref().map(|t| t.hotels()).unwrap_or_default();
 
@@ -208,19 +191,6 @@ pub async fn start_with_drivers(
     let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
-    let simulator = match offline_lock {
-        Some(lock) => {
-            health
-                .set_serving::<LockSimulatorServer<LockSimulatorService>>()
-                .await;
-            Some(
-                LockSimulatorServer::new(LockSimulatorService::new(lock))
-                    .max_decoding_message_size(max),
-            )
-        }
-        None => None,
-    };
-
     let pms = match &threerpms {
         Some(t) => {
             health
@@ -246,7 +216,7 @@ pub async fn start_with_drivers(
             .tls_config(tls)
             .context("cannot use the TLS configuration")?;
     }
-    let router = builder
+    let mut router: GrpcRouter = builder
         .timeout(Duration::from_secs(config.server.request_timeout_seconds))
         .concurrency_limit_per_connection(config.server.concurrency_per_connection)
         .layer(RpcSpanLayer)
@@ -256,8 +226,13 @@ pub async fn start_with_drivers(
         .add_service(reflection_v1alpha)
         .add_service(access)
         .add_service(audit_service)
-        .add_optional_service(simulator)
         .add_optional_service(pms);
+    for (name, add) in grpc {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+        router = add(router);
+    }
 
     // Without TCP_NODELAY small answers wait on delayed ACKs (~40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -270,16 +245,8 @@ pub async fn start_with_drivers(
                     .await;
             })
             .await;
-        let _ = stop_followers.send(true);
-        for task in [
-            seam_follower,
-            seam_receiver,
-            Some(audit_writer),
-            Some(expiry),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let _ = stop_background.send(true);
+        for task in background {
             let _ = task.await;
         }
         if let Some(threerpms) = threerpms {
@@ -308,24 +275,10 @@ pub async fn start_with_drivers(
         webhook_addr,
         seam_webhook_addr,
         threerpms_hotels,
+        follow_now,
         shutdown: Some(shutdown_tx),
         task,
     })
-}
-
-/// Loads one plugin off the async workers: reading and hashing the file,
-/// loading the library and the plugin's own start-up all block.
-async fn load_plugin(plugin: &PluginConfig) -> anyhow::Result<Arc<dyn Driver>> {
-    let spec = PluginSpec {
-        name: plugin.name.clone(),
-        path: plugin.path.clone(),
-        sha256: plugin.sha256.clone(),
-        config: serde_json::to_vec(plugin.config.expose())?,
-    };
-    let driver = tokio::task::spawn_blocking(move || keysmith_plugin_host::load(&spec))
-        .await
-        .context("loading a driver plugin failed")??;
-    Ok(driver)
 }
 
 /// Forgets request_ids past their retention, hourly, until `stop`.
