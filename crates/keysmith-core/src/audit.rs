@@ -31,13 +31,21 @@ pub struct AuditOrigin {
 pub struct AuditRecord {
     /// A ULID: records of one property sort by it in the order written.
     pub id: String,
+    /// When the action was judged: the mutation's one reading of the clock.
     pub at: Timestamp,
+    /// Who acted: the origin's [`AuditOrigin::actor`].
     pub actor: String,
     /// The RPC or operation: "Issue", "Revoke", "UpdateKey", ...
     pub action: String,
+    /// The property acted on.
     pub property_id: String,
+    /// The keys the answer showed: the key issued or changed, or every key a
+    /// revocation targeted.
     pub key_ids: Vec<String>,
+    /// The reservation_key the request acted on: set for an Issue into a
+    /// reservation and for a Revoke by reservation_key.
     pub reservation_key: Option<String>,
+    /// The caller's address, when the call came over the network.
     pub peer: Option<String>,
     /// "OK", or the gRPC code name of the refusal.
     pub outcome: String,
@@ -51,6 +59,9 @@ pub struct AuditRecord {
 static IDS: LazyLock<Mutex<ulid::Generator>> = LazyLock::new(|| Mutex::new(ulid::Generator::new()));
 
 impl AuditRecord {
+    /// A record of `action` by `origin` on `property_id`, with a new id and
+    /// the outcome "OK"; the caller fills in the keys and, for a refusal,
+    /// [`AuditRecord::failed`].
     pub fn new(origin: &AuditOrigin, action: &str, property_id: &str, at: Timestamp) -> Self {
         let id = IDS.lock().generate().unwrap_or_else(|_| ulid::Ulid::new());
         Self {
@@ -85,6 +96,8 @@ impl AuditRecord {
         record
     }
 
+    /// Records a refusal or failure: the outcome becomes the gRPC code name
+    /// `error` is answered with ([`code_name`]), and its reason is kept.
     pub fn failed(&mut self, error: &Error) {
         self.outcome = code_name(error.kind()).to_owned();
         self.reason = Some(error.reason().to_owned());

@@ -15,10 +15,19 @@ use crate::{capability::CredentialMode, time::Timestamp, time::Window};
 /// stored form is the variant's position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyState {
+    /// Issued, but a driver that issues asynchronously has not delivered every
+    /// credential yet: keysmith refreshes the key until it has
+    /// ([`AccessService::refresh_key`](crate::AccessService::refresh_key)).
     Issuing,
+    /// Every credential is issued and carries the key's current window.
     Active,
+    /// The window changed and some offline credentials (cards) still carry the
+    /// old one: they open as before until re-encoded with EncodeKey.
     EncodingRequired,
+    /// Withdrawn at every driver of the key that is still configured. Final.
     Revoked,
+    /// Shown to callers, never stored: the window has ended. Derived by
+    /// [`AccessKey::state`].
     Expired,
     /// Revoked at some of its drivers; another could not be told (a
     /// warning names it). A retry of the revocation completes it.
@@ -26,6 +35,8 @@ pub enum KeyState {
 }
 
 impl KeyState {
+    /// The state's name in keysmith's API (`ACTIVE`, `REVOKED`, ...). Page
+    /// tokens digest it, so a name never changes.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyState::Issuing => "ISSUING",
@@ -38,35 +49,74 @@ impl KeyState {
     }
 }
 
+/// One entrance a key opens, the driver behind it, and how the key takes
+/// part in its reservation there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEntrance {
+    /// The entrance, unique within the key's property.
     pub entrance_id: String,
+    /// The name of the driver that served the entrance when the key was issued.
+    /// Kept when that driver is later removed from the configuration: revoking
+    /// the key then warns `DRIVER_NOT_CONFIGURED` instead of failing.
     pub driver: String,
+    /// Override, join or standard access, as the core decided at issue.
     pub behaviour: Behaviour,
 }
 
 impl KeyEntrance {
+    /// Whether the key takes part in its reservation at this entrance (override
+    /// or join), rather than being standard access.
     pub fn reservation_applied(&self) -> bool {
         self.behaviour != Behaviour::Standard
     }
 }
 
+/// A key as keysmith stores it: who it is for, the entrances it opens across
+/// one or more drivers, when, its reservation, and the credentials each
+/// driver issued for it.
+///
+/// Every change stores a new version of the key whole. Credential data is
+/// held in [`Secret`](crate::Secret)s, so `Debug` output never shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKey {
+    /// keysmith's id for the key: a ULID, so ids grow with creation time and
+    /// listings in key id order are in creation order. It is also each driver's
+    /// idempotency key for its part of the key.
     pub key_id: String,
+    /// The property (hotel) whose entrances it opens; every lookup of a key is
+    /// scoped by it.
     pub property_id: String,
+    /// Who the key is for.
     pub holder: Holder,
+    /// The entrances it opens, in request order (those named directly, then
+    /// those of the named spaces), each once. Drivers are called in this order.
     pub entrances: Vec<KeyEntrance>,
+    /// When it opens: the window of the last successful UpdateKey, else the
+    /// one it was issued with.
     pub window: Window,
+    /// The reservation, and its incarnation, that the key belongs to; `None`
+    /// for standard access and for staff keys.
     pub reservation: Option<ReservationRef>,
+    /// Guest or staff; staff keys never belong to a reservation.
     pub role: Role,
+    /// The credential modes the key was issued with.
     pub modes: Vec<CredentialMode>,
+    /// The credentials issued, each tagged with its driver. A driver's
+    /// credentials are replaced as a whole when it answers new ones (update,
+    /// encode, refresh).
     pub credentials: Vec<Credential>,
     /// The stored state: never `Expired`, see [`AccessKey::state`].
     pub stored_state: KeyState,
+    /// What the caller should know about the key, each code and message once:
+    /// what its drivers said, and keysmith's own (an incomplete revocation or
+    /// encoding, credentials awaiting re-encoding).
     pub warnings: Vec<Warning>,
+    /// When it was issued.
     pub created_at: Timestamp,
+    /// When its last change was stored.
     pub updated_at: Timestamp,
+    /// When its revocation completed; `None` before, and while it is
+    /// `Revoking`.
     pub revoked_at: Option<Timestamp>,
     /// What each driver calls this key on its side (a grant id, a key id).
     pub driver_refs: BTreeMap<String, String>,
@@ -83,6 +133,8 @@ impl AccessKey {
         }
     }
 
+    /// Whether the revocation is complete: `Revoked` only, not `Revoking`,
+    /// which a retry still has to finish.
     pub fn is_revoked(&self) -> bool {
         self.stored_state == KeyState::Revoked
     }
@@ -94,10 +146,13 @@ impl AccessKey {
             .any(|c| !matches!(c.data, CredentialData::Pending))
     }
 
+    /// The caller's reservation_key, when the key belongs to a reservation
+    /// (whichever incarnation).
     pub fn reservation_key(&self) -> Option<&str> {
         self.reservation.as_ref().map(|r| r.key.as_str())
     }
 
+    /// The key's entrances that `driver` serves, in key order.
     pub fn entrances_of<'a>(&'a self, driver: &'a str) -> impl Iterator<Item = &'a KeyEntrance> {
         self.entrances.iter().filter(move |e| e.driver == driver)
     }

@@ -2,6 +2,7 @@
 //! reservation rules and the access service. Free of any wire format and of
 //! any storage engine. The driver contract is its own crate
 //! (`keysmith-driver`), re-exported here under the same paths.
+#![warn(missing_docs)]
 pub mod audit;
 pub mod follower;
 pub mod hosting;

@@ -23,6 +23,9 @@ pub enum Audience {
     WithSecrets,
 }
 
+/// One version of a key, shared rather than copied between the store and
+/// the listings that answer it, with the encodings made of it kept per
+/// [`Audience`]. Derefs to the [`AccessKey`].
 pub struct ListedKey {
     key: AccessKey,
     /// One kept encoding per audience.
@@ -36,6 +39,9 @@ struct Encoding {
 }
 
 impl ListedKey {
+    /// Wraps one version of a key, with nothing encoded yet. Every new version
+    /// needs its own `ListedKey`: kept encodings belong to the version they
+    /// were made from.
     pub fn new(key: AccessKey) -> Arc<Self> {
         Arc::new(Self {
             key,
@@ -43,6 +49,7 @@ impl ListedKey {
         })
     }
 
+    /// The key version.
     pub fn key(&self) -> &AccessKey {
         &self.key
     }

@@ -7,11 +7,18 @@ use std::{
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// A fixed set of async mutexes ("stripes") that names hash onto. Requests
+/// with the same name always wait for each other; requests with different
+/// names usually do not, and when two names share a stripe they merely wait
+/// for each other needlessly. Held by
+/// [`LockedTransaction`](crate::store::LockedTransaction)s.
 pub struct Locks {
     stripes: Vec<Arc<Mutex<()>>>,
 }
 
 impl Locks {
+    /// `stripes` mutexes, at least one. More stripes make needless waits
+    /// rarer; the default is 1024.
     pub fn new(stripes: usize) -> Self {
         Self {
             stripes: (0..stripes.max(1)).map(|_| Arc::default()).collect(),

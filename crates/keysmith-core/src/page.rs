@@ -38,6 +38,9 @@ fn query_digest(req: &ListKeysRequest) -> [u8; 16] {
     out
 }
 
+/// The token of the page that continues after key id `after`, bound to
+/// `req`'s filters and caller (not to its page size, which may change from
+/// page to page). Opaque to callers: URL-safe base64.
 pub fn encode(req: &ListKeysRequest, after: &str) -> String {
     let token = Token {
         version: VERSION,
@@ -48,6 +51,10 @@ pub fn encode(req: &ListKeysRequest, after: &str) -> String {
 }
 
 /// The key id to continue after, if the request carries a token.
+///
+/// InvalidArgument `INVALID_PAGE_TOKEN` for a token that is not this
+/// service's, comes from another version of it, or belongs to another query
+/// or caller (the filters of the first page must be kept).
 pub fn decode(req: &ListKeysRequest) -> Result<Option<String>> {
     if req.page_token.is_empty() {
         return Ok(None);

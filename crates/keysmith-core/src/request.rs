@@ -11,23 +11,50 @@ use crate::{
     time::Window,
 };
 
+/// The longest identifier accepted, in bytes: property, key, entrance,
+/// space, holder and encoder ids, reservation_key, request_id.
 pub const MAX_ID_LEN: usize = 128;
+/// The longest display name accepted (a holder's name), in bytes.
 pub const MAX_NAME_LEN: usize = 256;
+/// The most entrances and spaces one Issue may name, together.
 pub const MAX_TARGETS: usize = 100;
+/// The page size of a listing that asks for none (page_size 0).
 pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// The largest page a listing answers: a larger page_size is capped, not
+/// refused.
 pub const MAX_PAGE_SIZE: usize = 500;
 
+/// Issue: a new key for one holder at some entrances of one property.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IssueRequest {
+    /// The property whose entrances the key is to open.
     pub property_id: String,
+    /// The caller's idempotency key (AIP-155): a retry with the same
+    /// request_id and the same content gets the first answer back; the same
+    /// request_id with other content is refused (`REQUEST_ID_REUSED`). Without
+    /// one, every call issues a new key.
     pub request_id: Option<String>,
+    /// Who the key is for.
     pub holder: Holder,
+    /// Entrances named directly.
     pub entrance_ids: Vec<String>,
+    /// Spaces (a room, a suite) whose entrances the key is to open too. With
+    /// `entrance_ids`: at least one, at most [`MAX_TARGETS`] together.
     pub space_ids: Vec<String>,
+    /// When the key is to open; it must end after it starts, and not have
+    /// ended.
     pub window: Window,
+    /// The stay the key belongs to, one per stay and shared by its co-guests:
+    /// guests only. Required at a door that overrides the previous guest by
+    /// reservation.
     pub reservation_key: Option<String>,
+    /// Guest or staff.
     pub role: Role,
+    /// The credentials to issue, at least one: every entrance must take every
+    /// mode.
     pub modes: Vec<CredentialMode>,
+    /// A PIN chosen by the caller, 4 to 8 digits: only with the PIN mode, and
+    /// only at drivers that take one (`caller_pin`). Never logged or shown.
     pub pin: Option<Secret<String>>,
     /// Who asks, for the audit log. Not part of the request's identity:
     /// a retry from another connection is the same request.
@@ -35,16 +62,24 @@ pub struct IssueRequest {
     pub origin: Option<AuditOrigin>,
 }
 
+/// What a Revoke withdraws.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RevokeTarget {
+    /// One key, by key id.
     Key(String),
+    /// Every key of a reservation, by reservation_key. This also clears the
+    /// reservation: the next key of that reservation_key starts a new stay.
     Reservation(String),
 }
 
+/// Revoke: withdraw one key, or every key of a reservation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RevokeRequest {
+    /// The property of the key or reservation.
     pub property_id: String,
+    /// The caller's idempotency key (AIP-155), as for [`IssueRequest::request_id`].
     pub request_id: Option<String>,
+    /// The key, or the reservation, to revoke.
     pub target: RevokeTarget,
     /// Who asks, for the audit log. Not part of the request's identity:
     /// a retry from another connection is the same request.
@@ -52,16 +87,28 @@ pub struct RevokeRequest {
     pub origin: Option<AuditOrigin>,
 }
 
+/// ListKeys: a page of keysmith's keys of one property, filtered. The
+/// filters combine (every one given must match).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ListKeysRequest {
+    /// The property whose keys are listed.
     pub property_id: String,
     /// Negative is refused, 0 means the default, above the maximum is capped.
     pub page_size: i32,
+    /// The `next_page_token` of the previous page, empty for the first. Valid
+    /// only with the same filters and caller.
     pub page_token: String,
+    /// Only keys of this reservation_key, whatever their incarnation.
     pub reservation_key: Option<String>,
+    /// Only keys that open this entrance.
     pub entrance_id: Option<String>,
+    /// Only keys of this holder.
     pub holder_id: Option<String>,
+    /// Only keys in one of these states as seen now (`EXPIRED` included);
+    /// empty for any state.
     pub states: Vec<KeyState>,
+    /// Also revoked keys, which are left out otherwise. Asking for the
+    /// `REVOKED` state includes them too.
     pub include_revoked: bool,
     /// Who lists (a token id). Page tokens are bound to it, so one caller's
     /// token cannot be replayed by another.
@@ -71,7 +118,9 @@ pub struct ListKeysRequest {
 /// Which keys one driver holds on its side (an admin's reconciliation).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ListDriverKeysRequest {
+    /// The property whose keys the driver is asked about.
     pub property_id: String,
+    /// The driver's name.
     pub driver: String,
     /// Negative is refused, 0 means the default, above the maximum is capped.
     pub page_size: i32,
@@ -79,11 +128,17 @@ pub struct ListDriverKeysRequest {
     pub page_token: String,
 }
 
+/// UpdateKey: give a key a new window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UpdateKeyRequest {
+    /// The key's property.
     pub property_id: String,
+    /// The caller's idempotency key (AIP-155), as for [`IssueRequest::request_id`].
     pub request_id: Option<String>,
+    /// The key to change.
     pub key_id: String,
+    /// The new window: it must end after it starts, not have ended, and
+    /// overlap the window of every other key of the key's reservation.
     pub window: Window,
     /// Who asks, for the audit log. Not part of the request's identity:
     /// a retry from another connection is the same request.
@@ -91,11 +146,17 @@ pub struct UpdateKeyRequest {
     pub origin: Option<AuditOrigin>,
 }
 
+/// EncodeKey: re-encode the credentials a window change left out of date.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EncodeKeyRequest {
+    /// The key's property.
     pub property_id: String,
+    /// The caller's idempotency key (AIP-155), as for [`IssueRequest::request_id`].
     pub request_id: Option<String>,
+    /// The key to re-encode.
     pub key_id: String,
+    /// The encoder (a desk's card writer) to use, passed to the drivers as it
+    /// is; `None` leaves the choice to them.
     pub encoder_id: Option<String>,
     /// Who asks, for the audit log. Not part of the request's identity:
     /// a retry from another connection is the same request.
@@ -112,12 +173,15 @@ pub struct Violations {
 }
 
 impl Violations {
+    /// Records that `field` is wrong and `why`. The first reason added becomes
+    /// the error's reason.
     pub fn add(&mut self, reason: &'static str, field: impl Into<String>, why: impl Into<String>) {
         self.first_reason.get_or_insert(reason);
         self.list.push((field.into(), why.into()));
     }
 
-    /// A required identifier: present, bounded, printable.
+    /// A required identifier: present (`FIELD_REQUIRED`), then as
+    /// [`Violations::optional_id`].
     pub fn id(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.add(reasons::FIELD_REQUIRED, field, "is required");
@@ -126,6 +190,9 @@ impl Violations {
         }
     }
 
+    /// An identifier that may be empty: at most [`MAX_ID_LEN`] bytes
+    /// (`FIELD_TOO_LONG`), with no whitespace or control characters
+    /// (`FIELD_INVALID`).
     pub fn optional_id(&mut self, field: &str, value: &str) {
         if value.len() > MAX_ID_LEN {
             self.add(
@@ -142,6 +209,8 @@ impl Violations {
         }
     }
 
+    /// A display name: at most [`MAX_NAME_LEN`] bytes (`FIELD_TOO_LONG`), with
+    /// no control characters (`FIELD_INVALID`).
     pub fn name(&mut self, field: &str, value: &str) {
         if value.len() > MAX_NAME_LEN {
             self.add(
@@ -158,6 +227,9 @@ impl Violations {
         }
     }
 
+    /// A window that ends after it starts (`INVALID_TIME_WINDOW`, on
+    /// `ends_at`). Whether it has ended is judged later, by the operation, at
+    /// its own reading of the clock.
     pub fn window(&mut self, window: &Window) {
         if window.ends_at <= window.starts_at {
             self.add(
@@ -168,6 +240,9 @@ impl Violations {
         }
     }
 
+    /// `Ok` when nothing was recorded; else one InvalidArgument error with the
+    /// first reason, a message naming every violation, and each violation as a
+    /// field violation (AIP-193 BadRequest).
     pub fn finish(self) -> Result<()> {
         let Some(reason) = self.first_reason else {
             return Ok(());
@@ -192,6 +267,11 @@ pub fn check_pin(pin: &str) -> bool {
 }
 
 impl IssueRequest {
+    /// Checks the content, reading nothing: the ids, the holder, one to
+    /// [`MAX_TARGETS`] entrances and spaces, a window that ends after it
+    /// starts, at least one mode, and a PIN of 4 to 8 digits (`INVALID_PIN`)
+    /// only with the PIN mode. Every violation is reported at once
+    /// ([`Violations::finish`]).
     pub fn validate(&self) -> Result<()> {
         let mut v = Violations::default();
         v.id("property_id", &self.property_id);
@@ -249,6 +329,8 @@ impl IssueRequest {
 }
 
 impl RevokeRequest {
+    /// Checks the content, reading nothing: the property id, the request_id,
+    /// and the key id or reservation_key of the target.
     pub fn validate(&self) -> Result<()> {
         let mut v = Violations::default();
         v.id("property_id", &self.property_id);
@@ -264,6 +346,8 @@ impl RevokeRequest {
 }
 
 impl UpdateKeyRequest {
+    /// Checks the content, reading nothing: the ids and a window that ends
+    /// after it starts.
     pub fn validate(&self) -> Result<()> {
         let mut v = Violations::default();
         v.id("property_id", &self.property_id);
@@ -277,6 +361,7 @@ impl UpdateKeyRequest {
 }
 
 impl EncodeKeyRequest {
+    /// Checks the content, reading nothing: the ids, the encoder id included.
     pub fn validate(&self) -> Result<()> {
         let mut v = Violations::default();
         v.id("property_id", &self.property_id);

@@ -21,11 +21,16 @@ use crate::{
 /// established, and the keys that belong to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
+    /// The property it belongs to.
     pub property_id: String,
+    /// The caller's reservation_key: one per stay, shared by its co-guests.
     pub reservation_key: String,
     /// Increases each time the reservation is established anew after it was
     /// cleared, so that drivers tell the new stay from the old one.
     pub epoch: u64,
+    /// The reservation-capable entrances of the key that established it: a
+    /// joiner must use the same or a subset of them (rules 2 and 3). Empty
+    /// while cleared.
     pub door_set: BTreeSet<String>,
     /// Every key admitted since the reservation was established, ended and
     /// revoked ones included, by key id.
@@ -35,6 +40,8 @@ pub struct Reservation {
 /// One key of a reservation, as the rules see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// The key's window, kept up to date by UpdateKey: rule 4 is judged
+    /// against it, however long ago it ended.
     pub window: Window,
     /// Revoked on its own. It still counts for the rules: its credential
     /// still carries the reservation's value, and only a clear of the whole
@@ -43,6 +50,7 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member not revoked, with `window`.
     pub fn new(window: Window) -> Self {
         Self {
             window,
@@ -52,6 +60,8 @@ impl Member {
 }
 
 impl Reservation {
+    /// A reservation never established: no members, no doors, epoch 0. Its
+    /// first key establishes it as epoch 1.
     pub fn new(property_id: &str, reservation_key: &str) -> Self {
         Self {
             property_id: property_id.to_owned(),
@@ -62,6 +72,8 @@ impl Reservation {
         }
     }
 
+    /// What a key of this incarnation carries, and its drivers see: the
+    /// reservation_key and the epoch.
     pub fn reference(&self) -> ReservationRef {
         ReservationRef {
             key: self.reservation_key.clone(),

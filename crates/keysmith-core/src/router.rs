@@ -15,7 +15,9 @@ use crate::{
 /// An entrance and the driver behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutedEntrance {
+    /// The name of the driver that serves it.
     pub driver: String,
+    /// The entrance as that driver reports it.
     pub spec: EntranceSpec,
 }
 
@@ -30,12 +32,21 @@ struct Catalog {
 /// What a refresh of the entrances changed: (property, entrance) pairs.
 #[derive(Debug, Default)]
 pub struct EntranceChanges {
+    /// Entrances no driver reported before, sorted.
     pub appeared: Vec<(String, String)>,
+    /// Entrances no driver reports any more, sorted. Keys that open them are
+    /// left as they are: this is reported, not acted on.
     pub disappeared: Vec<(String, String)>,
     /// Drivers whose entrances could not be read; they kept their old ones.
     pub failed: Vec<(String, Error)>,
 }
 
+/// Which driver serves each entrance of each property, and which entrances
+/// make up each space. A property is known only through its entrances.
+///
+/// The drivers are fixed when the router is made; the entrance catalog is
+/// replaced whole by each [`Router::refresh`], so a reader sees the
+/// catalog before a refresh or after it, never half of it.
 pub struct Router {
     drivers: BTreeMap<String, Arc<dyn Driver>>,
     catalog: RwLock<Arc<Catalog>>,
@@ -43,6 +54,11 @@ pub struct Router {
 
 impl Router {
     /// Registers the drivers by name and loads their entrances.
+    ///
+    /// Two drivers with one name are InvalidArgument `FIELD_INVALID`, and an
+    /// entrance two drivers claim is Internal. A driver that cannot list its
+    /// entrances yet is logged, not fatal: it serves none until a
+    /// [`Router::refresh`] reads them.
     pub async fn new(drivers: Vec<Arc<dyn Driver>>) -> Result<Self> {
         let mut by_name = BTreeMap::new();
         for driver in drivers {
@@ -133,6 +149,9 @@ impl Router {
         Ok(changes)
     }
 
+    /// A configured driver by name, for a driver that a stored key names:
+    /// FailedPrecondition `DRIVER_NOT_CONFIGURED` when it has been removed
+    /// from the configuration since.
     pub fn driver(&self, name: &str) -> Result<&Arc<dyn Driver>> {
         self.drivers.get(name).ok_or_else(|| {
             Error::failed_precondition(
@@ -148,6 +167,7 @@ impl Router {
         self.drivers.get(name)
     }
 
+    /// Every configured driver as it describes itself, ordered by name.
     pub fn driver_infos(&self) -> Vec<DriverInfo> {
         self.drivers.values().map(|d| d.info()).collect()
     }
@@ -176,10 +196,13 @@ impl Router {
         out
     }
 
+    /// Whether some driver serves an entrance of the property.
     pub fn has_property(&self, property_id: &str) -> bool {
         self.catalog.read().properties.contains_key(property_id)
     }
 
+    /// NotFound `PROPERTY_NOT_FOUND` unless some driver serves an entrance of
+    /// the property.
     pub fn require_property(&self, property_id: &str) -> Result<()> {
         if self.has_property(property_id) {
             Ok(())
@@ -188,6 +211,8 @@ impl Router {
         }
     }
 
+    /// An entrance of a property with its driver; `None` when no driver
+    /// serves it.
     pub fn entrance(&self, property_id: &str, entrance_id: &str) -> Option<Arc<RoutedEntrance>> {
         self.catalog
             .read()
@@ -196,6 +221,9 @@ impl Router {
             .cloned()
     }
 
+    /// Every entrance of a property, drivers by name and each driver's in the
+    /// order it reported them; NotFound `PROPERTY_NOT_FOUND` for a property no
+    /// driver serves.
     pub fn entrances_of(&self, property_id: &str) -> Result<Vec<Arc<RoutedEntrance>>> {
         let catalog = self.catalog.read().clone();
         let ids = catalog
@@ -215,6 +243,10 @@ impl Router {
 
     /// The entrances named directly and through spaces, each once, in the
     /// order given.
+    ///
+    /// NotFound `PROPERTY_NOT_FOUND`, `ENTRANCE_NOT_FOUND` or
+    /// `SPACE_NOT_FOUND` (with a field violation on `entrance_ids[i]` or
+    /// `space_ids[i]`) for the first id that names nothing.
     pub fn resolve(
         &self,
         property_id: &str,

@@ -19,20 +19,33 @@ use crate::{
 /// The first answer to a request that carried a request_id (AIP-155).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
+    /// The property the request_id belongs to: request_ids are scoped by
+    /// property.
     pub property_id: String,
+    /// The caller's request_id.
     pub request_id: String,
+    /// The name of the [`Method`](crate::service::Method) the request was
+    /// for; a request_id reused for another method is refused.
     pub method: String,
     /// A digest of the request, to tell a retry from a reuse of the id.
     pub fingerprint: [u8; 32],
+    /// The first answer, given back unchanged to every retry.
     pub answer: StoredAnswer,
+    /// When the first answer was committed; [`Store::expire_idempotency`]
+    /// forgets the record once it is older than the retention.
     pub created_at: Timestamp,
 }
 
+/// An answer kept for the retries of a request_id, in the stored form.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoredAnswer {
+    /// The key an Issue, UpdateKey or EncodeKey answered.
     Key(Box<AccessKey>),
+    /// What a Revoke answered.
     Revoked {
+        /// Every key the revocation targeted, as it answered them.
         keys: Vec<AccessKey>,
+        /// The revocation's warnings.
         warnings: Vec<Warning>,
     },
 }
@@ -41,21 +54,30 @@ pub enum StoredAnswer {
 /// which grows with creation time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyIndex {
+    /// Every key of the property.
     Property,
+    /// The keys that name this reservation_key, whatever their incarnation.
     Reservation(String),
+    /// The keys of this holder id.
     Holder(String),
+    /// The keys that open this entrance.
     Entrance(String),
 }
 
+/// One stretch of a walk along a [`KeyIndex`] of one property, in key id
+/// order.
 #[derive(Clone, Debug)]
 pub struct KeyScan<'a> {
+    /// The property whose index is walked.
     pub property_id: &'a str,
+    /// The index to walk.
     pub index: KeyIndex,
     /// Only keys not revoked; such an index never holds revoked keys, so a
     /// listing of live keys does not wade through history.
     pub live_only: bool,
     /// Exclusive: the scan starts after this key id.
     pub after: Option<&'a str>,
+    /// At most this many keys are returned.
     pub limit: usize,
 }
 
@@ -64,13 +86,17 @@ pub struct KeyScan<'a> {
 pub struct WriteSet {
     /// The new version of each key, with the version it replaces (for the indexes).
     pub keys: Vec<(AccessKey, Option<AccessKey>)>,
+    /// Reservations to store, each replacing its previous version whole.
     pub reservations: Vec<Reservation>,
+    /// The first answers to remember for request_ids.
     pub idempotency: Vec<IdempotencyRecord>,
     /// The audit records of the change, stored with it.
     pub audit: Vec<AuditRecord>,
 }
 
 impl WriteSet {
+    /// Whether there is nothing to write; a transaction with nothing to write
+    /// commits without touching the store.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
             && self.reservations.is_empty()
@@ -83,12 +109,21 @@ impl WriteSet {
 /// one request_id, and of one reservation, runs alone.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LockName {
+    /// Held by a mutation that carries a request_id: a retry waits for the
+    /// first attempt to end, then finds its answer.
     Request {
+        /// The property the request_id is scoped to.
         property_id: String,
+        /// The caller's request_id.
         request_id: String,
     },
+    /// Held by a mutation of a key that belongs, or is to belong, to the
+    /// reservation: its rules are judged, and its members changed, by one
+    /// mutation at a time.
     Reservation {
+        /// The reservation's property.
         property_id: String,
+        /// The caller's reservation_key.
         reservation_key: String,
     },
 }
@@ -101,12 +136,18 @@ pub enum LockName {
 /// database transaction without the core changing.
 #[async_trait]
 pub trait Transaction: Send {
+    /// The key as committed, `None` when the property has no such key. The
+    /// core reads what it needs before it writes, so a store need not show a
+    /// transaction's buffered writes to its own reads.
     async fn key(&mut self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>>;
+    /// The reservation as committed: `None` when it was never established; a
+    /// cleared one has no members and no doors.
     async fn reservation(
         &mut self,
         property_id: &str,
         reservation_key: &str,
     ) -> Result<Option<Reservation>>;
+    /// The remembered first answer to `request_id` in the property, if any.
     async fn idempotency(
         &mut self,
         property_id: &str,
@@ -125,14 +166,25 @@ pub trait Transaction: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
+/// Where keysmith keeps its keys, reservations, request_id answers, audit
+/// log and the drivers' own state.
+///
+/// Every mutation goes through [`Store::begin`] and a [`Transaction`]. The
+/// plain reads see committed data only: they serve GetKey and the listings,
+/// and the lookups the core makes before it begins a transaction (to learn
+/// which reservation to lock), which it then repeats inside it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Begins a transaction that holds `locks` until it is committed or
     /// dropped.
     async fn begin(&self, locks: Vec<LockName>) -> Result<Box<dyn Transaction + '_>>;
 
+    /// A key as committed, outside any transaction; `None` when the property
+    /// has no such key.
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>>;
+    /// A reservation as committed, outside any transaction.
     fn reservation(&self, property_id: &str, reservation_key: &str) -> Result<Option<Reservation>>;
+    /// A remembered first answer, outside any transaction.
     fn idempotency(&self, property_id: &str, request_id: &str)
         -> Result<Option<IdempotencyRecord>>;
     /// The keys a listing walks, shared: a store may keep them in memory.
@@ -179,6 +231,8 @@ pub struct LockedTransaction<'a> {
 }
 
 impl<'a> LockedTransaction<'a> {
+    /// Waits for the stripes of `names` in `locks`, then begins a transaction
+    /// over `store` that holds them until it is committed or dropped.
     pub async fn begin(
         store: &'a dyn Store,
         locks: &crate::locks::Locks,

@@ -36,6 +36,8 @@ pub type EntryPoint = unsafe extern "C" fn() -> *const PluginTable;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableHeader {
+    /// The ABI version the library speaks: [`ABI_VERSION`] of the SDK it was
+    /// built with. A host refuses a version it does not speak.
     pub abi_version: u32,
     /// `size_of` the whole table as the plugin was built: a host refuses a
     /// table smaller than the one it knows.
@@ -46,11 +48,15 @@ pub struct TableHeader {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ByteSlice {
+    /// The first byte; may be null when `len` is 0.
     pub ptr: *const u8,
+    /// How many bytes are lent.
     pub len: usize,
 }
 
 impl ByteSlice {
+    /// Lends `bytes`. The `ByteSlice` holds no lifetime: the lender keeps
+    /// `bytes` alive and unchanged until the call it is passed to returns.
     pub fn new(bytes: &[u8]) -> Self {
         Self {
             ptr: bytes.as_ptr(),
@@ -80,11 +86,14 @@ impl ByteSlice {
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginBuffer {
+    /// The bytes, allocated by the plugin; null for none.
     pub ptr: *mut u8,
+    /// How many bytes.
     pub len: usize,
 }
 
 impl PluginBuffer {
+    /// No bytes. Handing it to `free_buffer` does nothing.
     pub const EMPTY: PluginBuffer = PluginBuffer {
         ptr: ptr::null_mut(),
         len: 0,
@@ -125,7 +134,10 @@ impl PluginBuffer {
 #[repr(C)]
 #[derive(Debug)]
 pub struct CreateResult {
+    /// The new instance, for `call` and `destroy`; null when `create` failed.
     pub instance: *mut c_void,
+    /// When `instance` is null, the error as an encoded `DriverResponse`
+    /// (freed with `free_buffer` like any buffer); else [`PluginBuffer::EMPTY`].
     pub error: PluginBuffer,
 }
 
@@ -134,7 +146,10 @@ pub struct CreateResult {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PluginTable {
+    /// The ABI version, as in [`TableHeader::abi_version`].
     pub abi_version: u32,
+    /// The table's size, as in [`TableHeader::table_size`]: [`PluginTable::SIZE`]
+    /// for this SDK.
     pub table_size: u32,
     /// Makes one driver instance from its configuration (the JSON keysmith
     /// was given in `[drivers.plugins.config]`).
@@ -160,13 +175,29 @@ impl PluginTable {
 
 /// The method names `call` takes.
 pub mod methods {
+    /// [`PluginDriver::info`](crate::PluginDriver::info): `InfoRequest` in,
+    /// `InfoReply` out.
     pub const INFO: &str = "info";
+    /// [`PluginDriver::entrances`](crate::PluginDriver::entrances):
+    /// `EntrancesRequest` in, `EntrancesReply` out.
     pub const ENTRANCES: &str = "entrances";
+    /// [`PluginDriver::issue`](crate::PluginDriver::issue): `IssueRequest` in,
+    /// `IssueReply` out.
     pub const ISSUE: &str = "issue";
+    /// [`PluginDriver::revoke`](crate::PluginDriver::revoke): `RevokeRequest`
+    /// in, `RevokeReply` out.
     pub const REVOKE: &str = "revoke";
+    /// [`PluginDriver::update`](crate::PluginDriver::update): `UpdateRequest`
+    /// in, `UpdateReply` out.
     pub const UPDATE: &str = "update";
+    /// [`PluginDriver::encode`](crate::PluginDriver::encode): `EncodeRequest`
+    /// in, `EncodeReply` out.
     pub const ENCODE: &str = "encode";
+    /// [`PluginDriver::refresh`](crate::PluginDriver::refresh):
+    /// `RefreshRequest` in, `RefreshReply` out.
     pub const REFRESH: &str = "refresh";
+    /// [`PluginDriver::list`](crate::PluginDriver::list): `ListRequest` in,
+    /// `ListReply` out.
     pub const LIST: &str = "list";
 }
 

@@ -38,6 +38,7 @@ fn optional(s: String) -> Option<String> {
 
 // ---- scalars and small messages ----
 
+/// A timestamp as `google.protobuf.Timestamp`.
 pub fn timestamp_to_proto(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.unix_seconds(),
@@ -45,6 +46,8 @@ pub fn timestamp_to_proto(t: Timestamp) -> prost_types::Timestamp {
     }
 }
 
+/// A required timestamp; `PLUGIN_PROTOCOL_ERROR` naming `field` when it
+/// is missing or out of range.
 pub fn timestamp_from_proto(t: Option<prost_types::Timestamp>, field: &str) -> Result<Timestamp> {
     let prost_types::Timestamp { seconds, nanos } =
         t.ok_or_else(|| protocol_error(format!("{field} is missing")))?;
@@ -52,6 +55,7 @@ pub fn timestamp_from_proto(t: Option<prost_types::Timestamp>, field: &str) -> R
         .ok_or_else(|| protocol_error(format!("{field} is not a valid timestamp")))
 }
 
+/// A window, both ends set.
 pub fn window_to_proto(w: &Window) -> pb::Window {
     let Window { starts_at, ends_at } = *w;
     pb::Window {
@@ -60,6 +64,8 @@ pub fn window_to_proto(w: &Window) -> pb::Window {
     }
 }
 
+/// A required window with both ends; `PLUGIN_PROTOCOL_ERROR` naming
+/// `field` otherwise. Not checked for order: the core checks windows.
 pub fn window_from_proto(w: Option<pb::Window>, field: &str) -> Result<Window> {
     let pb::Window { starts_at, ends_at } =
         w.ok_or_else(|| protocol_error(format!("{field} is missing")))?;
@@ -69,6 +75,7 @@ pub fn window_from_proto(w: Option<pb::Window>, field: &str) -> Result<Window> {
     })
 }
 
+/// A credential mode, one to one.
 pub fn mode_to_proto(m: CredentialMode) -> pb::CredentialMode {
     match m {
         CredentialMode::Pin => pb::CredentialMode::Pin,
@@ -79,6 +86,8 @@ pub fn mode_to_proto(m: CredentialMode) -> pb::CredentialMode {
     }
 }
 
+/// A credential mode; `PLUGIN_PROTOCOL_ERROR` for UNSPECIFIED or a value
+/// this side does not know.
 pub fn mode_from_proto(value: i32) -> Result<CredentialMode> {
     match pb::CredentialMode::try_from(value) {
         Ok(pb::CredentialMode::Pin) => Ok(CredentialMode::Pin),
@@ -294,6 +303,7 @@ fn warnings_from_proto(list: Vec<pb::Warning>) -> Vec<Warning> {
 
 // ---- who the driver is ----
 
+/// A driver's capability, flag by flag.
 pub fn capability_to_proto(c: &DriverCapability) -> pb::Capability {
     let DriverCapability {
         issue,
@@ -325,6 +335,8 @@ pub fn capability_to_proto(c: &DriverCapability) -> pb::Capability {
     }
 }
 
+/// A driver's capability, flag by flag; a flag the sender did not know is
+/// false. `PLUGIN_PROTOCOL_ERROR` for an unknown mode.
 pub fn capability_from_proto(c: pb::Capability) -> Result<DriverCapability> {
     let pb::Capability {
         issue,
@@ -356,6 +368,7 @@ pub fn capability_from_proto(c: pb::Capability) -> Result<DriverCapability> {
     })
 }
 
+/// The plugin's side of `info`: who the driver is.
 pub fn info_to_proto(info: &PluginInfo) -> pb::InfoReply {
     let PluginInfo {
         name,
@@ -369,6 +382,8 @@ pub fn info_to_proto(info: &PluginInfo) -> pb::InfoReply {
     }
 }
 
+/// The host's side of `info`. A missing capability is the default one:
+/// nothing.
 pub fn info_from_proto(info: pb::InfoReply) -> Result<PluginInfo> {
     let pb::InfoReply {
         name,
@@ -382,6 +397,7 @@ pub fn info_from_proto(info: pb::InfoReply) -> Result<PluginInfo> {
     })
 }
 
+/// An entrance, its capability flattened into the message.
 pub fn entrance_to_proto(e: &EntranceSpec) -> pb::Entrance {
     let EntranceSpec {
         property_id,
@@ -408,6 +424,7 @@ pub fn entrance_to_proto(e: &EntranceSpec) -> pb::Entrance {
     }
 }
 
+/// An entrance; `PLUGIN_PROTOCOL_ERROR` for an unknown mode.
 pub fn entrance_from_proto(e: pb::Entrance) -> Result<EntranceSpec> {
     let pb::Entrance {
         property_id,
@@ -433,12 +450,14 @@ pub fn entrance_from_proto(e: pb::Entrance) -> Result<EntranceSpec> {
     })
 }
 
+/// The plugin's side of `entrances`.
 pub fn entrances_to_proto(list: &[EntranceSpec]) -> pb::EntrancesReply {
     pb::EntrancesReply {
         entrances: list.iter().map(entrance_to_proto).collect(),
     }
 }
 
+/// The host's side of `entrances`.
 pub fn entrances_from_proto(reply: pb::EntrancesReply) -> Result<Vec<EntranceSpec>> {
     let pb::EntrancesReply { entrances } = reply;
     entrances.into_iter().map(entrance_from_proto).collect()
@@ -446,6 +465,8 @@ pub fn entrances_from_proto(reply: pb::EntrancesReply) -> Result<Vec<EntranceSpe
 
 // ---- keys ----
 
+/// A driver's part of a key, its credentials' secrets included: the
+/// driver issued them.
 pub fn key_slice_to_proto(k: &KeySlice) -> pb::KeySlice {
     let KeySlice {
         key_id,
@@ -471,6 +492,9 @@ pub fn key_slice_to_proto(k: &KeySlice) -> pb::KeySlice {
     }
 }
 
+/// A driver's part of a key, required; `driver` is the name the decoding
+/// side gives the credentials. `PLUGIN_PROTOCOL_ERROR` when it is missing
+/// or malformed.
 pub fn key_slice_from_proto(k: Option<pb::KeySlice>, driver: &str) -> Result<KeySlice> {
     let pb::KeySlice {
         key_id,
@@ -496,6 +520,7 @@ pub fn key_slice_from_proto(k: Option<pb::KeySlice>, driver: &str) -> Result<Key
     })
 }
 
+/// The host's side of `issue`: the arguments, a caller's PIN included.
 pub fn issue_args_to_proto(a: &IssueArgs) -> pb::IssueRequest {
     let IssueArgs {
         key_id,
@@ -521,6 +546,7 @@ pub fn issue_args_to_proto(a: &IssueArgs) -> pb::IssueRequest {
     }
 }
 
+/// The plugin's side of `issue`. An empty PIN is no PIN.
 pub fn issue_args_from_proto(r: pb::IssueRequest) -> Result<IssueArgs> {
     let pb::IssueRequest {
         key_id,
@@ -546,6 +572,7 @@ pub fn issue_args_from_proto(r: pb::IssueRequest) -> Result<IssueArgs> {
     })
 }
 
+/// The plugin's side of `issue`'s answer.
 pub fn issue_reply_to_proto(r: &IssueReply) -> pb::IssueReply {
     let IssueReply {
         credentials,
@@ -564,6 +591,9 @@ pub fn issue_reply_to_proto(r: &IssueReply) -> pb::IssueReply {
     }
 }
 
+/// The host's side of `issue`'s answer, its credentials tagged with
+/// `driver`. `PLUGIN_PROTOCOL_ERROR` for a state other than active or
+/// issuing: a new key is never ENCODING_REQUIRED.
 pub fn issue_reply_from_proto(r: pb::IssueReply, driver: &str) -> Result<IssueReply> {
     let pb::IssueReply {
         credentials,
@@ -588,6 +618,7 @@ pub fn issue_reply_from_proto(r: pb::IssueReply, driver: &str) -> Result<IssueRe
     })
 }
 
+/// The host's side of `revoke`.
 pub fn revoke_args_to_proto(a: &RevokeArgs) -> pb::RevokeRequest {
     let RevokeArgs { key } = a;
     pb::RevokeRequest {
@@ -595,6 +626,7 @@ pub fn revoke_args_to_proto(a: &RevokeArgs) -> pb::RevokeRequest {
     }
 }
 
+/// The plugin's side of `revoke`; `driver` is the plugin's own name.
 pub fn revoke_args_from_proto(r: pb::RevokeRequest, driver: &str) -> Result<RevokeArgs> {
     let pb::RevokeRequest { key } = r;
     Ok(RevokeArgs {
@@ -602,6 +634,7 @@ pub fn revoke_args_from_proto(r: pb::RevokeRequest, driver: &str) -> Result<Revo
     })
 }
 
+/// The plugin's side of `revoke`'s answer.
 pub fn revoke_reply_to_proto(r: &RevokeReply) -> pb::RevokeReply {
     let RevokeReply { warnings } = r;
     pb::RevokeReply {
@@ -609,6 +642,7 @@ pub fn revoke_reply_to_proto(r: &RevokeReply) -> pb::RevokeReply {
     }
 }
 
+/// The host's side of `revoke`'s answer: warnings only, so it cannot fail.
 pub fn revoke_reply_from_proto(r: pb::RevokeReply) -> RevokeReply {
     let pb::RevokeReply { warnings } = r;
     RevokeReply {
@@ -616,6 +650,7 @@ pub fn revoke_reply_from_proto(r: pb::RevokeReply) -> RevokeReply {
     }
 }
 
+/// The host's side of `update`.
 pub fn update_args_to_proto(a: &UpdateArgs) -> pb::UpdateRequest {
     let UpdateArgs { key, new_window } = a;
     pb::UpdateRequest {
@@ -624,6 +659,7 @@ pub fn update_args_to_proto(a: &UpdateArgs) -> pb::UpdateRequest {
     }
 }
 
+/// The plugin's side of `update`; `driver` is the plugin's own name.
 pub fn update_args_from_proto(r: pb::UpdateRequest, driver: &str) -> Result<UpdateArgs> {
     let pb::UpdateRequest { key, new_window } = r;
     Ok(UpdateArgs {
@@ -632,6 +668,7 @@ pub fn update_args_from_proto(r: pb::UpdateRequest, driver: &str) -> Result<Upda
     })
 }
 
+/// The plugin's side of `update`'s answer.
 pub fn update_reply_to_proto(r: &UpdateReply) -> pb::UpdateReply {
     let UpdateReply {
         credentials,
@@ -645,6 +682,8 @@ pub fn update_reply_to_proto(r: &UpdateReply) -> pb::UpdateReply {
     }
 }
 
+/// The host's side of `update`'s answer, its credentials tagged with
+/// `driver`.
 pub fn update_reply_from_proto(r: pb::UpdateReply, driver: &str) -> Result<UpdateReply> {
     let pb::UpdateReply {
         credentials,
@@ -658,6 +697,7 @@ pub fn update_reply_from_proto(r: pb::UpdateReply, driver: &str) -> Result<Updat
     })
 }
 
+/// The host's side of `encode`.
 pub fn encode_args_to_proto(a: &EncodeArgs) -> pb::EncodeRequest {
     let EncodeArgs { key, encoder_id } = a;
     pb::EncodeRequest {
@@ -666,6 +706,8 @@ pub fn encode_args_to_proto(a: &EncodeArgs) -> pb::EncodeRequest {
     }
 }
 
+/// The plugin's side of `encode`; `driver` is the plugin's own name. An
+/// empty encoder id is none.
 pub fn encode_args_from_proto(r: pb::EncodeRequest, driver: &str) -> Result<EncodeArgs> {
     let pb::EncodeRequest { key, encoder_id } = r;
     Ok(EncodeArgs {
@@ -674,6 +716,7 @@ pub fn encode_args_from_proto(r: pb::EncodeRequest, driver: &str) -> Result<Enco
     })
 }
 
+/// The plugin's side of `encode`'s answer.
 pub fn encode_reply_to_proto(r: &EncodeReply) -> pb::EncodeReply {
     let EncodeReply {
         credentials,
@@ -685,6 +728,8 @@ pub fn encode_reply_to_proto(r: &EncodeReply) -> pb::EncodeReply {
     }
 }
 
+/// The host's side of `encode`'s answer, its credentials tagged with
+/// `driver`.
 pub fn encode_reply_from_proto(r: pb::EncodeReply, driver: &str) -> Result<EncodeReply> {
     let pb::EncodeReply {
         credentials,
@@ -696,6 +741,7 @@ pub fn encode_reply_from_proto(r: pb::EncodeReply, driver: &str) -> Result<Encod
     })
 }
 
+/// The host's side of `refresh`.
 pub fn refresh_args_to_proto(a: &RefreshArgs) -> pb::RefreshRequest {
     let RefreshArgs { key } = a;
     pb::RefreshRequest {
@@ -703,6 +749,7 @@ pub fn refresh_args_to_proto(a: &RefreshArgs) -> pb::RefreshRequest {
     }
 }
 
+/// The plugin's side of `refresh`; `driver` is the plugin's own name.
 pub fn refresh_args_from_proto(r: pb::RefreshRequest, driver: &str) -> Result<RefreshArgs> {
     let pb::RefreshRequest { key } = r;
     Ok(RefreshArgs {
@@ -710,6 +757,7 @@ pub fn refresh_args_from_proto(r: pb::RefreshRequest, driver: &str) -> Result<Re
     })
 }
 
+/// The plugin's side of `refresh`'s answer.
 pub fn refresh_reply_to_proto(r: &RefreshReply) -> pb::RefreshReply {
     let RefreshReply {
         credentials,
@@ -723,6 +771,8 @@ pub fn refresh_reply_to_proto(r: &RefreshReply) -> pb::RefreshReply {
     }
 }
 
+/// The host's side of `refresh`'s answer, its credentials tagged with
+/// `driver`; `PLUGIN_PROTOCOL_ERROR` for an unknown state.
 pub fn refresh_reply_from_proto(r: pb::RefreshReply, driver: &str) -> Result<RefreshReply> {
     let pb::RefreshReply {
         credentials,
@@ -736,6 +786,7 @@ pub fn refresh_reply_from_proto(r: pb::RefreshReply, driver: &str) -> Result<Ref
     })
 }
 
+/// The host's side of `list`.
 pub fn list_args_to_proto(a: &ListArgs) -> pb::ListRequest {
     let ListArgs {
         property_id,
@@ -749,6 +800,7 @@ pub fn list_args_to_proto(a: &ListArgs) -> pb::ListRequest {
     }
 }
 
+/// The plugin's side of `list`. An empty page token is the first page.
 pub fn list_args_from_proto(r: pb::ListRequest) -> ListArgs {
     let pb::ListRequest {
         property_id,
@@ -796,6 +848,7 @@ fn key_record_from_proto(k: pb::DriverKeyRecord) -> Result<DriverKeyRecord> {
     })
 }
 
+/// The plugin's side of `list`'s answer.
 pub fn list_reply_to_proto(r: &ListReply) -> pb::ListReply {
     let ListReply {
         keys,
@@ -807,6 +860,8 @@ pub fn list_reply_to_proto(r: &ListReply) -> pb::ListReply {
     }
 }
 
+/// The host's side of `list`'s answer. An empty next page token means the
+/// last page; `PLUGIN_PROTOCOL_ERROR` for a record without a window.
 pub fn list_reply_from_proto(r: pb::ListReply) -> Result<ListReply> {
     let pb::ListReply {
         keys,
@@ -823,6 +878,9 @@ pub fn list_reply_from_proto(r: pb::ListReply) -> Result<ListReply> {
 
 // ---- errors ----
 
+/// An error as data, for the other side: its kind, reason, message,
+/// whether it is temporary, context, field violations and retry delay.
+/// Never its source, which may say more than is safe to show.
 pub fn error_to_proto(e: &Error) -> pb::DriverError {
     use pb::driver_error::Kind;
     let kind = match e.kind() {

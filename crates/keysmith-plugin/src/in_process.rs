@@ -12,6 +12,8 @@ use keysmith_driver::{
 
 use crate::driver::{PluginDriver, PluginInfo};
 
+/// A [`PluginDriver`] that is a [`Driver`] of kind `BuiltIn`: its methods
+/// are called directly, on the caller's task, with no bytes or ABI between.
 pub struct InProcess<D> {
     driver: D,
     info: DriverInfo,

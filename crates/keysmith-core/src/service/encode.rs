@@ -18,6 +18,23 @@ use super::{
 };
 
 impl AccessService {
+    /// Re-encodes the credentials of an `ENCODING_REQUIRED` key, at each
+    /// driver whose credentials need it.
+    ///
+    /// Checks the request's content ([`EncodeKeyRequest::validate`]); NotFound
+    /// `KEY_NOT_FOUND`; FailedPrecondition `KEY_REVOKED` for a key revoked or
+    /// being revoked, `ENCODING_NOT_REQUIRED` for a key in any other state; and,
+    /// before any driver is asked, `DRIVER_NOT_CONFIGURED` or
+    /// `OPERATION_NOT_SUPPORTED` unless each of those drivers can encode.
+    ///
+    /// An encoded card cannot be un-encoded, so when a driver fails the others'
+    /// new credentials are stored, the key stays `ENCODING_REQUIRED` with an
+    /// `ENCODE_INCOMPLETE` warning naming the driver, the progress is audited
+    /// with the failure, and the driver's error is answered; a retry encodes
+    /// only what is left. On success the key is `ACTIVE`.
+    ///
+    /// Idempotent by request_id: a retry of a completed encoding gets the
+    /// first answer.
     pub async fn encode_key(&self, req: EncodeKeyRequest) -> Result<AccessKey> {
         let envelope = Envelope::of(&req)?;
         let first = self.require_key(&req.property_id, &req.key_id)?;

@@ -23,14 +23,21 @@ use super::{AccessService, Revocation};
 /// audit records, so a name never changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// [`AccessService::issue`].
     Issue,
+    /// [`AccessService::revoke`].
     Revoke,
+    /// [`AccessService::update_key`].
     UpdateKey,
+    /// [`AccessService::encode_key`].
     EncodeKey,
+    /// [`AccessService::refresh_key`]: internal, with no request_id.
     RefreshKey,
 }
 
 impl Method {
+    /// The name stored in idempotency and audit records and hashed into
+    /// request fingerprints: the gRPC method's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Issue => "Issue",

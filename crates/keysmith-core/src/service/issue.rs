@@ -19,6 +19,38 @@ use super::{
 };
 
 impl AccessService {
+    /// Issues a new key at every driver of its entrances, or at none.
+    ///
+    /// Before any driver is asked it checks, in order:
+    /// - the request's content ([`IssueRequest::validate`]), and a window that
+    ///   has not ended (`INVALID_TIME_WINDOW`);
+    /// - the entrances and spaces (`PROPERTY_NOT_FOUND`, `ENTRANCE_NOT_FOUND`,
+    ///   `SPACE_NOT_FOUND`);
+    /// - the capabilities: every entrance takes every mode
+    ///   (`CREDENTIAL_MODE_NOT_SUPPORTED`), and every driver issues
+    ///   (`OPERATION_NOT_SUPPORTED`), issues staff keys for a staff key
+    ///   (`STAFF_NOT_SUPPORTED`) and takes a caller's PIN when one is given
+    ///   (`PIN_NOT_SUPPORTED`);
+    /// - the key's place in its reservation: `RESERVATION_KEY_REQUIRED`,
+    ///   `RESERVATION_KEY_NOT_ALLOWED_FOR_STAFF`,
+    ///   `RESERVATION_KEY_NOT_SUPPORTED`, `OPERATION_NOT_SUPPORTED` unless
+    ///   the drivers of its reservation-capable entrances apply reservations,
+    ///   then the Seam guide's rules 2 to 4 against every key admitted since
+    ///   the reservation was last cleared, ended and revoked ones included
+    ///   (`RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP`,
+    ///   `RESERVATION_JOINER_ENTRANCE_SET_CONFLICT`,
+    ///   `RESERVATION_TIME_FRAMES_MUST_OVERLAP`). The first key of a
+    ///   reservation overrides at its reservation-capable entrances, later ones
+    ///   join.
+    ///
+    /// Then each driver issues its part, in entrance order. When one fails, or
+    /// the commit does, the parts already issued are revoked again (best
+    /// effort), nothing is stored, and the error is answered as it is. The key
+    /// answered is `ISSUING` when a driver issues asynchronously, else
+    /// `ACTIVE`.
+    ///
+    /// Idempotent by request_id: a retry gets the first answer, the same key
+    /// with the same credentials.
     pub async fn issue(&self, req: IssueRequest) -> Result<AccessKey> {
         let envelope = Envelope::of(&req)?.locking_reservation(req.reservation_key.as_deref());
         let mut m = match self.begin(envelope).await? {

@@ -19,6 +19,17 @@ use super::{AccessService, DriverKeyPage, HeldKey, KeyPage};
 const SCAN_FACTOR: usize = 8;
 
 impl AccessService {
+    /// A page of a property's keys, filtered (AIP-158). Reads only.
+    ///
+    /// Checks the request ([`ListKeysRequest::validate`]: `INVALID_PAGE_SIZE`,
+    /// `INVALID_PAGE_TOKEN`, the ids); NotFound `PROPERTY_NOT_FOUND`;
+    /// `INVALID_PAGE_TOKEN` for a token of another query, caller or version
+    /// ([`page::decode`]). Walks the most selective index
+    /// the filters allow (reservation, then holder, then entrance, else the
+    /// whole property) in key id order, leaving revoked keys out unless they
+    /// are asked for. States are judged at one reading of the clock. Each page
+    /// scans a bounded number of index entries, so a selective filter may
+    /// answer a short page that still has a next one.
     pub fn list_keys(&self, req: &ListKeysRequest) -> Result<KeyPage> {
         let page_size = req.validate()?;
         self.router.require_property(&req.property_id)?;

@@ -33,9 +33,12 @@ pub use envelope::Method;
 
 /// Where "now" comes from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time. A mutation reads it once and judges everything at
+    /// that instant.
     fn now(&self) -> Timestamp;
 }
 
+/// The real clock: [`Timestamp::now`].
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -47,27 +50,60 @@ impl Clock for SystemClock {
 /// The answer to a revocation.
 #[derive(Clone, Debug)]
 pub struct Revocation {
+    /// Every key targeted, each now revoked; those revoked before are as they
+    /// were.
     pub keys: Vec<AccessKey>,
+    /// What the drivers said, each once: an offline credential that still
+    /// opens, a driver no longer configured.
     pub warnings: Vec<Warning>,
 }
 
+/// A page of ListKeys.
 pub struct KeyPage {
+    /// The page's keys in key id (creation) order, shared with the store.
     pub keys: Vec<Arc<ListedKey>>,
+    /// The token of the next page, `None` when the listing is done. A page
+    /// scans a bounded stretch of the index, so a short or even empty page may
+    /// still have a next one.
     pub next_page_token: Option<String>,
 }
 
 /// A key a driver holds, beside what keysmith knows of it: `None` when
 /// keysmith has no such key (an orphan on the driver's side).
 pub struct HeldKey {
+    /// The key as the driver holds it.
     pub record: DriverKeyRecord,
+    /// keysmith's state of the key now (`EXPIRED` derived), `None` for an
+    /// orphan.
     pub keysmith_state: Option<KeyState>,
 }
 
+/// A page of ListDriverKeys.
 pub struct DriverKeyPage {
+    /// The driver's keys, in the driver's order.
     pub keys: Vec<HeldKey>,
+    /// The driver's own token for the next page, passed through as it is;
+    /// `None` after the last.
     pub next_page_token: Option<String>,
 }
 
+/// keysmith's access service: the operations of
+/// `keysmith.v1.AccessService` on domain types, the same for every driver.
+///
+/// Every mutation ([`issue`](Self::issue), [`revoke`](Self::revoke),
+/// [`update_key`](Self::update_key), [`encode_key`](Self::encode_key)) runs
+/// in one envelope: the request is validated before anything is read; a
+/// store transaction holds the request_id and, where one is involved, the
+/// reservation; a request_id seen before is answered with its first answer
+/// (or refused with `REQUEST_ID_REUSED` when the request differs); and the
+/// change is committed with its audit record and its request_id's answer
+/// atomically, durable before the method returns. A key that spans several
+/// drivers is changed at each in entrance order: all or nothing where a
+/// driver's step can be undone (issue, update), with its progress stored
+/// for a retry to complete where it cannot (revoke, encode).
+///
+/// Errors carry a reason from [`reasons`]; a driver's own error reaches the
+/// caller as the driver answered it.
 pub struct AccessService {
     store: Arc<dyn Store>,
     router: Arc<Router>,
@@ -81,10 +117,15 @@ pub struct AccessService {
 /// misses one. An observer's failure is logged; the revocation stands.
 #[async_trait::async_trait]
 pub trait KeyObserver: Send + Sync + 'static {
+    /// Called once for each key newly revoked, with its revoked version. An
+    /// error is logged and does not undo or fail the revocation, so queue the
+    /// clean-up durably rather than doing it here.
     async fn revoked(&self, key: &AccessKey) -> Result<()>;
 }
 
 impl AccessService {
+    /// A service over `store`, reaching drivers through `router` and judging
+    /// time by `clock`; no observer yet.
     pub fn new(store: Arc<dyn Store>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
@@ -94,10 +135,12 @@ impl AccessService {
         }
     }
 
+    /// Adds an observer, told of every key revoked from then on.
     pub fn observe(&self, observer: Arc<dyn KeyObserver>) {
         self.observers.write().push(observer);
     }
 
+    /// The router, for its drivers and entrances.
     pub fn router(&self) -> &Arc<Router> {
         &self.router
     }
@@ -110,10 +153,16 @@ impl AccessService {
         self.store.expire_idempotency(before).await
     }
 
+    /// The current time by the service's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
+    /// The key as committed, revoked and expired ones included, with its
+    /// credential data: the caller decides what to show (see
+    /// [`AccessKey::state`] for the state to show). Checks the ids
+    /// (InvalidArgument: `FIELD_REQUIRED`, `FIELD_TOO_LONG`, `FIELD_INVALID`);
+    /// NotFound `KEY_NOT_FOUND` when the property has no such key. Reads only.
     pub fn get_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
         let mut v = crate::request::Violations::default();
         v.id("property_id", property_id);
@@ -142,6 +191,9 @@ impl AccessService {
         Ok(changes)
     }
 
+    /// Every entrance of a property with its driver, in
+    /// [`Router::entrances_of`]'s order. Checks the id; NotFound
+    /// `PROPERTY_NOT_FOUND` when no driver serves the property. Reads only.
     pub fn list_entrances(&self, property_id: &str) -> Result<Vec<Arc<RoutedEntrance>>> {
         let mut v = crate::request::Violations::default();
         v.id("property_id", property_id);
@@ -149,6 +201,7 @@ impl AccessService {
         self.router.entrances_of(property_id)
     }
 
+    /// Every configured driver, by name.
     pub fn list_drivers(&self) -> Vec<DriverInfo> {
         self.router.driver_infos()
     }

@@ -16,6 +16,19 @@ use super::{
 };
 
 impl AccessService {
+    /// Asks the key's drivers that issue asynchronously (capability `refresh`)
+    /// where it stands, and stores what they answer: their credentials, and
+    /// the state `ISSUING` while any is still issuing, else `ENCODING_REQUIRED`
+    /// if any says so, else `ACTIVE`.
+    ///
+    /// An internal mutation: no request_id and no audit record (the follower of
+    /// issuing keys and the RefreshKey RPC call it). It does not check the ids:
+    /// a caller's ids go through [`AccessService::get_key`] first. NotFound
+    /// `KEY_NOT_FOUND` for an unknown key. A revoked or revoking key, or one
+    /// with no such driver, is answered as stored without asking anyone, and an
+    /// unchanged answer writes nothing. A refresh only reads at the drivers:
+    /// when one fails nothing is stored, its error is answered, and the next
+    /// refresh asks again. Safe to repeat.
     pub async fn refresh_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
         let first = self.require_key(property_id, key_id)?;
         let envelope = Envelope::internal(Method::RefreshKey, property_id)

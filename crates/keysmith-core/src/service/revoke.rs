@@ -30,6 +30,29 @@ struct Attempt {
 }
 
 impl AccessService {
+    /// Revokes one key, or every key of a reservation and clears it, so that
+    /// the next key of that reservation_key starts a new stay.
+    ///
+    /// Checks the request's content ([`RevokeRequest::validate`]); NotFound
+    /// `KEY_NOT_FOUND` for an unknown key, `PROPERTY_NOT_FOUND` or
+    /// `RESERVATION_NOT_FOUND` for an unknown reservation; and, with nothing
+    /// done, FailedPrecondition `OPERATION_NOT_SUPPORTED` unless every
+    /// still-configured driver of every key can revoke. A key already revoked
+    /// is answered as it is.
+    ///
+    /// Each key is revoked at its drivers in entrance order. A driver no longer
+    /// configured cannot be told: the key is revoked in keysmith only, with a
+    /// `DRIVER_NOT_CONFIGURED` warning. A revocation cannot be undone, so when
+    /// a driver fails the others' revocations stand: the key is stored
+    /// `REVOKING` with a `REVOKE_INCOMPLETE` warning naming the driver, the
+    /// reservation is not cleared, what was done is committed and audited with
+    /// the failure, and the driver's error is answered. A retry of the request
+    /// (the same request_id) completes it. Observers
+    /// ([`AccessService::observe`]) are told of each key newly revoked once
+    /// that is durable.
+    ///
+    /// Idempotent by request_id: the retry of a completed revocation gets its
+    /// first answer. Revoking a revoked key again succeeds and changes nothing.
     pub async fn revoke(&self, req: RevokeRequest) -> Result<Revocation> {
         let envelope = Envelope::of(&req)?;
         let reservation_key = match &req.target {

@@ -17,6 +17,25 @@ use super::{
 };
 
 impl AccessService {
+    /// Gives a key a new window, at every driver of the key or at none.
+    ///
+    /// Checks the request's content ([`UpdateKeyRequest::validate`]); NotFound
+    /// `KEY_NOT_FOUND`; FailedPrecondition `KEY_REVOKED` for a key revoked or
+    /// being revoked; `INVALID_TIME_WINDOW` for a window that has ended;
+    /// `RESERVATION_TIME_FRAMES_MUST_OVERLAP` when the new window misses
+    /// another key of the key's reservation (ended and revoked ones included);
+    /// and, before any driver is asked, `DRIVER_NOT_CONFIGURED` or
+    /// `OPERATION_NOT_SUPPORTED` unless every driver of the key can update.
+    ///
+    /// The drivers change it in entrance order. When one fails, or the commit
+    /// does, those that changed it get the old window back (best effort),
+    /// nothing is stored, and the error is answered as it is. Offline
+    /// credentials carrying the window leave the key `ENCODING_REQUIRED`, with
+    /// an `ENCODING_REQUIRED` warning: re-encode them with
+    /// [`AccessService::encode_key`]. A driver that reissues asynchronously
+    /// leaves it `ISSUING`.
+    ///
+    /// Idempotent by request_id: a retry gets the first answer.
     pub async fn update_key(&self, req: UpdateKeyRequest) -> Result<AccessKey> {
         let envelope = Envelope::of(&req)?;
         let first = self.require_key(&req.property_id, &req.key_id)?;
