@@ -13,7 +13,7 @@ use std::{
 };
 
 use keysmith_api::{
-    sim::v1::{self as sim, lock_simulator_client::LockSimulatorClient},
+    sim::v1::{self as sim, lock_simulator_service_client::LockSimulatorServiceClient},
     v1::{self as pb, access_service_client::AccessServiceClient},
 };
 use keysmith_core::{service::Clock, Timestamp};
@@ -51,7 +51,7 @@ pub struct TestServer {
     /// The connection, for clients of other services.
     pub channel: Channel,
     pub client: AccessServiceClient<Channel>,
-    pub sim: LockSimulatorClient<Channel>,
+    pub sim: LockSimulatorServiceClient<Channel>,
     pub clock: Arc<TestClock>,
     pub data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
@@ -98,7 +98,7 @@ impl TestServer {
             running: Some(running),
             channel: channel.clone(),
             client: AccessServiceClient::new(channel.clone()),
-            sim: LockSimulatorClient::new(channel),
+            sim: LockSimulatorServiceClient::new(channel),
             clock,
             data_dir,
             _dir: None,

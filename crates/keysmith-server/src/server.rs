@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, tim
 use anyhow::Context as _;
 use keysmith_3rpms::webhook::Inbox;
 use keysmith_api::{
-    sim::v1::lock_simulator_server::LockSimulatorServer,
+    sim::v1::lock_simulator_service_server::LockSimulatorServiceServer,
     v1::{
         access_service_server::AccessServiceServer, audit_service_server::AuditServiceServer,
         pms_service_server::PmsServiceServer,
@@ -33,7 +33,7 @@ use crate::{
     layers::RpcSpanLayer,
     listing::AccessRoutes,
     pms::PmsRpcService,
-    simulator::LockSimulatorService,
+    simulator::LockSimulatorRpcService,
     threerpms::ThreeRpms,
     tls,
 };
@@ -216,10 +216,10 @@ pub async fn start_with_drivers(
     let simulator = match offline_lock {
         Some(lock) => {
             health
-                .set_serving::<LockSimulatorServer<LockSimulatorService>>()
+                .set_serving::<LockSimulatorServiceServer<LockSimulatorRpcService>>()
                 .await;
             Some(
-                LockSimulatorServer::new(LockSimulatorService::new(lock))
+                LockSimulatorServiceServer::new(LockSimulatorRpcService::new(lock))
                     .max_decoding_message_size(max),
             )
         }
