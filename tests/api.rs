@@ -657,7 +657,10 @@ async fn health_reports_each_service_and_reflection_lists_them() {
     .await
     .unwrap();
     let mut health = HealthClient::new(channel.clone());
-    for service in ["keysmith.v1.AccessService", "keysmith.sim.v1.LockSimulator"] {
+    for service in [
+        "keysmith.v1.AccessService",
+        "keysmith.sim.v1.LockSimulatorService",
+    ] {
         let r = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -690,7 +693,7 @@ async fn health_reports_each_service_and_reflection_lists_them() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for want in [
         "keysmith.v1.AccessService",
-        "keysmith.sim.v1.LockSimulator",
+        "keysmith.sim.v1.LockSimulatorService",
         "grpc.health.v1.Health",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");

@@ -1,6 +1,6 @@
 //! The offline-lock cases of the lock notes, end to end: keys issued through
 //! the AccessService, presented at the simulated doors through the
-//! LockSimulator. (The model's own tests cover all 19 cases one by one.)
+//! LockSimulatorService. (The model's own tests cover all 19 cases one by one.)
 mod common;
 
 use common::*;

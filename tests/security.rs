@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use keysmith_api::{
-    sim::v1::{self as sim, lock_simulator_client::LockSimulatorClient},
+    sim::v1::{self as sim, lock_simulator_service_client::LockSimulatorServiceClient},
     v1::{
         self as pb, access_service_client::AccessServiceClient,
         audit_service_client::AuditServiceClient,
@@ -126,8 +126,11 @@ fn audit(
 fn simulator(
     s: &TestServer,
     token: Option<&str>,
-) -> LockSimulatorClient<InterceptedService<Channel, Bearer>> {
-    LockSimulatorClient::with_interceptor(s.channel.clone(), Bearer(token.map(str::to_owned)))
+) -> LockSimulatorServiceClient<InterceptedService<Channel, Bearer>> {
+    LockSimulatorServiceClient::with_interceptor(
+        s.channel.clone(),
+        Bearer(token.map(str::to_owned)),
+    )
 }
 
 async fn issue_with(s: &TestServer, token: &str, holder: &str) -> pb::AccessKey {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, PROPERTY, T0};
+use common::{reflection, TestServer, PROPERTY, T0};
 use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind, ReservationStatus};
 use jiff::civil::Date;
 use keysmith_api::v1::{self as pb, pms_service_client::PmsServiceClient};
@@ -223,6 +223,26 @@ impl Env {
 
 fn pin_of(key: &pb::AccessKey) -> String {
     common::pin(key)
+}
+
+/// With 3RPMS configured, reflection lists PmsService beside the services
+/// always served (without it, it does not: tests/reflection.rs).
+#[tokio::test]
+async fn reflection_lists_pms_service_when_3rpms_is_configured() {
+    let env = env(Options::default()).await;
+    let channel = &env.server.channel;
+    for listed in [
+        reflection::v1::services(channel).await,
+        reflection::v1alpha::services(channel).await,
+    ] {
+        for served in [
+            "keysmith.v1.PmsService",
+            "keysmith.v1.AccessService",
+            "keysmith.sim.v1.LockSimulatorService",
+        ] {
+            assert!(listed.iter().any(|s| s == served), "{served} in {listed:?}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::{
 };
 
 use keysmith_api::{
-    sim::v1::{self as sim, lock_simulator_client::LockSimulatorClient},
+    sim::v1::{self as sim, lock_simulator_service_client::LockSimulatorServiceClient},
     v1::{self as pb, access_service_client::AccessServiceClient},
 };
 use keysmith_core::{service::Clock, Timestamp};
@@ -51,7 +51,7 @@ pub struct TestServer {
     /// The connection, for clients of other services.
     pub channel: Channel,
     pub client: AccessServiceClient<Channel>,
-    pub sim: LockSimulatorClient<Channel>,
+    pub sim: LockSimulatorServiceClient<Channel>,
     pub clock: Arc<TestClock>,
     pub data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
@@ -98,7 +98,7 @@ impl TestServer {
             running: Some(running),
             channel: channel.clone(),
             client: AccessServiceClient::new(channel.clone()),
-            sim: LockSimulatorClient::new(channel),
+            sim: LockSimulatorServiceClient::new(channel),
             clock,
             data_dir,
             _dir: None,
@@ -282,4 +282,93 @@ pub fn behaviours(key: &pb::AccessKey) -> Vec<(String, pb::ReservationBehaviour)
         .iter()
         .map(|e| (e.entrance_id.clone(), e.behaviour()))
         .collect()
+}
+
+/// Server reflection as clients use it: v1, and v1alpha, which grpcurl 1.8.6
+/// asks. The two versions are one protocol in two packages, so one macro
+/// writes the same helpers for each.
+pub mod reflection {
+    macro_rules! reflection_client {
+        ($version:ident) => {
+            pub mod $version {
+                use prost::Message;
+                use prost_types::FileDescriptorProto;
+                use tonic::{transport::Channel, Code, Status};
+                use tonic_reflection::pb::$version::{
+                    server_reflection_client::ServerReflectionClient,
+                    server_reflection_request::MessageRequest,
+                    server_reflection_response::MessageResponse, ServerReflectionRequest,
+                };
+
+                /// One request on its own stream; a reflection error as a Status.
+                async fn ask(
+                    channel: &Channel,
+                    request: MessageRequest,
+                ) -> Result<MessageResponse, Status> {
+                    let request = ServerReflectionRequest {
+                        host: String::new(),
+                        message_request: Some(request),
+                    };
+                    let mut answers = ServerReflectionClient::new(channel.clone())
+                        .server_reflection_info(tokio_stream::iter([request]))
+                        .await?
+                        .into_inner();
+                    let answer = answers.message().await?.expect("a reflection answer");
+                    match answer.message_response.expect("a reflection message") {
+                        MessageResponse::ErrorResponse(e) => {
+                            Err(Status::new(Code::from(e.error_code), e.error_message))
+                        }
+                        other => Ok(other),
+                    }
+                }
+
+                fn files(answer: MessageResponse) -> Vec<FileDescriptorProto> {
+                    let MessageResponse::FileDescriptorResponse(files) = answer else {
+                        panic!("not a file descriptor answer: {answer:?}");
+                    };
+                    files
+                        .file_descriptor_proto
+                        .iter()
+                        .map(|bytes| FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+                        .collect()
+                }
+
+                /// The services reflection lists, sorted.
+                pub async fn services(channel: &Channel) -> Vec<String> {
+                    let answer = ask(channel, MessageRequest::ListServices(String::new()))
+                        .await
+                        .expect("list services");
+                    let MessageResponse::ListServicesResponse(list) = answer else {
+                        panic!("not a service list: {answer:?}");
+                    };
+                    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+                    names.sort();
+                    names
+                }
+
+                /// The files reflection gives for a fully qualified symbol.
+                pub async fn file_containing_symbol(
+                    channel: &Channel,
+                    symbol: &str,
+                ) -> Result<Vec<FileDescriptorProto>, Status> {
+                    ask(channel, MessageRequest::FileContainingSymbol(symbol.into()))
+                        .await
+                        .map(files)
+                }
+
+                /// The files reflection gives for a file name (an import).
+                pub async fn file_by_filename(
+                    channel: &Channel,
+                    name: &str,
+                ) -> Result<Vec<FileDescriptorProto>, Status> {
+                    ask(channel, MessageRequest::FileByFilename(name.into()))
+                        .await
+                        .map(files)
+                }
+            }
+        };
+    }
+
+    reflection_client!(v1);
+    reflection_client!(v1alpha);
 }

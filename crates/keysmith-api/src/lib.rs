@@ -11,6 +11,7 @@ pub mod sim {
 }
 
 /// The encoded `FileDescriptorSet` of every keysmith proto and its imports,
-/// for server reflection.
+/// and of google.rpc's Status and error details (what keysmith's errors
+/// carry), for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/keysmith_descriptor.bin"));

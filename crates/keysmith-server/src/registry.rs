@@ -7,7 +7,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use anyhow::Context as _;
-use keysmith_api::sim::v1::lock_simulator_server::LockSimulatorServer;
+use keysmith_api::sim::v1::lock_simulator_service_server::LockSimulatorServiceServer;
 use keysmith_core::hosting::{Built, DriverContext};
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
 use keysmith_plugin_host::PluginSpec;
@@ -16,7 +16,7 @@ use tonic::server::NamedService;
 use crate::{
     config::{Config, PluginConfig},
     server::GrpcRouter,
-    simulator::LockSimulatorService,
+    simulator::LockSimulatorRpcService,
 };
 
 /// Adds a driver's own gRPC service to keysmith's.
@@ -71,12 +71,12 @@ async fn offline_lock(config: &Config, ctx: &DriverContext) -> anyhow::Result<Ve
         lock_config.clone(),
         ctx.state(OFFLINE_LOCK)?,
     )?);
-    let simulator = LockSimulatorServer::new(LockSimulatorService::new(lock.clone()))
+    let simulator = LockSimulatorServiceServer::new(LockSimulatorRpcService::new(lock.clone()))
         .max_decoding_message_size(config.server.max_request_bytes);
     Ok(vec![Registered {
         built: Built::driver(lock),
         grpc: vec![(
-            <LockSimulatorServer<LockSimulatorService> as NamedService>::NAME,
+            <LockSimulatorServiceServer<LockSimulatorRpcService> as NamedService>::NAME,
             Box::new(move |router: GrpcRouter| router.add_service(simulator)),
         )],
     }])

@@ -5,8 +5,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use keysmith_api::{
     v1::{
-        access_service_server::AccessServiceServer, audit_service_server::AuditServiceServer,
-        pms_service_server::PmsServiceServer,
+        access_service_server::{self, AccessServiceServer},
+        audit_service_server::{self, AuditServiceServer},
+        pms_service_server::{self, PmsServiceServer},
     },
     FILE_DESCRIPTOR_SET,
 };
@@ -178,15 +179,6 @@ pub async fn start_with_drivers(
     health
         .set_serving::<AccessServiceServer<AccessRpcService>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-
     let max = config.server.max_request_bytes;
     let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
     let audit_service =
@@ -203,6 +195,24 @@ pub async fn start_with_drivers(
         }
         None => None,
     };
+
+    // Reflection lists the services this configuration serves and no others:
+    // a client that lists them can call each one.
+    let mut served = vec![
+        tonic_health::pb::health_server::SERVICE_NAME,
+        access_service_server::SERVICE_NAME,
+        audit_service_server::SERVICE_NAME,
+    ];
+    served.extend(grpc.iter().map(|(name, _)| *name));
+    if pms.is_some() {
+        served.push(pms_service_server::SERVICE_NAME);
+    }
+    let reflection_v1 = reflection(&served)
+        .with_service_name(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME)
+        .build_v1()?;
+    let reflection_v1alpha = reflection(&served)
+        .with_service_name(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME)
+        .build_v1alpha()?;
 
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -279,6 +289,18 @@ pub async fn start_with_drivers(
         shutdown: Some(shutdown_tx),
         task,
     })
+}
+
+/// A server reflection builder that describes every keysmith type, google.rpc's
+/// error details and health, and lists `served`. Each version adds its own
+/// reflection service.
+fn reflection(served: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    served.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |builder, service| builder.with_service_name(*service),
+    )
 }
 
 /// Forgets request_ids past their retention, hourly, until `stop`.

@@ -1,7 +1,7 @@
-//! keysmith.sim.v1.LockSimulator over gRPC, for operators and tests.
+//! keysmith.sim.v1.LockSimulatorService over gRPC, for operators and tests.
 use std::sync::Arc;
 
-use keysmith_api::sim::v1::{self as pb, lock_simulator_server::LockSimulator};
+use keysmith_api::sim::v1::{self as pb, lock_simulator_service_server::LockSimulatorService};
 use keysmith_core::{request::Violations, Error, Timestamp};
 use keysmith_offline_lock::{FlagChange, LockView, OfflineLock};
 use tonic::{Request, Response, Status};
@@ -11,11 +11,11 @@ use crate::{
     convert::{self, timestamp},
 };
 
-pub struct LockSimulatorService {
+pub struct LockSimulatorRpcService {
     lock: Arc<OfflineLock>,
 }
 
-impl LockSimulatorService {
+impl LockSimulatorRpcService {
     pub fn new(lock: Arc<OfflineLock>) -> Self {
         Self { lock }
     }
@@ -61,7 +61,7 @@ fn status(e: Error) -> Status {
 }
 
 #[tonic::async_trait]
-impl LockSimulator for LockSimulatorService {
+impl LockSimulatorService for LockSimulatorRpcService {
     async fn present(
         &self,
         request: Request<pb::PresentRequest>,

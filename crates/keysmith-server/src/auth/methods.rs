@@ -108,7 +108,7 @@ mod tests {
             Access::Reflection
         );
         assert_eq!(
-            access("/keysmith.sim.v1.LockSimulator/Present"),
+            access("/keysmith.sim.v1.LockSimulatorService/Present"),
             Access::Scoped(Scope::Admin)
         );
         assert_eq!(
