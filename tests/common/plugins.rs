@@ -1,12 +1,11 @@
-//! Builds the plugins the tests load (the keypad example and the
-//! ABI-99 test plugin) with the cargo that runs the tests, once per test
-//! binary, into a target directory of their own: a plugin is built as a
-//! workspace member on its own, with its own feature set, and a separate
-//! directory keeps that build from invalidating the tests' own artefacts.
+//! The plugins the tests load: the keypad example, the ABI-99 test plugin
+//! and the test kit. They are dev-dependencies of this package, so cargo
+//! builds each library with the tests, once, beside the test binaries (a
+//! dependency's cdylib lands in the same `deps` directory); nothing is
+//! built while a test runs.
 use std::{
     env::consts::{DLL_PREFIX, DLL_SUFFIX},
     path::{Path, PathBuf},
-    process::Command,
     sync::OnceLock,
 };
 
@@ -25,42 +24,24 @@ pub struct BuiltPlugins {
 
 pub fn built() -> &'static BuiltPlugins {
     static BUILT: OnceLock<BuiltPlugins> = OnceLock::new();
-    BUILT.get_or_init(build)
-}
-
-fn build() -> BuiltPlugins {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
-    let output = Command::new(cargo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "-p", "keysmith-keypad-plugin"])
-        .args([
-            "-p",
-            "keysmith-faulty-plugin",
-            "-p",
-            "keysmith-testkit-plugin",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "building the test plugins failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let library = |crate_name: &str| {
-        let path = target_dir
-            .join("debug")
-            .join(format!("{DLL_PREFIX}{crate_name}{DLL_SUFFIX}"));
-        assert!(path.is_file(), "{} was not built", path.display());
-        path
-    };
-    BuiltPlugins {
-        keypad: library("keysmith_keypad_plugin"),
-        faulty: library("keysmith_faulty_plugin"),
-        testkit: library("keysmith_testkit_plugin"),
-    }
+    BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let deps = exe.parent().expect("the test binary's directory");
+        let library = |crate_name: &str| {
+            let path = deps.join(format!("{DLL_PREFIX}{crate_name}{DLL_SUFFIX}"));
+            assert!(
+                path.is_file(),
+                "{} was not built with the tests (is it a dev-dependency?)",
+                path.display()
+            );
+            path
+        };
+        BuiltPlugins {
+            keypad: library("keysmith_keypad_plugin"),
+            faulty: library("keysmith_faulty_plugin"),
+            testkit: library("keysmith_testkit_plugin"),
+        }
+    })
 }
 
 /// The keypad plugin serving three doors of the test property: two rooms

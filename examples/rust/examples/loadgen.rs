@@ -9,7 +9,7 @@
 //! then, in another terminal:
 //!
 //! ```text
-//! cargo run --release --example loadgen -- --clients 64 --duration 10
+//! cargo run --release -p keysmith-examples --example loadgen -- --clients 64 --duration 10
 //! ```
 //!
 //! Scenarios (`--scenario issue|list|both`, default `both`, which runs the
@@ -512,7 +512,7 @@ async fn entrances_for_mode(args: &Args, channel: &Channel) -> Result<Vec<Target
             let c = e.capability?;
             c.modes
                 .contains(&(args.mode.proto() as i32))
-                .then(|| Target {
+                .then_some(Target {
                     entrance_id: e.entrance_id,
                     reservation: c.can_belong_to_reservation || c.requires_reservation_for_guests,
                 })

@@ -1,7 +1,7 @@
 //! Issues a guest key on the demo hotel and lists it: the smallest client.
 //!
 //! Start keysmith on its embedded default (`cargo run -- serve`), then:
-//! `cargo run --example issue_and_list`
+//! `cargo run -p keysmith-examples --example issue_and_list`
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keysmith_api::v1::{self as pb, access_service_client::AccessServiceClient};
