@@ -35,14 +35,14 @@ use crate::{
 pub enum Change {
     /// A live key's new version.
     Put(Arc<ListedKey>),
-    /// The key is no longer live (it was revoked).
+    /// The key is no longer live (revoked, or expired and swept).
     Remove { property_id: String, key_id: String },
 }
 
 impl Change {
     /// What storing this version of a key changes.
     pub fn of(key: AccessKey) -> Self {
-        if key.is_revoked() {
+        if key.is_ended() {
             Change::Remove {
                 property_id: key.property_id,
                 key_id: key.key_id,

@@ -22,7 +22,7 @@ use keysmith_core::{
     locks::Locks,
     reservation::Reservation,
     store::{
-        DriverState, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
+        DriverState, Due, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
         Transaction, WriteSet,
     },
     AccessKey, Error, ListedKey, Result, Timestamp,
@@ -30,12 +30,12 @@ use keysmith_core::{
 
 use crate::{
     catalog::{Catalog, Change},
-    codec::{decode, last_part, path, push_part},
+    codec::{decode, last_part, parts, path, push_part},
     committer::{Committer, Op},
     driver_state::SledDriverState,
     layout::{
-        index_prefix, key_path, ops, AUDIT, BY_ENTRANCE, BY_HOLDER, BY_RESERVATION, DRIVER_STATE,
-        IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
+        index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
+        BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
     },
 };
 
@@ -149,6 +149,45 @@ impl SledStore {
             keys.push(ListedKey::new(decode(&v)?));
         }
         Ok(keys)
+    }
+
+    /// The entries of a sweeper index (`BY_END` or `BY_ENDED`) before
+    /// `before`, after the entry `after`, at most `limit`.
+    fn due(
+        &self,
+        tag: u8,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        let start = match after {
+            Some(d) => Bound::Excluded(path(
+                tag,
+                &[
+                    &crate::layout::ordered(d.at),
+                    d.property_id.as_bytes(),
+                    d.key_id.as_bytes(),
+                ],
+            )),
+            None => Bound::Included(vec![tag]),
+        };
+        let end = Bound::Excluded(time_bound(tag, before));
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in self.main.range::<Vec<u8>, _>((start, end)).take(limit) {
+            let (k, _) = entry.map_err(store_error)?;
+            let [at, property, key_id] = parts(&k[1..])[..] else {
+                continue;
+            };
+            let Ok(at) = <[u8; 8]>::try_from(at) else {
+                continue;
+            };
+            out.push(Due {
+                at: Timestamp::from_micros((u64::from_be_bytes(at) ^ (1 << 63)) as i64),
+                property_id: String::from_utf8_lossy(property).into_owned(),
+                key_id: String::from_utf8_lossy(key_id).into_owned(),
+            });
+        }
+        Ok(out)
     }
 
     /// A key an index entry names. The cache answers for live keys; a miss
@@ -322,6 +361,67 @@ impl Store for SledStore {
             .await
             .map_err(committer_error)?;
         Ok(expired)
+    }
+
+    fn ended_live_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        self.due(BY_END, before, after, limit)
+    }
+
+    fn purgeable_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        self.due(BY_ENDED, before, after, limit)
+    }
+
+    async fn purge_audit(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        // Audit ids are ULIDs, which sort by the time they were made: the
+        // records before `before` are the first ones of each property.
+        let cutoff =
+            ulid::Ulid::from_parts(before.as_micros().max(0) as u64 / 1_000, 0).to_string();
+        let mut deletes: Vec<Op> = Vec::new();
+        let mut from = vec![AUDIT];
+        while deletes.len() < limit {
+            let Some(entry) = self.main.range(from.clone()..).next() else {
+                break;
+            };
+            let (k, _) = entry.map_err(store_error)?;
+            if k.first() != Some(&AUDIT) {
+                break;
+            }
+            let Some(property) = parts(&k[1..]).first().map(|p| p.to_vec()) else {
+                break;
+            };
+            let prefix = path(AUDIT, &[&property]);
+            let mut end = prefix.clone();
+            push_part(&mut end, cutoff.as_bytes());
+            for old in self
+                .main
+                .range(prefix.clone()..end)
+                .take(limit - deletes.len())
+            {
+                let (k, _) = old.map_err(store_error)?;
+                deletes.push((k.to_vec(), None));
+            }
+            // The next property: past every record of this one.
+            from = prefix;
+            from.push(0xff);
+        }
+        let purged = deletes.len();
+        if purged > 0 {
+            self.committer
+                .commit(deletes, Vec::new())
+                .await
+                .map_err(committer_error)?;
+        }
+        Ok(purged)
     }
 
     fn audit_page(

@@ -542,3 +542,59 @@ async fn a_property_that_outgrows_the_listing_cache_is_listed_from_disk() {
         [["k1", "k2"], ["k3", "k4"]]
     );
 }
+
+/// The sweeper's entries follow a key through its life, and a purge leaves
+/// nothing of the key behind.
+#[tokio::test]
+async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let live = key("k1", "g1", Some("s1"));
+    store
+        .commit(WriteSet {
+            keys: vec![(live.clone(), None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let at = |s| Timestamp::from_unix_seconds(s);
+    let due = store.ended_live_keys(at(11), None, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].at, due[0].key_id.as_str()), (at(10), "k1"));
+    assert!(store.ended_live_keys(at(10), None, 10).unwrap().is_empty());
+
+    let mut ended = live.clone();
+    ended.stored_state = KeyState::Expired;
+    store
+        .commit(WriteSet {
+            keys: vec![(ended.clone(), Some(live))],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.ended_live_keys(at(100), None, 10).unwrap().is_empty());
+    assert_eq!(
+        scan(&store, KeyIndex::Property, true, None),
+        Vec::<String>::new()
+    );
+    assert_eq!(scan(&store, KeyIndex::Property, false, None), ["k1"]);
+    let purgeable = store.purgeable_keys(at(11), None, 10).unwrap();
+    assert_eq!(purgeable.len(), 1);
+
+    store
+        .commit(WriteSet {
+            purged: vec![ended],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let left: Vec<_> = store
+        .main
+        .iter()
+        .keys()
+        .map(|k| k.unwrap())
+        .filter(|k| k.windows(2).any(|w| w == b"k1"))
+        .collect();
+    assert!(left.is_empty(), "{} entries of the key remain", left.len());
+    assert!(store.key("hotel", "k1").unwrap().is_none());
+}
