@@ -135,7 +135,7 @@ pub async fn start_with_drivers(
     let store = Arc::new(SledStore::open_with(
         &config.storage.data_dir,
         StoreOptions {
-            listing_cache_keys: config.storage.listing_cache_keys,
+            memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
         },
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));

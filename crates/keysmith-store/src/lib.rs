@@ -1,7 +1,7 @@
 //! keysmith's state in embedded sled: keys, reservations, idempotency records,
 //! audit records and the drivers' own state, all in one tree, written by one
 //! group-commit thread, with the live keys also kept in memory for listings.
-mod catalog;
+pub mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
@@ -51,21 +51,36 @@ pub struct SledStore {
 /// How the store uses memory.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
-    /// How many live keys the listing cache may hold (0 turns it off).
-    pub listing_cache_keys: usize,
+    /// What sled's page cache and the listing cache may take together, in
+    /// bytes: a third goes to sled, the rest to the listing cache. 0 turns
+    /// the listing cache off (sled then keeps its smallest cache).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            listing_cache_keys: DEFAULT_LISTING_CACHE_KEYS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024,
         }
     }
 }
 
-/// About 1 KB each (59,000 keys took 54 MB of resident memory), plus 0.2
-/// to 0.3 KB per kept encoding: some 400 MB at most.
-pub const DEFAULT_LISTING_CACHE_KEYS: usize = 250_000;
+impl StoreOptions {
+    /// sled's share of the budget.
+    fn sled_cache_bytes(&self) -> u64 {
+        (self.memory_budget_bytes / 3).max(MIN_SLED_CACHE_BYTES) as u64
+    }
+
+    /// The listing cache's share.
+    fn listing_cache_bytes(&self) -> usize {
+        self.memory_budget_bytes - self.memory_budget_bytes / 3
+    }
+}
+
+/// The default memory budget: sled's cache and the listing cache together.
+pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
+/// sled is never given less than this, whatever the budget.
+const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
@@ -73,10 +88,10 @@ impl SledStore {
     }
 
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let db = open_db(dir)?;
+        let db = open_db(dir, options.sled_cache_bytes())?;
         let main = db.open_tree("keysmith").map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
-        let catalog = Arc::new(Catalog::load(&main, options.listing_cache_keys)?);
+        let catalog = Arc::new(Catalog::open(&main, options.listing_cache_bytes())?);
         let committer = Arc::new(Committer::start(db, main.clone(), catalog.clone()));
         Ok(Self {
             main,
@@ -84,6 +99,17 @@ impl SledStore {
             catalog,
             locks: Locks::default(),
         })
+    }
+
+    /// What the listing cache holds now.
+    pub fn listing_cache(&self) -> catalog::CatalogStats {
+        self.catalog.stats()
+    }
+
+    /// Waits until the listing cache has loaded what it was asked to (at
+    /// open, and by listings of properties it did not hold).
+    pub fn settle_listing_cache(&self) {
+        self.catalog.settle();
     }
 
     /// Writes and flushes what is queued and stops the committer; for a
@@ -218,12 +244,13 @@ fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 
-pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         let opened = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             // The committer flushes after every batch: sled's own periodic
             // flush would only add work (and hide a missing flush).
             .flush_every_ms(None)
