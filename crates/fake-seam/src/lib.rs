@@ -52,6 +52,7 @@
 //! a message; nothing a client sends over HTTP can make the fake panic.
 
 mod config;
+pub mod contract;
 mod control;
 mod core;
 mod counts;
