@@ -11,8 +11,13 @@
 //!   does not define is a misreading of the docs, whoever sent it.
 //!
 //! The definition is OpenAPI 3.0; its schemas become JSON Schema 2020-12 by
-//! two rewrites: `nullable: true` admits `null`, and a boolean
-//! `exclusiveMinimum`/`exclusiveMaximum` becomes the number it qualifies.
+//! three rewrites: `nullable: true` admits `null`; a boolean
+//! `exclusiveMinimum`/`exclusiveMaximum` becomes the number it qualifies;
+//! and `oneOf` becomes `anyOf`. Seam generates the definition from zod
+//! schemas, whose unions take the first branch that matches: a `oneOf` of
+//! `{type: string}` and `{type: string, format: date-time}` (`/events/list`'s
+//! `between`) accepts a date, where JSON Schema's `oneOf` would refuse it
+//! for matching both.
 //! `$ref`s resolve within the document. Formats (`uuid`, `date-time`,
 //! `email`, `uri`) are checked.
 
@@ -133,13 +138,11 @@ impl Contract {
 
     /// What the schema at `pointer` refuses in `instance`.
     fn schema_issues(&self, pointer: &str, instance: &Value) -> Vec<Issue> {
-        self.validator(pointer)
-            .iter_errors(instance)
-            .map(|e| Issue {
-                pointer: e.instance_path().as_str().to_string(),
-                message: message_of(&e),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for e in self.validator(pointer).iter_errors(instance) {
+            issues_of(&e, &mut out);
+        }
+        out
     }
 
     /// Strict: the schema's issues and every member it does not define.
@@ -371,14 +374,96 @@ impl Contract {
     }
 }
 
-/// An issue's message without the offending value when that value may be a
-/// secret (a PIN `code`): messages travel into clients' errors and logs.
-fn message_of(e: &jsonschema::ValidationError<'_>) -> String {
-    let path = e.instance_path().as_str();
-    if path.ends_with("/code") || path == "/code" {
-        return "Invalid code".to_string();
+/// The issues of one validation error, worded as zod words them (what
+/// Seam's `validation_errors` say), never quoting the value: it may be a
+/// secret (a PIN `code`), and messages travel into clients' errors and logs.
+/// A `oneOf`/`anyOf` that no branch matches is reported through the branch
+/// the value meant (the one whose required members it has), so that
+/// `{"user_identity_id": "x"}` reads "Invalid uuid", not "matches nothing".
+fn issues_of(e: &jsonschema::ValidationError<'_>, out: &mut Vec<Issue>) {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    let at = e.instance_path().as_str().to_string();
+    let message = match e.kind() {
+        K::OneOfNotValid { context } | K::AnyOf { context } => {
+            let meant: Vec<&Vec<jsonschema::ValidationError<'static>>> = context
+                .iter()
+                .filter(|branch| {
+                    !branch.iter().any(|b| {
+                        matches!(b.kind(), K::Required { .. }) && b.instance_path().as_str() == at
+                    })
+                })
+                .collect();
+            if let [branch] = meant.as_slice() {
+                for b in branch.iter() {
+                    issues_of(b, out);
+                }
+                return;
+            }
+            "Invalid input".to_string()
+        }
+        K::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            out.push(Issue {
+                pointer: format!("{at}/{}", name.replace('~', "~0").replace('/', "~1")),
+                message: "Required".into(),
+            });
+            return;
+        }
+        K::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                // zod names a nullable string's type "string".
+                TypeKind::Multiple(ts) => ts
+                    .iter()
+                    .map(|t| t.to_string())
+                    .filter(|t| t != "null")
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            };
+            format!("Expected {expected}, received {}", type_name(e.instance()))
+        }
+        K::Enum { options } => {
+            let expected = options
+                .as_array()
+                .map(|o| {
+                    o.iter()
+                        .map(|v| format!("'{}'", v.as_str().unwrap_or("null")))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .unwrap_or_default();
+            format!("Invalid enum value. Expected {expected}")
+        }
+        K::Format { format } => match format.as_str() {
+            "date-time" => "Invalid datetime".into(),
+            other => format!("Invalid {other}"),
+        },
+        K::MinLength { limit } => format!("String must contain at least {limit} character(s)"),
+        K::MaxLength { limit } => format!("String must contain at most {limit} character(s)"),
+        K::MinItems { limit } => format!("Array must contain at least {limit} element(s)"),
+        K::MaxItems { limit } => format!("Array must contain at most {limit} element(s)"),
+        K::Minimum { limit } => format!("Number must be greater than or equal to {limit}"),
+        K::ExclusiveMinimum { limit } => format!("Number must be greater than {limit}"),
+        K::Maximum { limit } => format!("Number must be less than or equal to {limit}"),
+        K::Pattern { .. } => "Invalid".into(),
+        _ => format!("Invalid input ({})", e.kind().keyword()),
+    };
+    out.push(Issue {
+        pointer: at,
+        message,
+    });
+}
+
+/// zod's name of a JSON value's type.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
-    e.to_string()
 }
 
 /// Rewrites OpenAPI 3.0 schema keywords to JSON Schema 2020-12, in place.
@@ -401,6 +486,9 @@ fn to_json_schema(v: &mut Value) {
                         }
                     }
                 }
+            }
+            if let Some(branches) = m.remove("oneOf") {
+                m.insert("anyOf".into(), branches);
             }
             // Keywords only: a member named so is an object, not a flag.
             if let Some(Value::Bool(nullable)) = m.get("nullable").cloned() {

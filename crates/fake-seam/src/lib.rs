@@ -15,7 +15,7 @@
 //! fake.add_acs_system("ws1", "sys1", "Visionline", true);
 //! let room = fake.add_entrance("ws1", "sys1", EntranceSeed {
 //!     display_name: "Room 101".into(),
-//!     space_id: Some("room-101".into()),
+//!     space_key: Some("room-101".into()),
 //!     can_belong_to_reservation: true,
 //!     can_unlock_with_card: true,
 //!     ..EntranceSeed::default()

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::events::*;
 use crate::ids::Kind;
-use crate::model::{remove_notice, AccessMode, AttemptStatus, Pending, SimulatedEncode};
+use crate::model::{AccessMode, AttemptStatus, Pending, SimulatedEncode};
 use crate::state::{Effects, Timer, Workspace, World};
 use crate::time::render;
 
@@ -105,9 +105,10 @@ impl Workspace {
         }
         let grant_key = grant.key.clone();
         let mode = method.mode;
-        // A code is chosen at first issue (the requested one if free) and
-        // kept when reissued.
-        let mut code_unavailable = false;
+        // A code is chosen at first issue (the requested one if free, else
+        // another: Seam's definition has no warning for that, so a client
+        // compares the code with the one it asked for) and kept when
+        // reissued.
         let code = match (mode, &method.code) {
             (AccessMode::Code, Some(code)) => Some(code.clone()),
             (AccessMode::Code, None) => {
@@ -119,11 +120,7 @@ impl Workspace {
                     .and_then(|r| r.code.clone());
                 match requested {
                     Some(c) if !taken.contains(&c) => Some(c),
-                    Some(_) => {
-                        code_unavailable = true;
-                        Some(free_code(&taken))
-                    }
-                    None => Some(free_code(&taken)),
+                    _ => Some(free_code(&taken)),
                 }
             }
             _ => None,
@@ -161,12 +158,12 @@ impl Workspace {
             let fields = method_fields(method_id, &grant_id, grant_key.as_deref());
             fx.emit(self, ACCESS_METHOD_CARD_ENCODING_REQUIRED, fields);
         }
-        self.after_issue(fx, &grant_id, code_unavailable);
+        self.after_issue(fx, &grant_id);
     }
 
-    /// Grant-level consequences of an issue: warnings and, the first time
-    /// every method is issued, the "access granted" events.
-    fn after_issue(&mut self, fx: &mut Effects, grant_id: &str, code_unavailable: bool) {
+    /// Grant-level consequences of an issue: the first time every method is
+    /// issued, the "access granted" events.
+    fn after_issue(&mut self, fx: &mut Effects, grant_id: &str) {
         let Some(grant) = self.grants.get(grant_id) else {
             return;
         };
@@ -175,25 +172,12 @@ impl Workspace {
             .filter_map(|id| self.methods.get(id))
             .map(|m| m.pending)
             .collect();
-        let reissuing = statuses.contains(&Some(Pending::Reissue));
         let all_issued = statuses.iter().all(Option::is_none);
         let first_full = all_issued && !grant.fully_granted;
         let doors = grant.entrance_ids.clone();
         let Some(grant) = self.grants.get_mut(grant_id) else {
             return;
         };
-        if !reissuing {
-            remove_notice(&mut grant.warnings, "updating_access_times");
-        }
-        if code_unavailable {
-            crate::model::add_notice(
-                &mut grant.warnings,
-                crate::model::Notice::new(
-                    "requested_code_unavailable",
-                    "The requested code is already in use on a targeted entrance; another code was issued.",
-                ),
-            );
-        }
         if first_full {
             grant.fully_granted = true;
             for door in doors {
@@ -333,7 +317,7 @@ impl Workspace {
             "ends_at": window.and_then(|w| w.1).map(render),
             "is_issued": true,
             "is_managed": true,
-            "workspace_id": self.id,
+            "workspace_id": self.uuid,
             "errors": [],
             "warnings": [],
         });

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::events::Event;
 use crate::ids::{Ids, Kind};
 use crate::model::{
-    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, UserIdentity,
+    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, Space,
+    UserIdentity,
 };
 
 /// A background step, run after the configured delay or by the control API.
@@ -54,7 +55,8 @@ impl Effects {
         };
         let event = Event {
             id: self.ids.mint(Kind::Event),
-            workspace_id: ws.id.clone(),
+            workspace: ws.id.clone(),
+            workspace_id: ws.uuid.clone(),
             event_type,
             at: Timestamp::now(),
             fields,
@@ -70,8 +72,16 @@ impl Effects {
 
 #[derive(Default)]
 pub(crate) struct Workspace {
+    /// The name the test seeded it under (its control-API handle).
     pub id: String,
+    /// Its `workspace_id` as clients see it.
+    pub uuid: String,
+    /// By `acs_system_id`.
     pub systems: BTreeMap<String, AcsSystem>,
+    /// A seeded system's name -> its `acs_system_id`.
+    pub system_handles: BTreeMap<String, String>,
+    /// By `space_id`.
+    pub spaces: BTreeMap<String, Space>,
     /// All maps keyed by id are in creation order (ids are sequential).
     pub entrances: BTreeMap<String, Entrance>,
     pub encoders: BTreeMap<String, Encoder>,
@@ -100,11 +110,24 @@ impl Workspace {
             .method_ids()
             .filter_map(|id| self.methods.get(id))
             .collect();
-        grant.to_json(&self.id, &methods)
+        grant.to_json(&self.uuid, &methods)
     }
 
     pub fn entrance_json(&self, e: &Entrance) -> Value {
-        e.to_json(&self.id, self.systems.get(&e.acs_system_id))
+        e.to_json(self.systems.get(&e.acs_system_id))
+    }
+
+    /// The `acs_system_id` of a system seeded as `handle` (or given by id).
+    pub fn system_id(&self, handle: &str) -> Option<String> {
+        if self.systems.contains_key(handle) {
+            return Some(handle.to_string());
+        }
+        self.system_handles.get(handle).cloned()
+    }
+
+    /// The `space_id` of the space with this `space_key`.
+    pub fn space_by_key(&self, key: &str) -> Option<&Space> {
+        self.spaces.values().find(|s| s.key == key)
     }
 }
 

@@ -78,7 +78,7 @@ async fn rule_2_the_door_set_is_fixed_until_cleaned_up() {
     )
     .await;
     let mut moved = card_grant(&user, &[], Some("stay-1"));
-    moved["space_ids"] = json!(["room-203"]);
+    moved["space_ids"] = json!([env.space("room-203")]);
     let moved = window(moved, "2030-05-10T15:30:00Z", ENDS);
     env.grant(moved).await;
     // The reservation's doors are now room 203's.
