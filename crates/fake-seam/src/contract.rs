@@ -215,7 +215,12 @@ impl Contract {
             }
         }
         for key in ["allOf", "oneOf", "anyOf"] {
-            for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+            for part in schema
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 self.each_member_schema(part, f);
             }
         }
@@ -257,10 +262,12 @@ impl Contract {
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
-            .all(|(k, s)| match (s.get("enum").and_then(Value::as_array), obj.get(k)) {
-                (Some(allowed), Some(v)) => allowed.contains(v),
-                _ => true,
-            });
+            .all(
+                |(k, s)| match (s.get("enum").and_then(Value::as_array), obj.get(k)) {
+                    (Some(allowed), Some(v)) => allowed.contains(v),
+                    _ => true,
+                },
+            );
         required_present && enums_match
     }
 
@@ -321,7 +328,12 @@ impl Contract {
             out.push(items);
         }
         for key in ["allOf", "oneOf", "anyOf"] {
-            for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+            for part in schema
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 self.collect_items(part, out);
             }
         }
@@ -541,7 +553,10 @@ mod tests {
             },
         });
         to_json_schema(&mut s);
-        assert_eq!(s["properties"]["ends_at"]["type"], json!(["string", "null"]));
+        assert_eq!(
+            s["properties"]["ends_at"]["type"],
+            json!(["string", "null"])
+        );
         assert_eq!(s["properties"]["limit"]["exclusiveMinimum"], 0);
         assert!(s["properties"]["limit"].get("minimum").is_none());
         assert_eq!(s["properties"]["mode"]["enum"], json!(["a", null]));

@@ -430,6 +430,23 @@ impl FakeSeam {
         ))
     }
 
+    /// The next `count` grants created in `workspace` get no access
+    /// methods: when they would be issued, the grant gets Seam's error
+    /// `cannot_create_requested_access_methods` instead (with the event
+    /// `access_grant.could_not_create_requested_access_methods`), and its
+    /// methods stay unissued. (How Seam shows this beyond the error and the
+    /// event is not documented; this is the fake's choice.)
+    pub fn refuse_access_methods(&self, workspace: &str, count: u32) {
+        expect(self.inner.core.change(|w| {
+            let ws = w
+                .workspaces
+                .get_mut(workspace)
+                .ok_or_else(workspace_not_found)?;
+            ws.refuse_access_methods = count;
+            Ok(())
+        }))
+    }
+
     /// The `space_id` of the space seeded with this `space_key`.
     pub fn space_id(&self, workspace: &str, space_key: &str) -> String {
         expect(read_workspace(&self.inner.core, workspace, |ws| {

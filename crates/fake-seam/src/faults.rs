@@ -19,6 +19,9 @@ pub enum Fault {
     Outage503,
     /// 429 with `Retry-After: <retry_after_s>` and an error body.
     TooManyRequests { retry_after_s: u64 },
+    /// 429 whose `Retry-After` is an HTTP date `retry_after` from now (the
+    /// other form RFC 9110 allows).
+    TooManyRequestsUntil { retry_after: Duration },
     /// Handle the request only after this delay (the change happens even if
     /// the client gave up meanwhile).
     Slow(Duration),
@@ -36,7 +39,15 @@ pub enum Fault {
 pub(crate) enum Before {
     Proceed { delay: Option<Duration> },
     Outage,
-    TooManyRequests { retry_after_s: u64 },
+    TooManyRequests { retry_after: RetryAfter },
+}
+
+/// How a 429 says when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP date this far from now.
+    DateIn(Duration),
 }
 
 /// What to do with the answer of a handled request.
@@ -95,9 +106,12 @@ impl Faults {
         for a in armed.iter_mut() {
             let hit = match a.fault {
                 Fault::Outage503 => Before::Outage,
-                Fault::TooManyRequests { retry_after_s } => {
-                    Before::TooManyRequests { retry_after_s }
-                }
+                Fault::TooManyRequests { retry_after_s } => Before::TooManyRequests {
+                    retry_after: RetryAfter::Seconds(retry_after_s),
+                },
+                Fault::TooManyRequestsUntil { retry_after } => Before::TooManyRequests {
+                    retry_after: RetryAfter::DateIn(retry_after),
+                },
                 _ => continue,
             };
             if a.take() {
@@ -165,7 +179,12 @@ mod tests {
         f.arm(Fault::TooManyRequests { retry_after_s: 3 }, UNTIL_CLEARED);
         f.arm(Fault::Slow(Duration::from_millis(5)), 1);
         for _ in 0..10 {
-            assert_eq!(f.before("/x"), Before::TooManyRequests { retry_after_s: 3 });
+            assert_eq!(
+                f.before("/x"),
+                Before::TooManyRequests {
+                    retry_after: RetryAfter::Seconds(3)
+                }
+            );
         }
         f.clear();
         assert_eq!(f.before("/x"), Before::Proceed { delay: None });

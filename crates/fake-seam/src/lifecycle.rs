@@ -103,6 +103,10 @@ impl Workspace {
         if grant.deleting {
             return;
         }
+        if grant.methods_refused {
+            self.refuse_methods(fx, &grant_id);
+            return;
+        }
         let grant_key = grant.key.clone();
         let mode = method.mode;
         // A code is chosen at first issue (the requested one if free, else
@@ -193,6 +197,28 @@ impl Workspace {
                 json!({ "access_grant_id": grant_id }),
             );
         }
+    }
+
+    /// The grant's access methods cannot be created: it gets Seam's error
+    /// `cannot_create_requested_access_methods` and the event
+    /// `access_grant.could_not_create_requested_access_methods` (once); its
+    /// methods stay unissued.
+    fn refuse_methods(&mut self, fx: &mut Effects, grant_id: &str) {
+        const CODE: &str = "cannot_create_requested_access_methods";
+        const MESSAGE: &str =
+            "The requested access methods could not be created for the targeted entrances.";
+        let Some(grant) = self.grants.get_mut(grant_id) else {
+            return;
+        };
+        if grant.errors.iter().any(|e| e.code == CODE) {
+            return;
+        }
+        grant.errors.push(crate::model::Notice::new(CODE, MESSAGE));
+        fx.emit(
+            self,
+            ACCESS_GRANT_COULD_NOT_CREATE_REQUESTED_ACCESS_METHODS,
+            json!({ "access_grant_id": grant_id, "error_message": MESSAGE }),
+        );
     }
 
     /// Issues every pending method of live grants, in creation order.

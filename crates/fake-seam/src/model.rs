@@ -303,6 +303,15 @@ impl Notice {
         }
     }
 
+    /// As an `errors` item: `error_code`, `message`, `created_at`.
+    fn to_error_json(&self) -> Value {
+        json!({
+            "error_code": self.code,
+            "message": self.message,
+            "created_at": render(self.created_at),
+        })
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "warning_code": self.code,
@@ -347,6 +356,11 @@ pub(crate) struct Grant {
     /// Every method was issued once: `access_granted_to_all_doors` was sent.
     pub fully_granted: bool,
     pub warnings: Vec<Notice>,
+    /// `error_code`s and messages (Seam's definition lists one:
+    /// `cannot_create_requested_access_methods`).
+    pub errors: Vec<Notice>,
+    /// Its access methods will not be created (`FakeSeam::refuse_access_methods`).
+    pub methods_refused: bool,
     pub client_session_token: Option<String>,
 }
 
@@ -398,7 +412,10 @@ impl Grant {
             "warnings".into(),
             Value::Array(self.warnings.iter().map(Notice::to_json).collect()),
         );
-        m.insert("errors".into(), json!([]));
+        m.insert(
+            "errors".into(),
+            Value::Array(self.errors.iter().map(Notice::to_error_json).collect()),
+        );
         if let Some(k) = &self.key {
             m.insert("access_grant_key".into(), json!(k));
         }

@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 use crate::contract::{Contract, Issue};
 use crate::core::Core;
 use crate::errors::ApiError;
-use crate::faults::{After, Before};
+use crate::faults::{After, Before, RetryAfter};
 use crate::routes::{self, Call};
 
 /// The largest body accepted; Seam's requests are small.
@@ -223,7 +223,7 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
             add_request_id(&mut resp, &request_id);
             return Outcome::Answer(resp);
         }
-        Before::TooManyRequests { retry_after_s } => {
+        Before::TooManyRequests { retry_after } => {
             core.counts.fault(&route);
             let e = ApiError::new(
                 429,
@@ -231,8 +231,15 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
                 "Too many requests. Retry after the appropriate amount of time.",
             );
             let mut resp = error_response(&e, &request_id);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            let value = match retry_after {
+                RetryAfter::Seconds(s) => HeaderValue::from(s),
+                RetryAfter::DateIn(d) => {
+                    let at = std::time::SystemTime::now() + d;
+                    HeaderValue::from_str(&httpdate::fmt_http_date(at))
+                        .unwrap_or_else(|_| HeaderValue::from(d.as_secs()))
+                }
+            };
+            resp.headers_mut().insert(header::RETRY_AFTER, value);
             return Outcome::Answer(resp);
         }
         Before::Proceed { delay: Some(delay) } => {
@@ -245,20 +252,19 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
         }
         Before::Proceed { delay: None } => {}
     }
-    let (answer, reached_handler) =
-        match api(
-            &core,
-            &parts.method,
-            &parts.headers,
-            &route,
-            parts.uri.query(),
-            body,
-        )
-        .await
-        {
-            Api::Handled(answer) => (answer, true),
-            Api::Refused(e) => (Err(e), false),
-        };
+    let (answer, reached_handler) = match api(
+        &core,
+        &parts.method,
+        &parts.headers,
+        &route,
+        parts.uri.query(),
+        body,
+    )
+    .await
+    {
+        Api::Handled(answer) => (answer, true),
+        Api::Refused(e) => (Err(e), false),
+    };
     let (status, body) = match answer {
         Ok(v) => {
             core.record_violations(
@@ -312,7 +318,8 @@ fn query_object(route: &str, query: &str) -> Map<String, Value> {
         let schema = contract.parameter_schema(route, top);
         // Nested members are typed by their own schema when it says.
         let leaf = path.iter().skip(1).fold(schema, |s, member| {
-            s.and_then(|s| s.get("properties")).and_then(|p| p.get(*member))
+            s.and_then(|s| s.get("properties"))
+                .and_then(|p| p.get(*member))
         });
         let value = typed(leaf, list);
         let last = path.pop().unwrap_or_default();

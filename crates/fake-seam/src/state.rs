@@ -13,8 +13,7 @@ use serde_json::{Map, Value};
 use crate::events::Event;
 use crate::ids::{Ids, Kind};
 use crate::model::{
-    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, Space,
-    UserIdentity,
+    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, Space, UserIdentity,
 };
 
 /// A background step, run after the configured delay or by the control API.
@@ -91,6 +90,9 @@ pub(crate) struct Workspace {
     pub attempts: BTreeMap<String, ActionAttempt>,
     pub events: Vec<Event>,
     pub endpoints: Vec<Endpoint>,
+    /// How many of the next grants get no access methods
+    /// (`FakeSeam::refuse_access_methods`).
+    pub refuse_access_methods: u32,
 }
 
 impl Workspace {

@@ -189,7 +189,11 @@ fn resolve_entrances(ws: &Workspace, req: &CreateRequest) -> Result<Vec<String>,
         let space = ws
             .space_by_key(key)
             .ok_or_else(|| ApiError::not_found("space"))?;
-        for e in ws.entrances.values().filter(|e| e.space_ids.contains(&space.id)) {
+        for e in ws
+            .entrances
+            .values()
+            .filter(|e| e.space_ids.contains(&space.id))
+        {
             push_unique(&mut out, &e.id);
         }
     }
@@ -238,6 +242,7 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
                     starts_at: req.starts_at,
                     ends_at: req.ends_at,
                 },
+                text: core.config.reservation_error_text,
             },
         )?;
 
@@ -272,6 +277,10 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             push_unique(&mut space_ids, s);
         }
         let now = Timestamp::now();
+        let mut refuse = ws.refuse_access_methods > 0;
+        if refuse {
+            ws.refuse_access_methods -= 1;
+        }
         let grant_id = fx.ids.mint(Kind::AccessGrant);
         let has_mobile_key = modes.contains(&AccessMode::MobileKey);
         let client_session_token =
@@ -324,6 +333,8 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             deleting: false,
             fully_granted: false,
             warnings: Vec::new(),
+            errors: Vec::new(),
+            methods_refused: std::mem::take(&mut refuse),
             client_session_token,
         };
         ws.grants.insert(grant_id.clone(), grant);
@@ -465,7 +476,7 @@ pub(crate) fn update(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             let mut v = Validator::new();
             check_window(&o, &mut v, new.starts_at, new.ends_at);
             v.finish()?;
-            rules::check_new_window(ws, grant, &new)?;
+            rules::check_new_window(ws, grant, &new, core.config.reservation_error_text)?;
         }
         let method_ids: Vec<String> = grant.method_ids().cloned().collect();
         let grant_key = grant.key.clone();

@@ -129,6 +129,7 @@ fn finish_encodings(core: &Arc<Core>, _: &Map<String, Value>) -> Result<Value, A
 }
 
 /// `{"fault": {"type": "outage_503" | "too_many_requests" (retry_after_s)
+/// | "too_many_requests_until" (retry_after_s, sent as an HTTP date)
 /// | "slow" (delay_ms) | "drop_response_after_commit" (route)
 /// | "hang_after_commit" (route)}, "count": N}`; no count: until cleared.
 fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -142,6 +143,7 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
             &[
                 "outage_503",
                 "too_many_requests",
+                "too_many_requests_until",
                 "slow",
                 "drop_response_after_commit",
                 "hang_after_commit",
@@ -159,6 +161,9 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
             "outage_503" => Some(Fault::Outage503),
             "too_many_requests" => Some(Fault::TooManyRequests {
                 retry_after_s: number(&mut v, "retry_after_s")?,
+            }),
+            "too_many_requests_until" => Some(Fault::TooManyRequestsUntil {
+                retry_after: Duration::from_secs(number(&mut v, "retry_after_s")?),
             }),
             "slow" => Some(Fault::Slow(Duration::from_millis(number(
                 &mut v, "delay_ms",

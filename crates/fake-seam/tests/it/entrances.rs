@@ -24,9 +24,17 @@ async fn capability_flags_are_omitted_unless_true() {
     assert_eq!(room["can_unlock_with_card"], true);
     assert_eq!(room["can_unlock_with_mobile_key"], true);
     assert!(room.get("can_unlock_with_code").is_none(), "{room}");
-    assert!(room["acs_system_id"].as_str().is_some_and(|id| id.len() == 36), "{room}");
+    assert!(
+        room["acs_system_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{room}"
+    );
     assert_eq!(room["space_ids"], json!([env.space("room-101")]));
-    assert!(room.get("workspace_id").is_none(), "not in Seam's acs_entrance");
+    assert!(
+        room.get("workspace_id").is_none(),
+        "not in Seam's acs_entrance"
+    );
     assert_eq!(room["display_name"], "Room 101");
     assert_eq!(room["errors"], json!([]));
     assert!(room["connected_account_id"].is_string());
@@ -54,11 +62,17 @@ async fn filters_by_system_space_and_ids() {
             .collect()
     };
     let plain = env
-        .ok("/acs/entrances/list", json!({ "acs_system_id": env.plain_system_id }))
+        .ok(
+            "/acs/entrances/list",
+            json!({ "acs_system_id": env.plain_system_id }),
+        )
         .await;
     assert_eq!(ids(plain), [env.lobby.clone(), env.gym.clone()]);
     let space = env
-        .ok("/acs/entrances/list", json!({ "space_id": env.space("room-203") }))
+        .ok(
+            "/acs/entrances/list",
+            json!({ "space_id": env.space("room-203") }),
+        )
         .await;
     assert_eq!(ids(space), [env.room203.as_str()]);
     let some = env
