@@ -32,6 +32,28 @@ pub enum Fault {
     /// Like `DropResponseAfterCommit`, but keep the connection open and never
     /// answer, so that the client times out. (Addition to the brief.)
     HangAfterCommit { route: String },
+    /// `fault` on requests to `route` only (the others pass untouched and
+    /// use none of its count).
+    OnRoute { route: String, fault: Box<Fault> },
+}
+
+impl Fault {
+    /// This fault on requests to `route` only.
+    pub fn on(self, route: &str) -> Fault {
+        Fault::OnRoute {
+            route: route.to_string(),
+            fault: Box::new(self),
+        }
+    }
+
+    /// The fault as it applies to `route`: itself, or none.
+    fn for_route(&self, route: &str) -> Option<&Fault> {
+        match self {
+            Fault::OnRoute { route: r, fault } if same_route(r, route) => fault.for_route(route),
+            Fault::OnRoute { .. } => None,
+            other => Some(other),
+        }
+    }
 }
 
 /// What to do before handling a request.
@@ -100,17 +122,17 @@ impl Faults {
         self.armed.lock().clear();
     }
 
-    pub fn before(&self, _route: &str) -> Before {
+    pub fn before(&self, route: &str) -> Before {
         let mut armed = self.armed.lock();
         let mut verdict = None;
         for a in armed.iter_mut() {
-            let hit = match a.fault {
-                Fault::Outage503 => Before::Outage,
-                Fault::TooManyRequests { retry_after_s } => Before::TooManyRequests {
-                    retry_after: RetryAfter::Seconds(retry_after_s),
+            let hit = match a.fault.for_route(route) {
+                Some(Fault::Outage503) => Before::Outage,
+                Some(Fault::TooManyRequests { retry_after_s }) => Before::TooManyRequests {
+                    retry_after: RetryAfter::Seconds(*retry_after_s),
                 },
-                Fault::TooManyRequestsUntil { retry_after } => Before::TooManyRequests {
-                    retry_after: RetryAfter::DateIn(retry_after),
+                Some(Fault::TooManyRequestsUntil { retry_after }) => Before::TooManyRequests {
+                    retry_after: RetryAfter::DateIn(*retry_after),
                 },
                 _ => continue,
             };
@@ -121,10 +143,15 @@ impl Faults {
         }
         // A refused request is not also slowed down.
         let verdict = verdict.unwrap_or_else(|| {
-            let delay = armed.iter_mut().find_map(|a| match a.fault {
-                Fault::Slow(d) => a.take().then_some(d),
-                _ => None,
-            });
+            let delay = armed
+                .iter_mut()
+                .find_map(|a| match a.fault.for_route(route) {
+                    Some(Fault::Slow(d)) => {
+                        let d = *d;
+                        a.take().then_some(d)
+                    }
+                    _ => None,
+                });
             Before::Proceed { delay }
         });
         armed.retain(|a| a.remaining > 0);
@@ -136,11 +163,13 @@ impl Faults {
         let verdict = armed
             .iter_mut()
             .find_map(|a| {
-                let verdict = match &a.fault {
-                    Fault::DropResponseAfterCommit { route: r } if same_route(r, route) => {
+                let verdict = match a.fault.for_route(route) {
+                    Some(Fault::DropResponseAfterCommit { route: r }) if same_route(r, route) => {
                         After::Drop
                     }
-                    Fault::HangAfterCommit { route: r } if same_route(r, route) => After::Hang,
+                    Some(Fault::HangAfterCommit { route: r }) if same_route(r, route) => {
+                        After::Hang
+                    }
                     _ => return None,
                 };
                 a.take().then_some(verdict)
@@ -171,6 +200,21 @@ mod tests {
         assert_eq!(f.after("/access_grants/list"), After::Answer);
         assert_eq!(f.after("/access_grants/create"), After::Drop);
         assert_eq!(f.after("/access_grants/create"), After::Answer);
+    }
+
+    #[test]
+    fn a_fault_on_a_route_spares_the_others() {
+        let f = Faults::default();
+        f.arm(Fault::Outage503.on("/access_methods/list"), 1);
+        assert_eq!(
+            f.before("/access_grants/create"),
+            Before::Proceed { delay: None }
+        );
+        assert_eq!(f.before("/access_methods/list"), Before::Outage);
+        assert_eq!(
+            f.before("/access_methods/list"),
+            Before::Proceed { delay: None }
+        );
     }
 
     #[test]

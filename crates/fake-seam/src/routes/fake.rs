@@ -129,7 +129,8 @@ fn finish_encodings(core: &Arc<Core>, _: &Map<String, Value>) -> Result<Value, A
 }
 
 /// `{"fault": {"type": "outage_503" | "too_many_requests" (retry_after_s)
-/// | "too_many_requests_until" (retry_after_s, sent as an HTTP date)
+/// | "too_many_requests_until" (retry_after_s, sent as an HTTP date), and
+/// optionally "only_route" (the fault hits requests to that route only)
 /// | "slow" (delay_ms) | "drop_response_after_commit" (route)
 /// | "hang_after_commit" (route)}, "count": N}`; no count: until cleared.
 fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -157,7 +158,10 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
             }
             n
         };
-        match kind.as_str() {
+        let only = f
+            .string(&mut v, "only_route", Str::OPTIONAL.non_empty())
+            .value();
+        let fault = match kind.as_str() {
             "outage_503" => Some(Fault::Outage503),
             "too_many_requests" => Some(Fault::TooManyRequests {
                 retry_after_s: number(&mut v, "retry_after_s")?,
@@ -178,6 +182,10 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
                     Fault::DropResponseAfterCommit { route }
                 })
             }
+        };
+        match only {
+            Some(route) => fault.map(|f| f.on(&route)),
+            None => fault,
         }
     });
     v.finish()?;
