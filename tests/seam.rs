@@ -757,3 +757,65 @@ async fn seams_reservation_refusals_are_recognised_by_every_text_the_guide_gives
         );
     }
 }
+
+/// An operator finds the encoder EncodeKey needs with ListEncoders, and a
+/// property with one encoder needs none named; entrances keep Seam's
+/// display names, and a Seam space is the keysmith space of its space_key.
+#[tokio::test]
+async fn encoders_are_listed_and_the_only_one_is_used() {
+    let s = seam_with(FakeSeamConfig {
+        encode_delay: Some(std::time::Duration::ZERO),
+        ..FakeSeamConfig::manual()
+    })
+    .await;
+    let room = s
+        .entrances(false)
+        .await
+        .into_iter()
+        .find(|e| e.entrance_id == s.room_a)
+        .unwrap();
+    assert_eq!(room.name, "Room 201");
+    assert_eq!(room.space_ids, ["space-201"]);
+
+    let encoders = s
+        .server
+        .client
+        .clone()
+        .list_encoders(pb::ListEncodersRequest {
+            property_id: PROPERTY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .encoders;
+    assert_eq!(
+        encoders,
+        [pb::Encoder {
+            encoder_id: s.encoder.clone(),
+            name: "Front desk".into(),
+            driver: "seam".into(),
+        }]
+    );
+
+    // Issued by space, encoded without naming the encoder.
+    let mut card = common::guest("guest-1", &[], T0, T0 + DAY, "stay-e");
+    card.space_ids = vec!["space-201".into()];
+    card.modes = vec![pb::CredentialMode::Card as i32];
+    let key = s.server.issue(card).await.unwrap();
+    s.fake.issue_pending();
+    s.refresh(&key.key_id).await;
+    let encoded = s
+        .server
+        .client
+        .clone()
+        .encode_key(pb::EncodeKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            encoder_id: String::new(),
+        })
+        .await
+        .expect("encoded at the only encoder")
+        .into_inner();
+    assert_eq!(encoded.state, pb::KeyState::Active as i32, "{encoded:?}");
+}
