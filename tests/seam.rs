@@ -306,7 +306,10 @@ async fn update_revoke_and_relocation_reach_seam() {
         .collect();
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].reservation_key.as_deref(), Some("stay-1"));
-    assert_eq!(live[0].reservation_entrance_ids, [s.room_b.clone()]);
+    assert_eq!(
+        live[0].reservation_entrance_ids,
+        std::slice::from_ref(&s.room_b)
+    );
     assert!(common::behaviours(&moved)
         .iter()
         .all(|(_, b)| *b == pb::ReservationBehaviour::Override));

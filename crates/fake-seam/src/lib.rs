@@ -47,6 +47,10 @@
 //!   `invalid_input` (400) or `reservation_conflict` (409); see `rules.rs`.
 //! - reqwest is a normal dependency (webhook deliveries), and hyper plus
 //!   hyper-util are declared directly, as in fake-3rpms (no new crates).
+//! - Seam's published API definition is the contract (`contract.rs`):
+//!   requests are refused as its schemas refuse them, and every answer,
+//!   event and request is checked against it
+//!   ([`FakeSeam::contract_violations`]).
 //!
 //! Control-API misuse (an unknown workspace, system or entrance) panics with
 //! a message; nothing a client sends over HTTP can make the fake panic.

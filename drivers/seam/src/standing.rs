@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(s.credentials.len(), 2);
         // One method missing, or issued without its code: issuing.
         assert_eq!(
-            of_grant(&g, &[code.clone()], &doors()).state,
+            of_grant(&g, std::slice::from_ref(&code), &doors()).state,
             ProvisionState::Issuing
         );
         let mut no_code = code;
