@@ -822,3 +822,39 @@ async fn encoders_are_listed_and_the_only_one_is_used() {
         .into_inner();
     assert_eq!(encoded.state, pb::KeyState::Active as i32, "{encoded:?}");
 }
+
+/// Seam's Retry-After may be an HTTP date (RFC 9110): keysmith reads it, and
+/// one longer than it waits out itself reaches the caller as the retry
+/// delay of an UNAVAILABLE answer.
+#[tokio::test]
+async fn retry_after_as_an_http_date_reaches_the_caller() {
+    let s = seam().await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    s.fake.fail_next(
+        Fault::TooManyRequestsUntil {
+            retry_after: std::time::Duration::from_secs(120),
+        }
+        .on("/access_grants/update"),
+        fake_seam::UNTIL_CLEARED,
+    );
+    let err = s
+        .server
+        .update_window(&key.key_id, T0, T0 + 3 * DAY)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let wait = err
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("retry info");
+    assert!(wait.as_secs() >= 60, "Seam's date, not a default: {wait:?}");
+    assert_eq!(
+        s.fake.counts().route("/access_grants/update"),
+        1,
+        "not retried"
+    );
+}

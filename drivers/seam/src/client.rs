@@ -20,6 +20,11 @@ pub enum Call {
     Once,
 }
 
+/// The longest Retry-After a call waits out itself: a longer one is handed
+/// to the caller (UNAVAILABLE with that retry delay) rather than holding
+/// the request open.
+pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub struct Retry {
     pub max_retries: u32,
@@ -89,7 +94,10 @@ impl SeamClient {
                 Ok(value) => return Ok(value),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Transient(e, retry_after)) => {
-                    if call == Call::Once || attempt >= self.retry.max_retries {
+                    if call == Call::Once
+                        || attempt >= self.retry.max_retries
+                        || retry_after.is_some_and(|after| after > MAX_RETRY_AFTER_WAIT)
+                    {
                         return Err(e);
                     }
                     let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
