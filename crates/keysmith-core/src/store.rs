@@ -72,8 +72,9 @@ pub struct KeyScan<'a> {
     pub property_id: &'a str,
     /// The index to walk.
     pub index: KeyIndex,
-    /// Only keys not revoked; such an index never holds revoked keys, so a
-    /// listing of live keys does not wade through history.
+    /// Only live keys (not revoked, not swept as expired). A walk of a
+    /// property's keys reads only live records; a walk of an index skips the
+    /// ended keys it still holds, which retention bounds.
     pub live_only: bool,
     /// Exclusive: the scan starts after this key id.
     pub after: Option<&'a str>,

@@ -368,7 +368,7 @@ impl Store for SledStore {
             KeyIndex::Holder(h) => (BY_HOLDER, h.as_bytes()),
             KeyIndex::Entrance(e) => (BY_ENTRANCE, e.as_bytes()),
         };
-        let prefix = index_prefix(scan.live_only, scan.property_id, kind, value);
+        let prefix = index_prefix(scan.property_id, kind, value);
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
         for entry in self.range(&prefix, scan.after)? {
             let (k, _) = entry.map_err(store_error)?;
@@ -379,8 +379,11 @@ impl Store for SledStore {
                 continue;
             };
             let key_id = String::from_utf8_lossy(key_id);
-            if let Some(key) = self.indexed_key(scan.property_id, &key_id)? {
-                keys.push(key);
+            match self.indexed_key(scan.property_id, &key_id)? {
+                // Ended keys stay in the index until they are purged.
+                Some(key) if scan.live_only && key.is_ended() => {}
+                Some(key) => keys.push(key),
+                None => {}
             }
         }
         Ok(keys)
