@@ -11,7 +11,7 @@ use crate::config::Access;
 use crate::errors::{arg_path, ApiError, ApiResult, Msg};
 use crate::model::{
     long_id, Endpoint, Hotel, Key, KeyKind, Reservation, ReservationStatus, Stay,
-    WebhookEndpointStatus, WEBHOOK_EVENTS,
+    WebhookEndpointStatus, MAX_ACTIVE_ENDPOINTS, WEBHOOK_EVENTS,
 };
 
 #[derive(Clone, Debug)]
@@ -150,11 +150,34 @@ pub(crate) fn check_qr_data(qr: &str) -> Result<(), Msg> {
     Ok(())
 }
 
+/// The vendor delivers to HTTPS only. Plain http is taken for loopback
+/// addresses alone, so that tests and demos on one machine can receive
+/// deliveries without a certificate.
 fn check_webhook_url(url: &str) -> bool {
-    match reqwest::Url::parse(url) {
-        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host().is_some(),
-        Err(_) => false,
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match (u.scheme(), u.host_str()) {
+        ("https", Some(_)) => true,
+        ("http", Some(host)) => is_loopback(host),
+        _ => false,
     }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Active endpoints of one integration in a hotel.
+fn active_endpoints(h: &Hotel, integration: &str) -> usize {
+    h.endpoints
+        .iter()
+        .filter(|(_, e)| e.integration == integration && e.status == WebhookEndpointStatus::Enabled)
+        .count()
 }
 
 impl World {
@@ -358,6 +381,16 @@ impl World {
             ));
         }
         let h = self.hotel_mut(&p.hotel)?;
+        if status == WebhookEndpointStatus::Enabled
+            && active_endpoints(h, &p.integration) >= MAX_ACTIVE_ENDPOINTS
+        {
+            return Err(ApiError::validation(
+                Msg::TooManyActiveEndpoints {
+                    max: MAX_ACTIVE_ENDPOINTS,
+                },
+                arg_path!["input"],
+            ));
+        }
         let mut id = long_id();
         while h.endpoints.contains(&id) {
             id = long_id();
@@ -373,6 +406,7 @@ impl World {
             id.clone(),
             Endpoint {
                 id: id.clone(),
+                integration: p.integration.clone(),
                 url: url.to_string(),
                 status,
                 events: unique_events,
@@ -395,12 +429,25 @@ impl World {
         undo: &UndoLog,
     ) -> ApiResult<()> {
         let h = self.hotel_mut(&p.hotel)?;
-        let endpoint = h.endpoints.get_mut(id).ok_or_else(|| {
+        let unknown = || {
             ApiError::validation(
                 Msg::UnknownWebhookEndpoint(id.into()),
                 arg_path!["input", "id"],
             )
-        })?;
+        };
+        let current = h.endpoints.get(id).ok_or_else(unknown)?.status;
+        if status == Some(WebhookEndpointStatus::Enabled)
+            && current != WebhookEndpointStatus::Enabled
+            && active_endpoints(h, &p.integration) >= MAX_ACTIVE_ENDPOINTS
+        {
+            return Err(ApiError::validation(
+                Msg::TooManyActiveEndpoints {
+                    max: MAX_ACTIVE_ENDPOINTS,
+                },
+                arg_path!["input", "status"],
+            ));
+        }
+        let endpoint = h.endpoints.get_mut(id).ok_or_else(unknown)?;
         if let Some(status) = status {
             undo.push(Undo::RestoreEndpointStatus {
                 hotel: p.hotel.clone(),
@@ -670,6 +717,14 @@ impl World {
             },
         );
         id
+    }
+
+    /// Removes a webhook endpoint, as hotel staff would in 3RPMS.
+    pub fn remove_endpoint(&mut self, hotel: &str, endpoint_id: &str) {
+        self.hotel_or_panic(hotel)
+            .endpoints
+            .remove(endpoint_id)
+            .unwrap_or_else(|| panic!("fake-3rpms: unknown webhook endpoint {endpoint_id:?}"));
     }
 
     /// Assigns (or replaces) a stay's key as staff in 3RPMS would, outside

@@ -9,8 +9,9 @@
 //!
 //! Layout, in the driver's key space (see `keys` for the property segment):
 //! - `wh/{property}\0seen/{event id}` -> received at, unix seconds, i64 big-endian
-//! - `wh/{property}\0queue/{seq}` -> the event, JSON; `seq` a big-endian u64
-//!   so that the store's key order is arrival order.
+//! - `wh/{property}\0queue/{seq}` -> the event and its failed attempts, JSON;
+//!   `seq` a big-endian u64 so that the store's key order is arrival order.
+//! - `wh/{property}\0parked/{item id}` -> an event set aside (`dead_letter.rs`).
 //!
 //! Queue entries are JSON rather than postcard so that a field added to
 //! [`WebhookEvent`] later can still read entries written before an upgrade.
@@ -18,9 +19,27 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use keysmith_core::{store::DriverState, Error, Result};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{event::WebhookEvent, keys};
+
+/// A queued event: what 3RPMS (or keysmith itself) said, and how often
+/// acting on it failed so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// Its place in the queue.
+    #[serde(skip)]
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: WebhookEvent,
+    /// Failed attempts; entries written before attempts were kept read 0.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    #[serde(default)]
+    pub last_failure: Option<String>,
+}
 
 /// How long dedup markers are worth keeping: well beyond the days for which
 /// 3RPMS retries a delivery. See [`Inbox::forget_older_than`].
@@ -36,17 +55,20 @@ pub enum Accepted {
 }
 
 pub struct Inbox {
-    state: Arc<dyn DriverState>,
+    pub(super) state: Arc<dyn DriverState>,
     property_id: String,
     seen: Vec<u8>,
     queue: Vec<u8>,
+    /// Where parked events are kept (`dead_letter.rs`).
+    pub(super) parked: Vec<u8>,
     /// The next sequence number. The lock also spans the dedup check and the
     /// write, so two concurrent deliveries of one event cannot both queue it
-    /// and two events never get the same number.
-    next_seq: Mutex<u64>,
-    notify: Notify,
-    /// Events queued and not yet completed, for [`Inbox::idle`].
-    outstanding: tokio::sync::watch::Sender<usize>,
+    /// and two events never get the same number; parking and retrying a
+    /// parked event take it too.
+    pub(super) next_seq: Mutex<u64>,
+    pub(super) notify: Notify,
+    /// Events queued and not yet completed or parked, for [`Inbox::idle`].
+    pub(super) outstanding: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -66,6 +88,7 @@ impl Inbox {
         let prefix = keys::property_prefix(property_id)?;
         let seen = keys::section(&prefix, "seen");
         let queue = keys::section(&prefix, "queue");
+        let parked = keys::section(&prefix, "parked");
         let queued: Vec<u64> = state
             .scan_prefix(&queue)?
             .iter()
@@ -87,6 +110,7 @@ impl Inbox {
             property_id: property_id.to_owned(),
             seen,
             queue,
+            parked,
             next_seq: Mutex::new(next_seq),
             notify,
             outstanding: tokio::sync::watch::Sender::new(queued.len()),
@@ -106,8 +130,12 @@ impl Inbox {
 
     pub(crate) async fn accept_at(&self, event: WebhookEvent, now_unix: i64) -> Result<Accepted> {
         event.validate()?;
-        let value = serde_json::to_vec(&event)
-            .map_err(|e| Error::internal(format!("cannot encode a webhook event: {e}")))?;
+        let value = encode(&Queued {
+            seq: 0,
+            event: event.clone(),
+            attempts: 0,
+            last_failure: None,
+        })?;
         let seen_key = keys::entry(&self.seen, event.id.as_bytes());
 
         let outcome = {
@@ -142,15 +170,15 @@ impl Inbox {
     ///
     /// An entry that cannot be decoded is logged and left out rather than
     /// failing the call: one bad entry must not stall every event behind it.
-    pub fn pending(&self) -> Result<Vec<(u64, WebhookEvent)>> {
+    pub fn pending(&self) -> Result<Vec<Queued>> {
         let entries = self.state.scan_prefix(&self.queue)?;
         let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let Some(seq) = seq_of(&self.queue, &key) else {
                 continue;
             };
-            match serde_json::from_slice::<WebhookEvent>(&value) {
-                Ok(event) => out.push((seq, event)),
+            match serde_json::from_slice::<Queued>(&value) {
+                Ok(queued) => out.push(Queued { seq, ..queued }),
                 Err(error) => tracing::error!(
                     property_id = %self.property_id,
                     seq,
@@ -160,6 +188,41 @@ impl Inbox {
             }
         }
         Ok(out)
+    }
+
+    /// Records a failed attempt on a queued event, durably: the count
+    /// survives a restart, so an event cannot escape parking by one.
+    pub async fn record_failure(&self, queued: &Queued, failure: &str) -> Result<u32> {
+        let attempts = queued.attempts.saturating_add(1);
+        let value = encode(&Queued {
+            attempts,
+            last_failure: Some(failure.to_owned()),
+            ..queued.clone()
+        })?;
+        let key = self.queue_key(queued.seq);
+        {
+            let _numbering = self.next_seq.lock();
+            // Completed or parked meanwhile: nothing to count.
+            if self.state.get(&key)?.is_none() {
+                return Ok(attempts);
+            }
+            self.state.apply(vec![(key, Some(value))])?;
+        }
+        self.state.sync().await?;
+        Ok(attempts)
+    }
+
+    /// Queues an event keysmith raises itself (a revocation, a room stay to
+    /// try again), unless one of the same kind for the same object is
+    /// queued or parked already.
+    pub async fn raise(&self, event: WebhookEvent) -> Result<Accepted> {
+        let same = |e: &WebhookEvent| e.kind == event.kind && e.object_id == event.object_id;
+        if self.pending()?.iter().any(|q| same(&q.event))
+            || self.parked_items()?.iter().any(|p| same(&p.event))
+        {
+            return Ok(Accepted::Duplicate);
+        }
+        self.accept(event).await
     }
 
     /// Removes handled entries from the queue. Their dedup markers stay, so
@@ -220,9 +283,14 @@ impl Inbox {
         self.notify.notified()
     }
 
-    fn queue_key(&self, seq: u64) -> Vec<u8> {
+    pub(super) fn queue_key(&self, seq: u64) -> Vec<u8> {
         keys::entry(&self.queue, &seq.to_be_bytes())
     }
+}
+
+pub(super) fn encode(queued: &Queued) -> Result<Vec<u8>> {
+    serde_json::to_vec(queued)
+        .map_err(|e| Error::internal(format!("cannot encode a webhook event: {e}")))
 }
 
 fn seq_of(queue: &[u8], key: &[u8]) -> Option<u64> {
@@ -265,7 +333,7 @@ mod tests {
             .pending()
             .unwrap()
             .into_iter()
-            .map(|(_, e)| e.id)
+            .map(|q| q.event.id)
             .collect()
     }
 
@@ -287,10 +355,10 @@ mod tests {
         );
         assert_eq!(inbox.accept(event("e3")).await.unwrap(), Accepted::New);
         let pending = inbox.pending().unwrap();
-        let seqs: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = pending.iter().map(|q| q.seq).collect();
         assert_eq!(seqs, [0, 1, 2], "numbering continues after the reopen");
         assert_eq!(ids(&inbox), ["e1", "e2", "e3"]);
-        assert_eq!(pending[0].1, event("e1"));
+        assert_eq!(pending[0].event, event("e1"));
     }
 
     #[tokio::test]
@@ -305,7 +373,7 @@ mod tests {
             inbox.accept(event(id)).await.unwrap();
         }
         assert_eq!(ids(&inbox), arrivals);
-        let seqs: Vec<u64> = inbox.pending().unwrap().iter().map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = inbox.pending().unwrap().iter().map(|q| q.seq).collect();
         assert_eq!(seqs, (0..300).collect::<Vec<_>>());
     }
 
@@ -318,12 +386,15 @@ mod tests {
             inbox.accept(event(id)).await.unwrap();
         }
         let pending = inbox.pending().unwrap();
-        inbox.complete(&[pending[0].0, pending[2].0]).await.unwrap();
+        inbox
+            .complete(&[pending[0].seq, pending[2].seq])
+            .await
+            .unwrap();
         assert_eq!(ids(&inbox), ["b"]);
         assert_eq!(inbox.accept(event("a")).await.unwrap(), Accepted::Duplicate);
         assert_eq!(ids(&inbox), ["b"]);
         inbox.complete(&[]).await.unwrap();
-        inbox.complete(&[pending[1].0, 999]).await.unwrap();
+        inbox.complete(&[pending[1].seq, 999]).await.unwrap();
         assert!(inbox.pending().unwrap().is_empty());
     }
 
@@ -354,13 +425,13 @@ mod tests {
         }
         assert_eq!(new, 201);
         let pending = inbox.pending().unwrap();
-        let seqs: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = pending.iter().map(|q| q.seq).collect();
         assert_eq!(
             seqs,
             (0..201).collect::<Vec<_>>(),
             "no number lost or reused"
         );
-        let ids: BTreeSet<String> = pending.into_iter().map(|(_, e)| e.id).collect();
+        let ids: BTreeSet<String> = pending.into_iter().map(|q| q.event.id).collect();
         assert_eq!(ids.len(), 201);
     }
 
@@ -473,6 +544,39 @@ mod tests {
             })
         })
         .await
+    }
+
+    #[tokio::test]
+    async fn an_entry_written_before_attempts_were_kept_reads_as_never_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, state) = open(dir.path());
+        let inbox = Inbox::new(state.clone(), "hotel").unwrap();
+        let old = serde_json::to_vec(&event("e0")).unwrap();
+        state.apply(vec![(inbox.queue_key(3), Some(old))]).unwrap();
+        let pending = inbox.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].seq, pending[0].attempts), (3, 0));
+        assert_eq!(pending[0].event, event("e0"));
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_counted_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, state) = open(dir.path());
+            let inbox = Inbox::new(state, "hotel").unwrap();
+            inbox.accept(event("e1")).await.unwrap();
+            let queued = inbox.pending().unwrap().remove(0);
+            assert_eq!(inbox.record_failure(&queued, "first").await.unwrap(), 1);
+            let queued = inbox.pending().unwrap().remove(0);
+            assert_eq!(inbox.record_failure(&queued, "second").await.unwrap(), 2);
+            store.close();
+        }
+        let (_store, state) = open(dir.path());
+        let inbox = Inbox::new(state, "hotel").unwrap();
+        let queued = inbox.pending().unwrap().remove(0);
+        assert_eq!(queued.attempts, 2);
+        assert_eq!(queued.last_failure.as_deref(), Some("second"));
     }
 
     #[tokio::test]
