@@ -13,6 +13,7 @@ async fn webhook_registration_keeps_to_https_and_one_active_endpoint() {
         ..Options::default()
     })
     .await;
+    e.fake.reset_counts();
     let refused = e
         .register(
             format!("http://keysmith.example.com/3rpms/webhooks/{PROPERTY}"),
@@ -22,6 +23,12 @@ async fn webhook_registration_keeps_to_https_and_one_active_endpoint() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(common::violations(&refused), ["url"]);
+    assert_eq!(
+        e.fake.counts().http_requests,
+        0,
+        "refused by keysmith before 3RPMS is asked"
+    );
     assert!(e.fake.webhook_endpoints(PROPERTY).is_empty());
 
     e.register_webhooks().await;

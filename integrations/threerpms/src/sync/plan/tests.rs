@@ -338,7 +338,8 @@ fn a_key_revoked_through_keysmith_is_replaced() {
             Publication::Create { replacing: None }
         )]
     );
-    // Revoking it again is refused and taken as done.
+    // Revoked again: a revoked key is answered as it is, a REVOKING one
+    // completed.
     assert_eq!(plan.revocations, ["k1"]);
     assert_eq!(plan.deletions, ["rk1"]);
 }
