@@ -93,14 +93,18 @@ async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
         .issue(guest("g2", &["room-102"], T0, T0 + 3 * DAY, "stay-g2"))
         .await
         .unwrap();
-    async fn listed(s: &TestServer) -> Vec<pb::AccessKey> {
+    async fn listing(s: &TestServer, include_revoked: bool) -> Vec<pb::AccessKey> {
         s.list(pb::ListKeysRequest {
             property_id: PROPERTY.into(),
+            include_revoked,
             ..Default::default()
         })
         .await
         .unwrap()
         .keys
+    }
+    async fn listed(s: &TestServer) -> Vec<pb::AccessKey> {
+        listing(s, false).await
     }
     // Twice: the second page is written from the kept encodings.
     assert_eq!(listed(&s).await, listed(&s).await);
@@ -113,17 +117,29 @@ async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
     assert_eq!(updated.ends_at, Some(ts(T0 + 2 * DAY)));
     assert_eq!(listed(&s).await, [updated.clone(), other.clone()]);
 
+    // Expired keys leave the listing of keys in force as soon as the clock
+    // passes their end, and are listed with the ended ones; the sweeper
+    // moving them out of the live set changes neither listing.
     s.clock.set(T0 + 2 * DAY);
-    let states: Vec<_> = listed(&s).await.iter().map(|k| k.state()).collect();
+    let ids =
+        |keys: Vec<pb::AccessKey>| -> Vec<String> { keys.into_iter().map(|k| k.key_id).collect() };
+    assert_eq!(ids(listed(&s).await), std::slice::from_ref(&other.key_id));
+    let states: Vec<_> = listing(&s, true).await.iter().map(|k| k.state()).collect();
     assert_eq!(states, [pb::KeyState::Expired, pb::KeyState::Active]);
     assert_eq!(
         s.get(&key.key_id).await.unwrap().state(),
         pb::KeyState::Expired
     );
+    let swept = s.running.as_ref().unwrap().sweep_now().await;
+    assert_eq!(swept.expired, 1);
+    assert_eq!(ids(listed(&s).await), std::slice::from_ref(&other.key_id));
+    let states: Vec<_> = listing(&s, true).await.iter().map(|k| k.state()).collect();
+    assert_eq!(states, [pb::KeyState::Expired, pb::KeyState::Active]);
 
     s.revoke_key(&other.key_id).await.unwrap();
-    let ids: Vec<_> = listed(&s).await.into_iter().map(|k| k.key_id).collect();
-    assert_eq!(ids, [key.key_id]);
+    assert!(listed(&s).await.is_empty());
+    let states: Vec<_> = listing(&s, true).await.iter().map(|k| k.state()).collect();
+    assert_eq!(states, [pb::KeyState::Expired, pb::KeyState::Revoked]);
 }
 
 #[tokio::test]

@@ -56,14 +56,31 @@ pub struct AuditRecord {
 }
 
 /// Monotonic, so that records written in one millisecond keep their order.
-static IDS: LazyLock<Mutex<ulid::Generator>> = LazyLock::new(|| Mutex::new(ulid::Generator::new()));
+static IDS: LazyLock<Mutex<(u64, ulid::Generator)>> =
+    LazyLock::new(|| Mutex::new((0, ulid::Generator::new())));
 
 impl AuditRecord {
     /// A record of `action` by `origin` on `property_id`, with a new id and
     /// the outcome "OK"; the caller fills in the keys and, for a refusal,
     /// [`AuditRecord::failed`].
     pub fn new(origin: &AuditOrigin, action: &str, property_id: &str, at: Timestamp) -> Self {
-        let id = IDS.lock().generate().unwrap_or_else(|_| ulid::Ulid::new());
+        // The id carries `at` (keysmith's clock), so that retention, which
+        // purges by id, judges a record by the time it was written.
+        let millis = u64::try_from(at.as_micros().max(0) / 1_000).unwrap_or(0);
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+        let mut ids = IDS.lock();
+        let (last_millis, generator) = &mut *ids;
+        // Within one millisecond (or later) the generator keeps the order;
+        // an earlier `at` (another clock, in tests; a clock stepped back)
+        // gets an id of its own time rather than one after the last.
+        let id = if millis >= *last_millis {
+            *last_millis = millis;
+            generator
+                .generate_from_datetime(time)
+                .unwrap_or_else(|_| ulid::Ulid::from_datetime(time))
+        } else {
+            ulid::Ulid::from_datetime(time)
+        };
         Self {
             id: id.to_string(),
             at,

@@ -26,8 +26,9 @@ pub enum KeyState {
     EncodingRequired,
     /// Withdrawn at every driver of the key that is still configured. Final.
     Revoked,
-    /// Shown to callers, never stored: the window has ended. Derived by
-    /// [`AccessKey::state`].
+    /// The window has ended. Shown as soon as the clock passes the window's
+    /// end ([`AccessKey::state`]); stored once the sweeper has moved the key
+    /// out of the live set. An UpdateKey with a new window brings it back.
     Expired,
     /// Revoked at some of its drivers; another could not be told (a
     /// warning names it). A retry of the revocation completes it.
@@ -105,7 +106,8 @@ pub struct AccessKey {
     /// credentials are replaced as a whole when it answers new ones (update,
     /// encode, refresh).
     pub credentials: Vec<Credential>,
-    /// The stored state: never `Expired`, see [`AccessKey::state`].
+    /// The stored state; `Expired` only once the sweeper moved the key out
+    /// of the live set, see [`AccessKey::state`].
     pub stored_state: KeyState,
     /// What the caller should know about the key, each code and message once:
     /// what its drivers said, and keysmith's own (an incomplete revocation or
@@ -128,8 +130,25 @@ impl AccessKey {
         match self.stored_state {
             KeyState::Revoked => KeyState::Revoked,
             KeyState::Revoking => KeyState::Revoking,
+            KeyState::Expired => KeyState::Expired,
             _ if self.window.has_ended(now) => KeyState::Expired,
             state => state,
+        }
+    }
+
+    /// Whether the key has left the live set: revoked, or moved out by the
+    /// sweeper once its window ended. Ended keys are stored apart, and
+    /// purged after the retention.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.stored_state, KeyState::Revoked | KeyState::Expired)
+    }
+
+    /// When the key ended: its revocation, or the end of its window.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        match self.stored_state {
+            KeyState::Revoked => Some(self.revoked_at.unwrap_or(self.updated_at)),
+            KeyState::Expired => Some(self.window.ends_at),
+            _ => None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod reservation;
 pub mod router;
 pub mod service;
 pub mod store;
+pub mod sweeper;
 
 pub use keysmith_driver::{capability, driver, error, secret, time};
 

@@ -81,6 +81,18 @@ pub struct KeyScan<'a> {
     pub limit: usize,
 }
 
+/// A key the sweeper has to look at: when it became due, and which key.
+/// Ordered as the store finds them, so that one is a cursor for the next page.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    /// When the key's window ended, or when the key ended.
+    pub at: Timestamp,
+    /// The key's property.
+    pub property_id: String,
+    /// The key.
+    pub key_id: String,
+}
+
 /// One atomic change: everything in it is applied together or not at all.
 #[derive(Debug, Default)]
 pub struct WriteSet {
@@ -92,6 +104,10 @@ pub struct WriteSet {
     pub idempotency: Vec<IdempotencyRecord>,
     /// The audit records of the change, stored with it.
     pub audit: Vec<AuditRecord>,
+    /// Keys past their retention, deleted with every entry they have.
+    pub purged: Vec<AccessKey>,
+    /// Reservations (property, reservation_key) whose every key was purged.
+    pub purged_reservations: Vec<(String, String)>,
 }
 
 impl WriteSet {
@@ -102,11 +118,13 @@ impl WriteSet {
             && self.reservations.is_empty()
             && self.idempotency.is_empty()
             && self.audit.is_empty()
+            && self.purged.is_empty()
+            && self.purged_reservations.is_empty()
     }
 }
 
 /// What a transaction holds exclusively until it ends: every mutation of
-/// one request_id, and of one reservation, runs alone.
+/// one request_id, of one reservation and of one key runs alone.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LockName {
     /// Held by a mutation that carries a request_id: a retry waits for the
@@ -125,6 +143,14 @@ pub enum LockName {
         property_id: String,
         /// The caller's reservation_key.
         reservation_key: String,
+    },
+    /// Held by every change of an existing key (an update, a revocation, a
+    /// refresh, the sweeper's), so that none is made from a stale read.
+    Key {
+        /// The key's property.
+        property_id: String,
+        /// The key.
+        key_id: String,
     },
 }
 
@@ -156,6 +182,13 @@ pub trait Transaction: Send {
     /// The ids of the keys not revoked that name `reservation_key`, any
     /// incarnation of it.
     async fn live_keys_of_reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Vec<String>>;
+    /// The ids of every key, live or ended, that names `reservation_key`,
+    /// any incarnation of it.
+    async fn keys_of_reservation(
         &mut self,
         property_id: &str,
         reservation_key: &str,
@@ -203,6 +236,30 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise grow without end. Returns how many were deleted, once
     /// that is durable.
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize>;
+
+    /// Live keys whose window ended before `before`, the earliest end first,
+    /// after `after` (exclusive), at most `limit`: what the sweeper moves out
+    /// of the live set. Found without reading the other keys.
+    fn ended_live_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>>;
+
+    /// Ended keys (revoked, or expired and swept) that ended before
+    /// `before`, the earliest first, after `after` (exclusive), at most
+    /// `limit`: what retention purges.
+    fn purgeable_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>>;
+
+    /// Deletes at most `limit` audit records written before `before`, and
+    /// returns how many, once that is durable.
+    async fn purge_audit(&self, before: Timestamp, limit: usize) -> Result<usize>;
 
     /// Applies atomically, in order with every other change, and returns
     /// once the change is durable.
@@ -273,27 +330,15 @@ impl Transaction for LockedTransaction<'_> {
         property_id: &str,
         reservation_key: &str,
     ) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let chunk = self.store.scan_keys(&KeyScan {
-                property_id,
-                index: KeyIndex::Reservation(reservation_key.to_owned()),
-                live_only: true,
-                after: after.as_deref(),
-                limit: 256,
-            })?;
-            let Some(last) = chunk.last() else {
-                return Ok(ids);
-            };
-            after = Some(last.key_id.clone());
-            ids.extend(
-                chunk
-                    .iter()
-                    .filter(|k| k.key().reservation_key() == Some(reservation_key))
-                    .map(|k| k.key_id.clone()),
-            );
-        }
+        reservation_index(self.store, property_id, reservation_key, true)
+    }
+
+    async fn keys_of_reservation(
+        &mut self,
+        property_id: &str,
+        reservation_key: &str,
+    ) -> Result<Vec<String>> {
+        reservation_index(self.store, property_id, reservation_key, false)
     }
 
     fn writes(&mut self) -> &mut WriteSet {
@@ -306,5 +351,36 @@ impl Transaction for LockedTransaction<'_> {
             return Ok(());
         }
         self.store.commit(writes).await
+    }
+}
+
+/// The ids of the keys the reservation index names for `reservation_key`:
+/// live ones only, or every key.
+fn reservation_index(
+    store: &dyn Store,
+    property_id: &str,
+    reservation_key: &str,
+    live_only: bool,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let chunk = store.scan_keys(&KeyScan {
+            property_id,
+            index: KeyIndex::Reservation(reservation_key.to_owned()),
+            live_only,
+            after: after.as_deref(),
+            limit: 256,
+        })?;
+        let Some(last) = chunk.last() else {
+            return Ok(ids);
+        };
+        after = Some(last.key_id.clone());
+        ids.extend(
+            chunk
+                .iter()
+                .filter(|k| k.key().reservation_key() == Some(reservation_key))
+                .map(|k| k.key_id.clone()),
+        );
     }
 }

@@ -211,6 +211,16 @@ pub struct RefreshReply {
     pub warnings: Vec<Warning>,
 }
 
+/// What [`Driver::forget`] is told: keysmith purged a key past its retention.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForgetArgs {
+    /// The key's part at this driver, as it was last stored.
+    pub key: KeySlice,
+    /// Every key of the key's reservation (any incarnation) is purged too:
+    /// what the driver kept for the reservation can go.
+    pub reservation_forgotten: bool,
+}
+
 /// Which keys a driver holds on its side for one property, a page at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListArgs {
@@ -315,6 +325,16 @@ pub trait Driver: Send + Sync + 'static {
     /// driver still `Issuing`, now and then, and on RefreshKey.
     async fn refresh(&self, _args: RefreshArgs) -> Result<RefreshReply> {
         Err(unsupported(&self.info().name, "refresh keys"))
+    }
+
+    /// Tells the driver that keysmith purged an ended key (revoked, or
+    /// expired) past its retention, so that it can drop what it keeps for
+    /// it (PINs at a keypad, a reservation's sequence values).
+    ///
+    /// Needs no capability; the default keeps everything. Idempotent. A
+    /// failure is logged and not retried: the key is gone from keysmith.
+    async fn forget(&self, _args: ForgetArgs) -> Result<()> {
+        Ok(())
     }
 
     /// The keys this driver holds on its side for one property, for

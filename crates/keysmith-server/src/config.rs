@@ -128,15 +128,45 @@ pub struct StorageConfig {
     /// first answer; after it, the request is new (AIP-155).
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_retention_hours: u64,
-    /// How many live keys are kept in memory for listings (about 1 KB
-    /// each, and up to 0.6 KB more for their kept encodings); a property
-    /// that does not fit is listed from disk. 0 turns the cache off.
-    #[serde(default = "default_listing_cache_keys")]
-    pub listing_cache_keys: usize,
+    /// What sled's page cache and the listing cache may take together, in
+    /// MiB: a third for sled, the rest for the listing cache, which holds the
+    /// most recently listed properties whole (a property it does not hold is
+    /// listed from disk and brought in). 0 turns the listing cache off.
+    #[serde(default = "default_memory_budget_mb")]
+    pub memory_budget_mb: usize,
+    /// How long an ended key (revoked, or expired) is kept before it is
+    /// purged with its index entries and, when its reservation has no key
+    /// left, the reservation.
+    #[serde(default = "default_key_retention_days")]
+    pub key_retention_days: u64,
+    /// How long an audit record is kept.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u64,
+    /// How often the sweeper runs: it moves keys whose window ended out of
+    /// the live set and purges what is past its retention.
+    #[serde(default = "default_sweep_interval_seconds")]
+    pub sweep_interval_seconds: u64,
+    /// Keys (or audit records) per sweeper transaction: small enough that
+    /// requests touching the same keys never wait long.
+    #[serde(default = "default_sweep_batch")]
+    pub sweep_batch: usize,
 }
 
-fn default_listing_cache_keys() -> usize {
-    keysmith_store::DEFAULT_LISTING_CACHE_KEYS
+fn default_key_retention_days() -> u64 {
+    90
+}
+fn default_audit_retention_days() -> u64 {
+    365
+}
+fn default_sweep_interval_seconds() -> u64 {
+    300
+}
+fn default_sweep_batch() -> usize {
+    256
+}
+
+fn default_memory_budget_mb() -> usize {
+    keysmith_store::DEFAULT_MEMORY_BUDGET_MB
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -310,6 +340,19 @@ impl Config {
             anyhow::bail!(
                 "invalid configuration: storage.idempotency_retention_hours must be positive"
             );
+        }
+        for (name, value) in [
+            ("key_retention_days", self.storage.key_retention_days),
+            ("audit_retention_days", self.storage.audit_retention_days),
+            (
+                "sweep_interval_seconds",
+                self.storage.sweep_interval_seconds,
+            ),
+            ("sweep_batch", self.storage.sweep_batch as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("invalid configuration: storage.{name} must be positive");
+            }
         }
         for (i, plugin) in self.drivers.plugins.iter().enumerate() {
             plugin

@@ -15,7 +15,8 @@ use keysmith_core::{
     follower::{Follow, FollowNow, KeyFollower},
     hosting::{Built, DriverContext},
     router::Router,
-    service::{Clock, SystemClock},
+    service::{Clock, Retention, SweepReport, SystemClock},
+    sweeper::{SweepNow, Sweeper},
     AccessService, Driver,
 };
 use keysmith_store::{SledStore, StoreOptions};
@@ -51,6 +52,7 @@ pub struct Running {
     /// The 3RPMS hotels (none without 3RPMS), for waiting on their events.
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
+    sweep_now: SweepNow,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -76,6 +78,13 @@ impl Running {
     /// few seconds; returns when that is done.
     pub async fn follow_keys_now(&self) {
         self.follow_now.round().await;
+    }
+
+    /// Sweeps the store once, now, as the sweeper does on its own every
+    /// `storage.sweep_interval_seconds`: keys whose window ended leave the
+    /// live set, and what is past its retention is purged.
+    pub async fn sweep_now(&self) -> SweepReport {
+        self.sweep_now.sweep().await
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -126,7 +135,7 @@ pub async fn start_with_drivers(
     let store = Arc::new(SledStore::open_with(
         &config.storage.data_dir,
         StoreOptions {
-            listing_cache_keys: config.storage.listing_cache_keys,
+            memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
         },
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
@@ -146,12 +155,18 @@ pub async fn start_with_drivers(
     let expired = service.expire_idempotency(retention).await?;
     tracing::debug!(expired, "request_ids past their retention forgotten");
     let (stop_background, stopping) = tokio::sync::watch::channel(false);
+    let (sweeper, sweep_now) = Sweeper::new(
+        service.clone(),
+        Retention {
+            keys: days(config.storage.key_retention_days),
+            audit: days(config.storage.audit_retention_days),
+            request_ids: retention,
+        },
+        Duration::from_secs(config.storage.sweep_interval_seconds),
+        config.storage.sweep_batch,
+    );
     let mut background = vec![
-        tokio::spawn(expire_idempotency(
-            service.clone(),
-            retention,
-            stopping.clone(),
-        )),
+        tokio::spawn(sweeper.run(stopping.clone())),
         tokio::spawn(audit.clone().run(stopping.clone())),
     ];
     let follow = registered
@@ -286,6 +301,7 @@ pub async fn start_with_drivers(
         seam_webhook_addr,
         threerpms_hotels,
         follow_now,
+        sweep_now,
         shutdown: Some(shutdown_tx),
         task,
     })
@@ -303,23 +319,8 @@ fn reflection(served: &[&str]) -> tonic_reflection::server::Builder<'static> {
     )
 }
 
-/// Forgets request_ids past their retention, hourly, until `stop`.
-async fn expire_idempotency(
-    service: Arc<AccessService>,
-    retention: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-    hourly.tick().await; // the first tick is now, and start did that one
-    loop {
-        tokio::select! {
-            _ = hourly.tick() => match service.expire_idempotency(retention).await {
-                Ok(expired) => tracing::debug!(expired, "request_ids past their retention forgotten"),
-                Err(error) => tracing::error!(%error, "expiring request_ids failed"),
-            },
-            _ = stop.changed() => break,
-        }
-    }
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n.saturating_mul(86_400))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

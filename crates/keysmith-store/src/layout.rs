@@ -1,8 +1,9 @@
 //! Where each record lives in the main tree, and the change a write set
 //! makes to it.
 //!
-//! A key's record lives under `K` while the key is not revoked and under `V`
-//! once it is, each ordered by property and then key id (which grows with
+//! A key's record lives under `K` while the key is live and under `V` once
+//! it has ended (revoked, or expired and swept), each ordered by property
+//! and then key id (which grows with
 //! creation time). So a property's listing reads records in order, with no
 //! index entry and no second lookup per key, and a listing of live keys
 //! never wades through revoked ones. The filtered listings (by reservation,
@@ -10,7 +11,7 @@
 //! those of keys not revoked.
 use std::collections::BTreeSet;
 
-use keysmith_core::{store::WriteSet, AccessKey, Result};
+use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
 
 use crate::{
     codec::{encode, path},
@@ -35,10 +36,19 @@ pub const BY_RESERVATION: &[u8] = b"r";
 pub const BY_HOLDER: &[u8] = b"h";
 pub const BY_ENTRANCE: &[u8] = b"e";
 
+/// Entries of live keys by the end of their window, so that the sweeper
+/// finds the keys that have ended without reading the others.
+pub const BY_END: u8 = b'X';
+/// Entries of ended (revoked or expired) keys by when they ended, so that
+/// the sweeper finds the keys past their retention.
+pub const BY_ENDED: u8 = b'P';
+
 /// The layout this code reads and writes: 2 moved revoked keys under `V`
 /// and dropped the property index; 3 keeps every key a reservation has had
-/// among its members (ended and revoked ones too).
-pub const LAYOUT: u8 = 3;
+/// among its members (ended and revoked ones too); 4 moves expired keys out
+/// of the live set (under `V`, with the revoked ones) and keeps the `X` and
+/// `P` entries the sweeper walks.
+pub const LAYOUT: u8 = 4;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])
@@ -48,9 +58,10 @@ pub fn key_path(tag: u8, property_id: &str, key_id: &str) -> Vec<u8> {
     path(tag, &[property_id.as_bytes(), key_id.as_bytes()])
 }
 
-/// Where a key's record lives.
+/// Where a key's record lives: under `V` once it has ended (revoked, or
+/// expired and swept), else under `K`.
 pub fn record_path(key: &AccessKey) -> Vec<u8> {
-    let tag = if key.is_revoked() {
+    let tag = if key.is_ended() {
         REVOKED_KEY
     } else {
         LIVE_KEY
@@ -58,17 +69,43 @@ pub fn record_path(key: &AccessKey) -> Vec<u8> {
     key_path(tag, &key.property_id, &key.key_id)
 }
 
-/// The index entries (without their set tag) that a key has.
-fn index_entries(key: &AccessKey) -> BTreeSet<Vec<u8>> {
+/// An instant as bytes that sort as the instants do (the sign bit flipped).
+pub fn ordered(at: Timestamp) -> [u8; 8] {
+    ((at.as_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The first `BY_END`/`BY_ENDED` entry at or after `at`.
+pub fn time_bound(tag: u8, at: Timestamp) -> Vec<u8> {
+    path(tag, &[&ordered(at)])
+}
+
+/// Every entry a version of a key has, beside its record: the index entries
+/// of every key (`A`), those of live keys (`L`), and the sweeper's `X`
+/// (live, by window end) or `P` (ended, by when it ended).
+pub fn entries(key: &AccessKey) -> BTreeSet<Vec<u8>> {
     let mut out = BTreeSet::new();
     let id = key.key_id.as_bytes();
     let p = key.property_id.as_bytes();
-    out.insert(index_path(p, BY_HOLDER, key.holder.id.as_bytes(), id));
+    let mut index = vec![index_path(p, BY_HOLDER, key.holder.id.as_bytes(), id)];
     for e in &key.entrances {
-        out.insert(index_path(p, BY_ENTRANCE, e.entrance_id.as_bytes(), id));
+        index.push(index_path(p, BY_ENTRANCE, e.entrance_id.as_bytes(), id));
     }
     if let Some(rk) = key.reservation_key() {
-        out.insert(index_path(p, BY_RESERVATION, rk.as_bytes(), id));
+        index.push(index_path(p, BY_RESERVATION, rk.as_bytes(), id));
+    }
+    for entry in &index {
+        out.insert(tagged(INDEX_ALL, entry));
+    }
+    match key.ended_at() {
+        None => {
+            for entry in &index {
+                out.insert(tagged(INDEX_LIVE, entry));
+            }
+            out.insert(path(BY_END, &[&ordered(key.window.ends_at), p, id]));
+        }
+        Some(ended) => {
+            out.insert(path(BY_ENDED, &[&ordered(ended), p, id]));
+        }
     }
     out
 }
@@ -95,33 +132,38 @@ fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {
 pub fn ops(writes: &WriteSet) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
     for (key, old) in &writes.keys {
+        let new_entries = entries(key);
+        let old_entries = old.as_ref().map(entries).unwrap_or_default();
         if let Some(old) = old {
             let moved = record_path(old);
             if moved != record_path(key) {
                 ops.push((moved, None));
             }
         }
-        ops.push((record_path(key), Some(encode(key)?)));
-
-        let new_entries = index_entries(key);
-        let old_entries = old.as_ref().map(index_entries).unwrap_or_default();
-        let old_live = old.as_ref().is_some_and(|k| !k.is_revoked());
         for entry in old_entries.difference(&new_entries) {
-            ops.push((tagged(INDEX_ALL, entry), None));
+            ops.push((entry.clone(), None));
         }
-        if old_live {
-            for entry in &old_entries {
-                ops.push((tagged(INDEX_LIVE, entry), None));
-            }
+        ops.push((record_path(key), Some(encode(key)?)));
+        for entry in new_entries.difference(&old_entries) {
+            ops.push((entry.clone(), Some(Vec::new())));
         }
-        for entry in &new_entries {
-            ops.push((tagged(INDEX_ALL, entry), Some(Vec::new())));
+    }
+    for key in &writes.purged {
+        for tag in [LIVE_KEY, REVOKED_KEY] {
+            ops.push((key_path(tag, &key.property_id, &key.key_id), None));
         }
-        if !key.is_revoked() {
-            for entry in &new_entries {
-                ops.push((tagged(INDEX_LIVE, entry), Some(Vec::new())));
-            }
+        for entry in entries(key) {
+            ops.push((entry, None));
         }
+    }
+    for (property_id, reservation_key) in &writes.purged_reservations {
+        ops.push((
+            path(
+                RESERVATION,
+                &[property_id.as_bytes(), reservation_key.as_bytes()],
+            ),
+            None,
+        ));
     }
     for r in &writes.reservations {
         ops.push((

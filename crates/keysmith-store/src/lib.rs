@@ -1,7 +1,7 @@
 //! keysmith's state in embedded sled: keys, reservations, idempotency records,
 //! audit records and the drivers' own state, all in one tree, written by one
 //! group-commit thread, with the live keys also kept in memory for listings.
-mod catalog;
+pub mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
@@ -22,7 +22,7 @@ use keysmith_core::{
     locks::Locks,
     reservation::Reservation,
     store::{
-        DriverState, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
+        DriverState, Due, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
         Transaction, WriteSet,
     },
     AccessKey, Error, ListedKey, Result, Timestamp,
@@ -30,12 +30,12 @@ use keysmith_core::{
 
 use crate::{
     catalog::{Catalog, Change},
-    codec::{decode, last_part, path, push_part},
+    codec::{decode, last_part, parts, path, push_part},
     committer::{Committer, Op},
     driver_state::SledDriverState,
     layout::{
-        index_prefix, key_path, ops, AUDIT, BY_ENTRANCE, BY_HOLDER, BY_RESERVATION, DRIVER_STATE,
-        IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
+        index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
+        BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
     },
 };
 
@@ -51,21 +51,36 @@ pub struct SledStore {
 /// How the store uses memory.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
-    /// How many live keys the listing cache may hold (0 turns it off).
-    pub listing_cache_keys: usize,
+    /// What sled's page cache and the listing cache may take together, in
+    /// bytes: a third goes to sled, the rest to the listing cache. 0 turns
+    /// the listing cache off (sled then keeps its smallest cache).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            listing_cache_keys: DEFAULT_LISTING_CACHE_KEYS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024,
         }
     }
 }
 
-/// About 1 KB each (59,000 keys took 54 MB of resident memory), plus 0.2
-/// to 0.3 KB per kept encoding: some 400 MB at most.
-pub const DEFAULT_LISTING_CACHE_KEYS: usize = 250_000;
+impl StoreOptions {
+    /// sled's share of the budget.
+    fn sled_cache_bytes(&self) -> u64 {
+        (self.memory_budget_bytes / 3).max(MIN_SLED_CACHE_BYTES) as u64
+    }
+
+    /// The listing cache's share.
+    fn listing_cache_bytes(&self) -> usize {
+        self.memory_budget_bytes - self.memory_budget_bytes / 3
+    }
+}
+
+/// The default memory budget: sled's cache and the listing cache together.
+pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
+/// sled is never given less than this, whatever the budget.
+const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
@@ -73,10 +88,10 @@ impl SledStore {
     }
 
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let db = open_db(dir)?;
+        let db = open_db(dir, options.sled_cache_bytes())?;
         let main = db.open_tree("keysmith").map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
-        let catalog = Arc::new(Catalog::load(&main, options.listing_cache_keys)?);
+        let catalog = Arc::new(Catalog::open(&main, options.listing_cache_bytes())?);
         let committer = Arc::new(Committer::start(db, main.clone(), catalog.clone()));
         Ok(Self {
             main,
@@ -84,6 +99,17 @@ impl SledStore {
             catalog,
             locks: Locks::default(),
         })
+    }
+
+    /// What the listing cache holds now.
+    pub fn listing_cache(&self) -> catalog::CatalogStats {
+        self.catalog.stats()
+    }
+
+    /// Waits until the listing cache has loaded what it was asked to (at
+    /// open, and by listings of properties it did not hold).
+    pub fn settle_listing_cache(&self) {
+        self.catalog.settle();
     }
 
     /// Writes and flushes what is queued and stops the committer; for a
@@ -151,6 +177,45 @@ impl SledStore {
         Ok(keys)
     }
 
+    /// The entries of a sweeper index (`BY_END` or `BY_ENDED`) before
+    /// `before`, after the entry `after`, at most `limit`.
+    fn due(
+        &self,
+        tag: u8,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        let start = match after {
+            Some(d) => Bound::Excluded(path(
+                tag,
+                &[
+                    &crate::layout::ordered(d.at),
+                    d.property_id.as_bytes(),
+                    d.key_id.as_bytes(),
+                ],
+            )),
+            None => Bound::Included(vec![tag]),
+        };
+        let end = Bound::Excluded(time_bound(tag, before));
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in self.main.range::<Vec<u8>, _>((start, end)).take(limit) {
+            let (k, _) = entry.map_err(store_error)?;
+            let [at, property, key_id] = parts(&k[1..])[..] else {
+                continue;
+            };
+            let Ok(at) = <[u8; 8]>::try_from(at) else {
+                continue;
+            };
+            out.push(Due {
+                at: Timestamp::from_micros((u64::from_be_bytes(at) ^ (1 << 63)) as i64),
+                property_id: String::from_utf8_lossy(property).into_owned(),
+                key_id: String::from_utf8_lossy(key_id).into_owned(),
+            });
+        }
+        Ok(out)
+    }
+
     /// A key an index entry names. The cache answers for live keys; a miss
     /// there is asked of the tree, since the committer updates the cache a
     /// moment after the tree.
@@ -179,12 +244,13 @@ fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 
-pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         let opened = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             // The committer flushes after every batch: sled's own periodic
             // flush would only add work (and hide a missing flush).
             .flush_every_ms(None)
@@ -322,6 +388,67 @@ impl Store for SledStore {
             .await
             .map_err(committer_error)?;
         Ok(expired)
+    }
+
+    fn ended_live_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        self.due(BY_END, before, after, limit)
+    }
+
+    fn purgeable_keys(
+        &self,
+        before: Timestamp,
+        after: Option<&Due>,
+        limit: usize,
+    ) -> Result<Vec<Due>> {
+        self.due(BY_ENDED, before, after, limit)
+    }
+
+    async fn purge_audit(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        // Audit ids are ULIDs, which sort by the time they were made: the
+        // records before `before` are the first ones of each property.
+        let cutoff =
+            ulid::Ulid::from_parts(before.as_micros().max(0) as u64 / 1_000, 0).to_string();
+        let mut deletes: Vec<Op> = Vec::new();
+        let mut from = vec![AUDIT];
+        while deletes.len() < limit {
+            let Some(entry) = self.main.range(from.clone()..).next() else {
+                break;
+            };
+            let (k, _) = entry.map_err(store_error)?;
+            if k.first() != Some(&AUDIT) {
+                break;
+            }
+            let Some(property) = parts(&k[1..]).first().map(|p| p.to_vec()) else {
+                break;
+            };
+            let prefix = path(AUDIT, &[&property]);
+            let mut end = prefix.clone();
+            push_part(&mut end, cutoff.as_bytes());
+            for old in self
+                .main
+                .range(prefix.clone()..end)
+                .take(limit - deletes.len())
+            {
+                let (k, _) = old.map_err(store_error)?;
+                deletes.push((k.to_vec(), None));
+            }
+            // The next property: past every record of this one.
+            from = prefix;
+            from.push(0xff);
+        }
+        let purged = deletes.len();
+        if purged > 0 {
+            self.committer
+                .commit(deletes, Vec::new())
+                .await
+                .map_err(committer_error)?;
+        }
+        Ok(purged)
     }
 
     fn audit_page(

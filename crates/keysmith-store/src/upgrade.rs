@@ -13,8 +13,8 @@ use crate::{
     codec::encode,
     codec::{decode, parts, path},
     layout::{
-        key_path, layout_marker, DRIVER_STATE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY,
-        RESERVATION, REVOKED_KEY,
+        entries, key_path, layout_marker, BY_END, BY_ENDED, DRIVER_STATE, INDEX_ALL, INDEX_LIVE,
+        LAYOUT, LIVE_KEY, RESERVATION, REVOKED_KEY,
     },
     store_error,
 };
@@ -47,6 +47,10 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
     }
     if layout < 3 {
         to_layout_3(main)?;
+        db.flush().map_err(store_error)?;
+    }
+    if layout < 4 {
+        to_layout_4(main)?;
         db.flush().map_err(store_error)?;
     }
     Ok(())
@@ -184,6 +188,36 @@ fn to_layout_3(main: &sled::Tree) -> Result<()> {
         tracing::info!(
             reservations = rebuilt,
             "upgraded the store to layout 3: reservations keep every key they have had"
+        );
+    }
+    Ok(())
+}
+
+/// Layout 4 keeps the entries the sweeper walks: each live key by the end
+/// of its window (`X`), each ended key by when it ended (`P`). The sweeper
+/// then moves the expired ones out of the live set on its first run.
+fn to_layout_4(main: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut added = 0usize;
+    for tag in [LIVE_KEY, REVOKED_KEY] {
+        for entry in main.scan_prefix([tag]) {
+            let (_, v) = entry.map_err(store_error)?;
+            let key: AccessKey = decode(&v)?;
+            for sweeper_entry in entries(&key)
+                .into_iter()
+                .filter(|e| matches!(e.first(), Some(&BY_END) | Some(&BY_ENDED)))
+            {
+                batch.insert(sweeper_entry, Vec::<u8>::new());
+                added += 1;
+            }
+        }
+    }
+    batch.insert(layout_marker(), &[4u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if added > 0 {
+        tracing::info!(
+            entries = added,
+            "upgraded the store to layout 4: keys are found by when they end"
         );
     }
     Ok(())

@@ -24,6 +24,11 @@ pub struct PropertyConfig {
     /// How many events each lock keeps (Onity: 500).
     #[serde(default = "default_audit_capacity")]
     pub audit_capacity: usize,
+    /// How many blocked card ids each lock keeps; blocking one more drops
+    /// the one blocked first. A lock's memory is small; no vendor text gives
+    /// a number, so this is keysmith's choice.
+    #[serde(default = "default_blocked_cards_capacity")]
+    pub blocked_cards_capacity: usize,
     /// Whether a credential rejected only for its window may still advance a
     /// lock's sequence. The manuals are ambiguous; off by default.
     #[serde(default)]
@@ -83,6 +88,10 @@ fn default_look_ahead() -> u16 {
 
 fn default_audit_capacity() -> usize {
     crate::model::lock::DEFAULT_AUDIT_CAPACITY
+}
+
+fn default_blocked_cards_capacity() -> usize {
+    crate::model::lock::DEFAULT_BLOCKED_CARDS_CAPACITY
 }
 
 fn default_modes() -> Vec<ModeName> {

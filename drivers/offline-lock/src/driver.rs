@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keysmith_driver::{
     driver::{
-        DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply,
-        IssuedState, KeySlice, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
+        DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, ForgetArgs, IssueArgs,
+        IssueReply, IssuedState, KeySlice, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
     key::{warnings, Behaviour, Credential, CredentialData, Warning},
     reasons,
@@ -49,6 +49,7 @@ impl OfflineLock {
                     reservation_capable: e.kind == EntranceKind::Room,
                     look_ahead: p.look_ahead,
                     audit_capacity: p.audit_capacity,
+                    blocked_cards_capacity: p.blocked_cards_capacity,
                     invalid_credentials_advance: p.invalid_credentials_advance,
                 });
             }
@@ -535,6 +536,60 @@ impl Driver for OfflineLock {
             credentials,
             warnings,
         })
+    }
+
+    /// Drops the purged key's PINs at its locks and, when its whole
+    /// reservation is purged, the sequence values and copy counters the
+    /// encoder kept for it. The locks' own state is theirs: untouched.
+    async fn forget(&self, args: ForgetArgs) -> Result<()> {
+        let key = &args.key;
+        let mut sim = self.sim.lock();
+        let mut changes = Vec::new();
+        let pins: Vec<String> = key
+            .credentials
+            .iter()
+            .filter_map(|c| match &c.data {
+                CredentialData::Pin(pin) => Some(pin.expose().clone()),
+                _ => None,
+            })
+            .collect();
+        for e in &key.entrances {
+            let at = (key.property_id.clone(), e.entrance_id.clone());
+            if let Some(lock) = sim.locks.get_mut(&at) {
+                for pin in &pins {
+                    if lock.pins.remove(pin, &key.key_id) {
+                        changes.push((state::pin_key(&at.0, &at.1, pin, &key.key_id), None));
+                    }
+                }
+            }
+        }
+        if let (true, Some(r)) = (args.reservation_forgotten, &key.reservation) {
+            let of_it = |p: &str, rk: &str| p == key.property_id && rk == r.key;
+            let values: Vec<_> = sim
+                .reservation_values
+                .keys()
+                .filter(|(p, rk, _, _)| of_it(p, rk))
+                .cloned()
+                .collect();
+            for slot in values {
+                sim.reservation_values.remove(&slot);
+                changes.push((state::reservation_key(&slot), None));
+            }
+            let copies: Vec<_> = sim
+                .copies
+                .keys()
+                .filter(|(p, rk, _)| of_it(p, rk))
+                .cloned()
+                .collect();
+            for (p, rk, epoch) in copies {
+                sim.copies.remove(&(p.clone(), rk.clone(), epoch));
+                changes.push((state::copies_key(&p, &rk, epoch), None));
+            }
+        }
+        if !changes.is_empty() {
+            self.store.apply(changes)?;
+        }
+        Ok(())
     }
 }
 

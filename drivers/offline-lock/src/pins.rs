@@ -73,6 +73,20 @@ impl PinTable {
             .or_else(|| v.iter().min_by_key(|e| e.starts_at))
     }
 
+    /// Removes what `key_id` holds for `pin`; whether it held anything.
+    pub fn remove(&mut self, pin: &str, key_id: &str) -> bool {
+        let Some(v) = self.entries.get_mut(pin) else {
+            return false;
+        };
+        let before = v.len();
+        v.retain(|e| e.key_id != key_id);
+        let removed = v.len() < before;
+        if v.is_empty() {
+            self.entries.remove(pin);
+        }
+        removed
+    }
+
     /// Programs `entry` for `pin`, replacing the same key's earlier entry.
     /// Returns the key ids whose entries for this PIN were dropped to stay
     /// within [`MAX_KEYS_PER_PIN`].

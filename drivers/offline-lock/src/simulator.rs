@@ -130,10 +130,10 @@ impl OfflineLock {
                 s.blocked = v;
             }
             for id in &change.block_card_ids {
-                s.blocked_card_ids.insert(id.clone());
+                s.block_card(id, lock.config.blocked_cards_capacity);
             }
             for id in &change.unblock_card_ids {
-                s.blocked_card_ids.remove(id);
+                s.unblock_card(id);
             }
             view(lock)
         })?;

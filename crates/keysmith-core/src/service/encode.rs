@@ -38,7 +38,9 @@ impl AccessService {
     pub async fn encode_key(&self, req: EncodeKeyRequest) -> Result<AccessKey> {
         let envelope = Envelope::of(&req)?;
         let first = self.require_key(&req.property_id, &req.key_id)?;
-        let envelope = envelope.locking_reservation(first.reservation_key());
+        let envelope = envelope
+            .locking_reservation(first.reservation_key())
+            .locking_key(&req.key_id);
         let mut m = match self.begin(envelope).await? {
             Begun::Replayed(answer) => return answer.into_key(),
             Begun::Fresh(m) => m,

@@ -33,6 +33,8 @@ pub enum Method {
     EncodeKey,
     /// [`AccessService::refresh_key`]: internal, with no request_id.
     RefreshKey,
+    /// [`AccessService::sweep`]: expiry and retention, internal.
+    Sweep,
 }
 
 impl Method {
@@ -45,6 +47,7 @@ impl Method {
             Method::UpdateKey => "UpdateKey",
             Method::EncodeKey => "EncodeKey",
             Method::RefreshKey => "RefreshKey",
+            Method::Sweep => "Sweep",
         }
     }
 }
@@ -129,6 +132,22 @@ impl Envelope {
             fingerprint: [0; 32],
             locks: Vec::new(),
         }
+    }
+
+    /// Also holds `names`.
+    pub fn locking(mut self, names: impl IntoIterator<Item = LockName>) -> Self {
+        self.locks.extend(names);
+        self
+    }
+
+    /// Also holds the key, so that no other change (the sweeper's) is made
+    /// from a version this mutation is replacing.
+    pub fn locking_key(mut self, key_id: &str) -> Self {
+        self.locks.push(LockName::Key {
+            property_id: self.property_id.clone(),
+            key_id: key_id.to_owned(),
+        });
+        self
     }
 
     /// Also holds the reservation, so that its rules are judged and its

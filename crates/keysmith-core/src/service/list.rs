@@ -26,8 +26,9 @@ impl AccessService {
     /// `INVALID_PAGE_TOKEN` for a token of another query, caller or version
     /// ([`page::decode`]). Walks the most selective index
     /// the filters allow (reservation, then holder, then entrance, else the
-    /// whole property) in key id order, leaving revoked keys out unless they
-    /// are asked for. States are judged at one reading of the clock. Each page
+    /// whole property) in key id order, leaving ended keys (revoked, or
+    /// expired) out unless they are asked for (`include_revoked`, or their
+    /// state in `states`). States are judged at one reading of the clock. Each page
     /// scans a bounded number of index entries, so a selective filter may
     /// answer a short page that still has a next one.
     pub fn list_keys(&self, req: &ListKeysRequest) -> Result<KeyPage> {
@@ -35,7 +36,9 @@ impl AccessService {
         self.router.require_property(&req.property_id)?;
         let mut after = page::decode(req)?;
         let now = self.clock.now();
-        let wants_revoked = req.include_revoked || req.states.contains(&KeyState::Revoked);
+        let wants_ended = req.include_revoked
+            || req.states.contains(&KeyState::Revoked)
+            || req.states.contains(&KeyState::Expired);
         let index = if let Some(rk) = &req.reservation_key {
             KeyIndex::Reservation(rk.clone())
         } else if let Some(holder) = &req.holder_id {
@@ -46,7 +49,7 @@ impl AccessService {
             KeyIndex::Property
         };
         let matches = |k: &AccessKey| {
-            (wants_revoked || !k.is_revoked())
+            (wants_ended || !matches!(k.state(now), KeyState::Revoked | KeyState::Expired))
                 && req
                     .reservation_key
                     .as_deref()
@@ -65,7 +68,7 @@ impl AccessService {
             let chunk = self.store.scan_keys(&KeyScan {
                 property_id: &req.property_id,
                 index: index.clone(),
-                live_only: !wants_revoked,
+                live_only: !wants_ended,
                 after: after.as_deref(),
                 limit: (page_size + 1).min(budget - scanned).max(1),
             })?;

@@ -27,9 +27,11 @@ mod list;
 mod policy;
 mod refresh;
 mod revoke;
+mod sweep;
 mod update;
 
 pub use envelope::Method;
+pub use sweep::{Retention, SweepReport};
 
 /// Where "now" comes from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {

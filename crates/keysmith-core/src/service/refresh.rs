@@ -32,13 +32,17 @@ impl AccessService {
     pub async fn refresh_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
         let first = self.require_key(property_id, key_id)?;
         let envelope = Envelope::internal(Method::RefreshKey, property_id)
-            .locking_reservation(first.reservation_key());
+            .locking_reservation(first.reservation_key())
+            .locking_key(key_id);
         let mut m = match self.begin(envelope).await? {
             Begun::Replayed(answer) => return answer.into_key(),
             Begun::Fresh(m) => m,
         };
         let old = m.require_key(key_id).await?;
-        if matches!(old.stored_state, KeyState::Revoked | KeyState::Revoking) {
+        if matches!(
+            old.stored_state,
+            KeyState::Revoked | KeyState::Revoking | KeyState::Expired
+        ) {
             return Ok(old);
         }
         let refreshable: Vec<String> = drivers_of(&old)

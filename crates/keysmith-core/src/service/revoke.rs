@@ -62,7 +62,10 @@ impl AccessService {
                 .reservation_key()
                 .map(str::to_owned),
         };
-        let envelope = envelope.locking_reservation(reservation_key.as_deref());
+        let mut envelope = envelope.locking_reservation(reservation_key.as_deref());
+        if let RevokeTarget::Key(key_id) = &req.target {
+            envelope = envelope.locking_key(key_id);
+        }
         let mut m = match self.begin(envelope).await? {
             Begun::Replayed(answer) => return answer.into_revocation(),
             Begun::Fresh(m) => m,

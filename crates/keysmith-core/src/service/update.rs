@@ -39,7 +39,9 @@ impl AccessService {
     pub async fn update_key(&self, req: UpdateKeyRequest) -> Result<AccessKey> {
         let envelope = Envelope::of(&req)?;
         let first = self.require_key(&req.property_id, &req.key_id)?;
-        let envelope = envelope.locking_reservation(first.reservation_key());
+        let envelope = envelope
+            .locking_reservation(first.reservation_key())
+            .locking_key(&req.key_id);
         let mut m = match self.begin(envelope).await? {
             Begun::Replayed(answer) => return answer.into_key(),
             Begun::Fresh(m) => m,
@@ -109,6 +111,10 @@ impl AccessService {
         }
         key.window = req.window;
         key.updated_at = m.now;
+        // A new window brings an expired key back into the live set.
+        if key.stored_state == KeyState::Expired {
+            key.stored_state = KeyState::Active;
+        }
         if reissuing && !encoding_required {
             key.stored_state = KeyState::Issuing;
         }

@@ -1,7 +1,7 @@
 //! The lock: its configuration, its small state, and the decision it takes locally when a
 //! credential is presented (see `offline-lock-semantics.md`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,12 @@ use super::{Sequence, UnixSeconds};
 pub const DEFAULT_LOOK_AHEAD: u16 = 50;
 /// Onity's audit trail size.
 pub const DEFAULT_AUDIT_CAPACITY: usize = 500;
+/// keysmith's choice (no vendor text gives one): a lock's block list is small.
+pub const DEFAULT_BLOCKED_CARDS_CAPACITY: usize = 256;
+
+fn default_blocked_cards_capacity() -> usize {
+    DEFAULT_BLOCKED_CARDS_CAPACITY
+}
 
 /// How a presented sequence value compares with the stored one, at 16 bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +55,10 @@ pub struct LockConfig {
     pub look_ahead: u16,
     /// Audit ring buffer size (Onity: 500). Oldest records are dropped first.
     pub audit_capacity: usize,
+    /// How many card ids the block list holds; the one blocked first is
+    /// dropped to make room.
+    #[serde(default = "default_blocked_cards_capacity")]
+    pub blocked_cards_capacity: usize,
     /// The \[I\] option of step 5: when true, a guest credential rejected only for its window
     /// (not yet valid / expired) but carrying a newer sequence within the look-ahead still
     /// advances the lock (it is still rejected). Default false: only a credential that is
@@ -66,6 +76,7 @@ impl LockConfig {
             reservation_capable: true,
             look_ahead: DEFAULT_LOOK_AHEAD,
             audit_capacity: DEFAULT_AUDIT_CAPACITY,
+            blocked_cards_capacity: DEFAULT_BLOCKED_CARDS_CAPACITY,
             invalid_credentials_advance: false,
         }
     }
@@ -95,8 +106,9 @@ pub struct LockState {
     pub guest_cancelled: bool,
     /// Lock blocked: only staff credentials open.
     pub blocked: bool,
-    /// Card ids rejected whatever they carry.
-    pub blocked_card_ids: BTreeSet<String>,
+    /// Card ids rejected whatever they carry, the one blocked first first.
+    /// (Stored as a sequence, as the set it replaced was.)
+    pub blocked_card_ids: VecDeque<String>,
     /// Drift of the lock's clock: lock time = real time + skew.
     pub clock_skew_seconds: i64,
     /// Most recent events, oldest first.
@@ -247,6 +259,28 @@ fn window_violation(credential: &CredentialPayload, t: UnixSeconds) -> Option<Re
 }
 
 impl LockState {
+    /// Whether `card_id` is on the block list.
+    pub fn is_card_blocked(&self, card_id: &str) -> bool {
+        self.blocked_card_ids.iter().any(|id| id == card_id)
+    }
+
+    /// Puts `card_id` on the block list, dropping the card blocked first
+    /// when the list is full. Blocking a card already blocked changes nothing.
+    pub fn block_card(&mut self, card_id: &str, capacity: usize) {
+        if self.is_card_blocked(card_id) {
+            return;
+        }
+        self.blocked_card_ids.push_back(card_id.to_owned());
+        while self.blocked_card_ids.len() > capacity {
+            self.blocked_card_ids.pop_front();
+        }
+    }
+
+    /// Takes `card_id` off the block list.
+    pub fn unblock_card(&mut self, card_id: &str) {
+        self.blocked_card_ids.retain(|id| id != card_id);
+    }
+
     /// The lock's own clock: real time + skew. Every window is judged by it.
     pub fn lock_time(&self, real_time: UnixSeconds) -> UnixSeconds {
         real_time.saturating_add(self.clock_skew_seconds)
@@ -311,7 +345,7 @@ impl LockState {
         if self.blocked && staff_level.is_none() {
             return Outcome::reject(Reason::Blocked);
         }
-        if self.blocked_card_ids.contains(&credential.card_id) {
+        if self.is_card_blocked(&credential.card_id) {
             return Outcome::reject(Reason::CardBlocked);
         }
         match staff_level {

@@ -37,6 +37,7 @@ fn room(lock_id: &str) -> LockConfig {
         reservation_capable: true,
         look_ahead: 15,
         audit_capacity: 500,
+        blocked_cards_capacity: 256,
         invalid_credentials_advance: false,
     }
 }
@@ -759,7 +760,7 @@ fn case_14_blocking_one_card_id_only_that_card_fails() {
         at(3, 11, 0),
         at(0, 14, 0),
     );
-    s.blocked_card_ids.insert("A-1".into());
+    s.block_card("A-1", 256);
     let t = at(1, 12, 0);
     let d = show(&mut s, &cfg, &a1, t);
     assert_rejected(d, Reason::CardBlocked);
@@ -1137,7 +1138,7 @@ fn blocked_lock_admits_only_staff() {
     assert_eq!(s.guest_sequence, 1);
     assert_open(show(&mut s, &cfg, &hk, at(1, 12, 1)), Reason::Granted);
     // A blocked staff card id is still refused.
-    s.blocked_card_ids.insert("S-1".into());
+    s.block_card("S-1", 256);
     assert_rejected(show(&mut s, &cfg, &hk, at(1, 12, 2)), Reason::CardBlocked);
     // Wrong property comes before blocked.
     let mut foreign = a.clone();
@@ -1191,7 +1192,7 @@ fn reason_names_are_snake_case() {
 fn lock_state_round_trips_through_postcard() {
     let cfg = room("101");
     let mut s = state_with(1, at(0, 0, 0));
-    s.blocked_card_ids.insert("X".into());
+    s.block_card("X", 256);
     show(&mut s, &cfg, &guest_b(), at(3, 16, 0));
     let bytes = postcard::to_stdvec(&s).unwrap();
     let back: LockState = postcard::from_bytes(&bytes).unwrap();
@@ -1491,4 +1492,25 @@ fn debug_output_leaks_no_secrets() {
     assert!(!dbg.contains(&sealed[5..20]));
     assert!(!dbg.contains("KSC1"));
     assert_eq!(CredentialError::Invalid.to_string(), "invalid credential");
+}
+
+#[test]
+fn the_block_list_keeps_the_most_recent_cards_within_its_capacity() {
+    let mut s = LockState::default();
+    for id in ["A", "B", "C"] {
+        s.block_card(id, 2);
+    }
+    assert!(
+        !s.is_card_blocked("A"),
+        "the card blocked first was dropped"
+    );
+    assert!(s.is_card_blocked("B") && s.is_card_blocked("C"));
+    s.block_card("C", 2);
+    assert_eq!(
+        s.blocked_card_ids.len(),
+        2,
+        "blocking twice changes nothing"
+    );
+    s.unblock_card("B");
+    assert!(!s.is_card_blocked("B"));
 }

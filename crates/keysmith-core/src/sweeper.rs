@@ -1,0 +1,99 @@
+//! The background task that runs [`AccessService::sweep`] now and then,
+//! and on demand, and says in the logs what it purged.
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    service::{Retention, SweepReport},
+    AccessService,
+};
+
+/// Asks the sweeper for one sweep now, and waits for it.
+#[derive(Clone)]
+pub struct SweepNow(mpsc::Sender<oneshot::Sender<SweepReport>>);
+
+impl SweepNow {
+    /// Sweeps once, now; the report, or an empty one if the sweeper has
+    /// stopped or the sweep failed (the failure is logged).
+    pub async fn sweep(&self) -> SweepReport {
+        let (done, wait) = oneshot::channel();
+        if self.0.send(done).await.is_err() {
+            return SweepReport::default();
+        }
+        wait.await.unwrap_or_default()
+    }
+}
+
+/// Sweeps every `every`, and whenever asked.
+pub struct Sweeper {
+    service: Arc<AccessService>,
+    retention: Retention,
+    every: Duration,
+    batch: usize,
+    asked: mpsc::Receiver<oneshot::Sender<SweepReport>>,
+}
+
+impl Sweeper {
+    /// A sweeper and the handle that asks it for a sweep at once.
+    pub fn new(
+        service: Arc<AccessService>,
+        retention: Retention,
+        every: Duration,
+        batch: usize,
+    ) -> (Self, SweepNow) {
+        let (tx, asked) = mpsc::channel(4);
+        (
+            Self {
+                service,
+                retention,
+                every,
+                batch,
+                asked,
+            },
+            SweepNow(tx),
+        )
+    }
+
+    /// Sweeps until `stop` changes. The first sweep is one interval after
+    /// the start.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(self.every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = ticker.tick() => {
+                    self.sweep().await;
+                }
+                Some(done) = self.asked.recv() => {
+                    let report = self.sweep().await;
+                    let _ = done.send(report);
+                }
+            }
+        }
+    }
+
+    async fn sweep(&self) -> SweepReport {
+        match self.service.sweep(&self.retention, self.batch).await {
+            Ok(report) => {
+                if !report.is_empty() {
+                    tracing::info!(
+                        expired = report.expired,
+                        purged_keys = report.purged_keys,
+                        purged_reservations = report.purged_reservations,
+                        purged_audit_records = report.purged_audit,
+                        forgotten_request_ids = report.forgotten_request_ids,
+                        "swept the store"
+                    );
+                }
+                report
+            }
+            Err(error) => {
+                tracing::error!(%error, "sweeping the store failed; the next sweep tries again");
+                SweepReport::default()
+            }
+        }
+    }
+}
