@@ -222,6 +222,7 @@ impl HotelSync {
             Reading {
                 stays: all,
                 missing,
+                cancellation_unseen: !detected.features.reads_cancellation(),
             },
             &mut report,
         )
@@ -242,8 +243,15 @@ impl HotelSync {
             .collect();
         let mut report = SyncReport::default();
         let (stays, missing) = self.read_by_ids(detected, &ids, &mut report).await?;
-        self.reconcile(Reading { stays, missing }, &mut report)
-            .await?;
+        self.reconcile(
+            Reading {
+                stays,
+                missing,
+                cancellation_unseen: !detected.features.reads_cancellation(),
+            },
+            &mut report,
+        )
+        .await?;
         Ok(report)
     }
 
@@ -266,6 +274,7 @@ impl HotelSync {
             Reading {
                 stays,
                 missing: Vec::new(),
+                cancellation_unseen: !detected.features.reads_cancellation(),
             },
             &mut report,
         )
@@ -327,6 +336,16 @@ impl HotelSync {
             return Ok(SyncReport::default());
         }
         self.sync_stays(&stay_ids).await
+    }
+
+    /// Whether the sync itself is revoking this key (it stored the
+    /// revocation before making it).
+    pub fn revoking(&self, key_id: &str) -> Result<bool> {
+        Ok(self
+            .records
+            .pending_revocations()?
+            .iter()
+            .any(|(k, _)| k == key_id))
     }
 
     /// Every stay keysmith keeps a key for, by stay id.

@@ -1,9 +1,13 @@
 //! Carries out a reconciliation plan: issues, updates and revokes keys
 //! through keysmith's access service (`keys.rs`), writes 3RPMS, and stores
 //! the stay records, in an order that makes a failure at any step harmless:
-//! keys issued are recorded before 3RPMS is written to, and nothing is
-//! revoked until 3RPMS and the records agree (the revocations to come are
-//! stored with them), so the next round finds whatever is left to do.
+//! keys issued are recorded before 3RPMS is written to, so a failed write
+//! or a crash leaves no key keysmith forgets; keys no stay holds any more
+//! are revoked before 3RPMS is written to, since a departed guest's key must
+//! not wait on 3RPMS answering (it may block keysmith for 20 minutes), and
+//! the revocations are stored before they are made and retried until done;
+//! the records end only once 3RPMS agrees, so a failed write leaves the next
+//! round the removals to do.
 //!
 //! One stay's failing step never stops the round: it is reported in
 //! [`SyncReport::failed`] and the other stays go on; the caller retries it
@@ -167,15 +171,32 @@ pub(super) async fn apply(hotel: &HotelSync, plan: Plan, report: &mut SyncReport
         }
     }
 
-    // Keys issued this round are recorded before 3RPMS is written to, so
-    // that a failed write or a crash leaves no key keysmith forgets.
+    // Keys issued this round are recorded, and the revocations to make,
+    // before anything is written to 3RPMS.
+    let stay_of_key: BTreeMap<&str, &str> = ended
+        .iter()
+        .map(|r| (r.key_id.as_str(), r.stay_id.as_str()))
+        .collect();
     let mut issued = Changes::new();
     for record in kept.values() {
         hotel.records.put(record, &mut issued)?;
     }
+    for key_id in &revocations {
+        let stay_id = stay_of_key
+            .get(key_id.as_str())
+            .copied()
+            .unwrap_or_default();
+        hotel
+            .records
+            .put_pending_revocation(key_id, stay_id, &mut issued)?;
+    }
     hotel.records.commit(issued).await?;
 
-    // 3RPMS next: if the write fails, nothing is revoked in keysmith and
+    // Keys no stay holds go now, this round's and any an earlier round left
+    // pending, whatever 3RPMS says next.
+    revoke_pending(hotel, &revocations, report).await?;
+
+    // 3RPMS next: if the write fails, the records stay as they were and
     // the next round finds the same differences.
     let outcome = if writes.is_empty() {
         Default::default()
@@ -227,11 +248,7 @@ pub(super) async fn apply(hotel: &HotelSync, plan: Plan, report: &mut SyncReport
         }
     }
 
-    // The records, and the revocations to see through, together.
-    let stay_of_key: BTreeMap<&str, &str> = ended
-        .iter()
-        .map(|r| (r.key_id.as_str(), r.stay_id.as_str()))
-        .collect();
+    // The records, once 3RPMS agrees.
     let mut changes = Changes::new();
     for record in &ended {
         hotel
@@ -244,19 +261,18 @@ pub(super) async fn apply(hotel: &HotelSync, plan: Plan, report: &mut SyncReport
     for record in kept.values() {
         hotel.records.put(record, &mut changes)?;
     }
-    for key_id in &revocations {
-        let stay_id = stay_of_key
-            .get(key_id.as_str())
-            .copied()
-            .unwrap_or_default();
-        hotel
-            .records
-            .put_pending_revocation(key_id, stay_id, &mut changes)?;
-    }
-    hotel.records.commit(changes).await?;
+    hotel.records.commit(changes).await
+}
 
-    // This round's revocations, and any an earlier round left pending.
-    let planned: BTreeSet<&String> = revocations.iter().collect();
+/// Revokes every key whose revocation is stored pending; each one done
+/// leaves the list, each one failing is reported for its stay and stays
+/// on it for the next round.
+async fn revoke_pending(
+    hotel: &HotelSync,
+    planned: &[String],
+    report: &mut SyncReport,
+) -> Result<()> {
+    let planned: BTreeSet<&String> = planned.iter().collect();
     let mut done = Changes::new();
     for (key_id, stay_id) in hotel.records.pending_revocations()? {
         match keys::revoke(hotel, &key_id).await {
@@ -273,8 +289,7 @@ pub(super) async fn apply(hotel: &HotelSync, plan: Plan, report: &mut SyncReport
             Err(e) => report.fail(&stay_id, &e),
         }
     }
-    hotel.records.commit(done).await?;
-    Ok(())
+    hotel.records.commit(done).await
 }
 
 /// The stays that hold a keysmith key after this round.

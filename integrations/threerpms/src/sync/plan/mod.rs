@@ -26,6 +26,10 @@ pub struct Reading {
     /// Stays asked for by id that 3RPMS no longer returns: deleted, or,
     /// where 3RPMS's schema shows no reservation status, cancelled.
     pub missing: Vec<String>,
+    /// 3RPMS's schema shows no reservation status: a stay no longer
+    /// returned may be cancelled rather than deleted, and still hold its
+    /// 3RPMS key.
+    pub cancellation_unseen: bool,
 }
 
 /// What keysmith remembers, as far as the plan needs it.
@@ -214,9 +218,14 @@ pub fn plan(
 
     for id in &read.missing {
         if let Some(record) = records.remove(id) {
-            // Deleted, or cancelled where 3RPMS shows no status: the key is
-            // taken off in case the stay still holds it.
-            if let Some(k) = &record.rpms_key_id {
+            // Deleted, and its assignment with it; or, where 3RPMS shows no
+            // status, perhaps cancelled: the key is taken off in case the
+            // stay still holds it.
+            if let Some(k) = record
+                .rpms_key_id
+                .as_ref()
+                .filter(|_| read.cancellation_unseen)
+            {
                 plan.removals.push(Assignment {
                     room_stay_id: id.clone(),
                     key_id: k.clone(),

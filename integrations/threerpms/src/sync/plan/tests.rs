@@ -121,6 +121,7 @@ fn reading(stays: Vec<RoomStay>) -> Reading {
     Reading {
         stays,
         missing: Vec::new(),
+        cancellation_unseen: false,
     }
 }
 
@@ -199,6 +200,7 @@ fn a_deleted_stay_ends_its_record_and_revokes_its_key() {
     let read = Reading {
         stays: Vec::new(),
         missing: vec!["s1".into()],
+        cancellation_unseen: false,
     };
 
     let plan = plan_for(&read, &known);
@@ -206,8 +208,31 @@ fn a_deleted_stay_ends_its_record_and_revokes_its_key() {
     assert_eq!(
         plan,
         Plan {
-            // Deleted, or cancelled where 3RPMS shows no status (the stay
-            // may still hold the key): taken off, a refusal expected.
+            // The stay is gone, and its assignment with it.
+            ended: vec![record("s1", "rs-101", 1, 3, "k1", Some("rk1"))],
+            revocations: vec!["k1".into()],
+            deletions: vec!["rk1".into()],
+            ..Plan::default()
+        }
+    );
+}
+
+#[test]
+fn a_stay_no_longer_returned_may_be_cancelled_where_no_status_shows_it() {
+    let known = remembering(&[record("s1", "rs-101", 1, 3, "k1", Some("rk1"))]);
+    let read = Reading {
+        stays: Vec::new(),
+        missing: vec!["s1".into()],
+        cancellation_unseen: true,
+    };
+
+    let plan = plan_for(&read, &known);
+
+    assert_eq!(
+        plan,
+        Plan {
+            // Cancelled (the stay still holds the key) or deleted (3RPMS
+            // refuses the removal, as expected): taken off either way.
             removals: vec![removal("s1", "rk1")],
             gone: vec!["s1".into()],
             ended: vec![record("s1", "rs-101", 1, 3, "k1", Some("rk1"))],
