@@ -38,6 +38,7 @@ use parking_lot::RwLock;
 
 use crate::{
     codec::{decode, parts, path, push_part},
+    handle::TreeHandle,
     layout::LIVE_KEY,
     store_error,
 };
@@ -116,6 +117,8 @@ struct Inner {
     bytes: usize,
     evictions: u64,
     ticks: AtomicU64,
+    /// Increases at every reset: a load begun before one is discarded.
+    generation: u64,
 }
 
 fn order_key(key_id: &str) -> Vec<u8> {
@@ -128,7 +131,7 @@ impl Catalog {
     /// A catalog of at most `budget` bytes over `tree`, whose loader starts
     /// bringing in the tree's properties at once, in the background, as
     /// many as fit. A budget of 0 turns the catalog off.
-    pub fn open(tree: &sled::Tree, budget: usize) -> Result<Self> {
+    pub(crate) fn open(tree: Arc<TreeHandle>, budget: usize) -> Result<Self> {
         let inner = Arc::new(RwLock::new(Inner::default()));
         if budget == 0 {
             return Ok(Self {
@@ -138,12 +141,12 @@ impl Catalog {
             });
         }
         let (tx, rx) = mpsc::channel::<Job>();
+        let first = properties(&tree.get()?)?;
         let loader = Loader {
-            tree: tree.clone(),
+            tree,
             inner: inner.clone(),
             budget,
         };
-        let first = properties(tree)?;
         thread::Builder::new()
             .name("keysmith-catalog".into())
             .spawn(move || loader.run(first, rx))
@@ -222,6 +225,20 @@ impl Catalog {
             keys: inner.held.values().map(|h| h.keys.len()).sum(),
             bytes: inner.bytes,
             evictions: inner.evictions,
+        }
+    }
+
+    /// Forgets everything held: after a write error, what the catalog was
+    /// given may not be what the reopened store has. Listings read the
+    /// store until the loader has brought properties in again.
+    pub fn reset(&self) {
+        let mut inner = self.inner.write();
+        inner.held.clear();
+        inner.too_big.clear();
+        inner.bytes = 0;
+        inner.generation += 1;
+        for buffer in inner.loading.values_mut() {
+            buffer.clear();
         }
     }
 
@@ -314,7 +331,7 @@ impl Held {
 
 /// Brings properties into the catalog, one at a time.
 struct Loader {
-    tree: sled::Tree,
+    tree: Arc<TreeHandle>,
     inner: Arc<RwLock<Inner>>,
     budget: usize,
 }
@@ -353,16 +370,21 @@ impl Loader {
     /// Loads one property whole; with `evict`, the least recently listed
     /// properties make room, else it is loaded only if it fits as is.
     fn load(&self, property: &str, evict: bool) -> bool {
-        {
+        let generation = {
             let mut inner = self.inner.write();
             if inner.held.contains_key(property) || inner.loading.contains_key(property) {
                 return false;
             }
             inner.loading.insert(property.to_owned(), Vec::new());
-        }
+            inner.generation
+        };
         let read = self.read(property);
         let mut inner = self.inner.write();
         let changes = inner.loading.remove(property).unwrap_or_default();
+        if inner.generation != generation {
+            // The store was reopened meanwhile: what was read may be gone.
+            return false;
+        }
         let mut held = match read {
             Ok(Some(held)) => held,
             Ok(None) => {
@@ -405,7 +427,7 @@ impl Loader {
             used: AtomicU64::new(0),
         };
         let prefix = path(LIVE_KEY, &[property.as_bytes()]);
-        for entry in self.tree.scan_prefix(&prefix) {
+        for entry in self.tree.get()?.scan_prefix(&prefix) {
             let (_, record) = entry.map_err(store_error)?;
             let key: AccessKey = decode(&record)?;
             held.apply(Change::Put(ListedKey::new(key)));

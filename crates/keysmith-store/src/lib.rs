@@ -5,6 +5,7 @@ pub mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
+mod handle;
 mod layout;
 mod upgrade;
 
@@ -31,8 +32,9 @@ use keysmith_core::{
 use crate::{
     catalog::{Catalog, Change},
     codec::{decode, last_part, parts, path, push_part},
-    committer::{Committer, Op},
+    committer::{Committer, Op, Reopen},
     driver_state::SledDriverState,
+    handle::TreeHandle,
     layout::{
         index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
         BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
@@ -40,7 +42,8 @@ use crate::{
 };
 
 pub struct SledStore {
-    main: sled::Tree,
+    /// The tree, replaced when the committer reopens the store.
+    tree: Arc<TreeHandle>,
     committer: Arc<Committer>,
     catalog: Arc<Catalog>,
     /// Serialise the transactions of one request_id or reservation: this
@@ -89,16 +92,31 @@ impl SledStore {
 
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
         let db = open_db(dir, options.sled_cache_bytes())?;
-        let main = db.open_tree("keysmith").map_err(store_error)?;
+        let main = db.open_tree(MAIN_TREE).map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
-        let catalog = Arc::new(Catalog::open(&main, options.listing_cache_bytes())?);
-        let committer = Arc::new(Committer::start(db, main.clone(), catalog.clone()));
+        let tree = Arc::new(TreeHandle::new(main));
+        let catalog = Arc::new(Catalog::open(tree.clone(), options.listing_cache_bytes())?);
+        let committer = Arc::new(Committer::start(
+            db,
+            tree.clone(),
+            catalog.clone(),
+            Reopen {
+                dir: dir.to_path_buf(),
+                cache_bytes: options.sled_cache_bytes(),
+            },
+        ));
         Ok(Self {
-            main,
+            tree,
             committer,
             catalog,
             locks: Locks::default(),
         })
+    }
+
+    /// Whether writes can be made now: false from a write error until the
+    /// committer has reopened the store and a write went through again.
+    pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.committer.writable()
     }
 
     /// What the listing cache holds now.
@@ -123,7 +141,7 @@ impl SledStore {
         &self,
         prefix: &[u8],
         after: Option<&str>,
-    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
         let start = match after {
             Some(after) => {
                 let mut from = prefix.to_vec();
@@ -133,9 +151,15 @@ impl SledStore {
             None => Bound::Included(prefix.to_vec()),
         };
         let prefix = prefix.to_vec();
-        self.main
+        Ok(self
+            .tree()?
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))))
+    }
+
+    /// The tree as it is open now.
+    fn tree(&self) -> Result<sled::Tree> {
+        self.tree.get()
     }
 
     /// A property's keys: the live ones from the listing cache, or read
@@ -148,11 +172,11 @@ impl SledStore {
             }
         }
         let records = |tag| self.range(&path(tag, &[scan.property_id.as_bytes()]), scan.after);
-        let mut live = records(LIVE_KEY).peekable();
+        let mut live = records(LIVE_KEY)?.peekable();
         let mut revoked = if scan.live_only {
             None
         } else {
-            Some(records(REVOKED_KEY).peekable())
+            Some(records(REVOKED_KEY)?.peekable())
         };
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
         while keys.len() < scan.limit {
@@ -199,7 +223,7 @@ impl SledStore {
         };
         let end = Bound::Excluded(time_bound(tag, before));
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in self.main.range::<Vec<u8>, _>((start, end)).take(limit) {
+        for entry in self.tree()?.range::<Vec<u8>, _>((start, end)).take(limit) {
             let (k, _) = entry.map_err(store_error)?;
             let [at, property, key_id] = parts(&k[1..])[..] else {
                 continue;
@@ -237,6 +261,9 @@ fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
         .collect();
     Ok((ops, changes))
 }
+
+/// The tree keysmith keeps everything in.
+pub(crate) const MAIN_TREE: &str = "keysmith";
 
 /// How long opening waits for the data directory's lock. sled lets go of it
 /// only when its last IO thread has dropped the file, a moment after the
@@ -295,7 +322,7 @@ impl Store for SledStore {
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>> {
         for tag in [LIVE_KEY, REVOKED_KEY] {
             if let Some(v) = self
-                .main
+                .tree()?
                 .get(key_path(tag, property_id, key_id))
                 .map_err(store_error)?
             {
@@ -310,7 +337,7 @@ impl Store for SledStore {
             RESERVATION,
             &[property_id.as_bytes(), reservation_key.as_bytes()],
         );
-        self.main
+        self.tree()?
             .get(k)
             .map_err(store_error)?
             .map(|v| decode(&v))
@@ -326,7 +353,7 @@ impl Store for SledStore {
             IDEMPOTENCY,
             &[property_id.as_bytes(), request_id.as_bytes()],
         );
-        self.main
+        self.tree()?
             .get(k)
             .map_err(store_error)?
             .map(|v| decode(&v))
@@ -342,7 +369,7 @@ impl Store for SledStore {
         };
         let prefix = index_prefix(scan.live_only, scan.property_id, kind, value);
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
-        for entry in self.range(&prefix, scan.after) {
+        for entry in self.range(&prefix, scan.after)? {
             let (k, _) = entry.map_err(store_error)?;
             if keys.len() >= scan.limit {
                 break;
@@ -375,7 +402,7 @@ impl Store for SledStore {
 
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
         let mut deletes = Vec::new();
-        for entry in self.main.scan_prefix([IDEMPOTENCY]) {
+        for entry in self.tree()?.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = entry.map_err(store_error)?;
             let record: IdempotencyRecord = decode(&v)?;
             if record.created_at < before {
@@ -416,7 +443,7 @@ impl Store for SledStore {
         let mut deletes: Vec<Op> = Vec::new();
         let mut from = vec![AUDIT];
         while deletes.len() < limit {
-            let Some(entry) = self.main.range(from.clone()..).next() else {
+            let Some(entry) = self.tree()?.range(from.clone()..).next() else {
                 break;
             };
             let (k, _) = entry.map_err(store_error)?;
@@ -430,7 +457,7 @@ impl Store for SledStore {
             let mut end = prefix.clone();
             push_part(&mut end, cutoff.as_bytes());
             for old in self
-                .main
+                .tree()?
                 .range(prefix.clone()..end)
                 .take(limit - deletes.len())
             {
@@ -457,7 +484,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)
+        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)?
             .take(limit)
             .map(|r| r.map_err(store_error).and_then(|(_, v)| decode(&v)))
             .collect()
@@ -470,7 +497,7 @@ impl Store for SledStore {
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
         Ok(Arc::new(SledDriverState {
             namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
-            main: self.main.clone(),
+            tree: self.tree.clone(),
             committer: self.committer.clone(),
         }))
     }

@@ -264,9 +264,10 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     assert!(store.key("hotel", "k1").unwrap().unwrap().is_revoked());
     assert!(
         store
-            .main
+            .tree()
+            .unwrap()
             .scan_prefix([layout::INDEX_ALL])
-            .chain(store.main.scan_prefix([layout::INDEX_LIVE]))
+            .chain(store.tree().unwrap().scan_prefix([layout::INDEX_LIVE]))
             .next()
             .is_none(),
         "the property index is gone"
@@ -360,7 +361,12 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     let s2 = store.reservation("hotel", "s2").unwrap().unwrap();
     assert!(s2.members.is_empty(), "a cleared reservation stays cleared");
     assert_eq!(
-        store.main.get(layout::layout_marker()).unwrap().as_deref(),
+        store
+            .tree()
+            .unwrap()
+            .get(layout::layout_marker())
+            .unwrap()
+            .as_deref(),
         Some(&[layout::LAYOUT][..])
     );
 }
@@ -626,7 +632,8 @@ async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
         .await
         .unwrap();
     let left: Vec<_> = store
-        .main
+        .tree()
+        .unwrap()
         .iter()
         .keys()
         .map(|k| k.unwrap())
