@@ -26,6 +26,8 @@ const TABLE: &[(&str, Access)] = {
         // Both change what a key opens, as issuing does.
         ("/keysmith.v1.AccessService/UpdateKey", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/EncodeKey", Scoped(KeysIssue)),
+        // What EncodeKey needs to be called with: whoever encodes lists them.
+        ("/keysmith.v1.AccessService/ListEncoders", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/ListEntrances", Scoped(Admin)),
         ("/keysmith.v1.AccessService/ListDrivers", Scoped(Admin)),
         // Reconciliation: what a driver holds, beside keysmith's own view.
