@@ -10,6 +10,7 @@ mod layout;
 mod upgrade;
 
 use std::{
+    collections::BTreeMap,
     ops::Bound,
     path::Path,
     sync::Arc,
@@ -505,3 +506,62 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Where a store's bytes go, by kind of record: what `examples/store_report`
+/// prints, to see what a key costs on disk.
+#[derive(Clone, Debug, Default)]
+pub struct SpaceReport {
+    /// By kind: (entries, bytes of their keys, bytes of their values).
+    pub kinds: BTreeMap<&'static str, (usize, usize, usize)>,
+    /// The data directory's files, as the file system counts them.
+    pub disk_bytes: u64,
+}
+
+impl SpaceReport {
+    /// Reads a data directory no keysmith is using.
+    pub fn of(dir: &Path) -> Result<Self> {
+        let db = open_db(dir, 64 << 20)?;
+        let tree = db.open_tree(MAIN_TREE).map_err(store_error)?;
+        let mut kinds: BTreeMap<&'static str, (usize, usize, usize)> = BTreeMap::new();
+        for entry in tree.iter() {
+            let (k, v) = entry.map_err(store_error)?;
+            let kind = match k.first().copied() {
+                Some(LIVE_KEY) => "key records (live)",
+                Some(REVOKED_KEY) => "key records (ended)",
+                Some(RESERVATION) => "reservations",
+                Some(IDEMPOTENCY) => "idempotency records",
+                Some(AUDIT) => "audit records",
+                Some(DRIVER_STATE) => "driver state",
+                Some(layout::INDEX_ALL) => "index entries (all keys)",
+                Some(layout::INDEX_LIVE) => "index entries (live keys)",
+                Some(BY_END) => "sweeper entries (by end)",
+                Some(BY_ENDED) => "sweeper entries (by when ended)",
+                _ => "other",
+            };
+            let slot = kinds.entry(kind).or_default();
+            slot.0 += 1;
+            slot.1 += k.len();
+            slot.2 += v.len();
+        }
+        drop(tree);
+        drop(db);
+        Ok(Self {
+            kinds,
+            disk_bytes: disk_usage(dir),
+        })
+    }
+}
+
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
