@@ -47,6 +47,11 @@ const TABLE: &[(&str, Access)] = {
             "/keysmith.v1.PmsService/RegisterWebhookEndpoint",
             Scoped(Admin),
         ),
+        // What was set aside and why: no key data.
+        ("/keysmith.v1.PmsService/ListParkedItems", Scoped(KeysRead)),
+        // Re-runs work keysmith set aside after it failed again and again:
+        // an operator's decision, once the cause is fixed.
+        ("/keysmith.v1.PmsService/RetryParkedItem", Scoped(Admin)),
         ("/keysmith.v1.AuditService/ListAuditRecords", Scoped(Admin)),
     ]
 };
