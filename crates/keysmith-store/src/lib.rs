@@ -19,7 +19,7 @@ use std::{
 
 use async_trait::async_trait;
 use keysmith_core::{
-    audit::AuditRecord,
+    audit::{AuditIds, AuditRecord},
     error::reasons,
     locks::Locks,
     reservation::Reservation,
@@ -50,6 +50,8 @@ pub struct SledStore {
     /// Serialise the transactions of one request_id or reservation: this
     /// process is sled's only user.
     locks: Locks,
+    /// Gives audit records their ids as they are written.
+    audit_ids: AuditIds,
 }
 
 /// How the store uses memory.
@@ -111,6 +113,7 @@ impl SledStore {
             committer,
             catalog,
             locks: Locks::default(),
+            audit_ids: AuditIds::default(),
         })
     }
 
@@ -156,6 +159,15 @@ impl SledStore {
             .tree()?
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
             .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))))
+    }
+
+    /// The ops of a write set, its audit records given this store's ids,
+    /// and what it changes in the listing cache.
+    fn changes(&self, mut writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
+        for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
+            record.id = self.audit_ids.next(record.at);
+        }
+        changes(writes)
     }
 
     /// The tree as it is open now.
@@ -390,7 +402,7 @@ impl Store for SledStore {
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = changes(writes)?;
+        let (ops, changes) = self.changes(writes)?;
         self.committer
             .commit(ops, changes)
             .await
@@ -398,7 +410,7 @@ impl Store for SledStore {
     }
 
     fn enqueue(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = changes(writes)?;
+        let (ops, changes) = self.changes(writes)?;
         self.committer
             .enqueue(ops, changes, false)
             .map_err(committer_error)
@@ -496,6 +508,10 @@ impl Store for SledStore {
 
     async fn sync(&self) -> Result<()> {
         self.committer.sync().await.map_err(committer_error)
+    }
+
+    fn new_audit_id(&self, at: Timestamp) -> String {
+        self.audit_ids.next(at)
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
