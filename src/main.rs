@@ -1,5 +1,6 @@
-//! The keysmith binary: `keysmith serve [--config FILE]` and
-//! `keysmith check-config FILE`.
+//! The keysmith binary: `keysmith serve [--config FILE]`,
+//! `keysmith check-config FILE`, `keysmith token create` and
+//! `keysmith encryption generate-key`.
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,25 @@ enum Command {
     /// Bearer tokens for callers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Keys for encryption at rest (rotation is online, over
+    /// keysmith.v1.EncryptionService).
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
+}
+
+#[derive(Subcommand)]
+enum EncryptionCommand {
+    /// Make a new random key-encryption key in a new file (readable by its
+    /// owner only) and print the [storage.encryption] entry that uses it.
+    /// Keep the file apart from the data directory and its backups.
+    GenerateKey {
+        /// The key's name, e.g. "kek-2026-11".
+        #[arg(long)]
+        id: String,
+        /// The file to make; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             println!(
-                "{}: ok (listen {}{}, auth: {auth}, data {}, offline-lock properties: {})",
+                "{}: ok (listen {}{}, auth: {auth}, data {} sealed under key {:?}, offline-lock \
+                 properties: {})",
                 file.display(),
                 config.server.listen,
                 if config.server.tls.is_some() {
@@ -94,8 +115,19 @@ async fn main() -> anyhow::Result<()> {
                     ""
                 },
                 config.storage.data_dir.display(),
+                config.storage.encryption.key_id,
                 lock.map_or(0, |l| l.properties.len())
             );
+            Ok(())
+        }
+        Command::Encryption(EncryptionCommand::GenerateKey { id, out }) => {
+            keysmith_server::encryption::write_new_key(&id, &out)?;
+            println!("made the key-encryption key {id:?} in {}", out.display());
+            println!();
+            println!("add to the configuration:");
+            println!("[storage.encryption]");
+            println!("key_id = {id:?}");
+            println!("key_file = {:?}", out.display().to_string());
             Ok(())
         }
         Command::Token(TokenCommand::Create {

@@ -19,6 +19,10 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
         .replace(
             "data_dir = \"./keysmith-data\"",
             &format!("data_dir = {:?}", dir.join("data").display().to_string()),
+        )
+        .replace(
+            "key_file = \"./keysmith-dev.key\"",
+            &format!("key_file = {:?}", dir.join("kek").display().to_string()),
         );
     let path = dir.join("keysmith.toml");
     std::fs::write(&path, format!("{text}\n{extra}")).unwrap();

@@ -122,8 +122,7 @@ async fn a_full_disk_refuses_writes_then_keysmith_recovers_by_itself() {
     let Some(fs) = Tmpfs::mount("24m") else {
         return;
     };
-    let data_dir = fs.path().join("data");
-    let mut c = config(&data_dir);
+    let mut c = config(fs.path());
     // A small cache, so that the test's writes reach the disk soon.
     c.storage.memory_budget_mb = 16;
     let s = TestServer::start_in(c, Arc::new(TestClock::new(T0))).await;

@@ -13,10 +13,11 @@ use prost::Message;
 use tonic::Code;
 
 /// Served whatever the configuration.
-const ALWAYS_SERVED: [&str; 3] = [
+const ALWAYS_SERVED: [&str; 4] = [
     "grpc.health.v1.Health",
     "keysmith.v1.AccessService",
     "keysmith.v1.AuditService",
+    "keysmith.v1.EncryptionService",
 ];
 const LOCK_SIMULATOR: &str = "keysmith.sim.v1.LockSimulatorService";
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";

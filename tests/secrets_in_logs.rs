@@ -1,4 +1,5 @@
-//! Runs full scenarios with tracing at TRACE and scans everything logged for
+//! Runs full scenarios with tracing at TRACE and scans everything logged,
+//! and every byte of every data directory once its server has stopped, for
 //! each secret value: PINs, card, mobile-key and QR data, the site secret,
 //! 3RPMS and Seam API keys, webhook secrets, key-storage compartments.
 mod common;
@@ -25,7 +26,7 @@ impl Write for Captured {
 }
 
 #[tokio::test]
-async fn no_secret_reaches_the_logs_even_at_trace() {
+async fn no_secret_reaches_the_logs_even_at_trace_nor_the_data_files() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
@@ -63,15 +64,20 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
     })
     .await
     .unwrap();
+    let mut pin_only = guest("guest-pin-kept", &["room-102"], T0, T0 + DAY, "stay-kept");
+    pin_only.modes = vec![pb::CredentialMode::Pin as i32];
+    pin_only.pin = "58203917".into();
+    let kept = s.issue(pin_only).await.unwrap();
     s.revoke_key(&key.key_id).await.unwrap();
-    s.running.as_ref().unwrap();
+    let mut disk = stored(s).await;
 
     let mut secrets: Vec<String> = vec![
         "73910482".into(),
         "73a10482".into(),
         "demo-site-secret-not-for-production".into(),
     ];
-    for k in [&key, &qr_key] {
+    secrets.push("58203917".into());
+    for k in [&key, &qr_key, &kept] {
         for c in &k.credentials {
             match &c.data {
                 Some(pb::credential::Data::CardData(d))
@@ -82,10 +88,10 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             }
         }
     }
-    secrets.extend(token_scenario().await);
-    secrets.extend(threerpms_scenario().await);
-    secrets.extend(seam_scenario().await);
-    secrets.extend(plugin_scenario().await);
+    secrets.extend(token_scenario(&mut disk).await);
+    secrets.extend(threerpms_scenario(&mut disk).await);
+    secrets.extend(seam_scenario(&mut disk).await);
+    secrets.extend(plugin_scenario(&mut disk).await);
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -117,12 +123,37 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             !leaked(&logs, needle),
             "a secret reached the logs: {needle}"
         );
+        // Stored records hold secrets as their bytes, whatever stands
+        // around them.
+        assert!(
+            !disk.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "a secret reached the data files in clear: {needle}"
+        );
     }
+}
+
+/// Stops the server and reads every file of its data directory.
+async fn stored(mut s: TestServer) -> Vec<u8> {
+    s.running.take().unwrap().stop().await.unwrap();
+    let mut bytes = Vec::new();
+    let mut dirs = vec![s.data_dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                bytes.extend(std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    assert!(!bytes.is_empty(), "the server stored something");
+    bytes
 }
 
 /// Bearer tokens: calls with a good token, a wrong one, and a malformed
 /// header. Returns the tokens.
-async fn token_scenario() -> Vec<String> {
+async fn token_scenario(disk: &mut Vec<u8>) -> Vec<String> {
     use keysmith_server::{
         auth::{generate_token, hash_token},
         config::{AuthMode, TokenConfig},
@@ -159,12 +190,13 @@ async fn token_scenario() -> Vec<String> {
             .insert("authorization", header.parse().unwrap());
         let _ = s.client.clone().issue(request).await;
     }
+    disk.extend(stored(s).await);
     vec![good, wrong]
 }
 
 /// The keypad plugin: a generated and a caller's PIN, a PIN refused as in
 /// use, a panic in issue, the driver's list, a revocation.
-async fn plugin_scenario() -> Vec<String> {
+async fn plugin_scenario(disk: &mut Vec<u8>) -> Vec<String> {
     let path = plugins::built().keypad.clone();
     let s = TestServer::start_with(move |c| c.drivers.plugins.push(plugins::keypad(&path))).await;
     let pin_request = |holder: &str, pin: &str| {
@@ -196,12 +228,13 @@ async fn plugin_scenario() -> Vec<String> {
         .await
         .unwrap();
     s.revoke_key(&chosen.key_id).await.unwrap();
+    disk.extend(stored(s).await);
     vec![pin(&generated), pin(&chosen), "60418273".into()]
 }
 
 /// 3RPMS: a sync that publishes a PIN, a webhook registration, a delivery,
 /// reads with a key-storage compartment. Returns the secrets it handled.
-async fn threerpms_scenario() -> Vec<String> {
+async fn threerpms_scenario(disk: &mut Vec<u8>) -> Vec<String> {
     use fake_3rpms::{Access, Fake3rpms, FakeConfig, KeyKind};
     let api_key = "api_threerpms_secret_1234";
     let fake = Fake3rpms::start(FakeConfig::default()).await.unwrap();
@@ -274,6 +307,7 @@ async fn threerpms_scenario() -> Vec<String> {
         .await
         .unwrap();
     }
+    disk.extend(stored(s).await);
     let mut secrets = vec![api_key.to_owned(), "KB4711".into(), "SECRET7".into()];
     for endpoint in fake.webhook_endpoints(PROPERTY) {
         secrets.push(endpoint.secret);
@@ -287,7 +321,7 @@ async fn threerpms_scenario() -> Vec<String> {
 }
 
 /// Seam: a code issued asynchronously and refreshed. Returns its secrets.
-async fn seam_scenario() -> Vec<String> {
+async fn seam_scenario(disk: &mut Vec<u8>) -> Vec<String> {
     use fake_seam::{EntranceSeed, FakeSeam, FakeSeamConfig};
     let api_key = "seam_test_secret_key_5678";
     let fake = FakeSeam::start(FakeSeamConfig::manual()).await.unwrap();
@@ -329,6 +363,7 @@ async fn seam_scenario() -> Vec<String> {
         .await
         .unwrap()
         .into_inner();
+    disk.extend(stored(s).await);
     vec![api_key.to_owned(), pin(&key)]
 }
 

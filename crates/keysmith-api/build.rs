@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("keysmith/v1/access.proto"),
         root.join("keysmith/v1/pms.proto"),
         root.join("keysmith/v1/audit.proto"),
+        root.join("keysmith/v1/encryption.proto"),
         root.join("keysmith/sim/v1/lock_simulator.proto"),
     ];
     // Errors carry google.rpc.ErrorInfo and BadRequest in their details, which

@@ -54,14 +54,20 @@ pub struct TestServer {
     pub sim: LockSimulatorServiceClient<Channel>,
     pub clock: Arc<TestClock>,
     pub data_dir: PathBuf,
+    /// Holds the data directory (`data`) and the key-encryption key (`kek`),
+    /// apart, as keysmith requires.
+    pub root: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
 
-/// The embedded default, on an ephemeral loopback port, with data in `dir`.
-pub fn config(dir: &std::path::Path) -> Config {
+/// The embedded default, on an ephemeral loopback port, with data in
+/// `root/data` and the key-encryption key, made at the first start, in
+/// `root/kek`.
+pub fn config(root: &std::path::Path) -> Config {
     let mut config = Config::load_with_env(Source::Embedded, false).expect("default config");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.storage.data_dir = dir.to_path_buf();
+    config.storage.data_dir = root.join("data");
+    config.storage.encryption.key_file = Some(root.join("kek"));
     config
 }
 
@@ -89,6 +95,10 @@ impl TestServer {
 
     pub async fn start_in(config: Config, clock: Arc<TestClock>) -> Self {
         let data_dir = config.storage.data_dir.clone();
+        let root = data_dir
+            .parent()
+            .expect("the data directory has a parent")
+            .to_path_buf();
         let running = keysmith_server::start_with_clock(config, clock.clone())
             .await
             .expect("server starts");
@@ -101,6 +111,7 @@ impl TestServer {
             sim: LockSimulatorServiceClient::new(channel),
             clock,
             data_dir,
+            root,
             _dir: None,
         }
     }
@@ -113,10 +124,12 @@ impl TestServer {
     /// Stops gracefully and starts again on the same data directory, with
     /// the default configuration as `edit` changes it.
     pub async fn restart_with(mut self, edit: impl FnOnce(&mut Config)) -> Self {
-        self.running.take().unwrap().stop().await.unwrap();
-        let mut c = config(&self.data_dir);
+        // Stopped already when a test started other servers on its data.
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+        let mut c = config(&self.root);
         edit(&mut c);
-        c.storage.data_dir = self.data_dir.clone();
         let dir = self._dir.take();
         let mut next = Self::start_in(c, self.clock.clone()).await;
         next._dir = dir;

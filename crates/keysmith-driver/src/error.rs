@@ -221,6 +221,11 @@ pub mod reasons {
     pub const INTERNAL: &str = "INTERNAL";
     /// keysmith's store cannot be written or read now.
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    /// A data key rotation is still sealing records again: one at a time.
+    pub const ROTATION_IN_PROGRESS: &str = "ROTATION_IN_PROGRESS";
+    /// A key-encryption key cannot be read, or does not open the store's
+    /// data keys.
+    pub const KEY_ENCRYPTION_KEY_INVALID: &str = "KEY_ENCRYPTION_KEY_INVALID";
     /// A required field is missing.
     pub const FIELD_REQUIRED: &str = "FIELD_REQUIRED";
     /// A field has a value keysmith does not accept.

@@ -124,6 +124,9 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// The key-encryption key that wraps the data keys every record is
+    /// sealed with. Required: keysmith stores nothing in clear.
+    pub encryption: EncryptionConfig,
     /// How long a request_id is remembered: a retry within it gets the
     /// first answer; after it, the request is new (AIP-155).
     #[serde(default = "default_idempotency_hours")]
@@ -150,6 +153,78 @@ pub struct StorageConfig {
     /// requests touching the same keys never wait long.
     #[serde(default = "default_sweep_batch")]
     pub sweep_batch: usize,
+}
+
+/// Where keysmith reads its key-encryption key: a file or an environment
+/// variable holding the base64 of 32 random bytes (`keysmith encryption
+/// generate-key` makes one). Never inside the data directory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// The key's name, written beside every data key it wraps, so that a
+    /// store opened with another key is refused by name.
+    pub key_id: String,
+    /// A file holding the key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Development only: make `key_file` with a new random key when it does
+    /// not exist (keysmith says so loudly). Off for anything real: a
+    /// missing key must stop the start.
+    #[serde(default)]
+    pub generate_if_missing: bool,
+    /// Earlier keys that may still wrap some data keys (a rotation done by
+    /// restarting with a new key); they are rewrapped at start.
+    #[serde(default)]
+    pub previous: Vec<KeySource>,
+}
+
+/// A key-encryption key kept for a rotation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySource {
+    pub key_id: String,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_env: Option<String>,
+}
+
+impl EncryptionConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        let sources = std::iter::once((&self.key_id, &self.key_file, &self.key_env)).chain(
+            self.previous
+                .iter()
+                .map(|p| (&p.key_id, &p.key_file, &p.key_env)),
+        );
+        let mut ids = std::collections::BTreeSet::new();
+        for (id, file, env) in sources {
+            if id.trim().is_empty() || id.len() > 64 {
+                anyhow::bail!(
+                    "invalid configuration: storage.encryption key_id must be 1 to 64 characters"
+                );
+            }
+            if file.is_some() == env.is_some() {
+                anyhow::bail!(
+                    "invalid configuration: the key-encryption key {id:?} needs exactly one of \
+                     key_file and key_env"
+                );
+            }
+            if !ids.insert(id) {
+                anyhow::bail!(
+                    "invalid configuration: the key-encryption key id {id:?} is given twice"
+                );
+            }
+        }
+        if self.generate_if_missing && self.key_file.is_none() {
+            anyhow::bail!(
+                "invalid configuration: storage.encryption.generate_if_missing needs key_file"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn default_key_retention_days() -> u64 {
@@ -336,6 +411,7 @@ impl Config {
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
         }
         self.validate_auth()?;
+        self.storage.encryption.validate()?;
         if self.storage.idempotency_retention_hours == 0 {
             anyhow::bail!(
                 "invalid configuration: storage.idempotency_retention_hours must be positive"

@@ -5,6 +5,7 @@ mod audit;
 pub mod auth;
 pub mod config;
 pub mod convert;
+pub mod encryption;
 mod layers;
 mod listing;
 mod pms;

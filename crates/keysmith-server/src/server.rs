@@ -7,6 +7,7 @@ use keysmith_api::{
     v1::{
         access_service_server::{self, AccessServiceServer},
         audit_service_server::{self, AuditServiceServer},
+        encryption_service_server::{self, EncryptionServiceServer},
         pms_service_server::{self, PmsServiceServer},
     },
     FILE_DESCRIPTOR_SET,
@@ -28,6 +29,7 @@ use crate::{
     audit::{AuditLog, AuditRpcService},
     auth::AuthLayer,
     config::{AuthMode, Config},
+    encryption::{self, EncryptionRpcService},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
     pms::PmsRpcService,
@@ -53,6 +55,7 @@ pub struct Running {
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
     sweep_now: SweepNow,
+    store: Arc<SledStore>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -78,6 +81,11 @@ impl Running {
     /// few seconds; returns when that is done.
     pub async fn follow_keys_now(&self) {
         self.follow_now.round().await;
+    }
+
+    /// Resolves once no data key rotation is sealing records again.
+    pub async fn resealed(&self) {
+        self.store.resealed().await;
     }
 
     /// Sweeps the store once, now, as the sweeper does on its own every
@@ -132,10 +140,12 @@ pub async fn start_with_drivers(
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
+    let keys = encryption::key_ring(&config.storage)?;
     let store = Arc::new(SledStore::open_with(
         &config.storage.data_dir,
         StoreOptions {
             memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
+            keys,
         },
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
@@ -203,6 +213,8 @@ pub async fn start_with_drivers(
     let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
+    let encryption_service = EncryptionServiceServer::new(EncryptionRpcService::new(store.clone()))
+        .max_decoding_message_size(max);
     let pms = match &threerpms {
         Some(t) => {
             health
@@ -222,6 +234,7 @@ pub async fn start_with_drivers(
         tonic_health::pb::health_server::SERVICE_NAME,
         access_service_server::SERVICE_NAME,
         audit_service_server::SERVICE_NAME,
+        encryption_service_server::SERVICE_NAME,
     ];
     served.extend(grpc.iter().map(|(name, _)| *name));
     if pms.is_some() {
@@ -256,6 +269,7 @@ pub async fn start_with_drivers(
         .add_service(reflection_v1alpha)
         .add_service(access)
         .add_service(audit_service)
+        .add_service(encryption_service)
         .add_optional_service(pms);
     for (name, add) in grpc {
         health
@@ -267,6 +281,7 @@ pub async fn start_with_drivers(
     // Without TCP_NODELAY small answers wait on delayed ACKs (~40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let grace = Duration::from_secs(config.server.request_timeout_seconds);
+    let running_store = store.clone();
     let task = tokio::spawn(async move {
         let stopping_calls = tokio::sync::Notify::new();
         let serve = router.serve_with_incoming_shutdown(incoming, async {
@@ -321,6 +336,7 @@ pub async fn start_with_drivers(
         threerpms_hotels,
         follow_now,
         sweep_now,
+        store: running_store,
         shutdown: Some(shutdown_tx),
         task,
     })

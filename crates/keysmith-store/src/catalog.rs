@@ -37,9 +37,10 @@ use keysmith_core::{AccessKey, ListedKey, Result};
 use parking_lot::RwLock;
 
 use crate::{
-    codec::{decode, parts, path, push_part},
+    codec::{open, parts, path, push_part},
     handle::TreeHandle,
     layout::LIVE_KEY,
+    sealing::Sealer,
     store_error,
 };
 
@@ -131,7 +132,7 @@ impl Catalog {
     /// A catalog of at most `budget` bytes over `tree`, whose loader starts
     /// bringing in the tree's properties at once, in the background, as
     /// many as fit. A budget of 0 turns the catalog off.
-    pub(crate) fn open(tree: Arc<TreeHandle>, budget: usize) -> Result<Self> {
+    pub(crate) fn open(tree: Arc<TreeHandle>, sealer: Arc<Sealer>, budget: usize) -> Result<Self> {
         let inner = Arc::new(RwLock::new(Inner::default()));
         if budget == 0 {
             return Ok(Self {
@@ -144,6 +145,7 @@ impl Catalog {
         let first = properties(&tree.get()?)?;
         let loader = Loader {
             tree,
+            sealer,
             inner: inner.clone(),
             budget,
         };
@@ -332,6 +334,7 @@ impl Held {
 /// Brings properties into the catalog, one at a time.
 struct Loader {
     tree: Arc<TreeHandle>,
+    sealer: Arc<Sealer>,
     inner: Arc<RwLock<Inner>>,
     budget: usize,
 }
@@ -428,8 +431,8 @@ impl Loader {
         };
         let prefix = path(LIVE_KEY, &[property.as_bytes()]);
         for entry in self.tree.get()?.scan_prefix(&prefix) {
-            let (_, record) = entry.map_err(store_error)?;
-            let key: AccessKey = decode(&record)?;
+            let (k, record) = entry.map_err(store_error)?;
+            let key: AccessKey = open(&self.sealer, &k, &record)?;
             held.apply(Change::Put(ListedKey::new(key)));
             if held.bytes > self.budget {
                 return Ok(None);

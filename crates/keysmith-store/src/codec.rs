@@ -3,6 +3,8 @@
 use keysmith_core::{Error, Result};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::sealing::Sealer;
+
 /// The schema version of every stored value written by this code.
 pub const SCHEMA_VERSION: u8 = 1;
 
@@ -48,6 +50,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     postcard::to_io(value, &mut out)
         .map_err(|e| Error::internal(format!("encoding a record: {e}")))?;
     Ok(out)
+}
+
+/// Opens the sealed value of the record at `path` and decodes it.
+pub fn open<T: DeserializeOwned>(sealer: &Sealer, path: &[u8], bytes: &[u8]) -> Result<T> {
+    decode(&sealer.open(path, bytes)?)
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {

@@ -43,6 +43,7 @@ use crate::{
     codec::path,
     handle::TreeHandle,
     layout::META,
+    sealing::Sealer,
     MAIN_TREE,
 };
 
@@ -72,6 +73,9 @@ pub type Op = (Vec<u8>, Option<Vec<u8>>);
 
 struct Job {
     ops: Vec<Op>,
+    /// Records to seal again with the current data key, as the tree has
+    /// them when the job is written (a data key rotation's work).
+    reseal: Vec<Vec<u8>>,
     /// What the ops change in the listing cache.
     changes: Vec<Change>,
     /// Told once the job is durable, or why it is not.
@@ -122,6 +126,7 @@ impl Committer {
         db: sled::Db,
         tree: Arc<TreeHandle>,
         catalog: Arc<Catalog>,
+        sealer: Arc<Sealer>,
         reopen: Reopen,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -132,7 +137,7 @@ impl Committer {
         let worker = shared.clone();
         let thread = thread::Builder::new()
             .name("keysmith-committer".into())
-            .spawn(move || run(db, &tree, &catalog, &worker, &reopen))
+            .spawn(move || run(db, &tree, &catalog, &sealer, &worker, &reopen))
             .expect("spawn the committer thread");
         Self {
             shared,
@@ -143,7 +148,7 @@ impl Committer {
     /// Queues an atomic change and waits until it is applied and durable.
     pub async fn commit(&self, ops: Vec<Op>, changes: Vec<Change>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(ops, changes, false, Some(tx))?;
+        self.submit(ops, Vec::new(), changes, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -158,12 +163,23 @@ impl Committer {
         changes: Vec<Change>,
         overlaid: bool,
     ) -> Result<(), String> {
-        self.submit(ops, changes, overlaid, None)
+        self.submit(ops, Vec::new(), changes, overlaid, None)
     }
 
     /// Whether writes can be made now, and every change of it.
     pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shared.writable.subscribe()
+    }
+
+    /// Seals the records at `paths` again with the current data key, as the
+    /// tree has them when this is written, and waits until that is durable.
+    /// Records sealed with the current key, or gone, are left as they are.
+    pub async fn reseal(&self, paths: Vec<Vec<u8>>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Vec::new(), paths, Vec::new(), false, Some(tx))?;
+        rx.await
+            .map_err(|_| "the store has stopped".to_owned())
+            .and_then(|r| r)
     }
 
     /// Waits until everything queued before the call is applied and durable.
@@ -174,6 +190,7 @@ impl Committer {
     fn submit(
         &self,
         ops: Vec<Op>,
+        reseal: Vec<Vec<u8>>,
         changes: Vec<Change>,
         overlaid: bool,
         done: Option<oneshot::Sender<Result<(), String>>>,
@@ -199,6 +216,7 @@ impl Committer {
             }
             queue.jobs.push(Job {
                 ops,
+                reseal,
                 changes,
                 done,
                 seq,
@@ -261,7 +279,14 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
-fn run(mut db: sled::Db, handle: &TreeHandle, catalog: &Catalog, shared: &Shared, reopen: &Reopen) {
+fn run(
+    mut db: sled::Db,
+    handle: &TreeHandle,
+    catalog: &Catalog,
+    sealer: &Sealer,
+    shared: &Shared,
+    reopen: &Reopen,
+) {
     let _close = CloseOnExit(shared);
     let mut tree = match handle.get() {
         Ok(tree) => tree,
@@ -291,7 +316,7 @@ fn run(mut db: sled::Db, handle: &TreeHandle, catalog: &Catalog, shared: &Shared
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(&db, &tree, catalog, &mut jobs);
+        let outcome = write(&db, &tree, catalog, sealer, &mut jobs);
         let failed = outcome.is_err();
         if let Err(error) = &outcome {
             tracing::error!(%error, "writing to the store failed; writes are refused until it is reopened");
@@ -390,10 +415,24 @@ fn write(
     db: &sled::Db,
     tree: &sled::Tree,
     catalog: &Catalog,
+    sealer: &Sealer,
     jobs: &mut [Job],
 ) -> Result<(), String> {
     let mut batch = sled::Batch::default();
     let mut any = false;
+    // Resealed first: a job of this cycle that writes the same record wins.
+    let current = sealer.current();
+    for path in jobs.iter().flat_map(|j| &j.reseal) {
+        let Some(value) = tree.get(path).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if Sealer::key_of(&value).is_some_and(|k| k != current) {
+            let plain = sealer.open(path, &value).map_err(|e| e.to_string())?;
+            let sealed = sealer.seal(path, &plain).map_err(|e| e.to_string())?;
+            batch.insert(path.as_slice(), sealed);
+            any = true;
+        }
+    }
     for (key, value) in jobs.iter().flat_map(|j| &j.ops) {
         any = true;
         match value {

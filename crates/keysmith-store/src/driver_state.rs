@@ -8,6 +8,7 @@ use crate::{
     committer::{Committer, Overlaid},
     committer_error,
     handle::TreeHandle,
+    sealing::{Sealer, SEALED},
     store_error,
 };
 
@@ -15,6 +16,7 @@ use crate::{
 pub(crate) struct SledDriverState {
     pub(crate) namespace: Vec<u8>,
     pub(crate) tree: Arc<TreeHandle>,
+    pub(crate) sealer: Arc<Sealer>,
     pub(crate) committer: Arc<Committer>,
 }
 
@@ -22,21 +24,32 @@ impl SledDriverState {
     fn full(&self, key: &[u8]) -> Vec<u8> {
         [self.namespace.as_slice(), key].concat()
     }
+
+    /// A driver's value as it gave it: sealed values are opened (the
+    /// sealing adds a header; the driver's own bytes are inside).
+    fn open(&self, key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+        match value.first() {
+            Some(&SEALED) => self.sealer.open(key, value),
+            // Written before sealing existed, as the driver gave it.
+            _ => Ok(value.to_vec()),
+        }
+    }
 }
 
 #[async_trait]
 impl DriverState for SledDriverState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let key = self.full(key);
-        match self.committer.overlaid(&key) {
-            Overlaid::Queued(value) => Ok(value),
-            Overlaid::NotQueued => Ok(self
+        let sealed = match self.committer.overlaid(&key) {
+            Overlaid::Queued(value) => value,
+            Overlaid::NotQueued => self
                 .tree
                 .get()?
-                .get(key)
+                .get(&key)
                 .map_err(store_error)?
-                .map(|v| v.to_vec())),
-        }
+                .map(|v| v.to_vec()),
+        };
+        sealed.map(|v| self.open(&key, &v)).transpose()
     }
 
     fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
@@ -45,8 +58,12 @@ impl DriverState for SledDriverState {
         }
         let ops = changes
             .into_iter()
-            .map(|(k, v)| (self.full(&k), v))
-            .collect();
+            .map(|(k, v)| {
+                let k = self.full(&k);
+                let v = v.map(|v| self.sealer.seal(&k, &v)).transpose()?;
+                Ok((k, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.committer
             .enqueue(ops, Vec::new(), true)
             .map_err(committer_error)
@@ -67,10 +84,10 @@ impl DriverState for SledDriverState {
             };
         }
         let strip = self.namespace.len();
-        Ok(found
+        found
             .into_iter()
-            .map(|(k, v)| (k[strip..].to_vec(), v))
-            .collect())
+            .map(|(k, v)| Ok((k[strip..].to_vec(), self.open(&k, &v)?)))
+            .collect()
     }
 
     async fn sync(&self) -> Result<()> {

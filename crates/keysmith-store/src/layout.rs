@@ -16,6 +16,7 @@ use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
 use crate::{
     codec::{encode, path},
     committer::Op,
+    sealing::Sealer,
 };
 
 pub const LIVE_KEY: u8 = b'K';
@@ -49,8 +50,9 @@ pub const BY_ENDED: u8 = b'P';
 /// and dropped the property index; 3 keeps every key a reservation has had
 /// among its members (ended and revoked ones too); 4 moves expired keys out
 /// of the live set (under `V`, with the revoked ones) and keeps the `X` and
-/// `P` entries the sweeper walks; 5 drops the `L` entries.
-pub const LAYOUT: u8 = 5;
+/// `P` entries the sweeper walks; 5 drops the `L` entries; 6 seals every
+/// value (`crate::sealing`).
+pub const LAYOUT: u8 = 6;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])
@@ -130,7 +132,11 @@ fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {
 
 /// The atomic change a write set makes to the main tree. A later op on the
 /// same key wins, so deletes come before puts.
-pub fn ops(writes: &WriteSet) -> Result<Vec<Op>> {
+pub fn ops(writes: &WriteSet, sealer: &Sealer) -> Result<Vec<Op>> {
+    let sealed = |path: Vec<u8>, value: Vec<u8>| -> Result<Op> {
+        let value = sealer.seal(&path, &value)?;
+        Ok((path, Some(value)))
+    };
     let mut ops = Vec::new();
     for (key, old) in &writes.keys {
         let new_entries = entries(key);
@@ -144,7 +150,7 @@ pub fn ops(writes: &WriteSet) -> Result<Vec<Op>> {
         for entry in old_entries.difference(&new_entries) {
             ops.push((entry.clone(), None));
         }
-        ops.push((record_path(key), Some(encode(key)?)));
+        ops.push(sealed(record_path(key), encode(key)?)?);
         for entry in new_entries.difference(&old_entries) {
             ops.push((entry.clone(), Some(Vec::new())));
         }
@@ -167,31 +173,31 @@ pub fn ops(writes: &WriteSet) -> Result<Vec<Op>> {
         ));
     }
     for r in &writes.reservations {
-        ops.push((
+        ops.push(sealed(
             path(
                 RESERVATION,
                 &[r.property_id.as_bytes(), r.reservation_key.as_bytes()],
             ),
-            Some(encode(r)?),
-        ));
+            encode(r)?,
+        )?);
     }
     for record in &writes.idempotency {
-        ops.push((
+        ops.push(sealed(
             path(
                 IDEMPOTENCY,
                 &[record.property_id.as_bytes(), record.request_id.as_bytes()],
             ),
-            Some(encode(record)?),
-        ));
+            encode(record)?,
+        )?);
     }
     for record in &writes.audit {
-        ops.push((
+        ops.push(sealed(
             path(
                 AUDIT,
                 &[record.property_id.as_bytes(), record.id.as_bytes()],
             ),
-            Some(encode(record)?),
-        ));
+            encode(record)?,
+        )?);
     }
     Ok(ops)
 }

@@ -5,8 +5,13 @@ pub mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
+mod encryption;
 mod handle;
 mod layout;
+use encryption::open_sealer;
+pub use encryption::EncryptionStatus;
+mod rewrite;
+pub mod sealing;
 mod upgrade;
 
 use std::{
@@ -32,7 +37,7 @@ use keysmith_core::{
 
 use crate::{
     catalog::{Catalog, Change},
-    codec::{decode, last_part, parts, path, push_part},
+    codec::{last_part, open, parts, path, push_part},
     committer::{Committer, Op, Reopen},
     driver_state::SledDriverState,
     handle::TreeHandle,
@@ -40,6 +45,7 @@ use crate::{
         index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
         BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
     },
+    sealing::{KeyEncryptionKey, KeyRing, Sealer},
 };
 
 pub struct SledStore {
@@ -52,21 +58,30 @@ pub struct SledStore {
     locks: Locks,
     /// Gives audit records their ids as they are written.
     audit_ids: AuditIds,
+    /// Seals every value written, opens every value read.
+    sealer: Arc<Sealer>,
+    /// Whether a data key rotation is still sealing records again.
+    resealing: tokio::sync::watch::Sender<bool>,
 }
 
 /// How the store uses memory.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// What sled's page cache and the listing cache may take together, in
     /// bytes: a third goes to sled, the rest to the listing cache. 0 turns
     /// the listing cache off (sled then keeps its smallest cache).
     pub memory_budget_bytes: usize,
+    /// The key-encryption keys that unwrap the store's data keys.
+    pub keys: KeyRing,
 }
 
-impl Default for StoreOptions {
-    fn default() -> Self {
+impl StoreOptions {
+    /// The default memory budget, and the store's data keys wrapped by
+    /// `keys`.
+    pub fn new(keys: KeyRing) -> Self {
         Self {
             memory_budget_bytes: DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024,
+            keys,
         }
     }
 }
@@ -89,32 +104,60 @@ pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
 const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl SledStore {
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, StoreOptions::default())
+    /// For tests: opens with a fixed key-encryption key known to everyone.
+    pub fn open_with_test_key(dir: &Path) -> Result<Self> {
+        Self::open_with(
+            dir,
+            StoreOptions::new(KeyRing::new(KeyEncryptionKey::insecure_for_tests())),
+        )
     }
 
+    /// Opens (or creates) the store in `dir`. Its data keys must unwrap with
+    /// `options.keys`, else it is refused with a message naming the key.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let db = open_db(dir, options.sled_cache_bytes())?;
-        let main = db.open_tree(MAIN_TREE).map_err(store_error)?;
-        upgrade::upgrade(&db, &main)?;
+        rewrite::finish_interrupted(dir)?;
+        let mut db = open_db(dir, options.sled_cache_bytes())?;
+        let mut main = db.open_tree(MAIN_TREE).map_err(store_error)?;
+        let mut sealer = open_sealer(&db, &main, options.keys.clone())?;
+        upgrade::upgrade(&db, &main, &sealer)?;
+        if rewrite::is_wanted(&main)? {
+            drop(main);
+            rewrite::rewrite(db, dir, options.sled_cache_bytes())?;
+            db = open_db(dir, options.sled_cache_bytes())?;
+            main = db.open_tree(MAIN_TREE).map_err(store_error)?;
+            sealer = open_sealer(&db, &main, options.keys.clone())?;
+        }
         let tree = Arc::new(TreeHandle::new(main));
-        let catalog = Arc::new(Catalog::open(tree.clone(), options.listing_cache_bytes())?);
+        let catalog = Arc::new(Catalog::open(
+            tree.clone(),
+            sealer.clone(),
+            options.listing_cache_bytes(),
+        )?);
         let committer = Arc::new(Committer::start(
             db,
             tree.clone(),
             catalog.clone(),
+            sealer.clone(),
             Reopen {
                 dir: dir.to_path_buf(),
                 cache_bytes: options.sled_cache_bytes(),
             },
         ));
-        Ok(Self {
+        let store = Self {
             tree,
             committer,
             catalog,
             locks: Locks::default(),
             audit_ids: AuditIds::default(),
-        })
+            sealer,
+            resealing: tokio::sync::watch::Sender::new(false),
+        };
+        // A rotation that a stop interrupted goes on where it was.
+        if store.sealer.data_keys().len() > 1 {
+            store.resealing.send_replace(true);
+            store.start_resealing()?;
+        }
+        Ok(store)
     }
 
     /// Whether writes can be made now: false from a write error until the
@@ -167,7 +210,7 @@ impl SledStore {
         for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
             record.id = self.audit_ids.next(record.at);
         }
-        changes(writes)
+        changes(writes, &self.sealer)
     }
 
     /// The tree as it is open now.
@@ -208,8 +251,8 @@ impl SledStore {
                 revoked.as_mut().and_then(Iterator::next)
             };
             let Some(entry) = next else { break };
-            let (_, v) = entry.map_err(store_error)?;
-            keys.push(ListedKey::new(decode(&v)?));
+            let (k, v) = entry.map_err(store_error)?;
+            keys.push(ListedKey::new(open(&self.sealer, &k, &v)?));
         }
         Ok(keys)
     }
@@ -265,8 +308,8 @@ impl SledStore {
 }
 
 /// The ops of a write set and what they change in the listing cache.
-fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
-    let ops = ops(&writes)?;
+fn changes(writes: WriteSet, sealer: &Sealer) -> Result<(Vec<Op>, Vec<Change>)> {
+    let ops = ops(&writes, sealer)?;
     let changes = writes
         .keys
         .into_iter()
@@ -334,12 +377,9 @@ impl Store for SledStore {
 
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>> {
         for tag in [LIVE_KEY, REVOKED_KEY] {
-            if let Some(v) = self
-                .tree()?
-                .get(key_path(tag, property_id, key_id))
-                .map_err(store_error)?
-            {
-                return decode(&v).map(Some);
+            let k = key_path(tag, property_id, key_id);
+            if let Some(v) = self.tree()?.get(&k).map_err(store_error)? {
+                return open(&self.sealer, &k, &v).map(Some);
             }
         }
         Ok(None)
@@ -351,9 +391,9 @@ impl Store for SledStore {
             &[property_id.as_bytes(), reservation_key.as_bytes()],
         );
         self.tree()?
-            .get(k)
+            .get(&k)
             .map_err(store_error)?
-            .map(|v| decode(&v))
+            .map(|v| open(&self.sealer, &k, &v))
             .transpose()
     }
 
@@ -367,9 +407,9 @@ impl Store for SledStore {
             &[property_id.as_bytes(), request_id.as_bytes()],
         );
         self.tree()?
-            .get(k)
+            .get(&k)
             .map_err(store_error)?
-            .map(|v| decode(&v))
+            .map(|v| open(&self.sealer, &k, &v))
             .transpose()
     }
 
@@ -420,7 +460,7 @@ impl Store for SledStore {
         let mut deletes = Vec::new();
         for entry in self.tree()?.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = entry.map_err(store_error)?;
-            let record: IdempotencyRecord = decode(&v)?;
+            let record: IdempotencyRecord = open(&self.sealer, &k, &v)?;
             if record.created_at < before {
                 deletes.push((k.to_vec(), None));
             }
@@ -502,7 +542,10 @@ impl Store for SledStore {
     ) -> Result<Vec<AuditRecord>> {
         self.range(&path(AUDIT, &[property_id.as_bytes()]), after)?
             .take(limit)
-            .map(|r| r.map_err(store_error).and_then(|(_, v)| decode(&v)))
+            .map(|r| {
+                r.map_err(store_error)
+                    .and_then(|(k, v)| open(&self.sealer, &k, &v))
+            })
             .collect()
     }
 
@@ -518,6 +561,7 @@ impl Store for SledStore {
         Ok(Arc::new(SledDriverState {
             namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
             tree: self.tree.clone(),
+            sealer: self.sealer.clone(),
             committer: self.committer.clone(),
         }))
     }

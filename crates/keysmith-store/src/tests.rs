@@ -8,6 +8,12 @@ use keysmith_core::{
 
 use super::{SledStore, StoreOptions};
 
+fn test_options() -> StoreOptions {
+    StoreOptions::new(crate::sealing::KeyRing::new(
+        crate::sealing::KeyEncryptionKey::insecure_for_tests(),
+    ))
+}
+
 fn key(id: &str, holder: &str, rk: Option<&str>) -> AccessKey {
     AccessKey {
         key_id: id.into(),
@@ -59,7 +65,7 @@ fn scan(store: &SledStore, index: KeyIndex, live_only: bool, after: Option<&str>
 #[tokio::test]
 async fn indexes_follow_revocation_and_resume_after_a_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let mut writes = WriteSet::default();
     for (id, holder, rk) in [
         ("k1", "g1", Some("s1")),
@@ -116,7 +122,7 @@ async fn indexes_follow_revocation_and_resume_after_a_key() {
 async fn everything_committed_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open_with_test_key(dir.path()).unwrap();
         store
             .commit(WriteSet {
                 keys: vec![(key("k1", "g1", None), None)],
@@ -126,14 +132,14 @@ async fn everything_committed_survives_a_reopen() {
             .unwrap();
         store.close();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(store.key("hotel", "k1").unwrap().unwrap().holder.id, "g1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_commits_all_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = std::sync::Arc::new(SledStore::open_with_test_key(dir.path()).unwrap());
     let mut tasks = Vec::new();
     for i in 0..500 {
         let store = store.clone();
@@ -161,7 +167,7 @@ async fn many_concurrent_commits_all_complete() {
 #[tokio::test]
 async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let lock = store.driver_state("lock").unwrap();
     let other = store.driver_state("lock2").unwrap();
     lock.apply(vec![
@@ -188,7 +194,7 @@ async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
     store.close();
     drop((lock, other, store));
 
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let lock = store.driver_state("lock").unwrap();
     assert_eq!(lock.get(b"b/1").unwrap().as_deref(), Some(&b"three"[..]));
     assert_eq!(lock.get(b"a/2").unwrap(), None);
@@ -203,7 +209,7 @@ async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
         old.insert(b"enc/101", b"7").unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let lock = store.driver_state("offline-lock").unwrap();
     assert_eq!(lock.get(b"enc/101").unwrap().as_deref(), Some(&b"7"[..]));
     store.close();
@@ -219,7 +225,7 @@ async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
 #[tokio::test]
 async fn a_commit_after_close_fails_instead_of_waiting_forever() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     store.close();
     let error = store
         .commit(WriteSet {
@@ -258,7 +264,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
         }
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k2"]);
     assert_eq!(scan(&store, KeyIndex::Property, false, None), ["k1", "k2"]);
     assert!(store.key("hotel", "k1").unwrap().unwrap().is_revoked());
@@ -283,7 +289,9 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
             .unwrap();
         db.flush().unwrap();
     }
-    let error = SledStore::open(dir.path()).err().expect("refused");
+    let error = SledStore::open_with_test_key(dir.path())
+        .err()
+        .expect("refused");
     assert!(error.to_string().contains("newer keysmith"), "{error}");
 }
 
@@ -342,7 +350,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
         main.insert(layout::layout_marker(), &[2u8]).unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let s1 = store.reservation("hotel", "s1").unwrap().unwrap();
     assert_eq!(
         s1.members,
@@ -374,7 +382,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
 #[tokio::test]
 async fn a_listing_with_revoked_keys_merges_both_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let mut writes = WriteSet::default();
     for id in ["k1", "k2", "k3", "k4", "k5"] {
         writes.keys.push((key(id, "g", None), None));
@@ -469,11 +477,12 @@ async fn write(store: &SledStore, key: AccessKey, old: Option<AccessKey>) {
 #[tokio::test]
 async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_reopen() {
     let (cached_dir, disk_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cached = SledStore::open(cached_dir.path()).unwrap();
+    let cached = SledStore::open_with_test_key(cached_dir.path()).unwrap();
     let disk = SledStore::open_with(
         disk_dir.path(),
         StoreOptions {
             memory_budget_bytes: 0,
+            ..test_options()
         },
     )
     .unwrap();
@@ -514,7 +523,7 @@ async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_re
 
     cached.close();
     drop(cached);
-    let reopened = SledStore::open(cached_dir.path()).unwrap();
+    let reopened = SledStore::open_with_test_key(cached_dir.path()).unwrap();
     assert_eq!(summary(&reopened, "hotel"), summary(&disk, "hotel"));
     assert!(served_from_memory(&reopened, "hotel"));
 }
@@ -530,8 +539,9 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     // Room for three keys in the listing cache's two thirds of the budget.
     let options = StoreOptions {
         memory_budget_bytes: (3 * one_key + one_key / 2) * 3 / 2,
+        ..test_options()
     };
-    let store = SledStore::open_with(dir.path(), options).unwrap();
+    let store = SledStore::open_with(dir.path(), options.clone()).unwrap();
     for (property, id) in [
         ("small", "k1"),
         ("small", "k2"),
@@ -575,7 +585,7 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     // At the next start the cache fills in the background while it can.
     store.close();
     drop(store);
-    let store = SledStore::open_with(dir.path(), options).unwrap();
+    let store = SledStore::open_with(dir.path(), options.clone()).unwrap();
     assert_eq!(ids(&store, "small"), ["k1", "k2"], "listed before the fill");
     store.settle_listing_cache();
     let held = ["small", "other", "huge"].map(|p| store.catalog.holds(p));
@@ -591,7 +601,7 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
 #[tokio::test]
 async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
     let live = key("k1", "g1", Some("s1"));
     store
         .commit(WriteSet {
@@ -641,4 +651,231 @@ async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
         .collect();
     assert!(left.is_empty(), "{} entries of the key remain", left.len());
     assert!(store.key("hotel", "k1").unwrap().is_none());
+}
+
+fn with_keys(
+    current: &crate::sealing::KeyEncryptionKey,
+    previous: &[&crate::sealing::KeyEncryptionKey],
+) -> StoreOptions {
+    StoreOptions::new(crate::sealing::KeyRing {
+        current: current.clone(),
+        previous: previous.iter().map(|k| (*k).clone()).collect(),
+    })
+}
+
+/// Every value is sealed: a credential's data is nowhere in the tree in
+/// clear, and the store opens only with the key that wraps its data keys,
+/// or refuses, naming the key.
+#[tokio::test]
+async fn records_are_sealed_and_a_wrong_key_is_refused_by_name() {
+    use crate::sealing::KeyEncryptionKey;
+    use keysmith_core::key::{Credential, CredentialData};
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = KeyEncryptionKey::generate("k1");
+    let store = SledStore::open_with(dir.path(), with_keys(&k1, &[])).unwrap();
+    let mut secret = key("k1", "g1", None);
+    secret.credentials.push(Credential {
+        mode: keysmith_core::CredentialMode::Pin,
+        driver: "offline-lock".into(),
+        entrance_ids: vec!["room-101".into()],
+        data: CredentialData::Pin(keysmith_core::Secret::new("SECRET-481516".into())),
+        credential_id: "c1".into(),
+        encoding_required: false,
+    });
+    write(&store, secret, None).await;
+    let state = store.driver_state("lock").unwrap();
+    state
+        .apply(vec![(
+            b"pin".to_vec(),
+            Some(b"DRIVER-SECRET-2342".to_vec()),
+        )])
+        .unwrap();
+    state.sync().await.unwrap();
+    assert_eq!(
+        state.get(b"pin").unwrap().as_deref(),
+        Some(&b"DRIVER-SECRET-2342"[..])
+    );
+    let in_clear = |store: &SledStore| {
+        store.tree().unwrap().iter().any(|e| {
+            let (_, v) = e.unwrap();
+            v.windows(6).any(|w| w == b"SECRET")
+        })
+    };
+    assert!(!in_clear(&store), "no value holds a secret in clear");
+    store.close();
+    drop((state, store));
+
+    let wrong = KeyEncryptionKey::generate("k1");
+    let err = SledStore::open_with(dir.path(), with_keys(&wrong, &[]))
+        .err()
+        .expect("refused");
+    assert!(err.message().contains("does not open"), "{}", err.message());
+    let other = KeyEncryptionKey::generate("k2");
+    let err = SledStore::open_with(dir.path(), with_keys(&other, &[]))
+        .err()
+        .expect("refused");
+    assert!(err.message().contains("\"k1\""), "{}", err.message());
+
+    // The new key with the old one as previous: the data keys are rewrapped,
+    // and from then on the new key alone opens the store.
+    let store = SledStore::open_with(dir.path(), with_keys(&other, &[&k1])).unwrap();
+    store.close();
+    drop(store);
+    let store = SledStore::open_with(dir.path(), with_keys(&other, &[])).unwrap();
+    let read = store.key("hotel", "k1").unwrap().unwrap();
+    assert_eq!(read.credentials.len(), 1);
+}
+
+/// A data key rotation seals every record again with a new key, online,
+/// and forgets the old key; a key-encryption key rotation rewraps the data
+/// keys online. Everything stays readable, across a reopen.
+#[tokio::test]
+async fn rotations_keep_every_record_readable() {
+    use crate::sealing::{KeyEncryptionKey, Sealer};
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = KeyEncryptionKey::generate("k1");
+    let store = SledStore::open_with(dir.path(), with_keys(&k1, &[])).unwrap();
+    for i in 0..1_200 {
+        write(&store, key(&format!("k{i:04}"), "g", None), None).await;
+    }
+    let first = store.encryption_status().current_data_key;
+    let second = store.rotate_data_key().await.unwrap();
+    assert_ne!(first, second);
+    store.resealed().await;
+    let status = store.encryption_status();
+    assert_eq!(status.data_keys, [second], "the old data key is gone");
+    assert!(!status.resealing);
+    assert!(store.tree().unwrap().iter().all(|e| {
+        let (k, v) = e.unwrap();
+        k.first() == Some(&crate::layout::META) || Sealer::key_of(&v).is_none_or(|id| id == second)
+    }));
+
+    let k2 = KeyEncryptionKey::generate("k2");
+    store.rotate_key_encryption_key(k2.clone()).await.unwrap();
+    assert_eq!(store.encryption_status().key_encryption_key_id, "k2");
+    store.close();
+    drop(store);
+    let store = SledStore::open_with(dir.path(), with_keys(&k2, &[])).unwrap();
+    assert_eq!(scan(&store, KeyIndex::Property, true, None).len(), 100);
+    assert!(store.key("hotel", "k1199").unwrap().is_some());
+}
+
+/// A store written before sealing is sealed when it opens.
+#[tokio::test]
+async fn a_store_of_layout_5_is_sealed_when_opened() {
+    use crate::{codec, layout, sealing::Sealer};
+    let dir = tempfile::tempdir().unwrap();
+    let plain = key("k1", "g1", None);
+    {
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let main = db.open_tree("keysmith").unwrap();
+        main.insert(layout::record_path(&plain), codec::encode(&plain).unwrap())
+            .unwrap();
+        main.insert(layout::layout_marker(), &[5u8]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let raw = store
+        .tree()
+        .unwrap()
+        .get(layout::record_path(&plain))
+        .unwrap()
+        .unwrap();
+    assert!(Sealer::key_of(&raw).is_some(), "sealed in place");
+    assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), plain);
+}
+
+/// Every file under `dir`, read whole, holds `needle` somewhere.
+fn files_hold(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_hold(&path, needle)
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+/// sled keeps replaced bytes in its files: after the upgrade seals what was
+/// in clear, the store is rewritten into a fresh directory, and the record
+/// in clear is nowhere in the data directory any more.
+#[tokio::test]
+async fn records_in_clear_leave_the_files_when_a_store_is_sealed() {
+    use crate::{codec, layout};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let mut plain = key("k1", "g1", None);
+    plain.holder.name = Some("NAME-IN-CLEAR-5150".into());
+    {
+        let db = crate::open_db(&dir, 8 << 20).unwrap();
+        let main = db.open_tree("keysmith").unwrap();
+        main.insert(layout::record_path(&plain), codec::encode(&plain).unwrap())
+            .unwrap();
+        main.insert(layout::layout_marker(), &[5u8]).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(files_hold(&dir, b"NAME-IN-CLEAR-5150"), "the test can fail");
+    let store = SledStore::open_with_test_key(&dir).unwrap();
+    assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), plain);
+    store.close();
+    drop(store);
+    assert!(!files_hold(&dir, b"NAME-IN-CLEAR-5150"));
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["data"], "no copy or old directory is left beside it");
+    let store = SledStore::open_with_test_key(&dir).unwrap();
+    assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), plain);
+}
+
+/// A rewrite stopped at any point leaves a store that opens whole: before
+/// the old directory moved aside (the copy is dropped), and between the two
+/// renames (the copy is put in place).
+#[tokio::test]
+async fn an_interrupted_rewrite_is_finished_or_undone_at_open() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let store = SledStore::open_with_test_key(&dir).unwrap();
+    write(&store, key("k1", "g1", None), None).await;
+    store.close();
+    drop(store);
+    let copy_of = |to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in walk(&dir) {
+            let target = to.join(entry.strip_prefix(&dir).unwrap());
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, target).unwrap();
+        }
+    };
+    // A copy begun and never finished (here: an empty directory).
+    std::fs::create_dir_all(root.path().join("data.rewrite")).unwrap();
+    let store = SledStore::open_with_test_key(&dir).unwrap();
+    assert!(store.key("hotel", "k1").unwrap().is_some());
+    store.close();
+    drop(store);
+    assert!(!root.path().join("data.rewrite").exists());
+    // Stopped between the renames: the old one aside, the copy complete.
+    copy_of(&root.path().join("data.rewrite"));
+    std::fs::rename(&dir, root.path().join("data.old")).unwrap();
+    let store = SledStore::open_with_test_key(&dir).unwrap();
+    assert!(store.key("hotel", "k1").unwrap().is_some());
+    assert!(!root.path().join("data.old").exists());
+    assert!(!root.path().join("data.rewrite").exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }

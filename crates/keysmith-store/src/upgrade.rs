@@ -14,8 +14,9 @@ use crate::{
     codec::{decode, parts, path},
     layout::{
         entries, key_path, layout_marker, BY_END, BY_ENDED, DRIVER_STATE, INDEX_ALL, INDEX_LIVE,
-        LAYOUT, LIVE_KEY, RESERVATION, REVOKED_KEY,
+        LAYOUT, LIVE_KEY, META, RESERVATION, REVOKED_KEY,
     },
+    sealing::Sealer,
     store_error,
 };
 
@@ -25,7 +26,7 @@ const OLD_DRIVER_TREE: &[u8] = b"driver/";
 /// The property index of layout 1.
 const OLD_BY_PROPERTY: &[u8] = b"p";
 
-pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
+pub fn upgrade(db: &sled::Db, main: &sled::Tree, sealer: &Sealer) -> Result<()> {
     move_old_driver_trees(db, main)?;
     let layout = match main.get(layout_marker()).map_err(store_error)? {
         Some(v) => v.first().copied().unwrap_or(0),
@@ -55,6 +56,10 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
     }
     if layout < 5 {
         to_layout_5(main)?;
+        db.flush().map_err(store_error)?;
+    }
+    if layout < 6 {
+        to_layout_6(main, sealer)?;
         db.flush().map_err(store_error)?;
     }
     Ok(())
@@ -243,6 +248,48 @@ fn to_layout_5(main: &sled::Tree) -> Result<()> {
         tracing::info!(
             entries = dropped,
             "upgraded the store to layout 5: one index for every key"
+        );
+    }
+    Ok(())
+}
+
+/// Layout 6 seals every value (the key records with their credentials, the
+/// drivers' state with its PINs and vendor secrets, and the rest): what was
+/// stored in clear before is sealed in place, in batches.
+fn to_layout_6(main: &sled::Tree, sealer: &Sealer) -> Result<()> {
+    const BATCH: usize = 4096;
+    let mut sealed = 0usize;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for entry in main.iter() {
+        let (k, v) = entry.map_err(store_error)?;
+        // Facts about the store itself (its layout, its wrapped data keys)
+        // and the index entries, which are empty, stay as they are.
+        if v.is_empty() || k.first() == Some(&META) {
+            continue;
+        }
+        // Before layout 6 nothing was sealed, so every value is in clear,
+        // whatever its first byte (a driver's own bytes may start with any).
+        batch.insert(k.clone(), sealer.seal(&k, &v)?);
+        sealed += 1;
+        in_batch += 1;
+        if in_batch == BATCH {
+            main.apply_batch(std::mem::take(&mut batch))
+                .map_err(store_error)?;
+            in_batch = 0;
+        }
+    }
+    batch.insert(layout_marker(), &[6u8]);
+    if sealed > 0 {
+        // The records in clear stay in sled's files until they are
+        // rewritten (`crate::rewrite`).
+        batch.insert(crate::rewrite::wanted_marker(), &[1u8]);
+    }
+    main.apply_batch(batch).map_err(store_error)?;
+    if sealed > 0 {
+        tracing::info!(
+            records = sealed,
+            "upgraded the store to layout 6: every record is sealed"
         );
     }
     Ok(())

@@ -144,17 +144,16 @@ impl OfflineLock {
                             starts_at: key.window.starts_at.unix_seconds(),
                             ends_at: key.window.ends_at.unix_seconds(),
                         };
-                        changes.push((
-                            state::pin_key(&key.property_id, e, pin, &key.key_id),
-                            Some(state::encode(&entry)?),
-                        ));
                         if let Some(lock) = sim.locks.get_mut(&(key.property_id.clone(), e.clone()))
                         {
-                            for dropped in lock.pins.program(pin, entry) {
-                                changes.push((
-                                    state::pin_key(&key.property_id, e, pin, &dropped),
-                                    None,
-                                ));
+                            let dropped = lock.pins.program(pin, entry);
+                            for id in std::iter::once(&key.key_id).chain(&dropped) {
+                                changes.push(state::pins_record(
+                                    &lock.pins,
+                                    &key.property_id,
+                                    e,
+                                    id,
+                                )?);
                             }
                         }
                     }
@@ -556,10 +555,12 @@ impl Driver for OfflineLock {
         for e in &key.entrances {
             let at = (key.property_id.clone(), e.entrance_id.clone());
             if let Some(lock) = sim.locks.get_mut(&at) {
+                let mut removed = false;
                 for pin in &pins {
-                    if lock.pins.remove(pin, &key.key_id) {
-                        changes.push((state::pin_key(&at.0, &at.1, pin, &key.key_id), None));
-                    }
+                    removed |= lock.pins.remove(pin, &key.key_id);
+                }
+                if removed {
+                    changes.push(state::pins_record(&lock.pins, &at.0, &at.1, &key.key_id)?);
                 }
             }
         }

@@ -73,6 +73,21 @@ impl PinTable {
             .or_else(|| v.iter().min_by_key(|e| e.starts_at))
     }
 
+    /// Every PIN `key_id` holds here, with its entry: what is stored for it.
+    pub fn held_by(&self, key_id: &str) -> Vec<(Secret<String>, PinEntry)> {
+        let mut held: Vec<_> = self
+            .entries
+            .iter()
+            .flat_map(|(pin, v)| {
+                v.iter()
+                    .filter(|e| e.key_id == key_id)
+                    .map(|e| (Secret::new(pin.clone()), e.clone()))
+            })
+            .collect();
+        held.sort_by(|a, b| a.0.expose().cmp(b.0.expose()));
+        held
+    }
+
     /// Removes what `key_id` holds for `pin`; whether it held anything.
     pub fn remove(&mut self, pin: &str, key_id: &str) -> bool {
         let Some(v) = self.entries.get_mut(pin) else {

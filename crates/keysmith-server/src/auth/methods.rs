@@ -53,6 +53,20 @@ const TABLE: &[(&str, Access)] = {
         // an operator's decision, once the cause is fixed.
         ("/keysmith.v1.PmsService/RetryParkedItem", Scoped(Admin)),
         ("/keysmith.v1.AuditService/ListAuditRecords", Scoped(Admin)),
+        // Keys that protect every property: the service also asks for a
+        // token for every property.
+        (
+            "/keysmith.v1.EncryptionService/GetEncryptionStatus",
+            Scoped(Admin),
+        ),
+        (
+            "/keysmith.v1.EncryptionService/RotateKeyEncryptionKey",
+            Scoped(Admin),
+        ),
+        (
+            "/keysmith.v1.EncryptionService/RotateDataKey",
+            Scoped(Admin),
+        ),
     ]
 };
 

@@ -127,6 +127,12 @@ impl Caller {
         self.0.scopes.contains(&scope)
     }
 
+    /// Whether the token acts on every property (`properties = ["*"]`),
+    /// as what protects them all needs.
+    pub fn acts_on_every_property(&self) -> bool {
+        self.0.properties == Properties::All
+    }
+
     pub fn reads_secrets(&self) -> bool {
         self.has(Scope::KeysReadSecrets)
     }

@@ -244,7 +244,7 @@ mod tests {
         /// when `registered`) and `other` (registered with its own secret).
         async fn start(registered: bool, config: ReceiverConfig) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledStore::open_with_test_key(dir.path()).unwrap();
             let state = store.driver_state("3rpms").unwrap();
             if registered {
                 secrets::store(&*state, "hotel", &endpoint(SECRET))

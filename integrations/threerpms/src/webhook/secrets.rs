@@ -268,7 +268,7 @@ mod tests {
     const DAY: i64 = 24 * 3600;
 
     fn open(dir: &Path) -> (SledStore, Arc<dyn DriverState>) {
-        let store = SledStore::open(dir).unwrap();
+        let store = SledStore::open_with_test_key(dir).unwrap();
         let state = store.driver_state("3rpms").unwrap();
         (store, state)
     }

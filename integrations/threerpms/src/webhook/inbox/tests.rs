@@ -8,7 +8,7 @@ use keysmith_store::SledStore;
 use super::*;
 
 fn open(dir: &Path) -> (SledStore, Arc<dyn DriverState>) {
-    let store = SledStore::open(dir).unwrap();
+    let store = SledStore::open_with_test_key(dir).unwrap();
     let state = store.driver_state("3rpms").unwrap();
     (store, state)
 }

@@ -1,0 +1,230 @@
+//! Encryption at rest through the real server: a store opens only with its
+//! key-encryption key (or refuses, naming it), both keys rotate online over
+//! `keysmith.v1.EncryptionService` while every key stays readable and keeps
+//! opening its door, and only a token for every property may turn them.
+//! (That no secret reaches the data files in clear is proven with every
+//! driver in tests/secrets_in_logs.rs.)
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use keysmith_api::v1::{self as pb, encryption_service_client::EncryptionServiceClient};
+use keysmith_server::config::{AuthMode, KeySource, TokenConfig};
+use tonic::{transport::Channel, Code};
+
+fn encryption(s: &TestServer) -> EncryptionServiceClient<Channel> {
+    EncryptionServiceClient::new(s.channel.clone())
+}
+
+async fn status(s: &TestServer) -> pb::GetEncryptionStatusResponse {
+    encryption(s)
+        .get_encryption_status(pb::GetEncryptionStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A guest with a PIN at room-101, and the PIN.
+async fn issue_pin(s: &TestServer) -> (pb::AccessKey, String) {
+    let mut req = guest("guest-1", &["room-101"], T0, T0 + DAY, "stay-1");
+    req.modes = vec![pb::CredentialMode::Pin as i32];
+    let key = s.issue(req).await.unwrap();
+    let pin = pin(&key);
+    (key, pin)
+}
+
+/// Why keysmith refused to start with `config`.
+async fn refused(config: keysmith_server::Config) -> String {
+    let clock = Arc::new(TestClock::new(T0));
+    match keysmith_server::start_with_clock(config, clock).await {
+        Ok(_) => panic!("keysmith started"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn a_store_opens_only_with_its_key_and_a_refusal_names_it() {
+    let s = TestServer::start().await;
+    let (key, _) = issue_pin(&s).await;
+    let root = s.root.clone();
+    assert_eq!(status(&s).await.key_encryption_key_id, "development");
+    let s = {
+        let mut s = s;
+        s.running.take().unwrap().stop().await.unwrap();
+        s
+    };
+
+    // Another key under the same name: it does not open the data keys.
+    keysmith_server::encryption::write_new_key("development", &root.join("other")).unwrap();
+    let mut c = config(&root);
+    c.storage.encryption.key_file = Some(root.join("other"));
+    let why = refused(c).await;
+    assert!(
+        why.contains("\"development\"") && why.contains("does not open"),
+        "{why}"
+    );
+    // A key of another name: the refusal names the one the store needs.
+    let mut c = config(&root);
+    c.storage.encryption.key_id = "kek-2".into();
+    c.storage.encryption.key_file = Some(root.join("other"));
+    let why = refused(c).await;
+    assert!(why.contains("\"development\""), "{why}");
+    // A missing key, outside development: the start stops, naming it.
+    let mut c = config(&root);
+    c.storage.encryption.key_file = Some(root.join("missing"));
+    c.storage.encryption.generate_if_missing = false;
+    let why = refused(c).await;
+    assert!(
+        why.contains("\"development\"") && why.contains("missing"),
+        "{why}"
+    );
+    // A key kept inside the data directory would travel with every copy.
+    let mut c = config(&root);
+    c.storage.encryption.key_file = Some(root.join("data").join("kek"));
+    let why = refused(c).await;
+    assert!(why.contains("inside the data directory"), "{why}");
+
+    // With its own key, everything is there.
+    let s = s.restart().await;
+    assert_eq!(s.get(&key.key_id).await.unwrap().key_id, key.key_id);
+}
+
+#[tokio::test]
+async fn both_keys_rotate_online_and_every_key_still_opens_its_door() {
+    let s = TestServer::start().await;
+    let (key, pin) = issue_pin(&s).await;
+    let before = status(&s).await;
+    assert_eq!(before.data_keys, [before.current_data_key]);
+
+    // A new data key: new records are sealed with it at once, every record
+    // again in the background, and the old key is forgotten.
+    let rotated = encryption(&s)
+        .rotate_data_key(pb::RotateDataKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_ne!(rotated.current_data_key, before.current_data_key);
+    s.running.as_ref().unwrap().resealed().await;
+    let after = status(&s).await;
+    assert_eq!(after.data_keys, [rotated.current_data_key]);
+    assert!(!after.resealing);
+    assert!(s.present("room-101", &pin, T0 + 60).await.granted);
+
+    // A new key-encryption key, read from a file on keysmith's machine.
+    let next = s.root.join("kek-2");
+    keysmith_server::encryption::write_new_key("kek-2", &next).unwrap();
+    let wrong = encryption(&s)
+        .rotate_key_encryption_key(pb::RotateKeyEncryptionKeyRequest {
+            key_id: "kek-3".into(),
+            key_file: s.root.join("absent").display().to_string(),
+            key_env: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&wrong),
+        (Code::InvalidArgument, "KEY_ENCRYPTION_KEY_INVALID".into())
+    );
+    let turned = encryption(&s)
+        .rotate_key_encryption_key(pb::RotateKeyEncryptionKeyRequest {
+            key_id: "kek-2".into(),
+            key_file: next.display().to_string(),
+            key_env: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(turned.key_encryption_key_id, "kek-2");
+
+    // From the next start on, the new key opens the store and the old one
+    // does not.
+    let root = s.root.clone();
+    let s = s
+        .restart_with(|c| {
+            c.storage.encryption.key_id = "kek-2".into();
+            c.storage.encryption.key_file = Some(root.join("kek-2"));
+            c.storage.encryption.generate_if_missing = false;
+        })
+        .await;
+    assert_eq!(s.get(&key.key_id).await.unwrap().key_id, key.key_id);
+    assert!(s.present("room-101", &pin, T0 + 120).await.granted);
+    let mut s = s;
+    s.running.take().unwrap().stop().await.unwrap();
+    let why = refused(config(&root)).await;
+    assert!(why.contains("\"kek-2\""), "{why}");
+}
+
+/// A rotation by restart: the new key as current, the old one as previous;
+/// the data keys are rewrapped at start, and from then on the new key alone
+/// opens the store.
+#[tokio::test]
+async fn a_previous_key_lets_a_restart_rotate() {
+    let s = TestServer::start().await;
+    let (key, pin) = issue_pin(&s).await;
+    let root = s.root.clone();
+    keysmith_server::encryption::write_new_key("kek-2", &root.join("kek-2")).unwrap();
+    let new_key = |c: &mut keysmith_server::Config| {
+        c.storage.encryption.key_id = "kek-2".into();
+        c.storage.encryption.key_file = Some(root.join("kek-2"));
+        c.storage.encryption.generate_if_missing = false;
+    };
+    let s = s
+        .restart_with(|c| {
+            new_key(c);
+            c.storage.encryption.previous = vec![KeySource {
+                key_id: "development".into(),
+                key_file: Some(root.join("kek")),
+                key_env: None,
+            }];
+        })
+        .await;
+    assert_eq!(status(&s).await.key_encryption_key_id, "kek-2");
+    let s = s.restart_with(new_key).await;
+    assert_eq!(s.get(&key.key_id).await.unwrap().key_id, key.key_id);
+    assert!(s.present("room-101", &pin, T0 + 60).await.granted);
+}
+
+/// The keys protect every property: a token for one property, even with
+/// keysmith.admin, may neither read nor turn them.
+#[tokio::test]
+async fn only_a_token_for_every_property_may_turn_the_keys() {
+    use keysmith_server::auth::{generate_token, hash_token};
+    let everything = generate_token();
+    let one_hotel = generate_token();
+    let token = |id: &str, secret: &str, properties: &[&str]| TokenConfig {
+        id: id.into(),
+        sha256: hash_token(secret),
+        properties: properties.iter().map(|p| p.to_string()).collect(),
+        scopes: vec!["keysmith.admin".into()],
+        max_in_flight: 8,
+        requests_per_minute: None,
+    };
+    let tokens = vec![
+        token("operator", &everything, &["*"]),
+        token("hotel-admin", &one_hotel, &[PROPERTY]),
+    ];
+    let s = TestServer::start_with(move |c| {
+        c.auth.mode = AuthMode::Tokens;
+        c.auth.tokens = tokens;
+    })
+    .await;
+    let call = |bearer: &str| {
+        let mut request = tonic::Request::new(pb::RotateDataKeyRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+        let mut client = encryption(&s);
+        async move { client.rotate_data_key(request).await }
+    };
+    let denied = call(&one_hotel).await.unwrap_err();
+    assert_eq!(
+        reason(&denied),
+        (Code::PermissionDenied, "SCOPE_MISSING".into())
+    );
+    call(&everything).await.unwrap();
+}
