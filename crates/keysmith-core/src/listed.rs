@@ -77,6 +77,57 @@ impl ListedKey {
     }
 }
 
+impl ListedKey {
+    /// About how many bytes this key takes in memory, with the two
+    /// encodings it may keep: an estimate (the strings it holds, twice over
+    /// for their encodings, and a fixed share for its structures and the
+    /// allocator), for a cache to stay within a budget of bytes.
+    pub fn approx_bytes(&self) -> usize {
+        const FIXED: usize = 640;
+        let k = &self.key;
+        let strings = k.key_id.len()
+            + k.property_id.len()
+            + k.holder.id.len()
+            + k.holder.name.as_ref().map_or(0, String::len)
+            + k.entrances
+                .iter()
+                .map(|e| e.entrance_id.len() + e.driver.len() + 32)
+                .sum::<usize>()
+            + k.credentials
+                .iter()
+                .map(|c| {
+                    c.credential_id.len()
+                        + c.driver.len()
+                        + c.entrance_ids.iter().map(|e| e.len() + 24).sum::<usize>()
+                        + data_len(&c.data)
+                        + 64
+                })
+                .sum::<usize>()
+            + k.warnings
+                .iter()
+                .map(|w| w.code.len() + w.message.len() + 48)
+                .sum::<usize>()
+            + k.driver_refs
+                .iter()
+                .map(|(d, r)| d.len() + r.len() + 48)
+                .sum::<usize>()
+            + k.reservation.as_ref().map_or(0, |r| r.key.len() + 16);
+        FIXED + 3 * strings
+    }
+}
+
+fn data_len(data: &crate::key::CredentialData) -> usize {
+    use crate::key::CredentialData;
+    match data {
+        CredentialData::Pending => 0,
+        CredentialData::Pin(s)
+        | CredentialData::Card(s)
+        | CredentialData::Qr(s)
+        | CredentialData::MobileKey(s)
+        | CredentialData::Compartment(s) => s.expose().len(),
+    }
+}
+
 impl Deref for ListedKey {
     type Target = AccessKey;
 

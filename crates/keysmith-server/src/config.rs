@@ -164,11 +164,12 @@ pub struct StorageConfig {
     /// first answer; after it, the request is new (AIP-155).
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_retention_hours: u64,
-    /// How many live keys are kept in memory for listings (about 1 KB
-    /// each, and up to 0.6 KB more for their kept encodings); a property
-    /// that does not fit is listed from disk. 0 turns the cache off.
-    #[serde(default = "default_listing_cache_keys")]
-    pub listing_cache_keys: usize,
+    /// What sled's page cache and the listing cache may take together, in
+    /// MiB: a third for sled, the rest for the listing cache, which holds the
+    /// most recently listed properties whole (a property it does not hold is
+    /// listed from disk and brought in). 0 turns the listing cache off.
+    #[serde(default = "default_memory_budget_mb")]
+    pub memory_budget_mb: usize,
     /// How long an ended key (revoked, or expired) is kept before it is
     /// purged with its index entries and, when its reservation has no key
     /// left, the reservation.
@@ -200,8 +201,8 @@ fn default_sweep_batch() -> usize {
     256
 }
 
-fn default_listing_cache_keys() -> usize {
-    keysmith_store::DEFAULT_LISTING_CACHE_KEYS
+fn default_memory_budget_mb() -> usize {
+    keysmith_store::DEFAULT_MEMORY_BUDGET_MB
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -17,4 +17,6 @@ pub mod telemetry;
 mod tls;
 
 pub use config::{Config, Source};
-pub use server::{shutdown_signal, start, start_with_clock, start_with_drivers, Running};
+pub use server::{
+    shutdown_signal, start, start_with_clock, start_with_drivers, Running, WRITES_HEALTH,
+};

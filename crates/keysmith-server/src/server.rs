@@ -137,7 +137,7 @@ pub async fn start_with_drivers(
     let store = Arc::new(SledStore::open_with(
         &config.storage.data_dir,
         StoreOptions {
-            listing_cache_keys: config.storage.listing_cache_keys,
+            memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
         },
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
@@ -196,6 +196,11 @@ pub async fn start_with_drivers(
     health
         .set_serving::<AccessServiceServer<AccessRpcService>>()
         .await;
+    background.push(tokio::spawn(report_writes(
+        store.writable(),
+        health.clone(),
+        stopping.clone(),
+    )));
     let max = config.server.max_request_bytes;
     let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
     let audit_service =
@@ -277,15 +282,29 @@ pub async fn start_with_drivers(
         .with_keepalive(Some(keepalive));
     // TLS, when configured, is applied by tonic on top of each connection.
     let incoming = LimitedIncoming::new(accepted, connections);
+    let grace = Duration::from_secs(config.server.request_timeout_seconds);
     let task = tokio::spawn(async move {
-        let served = router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = shutdown_rx.await;
-                health
-                    .set_not_serving::<AccessServiceServer<AccessRpcService>>()
-                    .await;
-            })
-            .await;
+        let stopping_calls = tokio::sync::Notify::new();
+        let serve = router.serve_with_incoming_shutdown(incoming, async {
+            let _ = shutdown_rx.await;
+            health
+                .set_not_serving::<AccessServiceServer<AccessRpcService>>()
+                .await;
+            stopping_calls.notify_one();
+        });
+        // Calls in flight may finish, for as long as a call may take; a
+        // stream that never ends (a health Watch) must not hold the
+        // shutdown forever.
+        let served = tokio::select! {
+            served = serve => served,
+            _ = async {
+                stopping_calls.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("calls still open after the shutdown grace period are dropped");
+                Ok(())
+            }
+        };
         let _ = stop_background.send(true);
         for task in background {
             let _ = task.await;
@@ -333,6 +352,31 @@ fn reflection(served: &[&str]) -> tonic_reflection::server::Builder<'static> {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
         |builder, service| builder.with_service_name(*service),
     )
+}
+
+/// The health service name that says whether keysmith can write: NOT_SERVING
+/// from a storage write error (a full disk) until the store has been
+/// reopened and writes go through again. Reads go on meanwhile.
+pub const WRITES_HEALTH: &str = "keysmith.writes";
+
+/// Keeps [`WRITES_HEALTH`] in step with the store, until `stop`.
+async fn report_writes(
+    mut writable: tokio::sync::watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let status = if *writable.borrow_and_update() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status(WRITES_HEALTH, status).await;
+        tokio::select! {
+            changed = writable.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 fn days(n: u64) -> Duration {

@@ -18,9 +18,18 @@
 //! Drivers apply their own state without waiting (`DriverState::apply` is
 //! synchronous), so such changes are also kept in an overlay that their
 //! reads consult until the batch holding them is in the tree.
+//!
+//! After a write error (a full disk, an I/O error) sled refuses every write
+//! until it is opened again. The thread then refuses writes at once
+//! (`STORE_UNAVAILABLE`), lets go of the store, and reopens it from its last
+//! durable state every little while until a probe write goes through; then
+//! writes resume, with no restart. Nothing that was not acknowledged is
+//! kept: the failed batch's waiters were told, and the listing cache, which
+//! may have seen it, starts again from the store.
 use std::{
     collections::BTreeMap,
     ops::Bound,
+    path::PathBuf,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -29,7 +38,24 @@ use std::{
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
-use crate::catalog::{Catalog, Change};
+use crate::{
+    catalog::{Catalog, Change},
+    codec::path,
+    handle::TreeHandle,
+    layout::META,
+    MAIN_TREE,
+};
+
+/// How the committer opens the store again after a write error.
+pub struct Reopen {
+    pub dir: PathBuf,
+    pub cache_bytes: u64,
+}
+
+/// The first wait before reopening after a write error; it doubles up to
+/// [`REOPEN_AT_MOST`] while the store still cannot be written.
+const REOPEN_AFTER: Duration = Duration::from_millis(100);
+const REOPEN_AT_MOST: Duration = Duration::from_secs(2);
 
 /// Under load the thread gathers before it takes the queue: it waits until
 /// as many changes are queued as its last cycle took (everyone it answered
@@ -66,11 +92,16 @@ struct Queue {
     stopping: bool,
     /// The thread has ended: nothing more will be written.
     closed: bool,
+    /// A write failed and the store is not open again yet: submissions are
+    /// refused at once.
+    failed: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Whether writes can be made: false from a write error until reopened.
+    writable: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct Committer {
@@ -87,15 +118,21 @@ pub enum Overlaid {
 }
 
 impl Committer {
-    pub fn start(db: sled::Db, tree: sled::Tree, catalog: Arc<Catalog>) -> Self {
+    pub fn start(
+        db: sled::Db,
+        tree: Arc<TreeHandle>,
+        catalog: Arc<Catalog>,
+        reopen: Reopen,
+    ) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            writable: tokio::sync::watch::Sender::new(true),
         });
         let worker = shared.clone();
         let thread = thread::Builder::new()
             .name("keysmith-committer".into())
-            .spawn(move || run(&db, &tree, &catalog, &worker))
+            .spawn(move || run(db, &tree, &catalog, &worker, &reopen))
             .expect("spawn the committer thread");
         Self {
             shared,
@@ -124,6 +161,11 @@ impl Committer {
         self.submit(ops, changes, overlaid, None)
     }
 
+    /// Whether writes can be made now, and every change of it.
+    pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.writable.subscribe()
+    }
+
     /// Waits until everything queued before the call is applied and durable.
     pub async fn sync(&self) -> Result<(), String> {
         self.commit(Vec::new(), Vec::new()).await
@@ -140,6 +182,13 @@ impl Committer {
             let mut queue = self.shared.queue.lock();
             if queue.closed {
                 return Err("the store has stopped".to_owned());
+            }
+            if queue.failed {
+                return Err(
+                    "a write failed (is the disk full?): writes resume once the store could \
+                     be opened again"
+                        .to_owned(),
+                );
             }
             queue.last_seq += 1;
             let seq = queue.last_seq;
@@ -212,8 +261,12 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
-fn run(db: &sled::Db, tree: &sled::Tree, catalog: &Catalog, shared: &Shared) {
+fn run(mut db: sled::Db, handle: &TreeHandle, catalog: &Catalog, shared: &Shared, reopen: &Reopen) {
     let _close = CloseOnExit(shared);
+    let mut tree = match handle.get() {
+        Ok(tree) => tree,
+        Err(_) => return,
+    };
     let mut last_batch = 0;
     loop {
         let mut jobs = {
@@ -238,24 +291,99 @@ fn run(db: &sled::Db, tree: &sled::Tree, catalog: &Catalog, shared: &Shared) {
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(db, tree, catalog, &mut jobs);
+        let outcome = write(&db, &tree, catalog, &mut jobs);
+        let failed = outcome.is_err();
         if let Err(error) = &outcome {
-            tracing::error!(%error, "writing to the store failed");
+            tracing::error!(%error, "writing to the store failed; writes are refused until it is reopened");
+            shared.queue.lock().failed = true;
+            shared.writable.send_replace(false);
         }
-        let covered = jobs.last().map_or(0, |j| j.seq);
-        // The tree has these changes now (or never will): their overlay
-        // entries go, unless a later job queued the same key again.
-        shared
-            .queue
-            .lock()
-            .overlay
-            .retain(|_, (seq, _)| *seq > covered);
-        for job in jobs {
-            if let Some(done) = job.done {
-                let _ = done.send(outcome.clone());
+        answer(shared, jobs, &outcome);
+        if failed {
+            refuse_queued(shared, &outcome);
+            catalog.reset();
+            drop(tree);
+            handle.release();
+            match reopen_until_writable(db, handle, shared, reopen) {
+                Some((new_db, new_tree)) => {
+                    db = new_db;
+                    tree = new_tree;
+                    shared.queue.lock().failed = false;
+                    shared.writable.send_replace(true);
+                    tracing::info!("the store is open again: writes resume");
+                }
+                None => return,
             }
         }
     }
+}
+
+/// Tells the waiters of `jobs` how their batch went, and drops their
+/// overlay entries: the tree has them now (or never will).
+fn answer(shared: &Shared, jobs: Vec<Job>, outcome: &Result<(), String>) {
+    let covered = jobs.last().map_or(0, |j| j.seq);
+    shared
+        .queue
+        .lock()
+        .overlay
+        .retain(|_, (seq, _)| *seq > covered);
+    for job in jobs {
+        if let Some(done) = job.done {
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+/// Refuses what was queued behind a failed batch: it was never written.
+fn refuse_queued(shared: &Shared, outcome: &Result<(), String>) {
+    let jobs = std::mem::take(&mut shared.queue.lock().jobs);
+    answer(shared, jobs, outcome);
+}
+
+/// Lets go of the store, then opens it again every little while until a
+/// probe write goes through; None once the store is stopping.
+fn reopen_until_writable(
+    db: sled::Db,
+    handle: &TreeHandle,
+    shared: &Shared,
+    reopen: &Reopen,
+) -> Option<(sled::Db, sled::Tree)> {
+    drop(db);
+    let mut wait = REOPEN_AFTER;
+    loop {
+        {
+            let mut queue = shared.queue.lock();
+            if queue.stopping {
+                return None;
+            }
+            // Sleeps here wake early for a stop.
+            let _ = shared.wake.wait_for(&mut queue, wait);
+            if queue.stopping {
+                return None;
+            }
+            // Whatever was submitted meanwhile was refused at submission.
+        }
+        match reopen_and_probe(reopen) {
+            Ok((db, tree)) => {
+                handle.install(tree.clone());
+                return Some((db, tree));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the store cannot be written yet; trying again");
+                wait = (wait * 2).min(REOPEN_AT_MOST);
+            }
+        }
+    }
+}
+
+fn reopen_and_probe(reopen: &Reopen) -> Result<(sled::Db, sled::Tree), String> {
+    let db = crate::open_db(&reopen.dir, reopen.cache_bytes).map_err(|e| e.to_string())?;
+    let tree = db.open_tree(MAIN_TREE).map_err(|e| e.to_string())?;
+    // A probe: a write and a flush must go through before writes resume.
+    tree.insert(path(META, &[b"probe"]), &[1u8][..])
+        .map_err(|e| e.to_string())?;
+    db.flush().map_err(|e| e.to_string())?;
+    Ok((db, tree))
 }
 
 fn write(

@@ -6,13 +6,15 @@ use keysmith_core::{store::DriverState, Result};
 
 use crate::{
     committer::{Committer, Overlaid},
-    committer_error, store_error,
+    committer_error,
+    handle::TreeHandle,
+    store_error,
 };
 
 /// A driver's keys, under its namespace in the main tree.
 pub(crate) struct SledDriverState {
     pub(crate) namespace: Vec<u8>,
-    pub(crate) main: sled::Tree,
+    pub(crate) tree: Arc<TreeHandle>,
     pub(crate) committer: Arc<Committer>,
 }
 
@@ -28,7 +30,12 @@ impl DriverState for SledDriverState {
         let key = self.full(key);
         match self.committer.overlaid(&key) {
             Overlaid::Queued(value) => Ok(value),
-            Overlaid::NotQueued => Ok(self.main.get(key).map_err(store_error)?.map(|v| v.to_vec())),
+            Overlaid::NotQueued => Ok(self
+                .tree
+                .get()?
+                .get(key)
+                .map_err(store_error)?
+                .map(|v| v.to_vec())),
         }
     }
 
@@ -49,7 +56,7 @@ impl DriverState for SledDriverState {
         let prefix = self.full(prefix);
         let queued = self.committer.overlay_range(&prefix);
         let mut found = BTreeMap::new();
-        for entry in self.main.scan_prefix(&prefix) {
+        for entry in self.tree.get()?.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(store_error)?;
             found.insert(k.to_vec(), v.to_vec());
         }

@@ -1,10 +1,11 @@
 //! keysmith's state in embedded sled: keys, reservations, idempotency records,
 //! audit records and the drivers' own state, all in one tree, written by one
 //! group-commit thread, with the live keys also kept in memory for listings.
-mod catalog;
+pub mod catalog;
 mod codec;
 mod committer;
 mod driver_state;
+mod handle;
 mod layout;
 mod upgrade;
 
@@ -31,8 +32,9 @@ use keysmith_core::{
 use crate::{
     catalog::{Catalog, Change},
     codec::{decode, last_part, parts, path, push_part},
-    committer::{Committer, Op},
+    committer::{Committer, Op, Reopen},
     driver_state::SledDriverState,
+    handle::TreeHandle,
     layout::{
         index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
         BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
@@ -40,7 +42,8 @@ use crate::{
 };
 
 pub struct SledStore {
-    main: sled::Tree,
+    /// The tree, replaced when the committer reopens the store.
+    tree: Arc<TreeHandle>,
     committer: Arc<Committer>,
     catalog: Arc<Catalog>,
     /// Serialise the transactions of one request_id or reservation: this
@@ -51,21 +54,36 @@ pub struct SledStore {
 /// How the store uses memory.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
-    /// How many live keys the listing cache may hold (0 turns it off).
-    pub listing_cache_keys: usize,
+    /// What sled's page cache and the listing cache may take together, in
+    /// bytes: a third goes to sled, the rest to the listing cache. 0 turns
+    /// the listing cache off (sled then keeps its smallest cache).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            listing_cache_keys: DEFAULT_LISTING_CACHE_KEYS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024,
         }
     }
 }
 
-/// About 1 KB each (59,000 keys took 54 MB of resident memory), plus 0.2
-/// to 0.3 KB per kept encoding: some 400 MB at most.
-pub const DEFAULT_LISTING_CACHE_KEYS: usize = 250_000;
+impl StoreOptions {
+    /// sled's share of the budget.
+    fn sled_cache_bytes(&self) -> u64 {
+        (self.memory_budget_bytes / 3).max(MIN_SLED_CACHE_BYTES) as u64
+    }
+
+    /// The listing cache's share.
+    fn listing_cache_bytes(&self) -> usize {
+        self.memory_budget_bytes - self.memory_budget_bytes / 3
+    }
+}
+
+/// The default memory budget: sled's cache and the listing cache together.
+pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
+/// sled is never given less than this, whatever the budget.
+const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
@@ -73,17 +91,43 @@ impl SledStore {
     }
 
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let db = open_db(dir)?;
-        let main = db.open_tree("keysmith").map_err(store_error)?;
+        let db = open_db(dir, options.sled_cache_bytes())?;
+        let main = db.open_tree(MAIN_TREE).map_err(store_error)?;
         upgrade::upgrade(&db, &main)?;
-        let catalog = Arc::new(Catalog::load(&main, options.listing_cache_keys)?);
-        let committer = Arc::new(Committer::start(db, main.clone(), catalog.clone()));
+        let tree = Arc::new(TreeHandle::new(main));
+        let catalog = Arc::new(Catalog::open(tree.clone(), options.listing_cache_bytes())?);
+        let committer = Arc::new(Committer::start(
+            db,
+            tree.clone(),
+            catalog.clone(),
+            Reopen {
+                dir: dir.to_path_buf(),
+                cache_bytes: options.sled_cache_bytes(),
+            },
+        ));
         Ok(Self {
-            main,
+            tree,
             committer,
             catalog,
             locks: Locks::default(),
         })
+    }
+
+    /// Whether writes can be made now: false from a write error until the
+    /// committer has reopened the store and a write went through again.
+    pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.committer.writable()
+    }
+
+    /// What the listing cache holds now.
+    pub fn listing_cache(&self) -> catalog::CatalogStats {
+        self.catalog.stats()
+    }
+
+    /// Waits until the listing cache has loaded what it was asked to (at
+    /// open, and by listings of properties it did not hold).
+    pub fn settle_listing_cache(&self) {
+        self.catalog.settle();
     }
 
     /// Writes and flushes what is queued and stops the committer; for a
@@ -97,7 +141,7 @@ impl SledStore {
         &self,
         prefix: &[u8],
         after: Option<&str>,
-    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
         let start = match after {
             Some(after) => {
                 let mut from = prefix.to_vec();
@@ -107,9 +151,15 @@ impl SledStore {
             None => Bound::Included(prefix.to_vec()),
         };
         let prefix = prefix.to_vec();
-        self.main
+        Ok(self
+            .tree()?
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))))
+    }
+
+    /// The tree as it is open now.
+    fn tree(&self) -> Result<sled::Tree> {
+        self.tree.get()
     }
 
     /// A property's keys: the live ones from the listing cache, or read
@@ -122,11 +172,11 @@ impl SledStore {
             }
         }
         let records = |tag| self.range(&path(tag, &[scan.property_id.as_bytes()]), scan.after);
-        let mut live = records(LIVE_KEY).peekable();
+        let mut live = records(LIVE_KEY)?.peekable();
         let mut revoked = if scan.live_only {
             None
         } else {
-            Some(records(REVOKED_KEY).peekable())
+            Some(records(REVOKED_KEY)?.peekable())
         };
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
         while keys.len() < scan.limit {
@@ -173,7 +223,7 @@ impl SledStore {
         };
         let end = Bound::Excluded(time_bound(tag, before));
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in self.main.range::<Vec<u8>, _>((start, end)).take(limit) {
+        for entry in self.tree()?.range::<Vec<u8>, _>((start, end)).take(limit) {
             let (k, _) = entry.map_err(store_error)?;
             let [at, property, key_id] = parts(&k[1..])[..] else {
                 continue;
@@ -212,18 +262,22 @@ fn changes(writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
     Ok((ops, changes))
 }
 
+/// The tree keysmith keeps everything in.
+pub(crate) const MAIN_TREE: &str = "keysmith";
+
 /// How long opening waits for the data directory's lock. sled lets go of it
 /// only when its last IO thread has dropped the file, a moment after the
 /// store that held it closed; sled's own tests block on it for that reason.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 
-pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         let opened = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             // The committer flushes after every batch: sled's own periodic
             // flush would only add work (and hide a missing flush).
             .flush_every_ms(None)
@@ -268,7 +322,7 @@ impl Store for SledStore {
     fn key(&self, property_id: &str, key_id: &str) -> Result<Option<AccessKey>> {
         for tag in [LIVE_KEY, REVOKED_KEY] {
             if let Some(v) = self
-                .main
+                .tree()?
                 .get(key_path(tag, property_id, key_id))
                 .map_err(store_error)?
             {
@@ -283,7 +337,7 @@ impl Store for SledStore {
             RESERVATION,
             &[property_id.as_bytes(), reservation_key.as_bytes()],
         );
-        self.main
+        self.tree()?
             .get(k)
             .map_err(store_error)?
             .map(|v| decode(&v))
@@ -299,7 +353,7 @@ impl Store for SledStore {
             IDEMPOTENCY,
             &[property_id.as_bytes(), request_id.as_bytes()],
         );
-        self.main
+        self.tree()?
             .get(k)
             .map_err(store_error)?
             .map(|v| decode(&v))
@@ -315,7 +369,7 @@ impl Store for SledStore {
         };
         let prefix = index_prefix(scan.live_only, scan.property_id, kind, value);
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
-        for entry in self.range(&prefix, scan.after) {
+        for entry in self.range(&prefix, scan.after)? {
             let (k, _) = entry.map_err(store_error)?;
             if keys.len() >= scan.limit {
                 break;
@@ -348,7 +402,7 @@ impl Store for SledStore {
 
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
         let mut deletes = Vec::new();
-        for entry in self.main.scan_prefix([IDEMPOTENCY]) {
+        for entry in self.tree()?.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = entry.map_err(store_error)?;
             let record: IdempotencyRecord = decode(&v)?;
             if record.created_at < before {
@@ -389,7 +443,7 @@ impl Store for SledStore {
         let mut deletes: Vec<Op> = Vec::new();
         let mut from = vec![AUDIT];
         while deletes.len() < limit {
-            let Some(entry) = self.main.range(from.clone()..).next() else {
+            let Some(entry) = self.tree()?.range(from.clone()..).next() else {
                 break;
             };
             let (k, _) = entry.map_err(store_error)?;
@@ -403,7 +457,7 @@ impl Store for SledStore {
             let mut end = prefix.clone();
             push_part(&mut end, cutoff.as_bytes());
             for old in self
-                .main
+                .tree()?
                 .range(prefix.clone()..end)
                 .take(limit - deletes.len())
             {
@@ -430,7 +484,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)
+        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)?
             .take(limit)
             .map(|r| r.map_err(store_error).and_then(|(_, v)| decode(&v)))
             .collect()
@@ -443,7 +497,7 @@ impl Store for SledStore {
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
         Ok(Arc::new(SledDriverState {
             namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
-            main: self.main.clone(),
+            tree: self.tree.clone(),
             committer: self.committer.clone(),
         }))
     }

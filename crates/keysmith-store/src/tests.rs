@@ -198,7 +198,7 @@ async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
 async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = crate::open_db(dir.path()).unwrap();
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
         let old = db.open_tree("driver/offline-lock").unwrap();
         old.insert(b"enc/101", b"7").unwrap();
         db.flush().unwrap();
@@ -209,7 +209,7 @@ async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
     store.close();
     drop((lock, store));
 
-    let db = crate::open_db(dir.path()).unwrap();
+    let db = crate::open_db(dir.path(), 8 << 20).unwrap();
     assert!(
         !db.tree_names().iter().any(|n| n.starts_with(b"driver/")),
         "the old tree is dropped once moved"
@@ -240,7 +240,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     let live = key("k2", "g2", None);
     {
         // Layout 1: every key under K, with a property index in A and L.
-        let db = crate::open_db(dir.path()).unwrap();
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         for k in [&revoked, &live] {
             main.insert(
@@ -264,9 +264,10 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     assert!(store.key("hotel", "k1").unwrap().unwrap().is_revoked());
     assert!(
         store
-            .main
+            .tree()
+            .unwrap()
             .scan_prefix([layout::INDEX_ALL])
-            .chain(store.main.scan_prefix([layout::INDEX_LIVE]))
+            .chain(store.tree().unwrap().scan_prefix([layout::INDEX_LIVE]))
             .next()
             .is_none(),
         "the property index is gone"
@@ -276,7 +277,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
 
     // A layout this build does not know is refused, not misread.
     {
-        let db = crate::open_db(dir.path()).unwrap();
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         main.insert(layout::layout_marker(), &[layout::LAYOUT + 1])
             .unwrap();
@@ -309,7 +310,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     revoked.stored_state = KeyState::Revoked;
     let cleared = key("k4", "g4", Some("s2"));
     {
-        let db = crate::open_db(dir.path()).unwrap();
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         for k in [&ended, &joiner, &revoked, &cleared] {
             main.insert(layout::record_path(k), codec::encode(k).unwrap())
@@ -360,7 +361,12 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     let s2 = store.reservation("hotel", "s2").unwrap().unwrap();
     assert!(s2.members.is_empty(), "a cleared reservation stays cleared");
     assert_eq!(
-        store.main.get(layout::layout_marker()).unwrap().as_deref(),
+        store
+            .tree()
+            .unwrap()
+            .get(layout::layout_marker())
+            .unwrap()
+            .as_deref(),
         Some(&[layout::LAYOUT][..])
     );
 }
@@ -442,6 +448,10 @@ fn ids(store: &SledStore, property: &str) -> Vec<String> {
 
 /// Whether two listings hand out the very same versions: the cache's.
 fn served_from_memory(store: &SledStore, property: &str) -> bool {
+    // A listing of a property the cache does not hold asks the loader for
+    // it: wait for that before comparing.
+    live_page(store, property);
+    store.settle_listing_cache();
     let (a, b) = (live_page(store, property), live_page(store, property));
     !a.is_empty() && a.iter().zip(&b).all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
 }
@@ -463,7 +473,7 @@ async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_re
     let disk = SledStore::open_with(
         disk_dir.path(),
         StoreOptions {
-            listing_cache_keys: 0,
+            memory_budget_bytes: 0,
         },
     )
     .unwrap();
@@ -509,37 +519,70 @@ async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_re
     assert!(served_from_memory(&reopened, "hotel"));
 }
 
+/// The listing cache holds the most recently listed properties whole,
+/// within its budget of bytes: listing a property it does not hold reads the
+/// tree and brings the property in, and the least recently listed one makes
+/// room; a property larger than the whole budget is always listed from disk.
 #[tokio::test]
-async fn a_property_that_outgrows_the_listing_cache_is_listed_from_disk() {
+async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_budget() {
     let dir = tempfile::tempdir().unwrap();
+    let one_key = keysmith_core::ListedKey::new(in_property("small", "k1")).approx_bytes();
+    // Room for three keys in the listing cache's two thirds of the budget.
     let options = StoreOptions {
-        listing_cache_keys: 3,
+        memory_budget_bytes: (3 * one_key + one_key / 2) * 3 / 2,
     };
     let store = SledStore::open_with(dir.path(), options).unwrap();
     for (property, id) in [
         ("small", "k1"),
         ("small", "k2"),
-        ("big", "k3"),
-        ("big", "k4"),
+        ("other", "k3"),
+        ("other", "k4"),
+        ("huge", "k5"),
+        ("huge", "k6"),
+        ("huge", "k7"),
+        ("huge", "k8"),
     ] {
         write(&store, in_property(property, id), None).await;
     }
+    let listed = |store: &SledStore, property: &str| {
+        let ids = ids(store, property);
+        store.settle_listing_cache();
+        ids
+    };
+    assert_eq!(listed(&store, "small"), ["k1", "k2"]);
     assert!(served_from_memory(&store, "small"));
-    assert!(!served_from_memory(&store, "big"));
-    assert_eq!(
-        [ids(&store, "small"), ids(&store, "big")],
-        [["k1", "k2"], ["k3", "k4"]]
+    assert_eq!(listed(&store, "other"), ["k3", "k4"]);
+    assert!(served_from_memory(&store, "other"));
+    assert!(
+        !store.catalog.holds("small"),
+        "the least recently listed property made room"
     );
+    assert_eq!(listed(&store, "huge"), ["k5", "k6", "k7", "k8"]);
+    assert!(!store.catalog.holds("huge"), "larger than the whole budget");
+    assert!(
+        store.catalog.holds("other"),
+        "a property too big evicts nobody"
+    );
+    assert!(store.listing_cache().bytes <= options.listing_cache_bytes());
 
-    // At the next start, properties are loaded while they fit.
+    // A change to a held property shows at once, as the tree shows it.
+    let old = store.key("other", "k3").unwrap().unwrap();
+    let mut revoked = old.clone();
+    revoked.stored_state = KeyState::Revoked;
+    write(&store, revoked, Some(old)).await;
+    assert_eq!(ids(&store, "other"), ["k4"]);
+
+    // At the next start the cache fills in the background while it can.
     store.close();
     drop(store);
     let store = SledStore::open_with(dir.path(), options).unwrap();
-    let cached = ["small", "big"].map(|p| served_from_memory(&store, p));
-    assert_eq!(cached.iter().filter(|c| **c).count(), 1, "{cached:?}");
+    assert_eq!(ids(&store, "small"), ["k1", "k2"], "listed before the fill");
+    store.settle_listing_cache();
+    let held = ["small", "other", "huge"].map(|p| store.catalog.holds(p));
     assert_eq!(
-        [ids(&store, "small"), ids(&store, "big")],
-        [["k1", "k2"], ["k3", "k4"]]
+        held,
+        [true, true, false],
+        "three keys fit, the huge one never"
     );
 }
 
@@ -589,7 +632,8 @@ async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
         .await
         .unwrap();
     let left: Vec<_> = store
-        .main
+        .tree()
+        .unwrap()
         .iter()
         .keys()
         .map(|k| k.unwrap())
