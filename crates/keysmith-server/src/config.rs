@@ -306,13 +306,13 @@ fn default_max_request_bytes() -> usize {
     1 << 20
 }
 fn default_concurrency() -> usize {
-    128
+    100
 }
 fn default_max_connections() -> usize {
     4096
 }
 fn default_max_connections_per_peer() -> usize {
-    128
+    32
 }
 fn default_handshake_timeout_ms() -> u64 {
     10_000

@@ -21,9 +21,10 @@
 //!   call, whose answer is reported, and the unfinished calls' answers
 //!   are counted by status.
 //! - `health-flood`: `--connections` connections with `--streams` health
-//!   checks in flight each, for `--duration` seconds, while a probe on a
-//!   connection of its own checks health one call at a time; the probe's
-//!   latency is reported before and during the flood.
+//!   checks in flight each, for `--duration` seconds (this program's own
+//!   clients, or h2load with `--h2load`), while a probe on a connection,
+//!   a thread and a runtime of its own checks health one call at a time;
+//!   the probe's latency is reported for 3 s before and during the flood.
 //!
 //! In `idle` and `half-handshake` the connections are watched for
 //! `--duration` seconds: how many the server refused (closed before
@@ -97,6 +98,10 @@ struct Args {
     token: Option<String>,
     #[arg(long, default_value = "demo-hotel")]
     property: String,
+    /// health-flood: flood with h2load (Debian's nghttp2-client) instead
+    /// of this program's own HTTP/2 clients.
+    #[arg(long)]
+    h2load: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,23 +455,56 @@ async fn half_open_scenario(args: &Args) -> Result<serde_json::Value, String> {
     }))
 }
 
-/// Checks health one call at a time until `until`; the latencies of the
-/// answered ones, and the other answers by status.
-async fn probe(h2: &H2, until: Instant) -> (Histogram<u64>, BTreeMap<String, u64>) {
-    let mut latencies = histogram();
-    let mut other = BTreeMap::new();
+/// What the probe measured: latencies of answered checks, other answers by
+/// status.
+struct Probed {
+    latencies: Histogram<u64>,
+    other: BTreeMap<String, u64>,
+}
+
+/// Checks health one call at a time until `until`.
+async fn probe(h2: &H2, until: Instant) -> Probed {
+    let mut probed = Probed {
+        latencies: histogram(),
+        other: BTreeMap::new(),
+    };
     while Instant::now() < until {
         let started = Instant::now();
         let status = h2.call(HEALTH_CHECK, None, &[]).await;
         if status == "0" {
             let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            latencies.saturating_record(us.max(1));
+            probed.latencies.saturating_record(us.max(1));
         } else {
-            *other.entry(status).or_insert(0) += 1;
+            *probed.other.entry(status).or_insert(0) += 1;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    (latencies, other)
+    probed
+}
+
+/// The health probe, on a thread and runtime of its own, so that its
+/// latencies are the server's and not those of the flood's tasks in this
+/// process: `baseline` of checks, then `flood_starts` is told, then checks
+/// for `duration`.
+fn spawn_probe(
+    addr: SocketAddr,
+    baseline: Duration,
+    duration: Duration,
+    flood_starts: tokio::sync::oneshot::Sender<()>,
+) -> std::thread::JoinHandle<Result<(Probed, Probed), String>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async move {
+            let h2 = H2::connect(addr).await?;
+            let before = probe(&h2, Instant::now() + baseline).await;
+            let _ = flood_starts.send(());
+            let during = probe(&h2, Instant::now() + duration).await;
+            Ok((before, during))
+        })
+    })
 }
 
 #[derive(Default)]
@@ -476,21 +514,27 @@ struct FloodCounts {
     failed: AtomicU64,
 }
 
-async fn health_flood_scenario(args: &Args) -> Result<serde_json::Value, String> {
-    let probe_connection = H2::connect(args.addr).await?;
-    let (baseline, _) = probe(&probe_connection, Instant::now() + Duration::from_secs(3)).await;
-    let before = Rss::read(args.server_pid).map(|kb| kb as f64 / 1024.0);
-    let rss = Rss::sample(args.server_pid);
+impl FloodCounts {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok.load(Ordering::Relaxed),
+            "refused": self.refused.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// `--connections` connections with `--streams` callers each, checking
+/// health until `until`.
+async fn builtin_flood(args: &Args, until: Instant) -> serde_json::Value {
     let counts = Arc::new(FloodCounts::default());
-    let flood_until = Instant::now() + Duration::from_secs(args.duration);
-    let connections_refused = Arc::new(AtomicU64::new(0));
     let mut flood = JoinSet::new();
     for _ in 0..args.connections {
-        let (counts, refused) = (counts.clone(), connections_refused.clone());
+        let counts = counts.clone();
         let (addr, streams) = (args.addr, args.streams);
         flood.spawn(async move {
             let Ok(h2) = H2::connect(addr).await else {
-                refused.fetch_add(1, Ordering::Relaxed);
+                counts.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             };
             let h2 = Arc::new(h2);
@@ -498,19 +542,18 @@ async fn health_flood_scenario(args: &Args) -> Result<serde_json::Value, String>
             for _ in 0..streams {
                 let (h2, counts) = (h2.clone(), counts.clone());
                 calls.spawn(async move {
-                    while Instant::now() < flood_until {
-                        match h2.call(HEALTH_CHECK, None, &[]).await.as_str() {
-                            "0" => counts.ok.fetch_add(1, Ordering::Relaxed),
-                            "8" => counts.refused.fetch_add(1, Ordering::Relaxed),
-                            _ => {
-                                counts.failed.fetch_add(1, Ordering::Relaxed);
-                                // The connection is gone: stop this caller.
-                                if h2.connection.is_finished() {
-                                    return;
-                                }
-                                0
-                            }
+                    while Instant::now() < until {
+                        let counter = match h2.call(HEALTH_CHECK, None, &[]).await.as_str() {
+                            "0" => &counts.ok,
+                            "8" => &counts.refused,
+                            _ => &counts.failed,
                         };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        // A connection the server closed (or refused) is
+                        // not used again.
+                        if h2.connection.is_finished() {
+                            return;
+                        }
                     }
                 });
             }
@@ -518,10 +561,54 @@ async fn health_flood_scenario(args: &Args) -> Result<serde_json::Value, String>
             h2.connection.abort();
         });
     }
-    let (during, probe_other) = probe(&probe_connection, flood_until).await;
     while flood.join_next().await.is_some() {}
+    counts.json()
+}
+
+/// The same flood by h2load (Debian's nghttp2-client), as the figures
+/// before these limits were measured; its summary lines.
+async fn h2load_flood(args: &Args) -> Result<serde_json::Value, String> {
+    let body = std::env::temp_dir().join("keysmith-abuse-health-check.grpc");
+    std::fs::write(&body, grpc_frame(&[])).map_err(|e| e.to_string())?;
+    let output = tokio::process::Command::new("h2load")
+        .args(["-c", &args.connections.to_string()])
+        .args(["-m", &args.streams.to_string()])
+        .args(["-D", &args.duration.to_string()])
+        .args(["-t", "1"])
+        .arg("--data")
+        .arg(&body)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg(format!("http://{}{HEALTH_CHECK}", args.addr))
+        .output()
+        .await
+        .map_err(|e| format!("h2load: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let summary: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("requests:") || l.starts_with("finished in"))
+        .collect();
+    Ok(serde_json::json!({ "h2load": summary }))
+}
+
+async fn health_flood_scenario(args: &Args) -> Result<serde_json::Value, String> {
+    let duration = Duration::from_secs(args.duration);
+    let (flood_starts, starting) = tokio::sync::oneshot::channel();
+    let prober = spawn_probe(args.addr, Duration::from_secs(3), duration, flood_starts);
+    starting
+        .await
+        .map_err(|_| "the probe could not connect".to_string())?;
+    let before = Rss::read(args.server_pid).map(|kb| kb as f64 / 1024.0);
+    let rss = Rss::sample(args.server_pid);
+    let flood = if args.h2load {
+        h2load_flood(args).await?
+    } else {
+        builtin_flood(args, Instant::now() + duration).await
+    };
     let peak = rss.peak_mb();
     rss.stop();
+    let (baseline, during) = prober
+        .join()
+        .map_err(|_| "the probe failed".to_string())??;
     tokio::time::sleep(Duration::from_secs(args.after)).await;
     let after = rss.now_mb();
     let q = |h: &Histogram<u64>, q: f64| {
@@ -531,38 +618,31 @@ async fn health_flood_scenario(args: &Args) -> Result<serde_json::Value, String>
             ms(h.value_at_quantile(q))
         }
     };
-    let flood_ok = counts.ok.load(Ordering::Relaxed);
+    let (b, d) = (&baseline.latencies, &during.latencies);
     println!(
-        "health-flood: {} connections x {} streams for {} s ({} connections refused): flood \
-         answered {flood_ok} ({:.0}/s), refused {}, failed {}; probe p50/p99 before {:.2}/{:.2} ms, \
-         during {:.2}/{:.2} ms ({} answered, other {probe_other:?}); server RSS MB before {before:?} \
-         peak {peak:?} after {after:?}",
+        "health-flood: {} connections x {} streams for {} s, flood {flood}; probe p50/p99 before \
+         {:.2}/{:.2} ms, during {:.2}/{:.2} ms ({} answered, other {:?}); server RSS MB before \
+         {before:?} peak {peak:?} after {after:?}",
         args.connections,
         args.streams,
         args.duration,
-        connections_refused.load(Ordering::Relaxed),
-        flood_ok as f64 / args.duration as f64,
-        counts.refused.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-        q(&baseline, 0.5),
-        q(&baseline, 0.99),
-        q(&during, 0.5),
-        q(&during, 0.99),
-        during.len(),
+        q(b, 0.5),
+        q(b, 0.99),
+        q(d, 0.5),
+        q(d, 0.99),
+        d.len(),
+        during.other,
     );
     Ok(serde_json::json!({
         "connections": args.connections,
         "streams": args.streams,
-        "connections_refused": connections_refused.load(Ordering::Relaxed),
-        "flood_ok": flood_ok,
-        "flood_refused": counts.refused.load(Ordering::Relaxed),
-        "flood_failed": counts.failed.load(Ordering::Relaxed),
-        "probe_p50_ms_before": q(&baseline, 0.5),
-        "probe_p99_ms_before": q(&baseline, 0.99),
-        "probe_p50_ms": q(&during, 0.5),
-        "probe_p99_ms": q(&during, 0.99),
-        "probe_answered": during.len(),
-        "probe_other": probe_other,
+        "flood": flood,
+        "probe_p50_ms_before": q(b, 0.5),
+        "probe_p99_ms_before": q(b, 0.99),
+        "probe_p50_ms": q(d, 0.5),
+        "probe_p99_ms": q(d, 0.99),
+        "probe_answered": d.len(),
+        "probe_other": during.other,
         "rss_mb_before": before,
         "rss_mb_peak": peak,
         "rss_mb_after": after,
