@@ -298,7 +298,7 @@ impl Ends {
 /// `CONNECTING_AT_ONCE` at a time, each watched until `watch_until`.
 async fn hold_connections<F, Fut>(args: &Args, open_one: F) -> Ends
 where
-    F: Fn(SocketAddr, Instant) -> Fut,
+    F: Fn(SocketAddr, Instant, Connecting) -> Fut,
     Fut: std::future::Future<Output = End> + Send + 'static,
 {
     let watch_until = Instant::now() + Duration::from_secs(args.duration);
@@ -306,11 +306,7 @@ where
     let mut tasks = JoinSet::new();
     for _ in 0..args.connections {
         let permit = connecting.clone().acquire_owned().await.expect("open");
-        let watched = open_one(args.addr, watch_until);
-        tasks.spawn(async move {
-            let _connecting = permit;
-            watched.await
-        });
+        tasks.spawn(open_one(args.addr, watch_until, permit));
     }
     let mut ends = Ends::default();
     while let Some(end) = tasks.join_next().await {
@@ -318,6 +314,9 @@ where
     }
     ends
 }
+
+/// A place among the connections being opened; dropped once connected.
+type Connecting = tokio::sync::OwnedSemaphorePermit;
 
 /// Reads until the server closes `stream` or `until` passes.
 async fn watch(mut stream: TcpStream, opened: Instant, until: Instant) -> End {
@@ -338,7 +337,7 @@ async fn watch(mut stream: TcpStream, opened: Instant, until: Instant) -> End {
     }
 }
 
-async fn idle_connection(addr: SocketAddr, until: Instant) -> End {
+async fn idle_connection(addr: SocketAddr, until: Instant, connecting: Connecting) -> End {
     let opened = Instant::now();
     let Ok(h2) = H2::connect(addr).await else {
         return End::Refused;
@@ -346,6 +345,7 @@ async fn idle_connection(addr: SocketAddr, until: Instant) -> End {
     if h2.call(HEALTH_CHECK, None, &[]).await != "0" {
         return End::Refused;
     }
+    drop(connecting);
     // Idle from now on: the connection's task ends when the server closes it.
     match tokio::time::timeout_at(until, h2.connection).await {
         Ok(_) => End::Closed(opened.elapsed()),
@@ -353,7 +353,11 @@ async fn idle_connection(addr: SocketAddr, until: Instant) -> End {
     }
 }
 
-async fn half_handshake_connection(addr: SocketAddr, until: Instant) -> End {
+async fn half_handshake_connection(
+    addr: SocketAddr,
+    until: Instant,
+    connecting: Connecting,
+) -> End {
     let opened = Instant::now();
     let Ok(mut tcp) = TcpStream::connect(addr).await else {
         return End::Failed;
@@ -361,6 +365,7 @@ async fn half_handshake_connection(addr: SocketAddr, until: Instant) -> End {
     if tcp.write_all(b"PRI * HTTP/2.0\r\n").await.is_err() {
         return End::Refused;
     }
+    drop(connecting);
     watch(tcp, opened, until).await
 }
 
@@ -429,6 +434,9 @@ async fn half_open_scenario(args: &Args) -> Result<serde_json::Value, String> {
             }
         });
     }
+    // The server takes each call's headers in its own time: let it have
+    // seen all of them before the whole call.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let whole = h2.call(LIST_KEYS, token, &request).await;
     let took = started.elapsed();
