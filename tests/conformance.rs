@@ -401,6 +401,17 @@ struct SeamTarget {
     common: String,
 }
 
+impl Drop for SeamTarget {
+    /// Every request the driver sent, and every answer and event of the
+    /// fake, kept to Seam's published API definition.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let broken = self.fake.contract_violations();
+            assert!(broken.is_empty(), "outside Seam's definition: {broken:#?}");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Target for SeamTarget {
     fn server(&self) -> &TestServer {

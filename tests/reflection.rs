@@ -1,7 +1,7 @@
 //! Server reflection, end to end, as grpcurl and other clients use it: it
 //! lists exactly the services this configuration serves, and it describes the
 //! google.rpc details that keysmith's errors carry, so that a client can
-//! decode them. (With 3RPMS configured, PmsService is listed: tests/threerpms.rs.)
+//! decode them. (With 3RPMS configured, PmsService is listed: tests/threerpms/sync.rs.)
 mod common;
 
 use common::{guest, reflection, TestServer, PROPERTY, T0};

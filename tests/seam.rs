@@ -22,10 +22,21 @@ struct Seam {
     encoder: String,
 }
 
+impl Drop for Seam {
+    /// Every request keysmith sent, and every answer and event of the fake,
+    /// kept to Seam's published API definition.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let broken = self.fake.contract_violations();
+            assert!(broken.is_empty(), "outside Seam's definition: {broken:#?}");
+        }
+    }
+}
+
 fn room(name: &str, space: &str) -> EntranceSeed {
     EntranceSeed {
         display_name: name.into(),
-        space_id: Some(space.into()),
+        space_key: Some(space.into()),
         can_belong_to_reservation: true,
         can_unlock_with_card: true,
         can_unlock_with_code: true,
@@ -284,6 +295,24 @@ async fn update_revoke_and_relocation_reach_seam() {
         .issue(code_key("guest-1", &[&s.room_b], "stay-1"))
         .await
         .expect("issued for the new room");
+    // As the guide's relocation: the same reservation_key, and at Seam the
+    // new grant is the reservation's only live one, so it establishes the
+    // reservation on the new door (and overrides there).
+    let live: Vec<_> = s
+        .fake
+        .grants(WS)
+        .into_iter()
+        .filter(|g| !g.being_deleted)
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].reservation_key.as_deref(), Some("stay-1"));
+    assert_eq!(
+        live[0].reservation_entrance_ids,
+        std::slice::from_ref(&s.room_b)
+    );
+    assert!(common::behaviours(&moved)
+        .iter()
+        .all(|(_, b)| *b == pb::ReservationBehaviour::Override));
     s.fake.finish_deletions();
     let grants = s.fake.grants(WS);
     assert_eq!(grants.len(), 1, "the old grant is gone: {grants:?}");
@@ -363,7 +392,8 @@ async fn outages_and_rate_limits_are_retried_then_surface_unavailable() {
         .await
         .unwrap();
     // Two 503s, then success: an idempotent read is retried.
-    s.fake.fail_next(Fault::Outage503, 2);
+    s.fake
+        .fail_next(Fault::Outage503.on("/access_methods/list"), 2);
     s.fake.reset_counts();
     s.fake.issue_pending();
     let refreshed = s.refresh(&key.key_id).await;
@@ -515,5 +545,316 @@ async fn revoke_by_reservation_clears_a_stay_over_two_drivers() {
             .await
             .reason,
         "superseded"
+    );
+}
+
+// ---- fidelity to Seam's published API (issue 15) ----
+
+impl Seam {
+    /// One round of keysmith's key follower, now.
+    async fn follow(&self) {
+        self.server
+            .running
+            .as_ref()
+            .unwrap()
+            .follow_keys_now()
+            .await;
+    }
+
+    /// A grant made in Seam by someone else (another integration, Seam's
+    /// console) with this reservation_key, at `door`.
+    async fn foreign_grant(&self, door: &str, reservation_key: &str, starts: i64, ends: i64) {
+        let iso = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+        let r = reqwest::Client::new()
+            .post(format!("{}/access_grants/create", self.fake.base_url()))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "user_identity": { "user_identity_key": format!("foreign-{reservation_key}") },
+                "acs_entrance_ids": [door],
+                "starts_at": iso(starts),
+                "ends_at": iso(ends),
+                "requested_access_methods": [{ "mode": "code" }],
+                "reservation_key": reservation_key,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+}
+
+/// Seam names an access method's grants in the arrays `access_grant_ids`
+/// and `access_grant_keys` (its `event` schema); after a window change only
+/// `access_method.*` events say the code was reissued.
+#[tokio::test]
+async fn access_method_events_alone_make_a_reissued_key_active() {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let s = seam_configured(FakeSeamConfig::manual(), Some(addr)).await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    s.fake.issue_pending();
+    s.fake.webhooks_idle().await;
+    assert_eq!(
+        s.server.get(&key.key_id).await.unwrap().state,
+        pb::KeyState::Active as i32
+    );
+    s.server
+        .update_window(&key.key_id, T0, T0 + 4 * DAY)
+        .await
+        .unwrap();
+    s.fake.webhooks_idle().await;
+    assert_eq!(
+        s.server.get(&key.key_id).await.unwrap().state,
+        pb::KeyState::Issuing as i32,
+        "the code is being reissued"
+    );
+    let before = s.fake.deliveries().len();
+    s.fake.issue_pending();
+    s.fake.webhooks_idle().await;
+    let reissued: Vec<String> = s.fake.deliveries()[before..]
+        .iter()
+        .map(|d| d.event_type.to_string())
+        .collect();
+    assert_eq!(reissued, ["access_method.reissued"], "only a method event");
+    let now = s.server.get(&key.key_id).await.unwrap();
+    assert_eq!(
+        now.state,
+        pb::KeyState::Active as i32,
+        "the access_method.reissued event refreshed it: no polling, no RefreshKey"
+    );
+}
+
+/// Whatever goes wrong when keysmith reads the access methods of a grant it
+/// has just created, the key is not ACTIVE without its credential: it stays
+/// ISSUING and the key follower completes it.
+#[tokio::test]
+async fn a_key_is_never_active_without_its_credential() {
+    let s = seam().await;
+    let list = "/access_methods/list";
+    let faults = [
+        ("hang", Fault::HangAfterCommit { route: list.into() }),
+        ("503", Fault::Outage503.on(list)),
+        (
+            "429, Retry-After in seconds",
+            Fault::TooManyRequests { retry_after_s: 0 }.on(list),
+        ),
+        (
+            "429, Retry-After as an HTTP date",
+            Fault::TooManyRequestsUntil {
+                retry_after: std::time::Duration::from_secs(1),
+            }
+            .on(list),
+        ),
+        (
+            "a lost answer",
+            Fault::DropResponseAfterCommit { route: list.into() },
+        ),
+    ];
+    for (i, (what, fault)) in faults.into_iter().enumerate() {
+        s.fake.fail_next(fault, fake_seam::UNTIL_CLEARED);
+        let issued = s
+            .server
+            .issue(code_key(
+                &format!("guest-{i}"),
+                &[&s.room_a],
+                &format!("stay-{i}"),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(
+            issued.state,
+            pb::KeyState::Issuing as i32,
+            "{what}: {issued:?}"
+        );
+        assert_eq!(
+            s.server.get(&issued.key_id).await.unwrap().state,
+            pb::KeyState::Issuing as i32,
+            "{what}: stored as issuing"
+        );
+        s.fake.clear_faults();
+        s.fake.issue_pending();
+        s.follow().await;
+        let done = s.server.get(&issued.key_id).await.unwrap();
+        assert_eq!(done.state, pb::KeyState::Active as i32, "{what}: {done:?}");
+        assert!(!common::pin(&done).is_empty(), "{what}");
+    }
+}
+
+/// A grant whose access methods Seam cannot create is not ACTIVE: it fails,
+/// with Seam's error named in a warning.
+#[tokio::test]
+async fn a_grant_whose_methods_cannot_be_created_fails_with_seams_error() {
+    let s = seam().await;
+    s.fake.refuse_access_methods(WS, 1);
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    s.fake.issue_pending();
+    let key = s.refresh(&key.key_id).await;
+    assert_eq!(key.state, pb::KeyState::Failed as i32, "{key:?}");
+    let warning = key
+        .warnings
+        .iter()
+        .find(|w| w.code == "SEAM_CANNOT_CREATE_REQUESTED_ACCESS_METHODS")
+        .unwrap_or_else(|| panic!("{:?}", key.warnings));
+    assert!(
+        warning.message.contains("could not be created"),
+        "{warning:?}"
+    );
+    // The follower leaves a failed key alone.
+    s.fake.reset_counts();
+    s.follow().await;
+    assert_eq!(s.fake.counts().total, 0);
+}
+
+/// Seam's reservation refusals are recognised by every text the guide
+/// documents for them (its message, and its title), not by one wording.
+#[tokio::test]
+async fn seams_reservation_refusals_are_recognised_by_every_text_the_guide_gives() {
+    for text in [
+        fake_seam::ReservationErrorText::Message,
+        fake_seam::ReservationErrorText::Title,
+    ] {
+        let s = seam_with(FakeSeamConfig {
+            reservation_error_text: text,
+            ..FakeSeamConfig::manual()
+        })
+        .await;
+        // Rule 2: another Seam client holds stay-x at room B; keysmith knows
+        // nothing of it, so only Seam can refuse.
+        s.foreign_grant(&s.room_b, "stay-x", T0, T0 + 2 * DAY).await;
+        let err = s
+            .server
+            .issue(code_key("guest-1", &[&s.room_a], "stay-x"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            reason(&err),
+            (
+                Code::FailedPrecondition,
+                "RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP".into()
+            ),
+            "{text:?}"
+        );
+        // Rule 4: a stay that does not overlap the one Seam holds.
+        s.foreign_grant(&s.room_b, "stay-y", T0, T0 + DAY).await;
+        let mut later = code_key("guest-2", &[&s.room_b], "stay-y");
+        later.starts_at = Some(common::ts(T0 + 3 * DAY));
+        later.ends_at = Some(common::ts(T0 + 4 * DAY));
+        let err = s.server.issue(later).await.unwrap_err();
+        assert_eq!(
+            reason(&err),
+            (
+                Code::FailedPrecondition,
+                "RESERVATION_TIME_FRAMES_MUST_OVERLAP".into()
+            ),
+            "{text:?}"
+        );
+    }
+}
+
+/// An operator finds the encoder EncodeKey needs with ListEncoders, and a
+/// property with one encoder needs none named; entrances keep Seam's
+/// display names, and a Seam space is the keysmith space of its space_key.
+#[tokio::test]
+async fn encoders_are_listed_and_the_only_one_is_used() {
+    let s = seam_with(FakeSeamConfig {
+        encode_delay: Some(std::time::Duration::ZERO),
+        ..FakeSeamConfig::manual()
+    })
+    .await;
+    let room = s
+        .entrances(false)
+        .await
+        .into_iter()
+        .find(|e| e.entrance_id == s.room_a)
+        .unwrap();
+    assert_eq!(room.name, "Room 201");
+    assert_eq!(room.space_ids, ["space-201"]);
+
+    let encoders = s
+        .server
+        .client
+        .clone()
+        .list_encoders(pb::ListEncodersRequest {
+            property_id: PROPERTY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .encoders;
+    assert_eq!(
+        encoders,
+        [pb::Encoder {
+            encoder_id: s.encoder.clone(),
+            name: "Front desk".into(),
+            driver: "seam".into(),
+        }]
+    );
+
+    // Issued by space, encoded without naming the encoder.
+    let mut card = common::guest("guest-1", &[], T0, T0 + DAY, "stay-e");
+    card.space_ids = vec!["space-201".into()];
+    card.modes = vec![pb::CredentialMode::Card as i32];
+    let key = s.server.issue(card).await.unwrap();
+    s.fake.issue_pending();
+    s.refresh(&key.key_id).await;
+    let encoded = s
+        .server
+        .client
+        .clone()
+        .encode_key(pb::EncodeKeyRequest {
+            property_id: PROPERTY.into(),
+            request_id: String::new(),
+            key_id: key.key_id.clone(),
+            encoder_id: String::new(),
+        })
+        .await
+        .expect("encoded at the only encoder")
+        .into_inner();
+    assert_eq!(encoded.state, pb::KeyState::Active as i32, "{encoded:?}");
+}
+
+/// Seam's Retry-After may be an HTTP date (RFC 9110): keysmith reads it, and
+/// one longer than it waits out itself reaches the caller as the retry
+/// delay of an UNAVAILABLE answer.
+#[tokio::test]
+async fn retry_after_as_an_http_date_reaches_the_caller() {
+    let s = seam().await;
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    s.fake.fail_next(
+        Fault::TooManyRequestsUntil {
+            retry_after: std::time::Duration::from_secs(120),
+        }
+        .on("/access_grants/update"),
+        fake_seam::UNTIL_CLEARED,
+    );
+    let err = s
+        .server
+        .update_window(&key.key_id, T0, T0 + 3 * DAY)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let wait = err
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("retry info");
+    assert!(wait.as_secs() >= 60, "Seam's date, not a default: {wait:?}");
+    assert_eq!(
+        s.fake.counts().route("/access_grants/update"),
+        1,
+        "not retried"
     );
 }

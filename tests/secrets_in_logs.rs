@@ -248,6 +248,7 @@ async fn threerpms_scenario() -> Vec<String> {
         property_id: PROPERTY.into(),
         url: format!("http://{hook}/3rpms/webhooks/{PROPERTY}"),
         replace: false,
+        previous_endpoint_removed: false,
     })
     .await
     .unwrap();

@@ -106,9 +106,16 @@ impl TestServer {
     }
 
     /// Stops gracefully and starts again on the same data directory.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops gracefully and starts again on the same data directory, with
+    /// the default configuration as `edit` changes it.
+    pub async fn restart_with(mut self, edit: impl FnOnce(&mut Config)) -> Self {
         self.running.take().unwrap().stop().await.unwrap();
         let mut c = config(&self.data_dir);
+        edit(&mut c);
         c.storage.data_dir = self.data_dir.clone();
         let dir = self._dir.take();
         let mut next = Self::start_in(c, self.clock.clone()).await;

@@ -12,12 +12,27 @@ use async_graphql::parser::types::{
 use async_graphql::{Response, ServerError, Variables};
 use serde_json::{Map, Value as Json};
 
-use crate::chain::{apply_carry, chained_names, Carry, ChainSink, TypeInfo};
+use crate::chain::{apply_carry, chained_names, Carry, ChainSink};
 use crate::config::Access;
 use crate::counts::Counters;
 use crate::errors::{ApiError, Lang, Msg};
 use crate::schema::{Core, FakeSchema, RequestCtx};
 use crate::state::{Principal, UndoLog};
+use crate::types::TypeInfo;
+
+/// How a test-arranged refusal answers (see `Fake3rpms::refuse_operations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// An error without a category, as 3RPMS answers a query its schema
+    /// does not accept.
+    Schema,
+    /// A `validation` error.
+    Validation,
+}
+
+/// Which operations a test has 3RPMS refuse: given the query text and the
+/// variables sent.
+pub(crate) type RefusalMatcher = Box<dyn Fn(&str, &Json) -> bool + Send + Sync>;
 
 /// Nesting of `{ ( [` beyond which a query is refused before parsing, so
 /// that no input can exhaust the parser's stack.
@@ -32,6 +47,10 @@ pub(crate) struct Engine {
     /// Requests with mutations run one at a time, so a rollback never
     /// interleaves with another request's mutations.
     pub write_gate: tokio::sync::Mutex<()>,
+    /// Operations one request may carry.
+    pub max_batch: usize,
+    /// Operations a test has the fake refuse.
+    pub refusal: parking_lot::Mutex<Option<(Refusal, RefusalMatcher)>>,
 }
 
 /// The answer to an HTTP body: a status and a JSON document.
@@ -56,6 +75,8 @@ struct Analysis {
     declared: HashSet<String>,
     /// Names the entry chains, or why its @chain use is invalid.
     chained: Option<Result<Vec<String>, ApiError>>,
+    /// A field, argument or input field the schema does not show.
+    unknown: Option<ApiError>,
 }
 
 fn shape_error(lang: Lang, why: &str) -> Answer {
@@ -186,7 +207,24 @@ impl Engine {
                 .map(|v| v.node.name.node.to_string())
                 .collect(),
             chained: Some(chained_names(&doc, op, root, &self.types)),
+            unknown: self
+                .types
+                .check_known(&doc, op, root, &entry.variables)
+                .err(),
         }
+    }
+
+    /// The error of a test-arranged refusal, when it matches the entry.
+    fn refused(&self, entry: &Entry) -> Option<ApiError> {
+        let refusal = self.refusal.lock();
+        let (kind, matches) = refusal.as_ref()?;
+        if !matches(&entry.query, &Json::Object(entry.variables.clone())) {
+            return None;
+        }
+        Some(match kind {
+            Refusal::Schema => ApiError::uncategorised(Msg::Refused),
+            Refusal::Validation => ApiError::validation(Msg::Refused, Vec::new()),
+        })
     }
 
     /// Runs one HTTP body.
@@ -197,6 +235,16 @@ impl Engine {
         let (raw_entries, single) = match json {
             Json::Array(items) if items.is_empty() => {
                 return shape_error(lang, "the batch is empty")
+            }
+            Json::Array(items) if items.len() > self.max_batch => {
+                let err = ApiError::uncategorised(Msg::BatchTooLarge {
+                    max: self.max_batch,
+                })
+                .into_server_error(lang);
+                return Answer {
+                    status: 400,
+                    body: serde_json::json!({ "errors": [err] }).to_string(),
+                };
             }
             Json::Array(items) => (items, false),
             obj @ Json::Object(_) => (vec![obj], true),
@@ -287,6 +335,13 @@ impl Engine {
             // Unparsable: async-graphql reports the syntax error below.
             None => Vec::new(),
         };
+        if let Some(unknown) = analysis.unknown {
+            return fail(unknown.into_server_error(lang));
+        }
+        if let Some(refusal) = self.refused(&entry) {
+            self.counts.update(|c| c.refused += 1);
+            return fail(refusal.into_server_error(lang));
+        }
         if analysis.op_type == Some(OperationType::Mutation) && principal.access != Access::Write {
             return fail(ApiError::auth(Msg::ReadOnlyApiKey).into_server_error(lang));
         }

@@ -21,7 +21,8 @@ use async_graphql::{
 use async_graphql_value::Value as AstValue;
 
 use crate::errors::{ApiError, Lang, Msg};
-use crate::schema::{FakeSchema, RequestCtx};
+use crate::schema::RequestCtx;
+use crate::types::TypeInfo;
 
 /// Values captured by `@chain` while one entry runs.
 #[derive(Default)]
@@ -75,59 +76,6 @@ impl CustomDirective for Chain {
 #[Directive(location = "Field")]
 pub(crate) fn chain(variable: String) -> impl CustomDirective {
     Chain { variable }
-}
-
-/// For each (type, field): the named type of the field and whether a list
-/// wraps it. Read once from the schema's own introspection so it cannot
-/// drift from the schema.
-#[derive(Default)]
-pub(crate) struct TypeInfo {
-    fields: HashMap<(String, String), (String, bool)>,
-}
-
-impl TypeInfo {
-    pub async fn of(schema: &FakeSchema) -> TypeInfo {
-        const QUERY: &str = "{ __schema { types { name fields { name type { kind name ofType { kind name \
-                             ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }";
-        let data = schema
-            .execute(QUERY)
-            .await
-            .data
-            .into_json()
-            .unwrap_or_default();
-        let mut fields = HashMap::new();
-        let types = data["__schema"]["types"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for ty in types {
-            let Some(type_name) = ty["name"].as_str() else {
-                continue;
-            };
-            for f in ty["fields"].as_array().into_iter().flatten() {
-                let Some(field_name) = f["name"].as_str() else {
-                    continue;
-                };
-                let mut t = &f["type"];
-                let mut list = false;
-                while t["kind"] == "NON_NULL" || t["kind"] == "LIST" {
-                    list |= t["kind"] == "LIST";
-                    t = &t["ofType"];
-                }
-                if let Some(named) = t["name"].as_str() {
-                    fields.insert(
-                        (type_name.to_string(), field_name.to_string()),
-                        (named.to_string(), list),
-                    );
-                }
-            }
-        }
-        TypeInfo { fields }
-    }
-
-    fn field(&self, ty: &str, field: &str) -> Option<&(String, bool)> {
-        self.fields.get(&(ty.to_string(), field.to_string()))
-    }
 }
 
 /// The names an entry chains, checked: none under a list, none twice.
@@ -189,14 +137,11 @@ impl<'a> Walk<'a> {
                         }
                     }
                     // Unknown fields are left to schema validation.
-                    if let Some((child_ty, is_list)) =
-                        self.types.field(ty, field.name.node.as_str())
-                    {
-                        let child_ty = child_ty.clone();
+                    if let Some(child) = self.types.field(ty, field.name.node.as_str()) {
                         self.selection_set(
                             &field.selection_set.node,
-                            &child_ty,
-                            under_list || *is_list,
+                            &child.ty,
+                            under_list || child.list,
                         )?;
                     }
                 }

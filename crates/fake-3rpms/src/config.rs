@@ -1,5 +1,6 @@
 //! How a fake instance behaves: the vendor's limits by default, every timing
-//! shortened or fault switched on by tests.
+//! shortened or fault switched on by tests, and the schema as the vendor
+//! documents it unless an assumed extra is asked for by name.
 
 use std::time::Duration;
 
@@ -33,6 +34,52 @@ pub struct FakeConfig {
     /// Add a second `signature=` entry made with a stale secret before the
     /// good one, as during a secret rotation.
     pub webhook_stale_signature: bool,
+    /// Parts of the schema the vendor does not document, each on only when
+    /// asked for. The default holds none: the schema is what the vendor's
+    /// guide and API notes show, and nothing else.
+    pub assumed: Assumed,
+    /// Operations one HTTP request may carry; a larger batch is refused.
+    /// The vendor documents no bound; 100 is the one size it does document
+    /// (its page maximum), so a client that stays within it is safe.
+    pub max_batch_operations: usize,
+}
+
+/// Guesses about 3RPMS's schema that its documents do not state, each behind
+/// its own switch. Off (the default), the fake refuses them as a server
+/// without them would, and introspection does not show them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Assumed {
+    /// `RoomStay.reservation { id code status }` and
+    /// `enum ReservationStatus { CONFIRMED CANCELLED }`; room stays of a
+    /// cancelled reservation are then still returned (clients read the
+    /// status). Off, a cancelled reservation's stays are not returned at all:
+    /// the only way a client that reads documented fields alone can learn of
+    /// the cancellation.
+    pub reservation_status: bool,
+    /// `reservations(filter: {id: ...})`: the guide filters reservations by
+    /// `code` only.
+    pub reservation_id_filter: bool,
+    /// `enum WebhookEndpointStatus { ENABLED DISABLED }` as
+    /// `CreateWebhookEndpointInput.status` and `WebhookEndpoint.status`, and
+    /// the `updateWebhookEndpoint(input: {id status})` mutation. Off, an
+    /// endpoint is created active and cannot be changed through the API.
+    pub endpoint_status: bool,
+}
+
+impl Assumed {
+    /// Only what the vendor documents.
+    pub const NONE: Assumed = Assumed {
+        reservation_status: false,
+        reservation_id_filter: false,
+        endpoint_status: false,
+    };
+
+    /// Every assumed extra.
+    pub const ALL: Assumed = Assumed {
+        reservation_status: true,
+        reservation_id_filter: true,
+        endpoint_status: true,
+    };
 }
 
 impl Default for FakeConfig {
@@ -49,6 +96,8 @@ impl Default for FakeConfig {
             cursor_ttl: Duration::from_secs(15 * 60),
             webhook_disable_after: 5,
             webhook_stale_signature: false,
+            assumed: Assumed::NONE,
+            max_batch_operations: 100,
         }
     }
 }

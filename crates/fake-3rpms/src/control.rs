@@ -9,8 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::batch::Engine;
-use crate::chain::TypeInfo;
+use crate::batch::{Engine, Refusal};
 use crate::config::{Access, FakeConfig};
 use crate::counts::{Counters, RequestCounts};
 use crate::cursor::CursorCodec;
@@ -22,6 +21,7 @@ use crate::rate_limit::RateLimiter;
 use crate::schema::{self, Core};
 use crate::server::{self, Http};
 use crate::state::{ApiKey, Event, World};
+use crate::types::TypeInfo;
 use crate::webhooks::{DeliveryAttempt, SignatureFault, Webhooks};
 
 struct Inner {
@@ -62,6 +62,7 @@ impl Fake3rpms {
         let core = Arc::new(Core {
             world: parking_lot::Mutex::new(World::default()),
             cursors: CursorCodec::new(config.cursor_ttl),
+            assumed: config.assumed,
         });
         let schema = schema::build(core.clone());
         let types = TypeInfo::of(&schema).await;
@@ -75,6 +76,8 @@ impl Fake3rpms {
                 types,
                 counts: counts.clone(),
                 write_gate: tokio::sync::Mutex::new(()),
+                max_batch: config.max_batch_operations.max(1),
+                refusal: parking_lot::Mutex::new(None),
             },
             limiter: RateLimiter::new(
                 config.rate_limit_per_minute,
@@ -314,6 +317,34 @@ impl Fake3rpms {
                 })
                 .unwrap_or_default()
         })
+    }
+
+    /// Removes a webhook endpoint, as hotel staff can in 3RPMS (the API
+    /// documents no way to). Emits nothing.
+    pub fn remove_webhook_endpoint(&self, hotel: &str, endpoint_id: &str) {
+        self.change(|w| {
+            w.remove_endpoint(hotel, endpoint_id);
+            ((), vec![])
+        })
+    }
+
+    // ------------------------------------------------------------ faults
+
+    /// From now on, refuses every operation `matches` picks (given its query
+    /// text and the variables sent), as 3RPMS refuses a query shape it does
+    /// not accept; the other operations of a batch run as usual. Replaces
+    /// an earlier refusal. Counted in `counts().refused`.
+    pub fn refuse_operations(
+        &self,
+        refusal: Refusal,
+        matches: impl Fn(&str, &serde_json::Value) -> bool + Send + Sync + 'static,
+    ) {
+        *self.inner.http.engine.refusal.lock() = Some((refusal, Box::new(matches)));
+    }
+
+    /// Ends `refuse_operations`.
+    pub fn stop_refusing(&self) {
+        *self.inner.http.engine.refusal.lock() = None;
     }
 
     // ---------------------------------------------------------- counting

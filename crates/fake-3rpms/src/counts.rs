@@ -23,6 +23,9 @@ pub struct RequestCounts {
     pub blocks: u64,
     /// HTTP requests whose mutations were rolled back.
     pub rollbacks: u64,
+    /// Operations refused because a test asked the fake to
+    /// (`Fake3rpms::refuse_operations`).
+    pub refused: u64,
 }
 
 impl RequestCounts {

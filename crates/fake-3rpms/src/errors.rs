@@ -89,7 +89,9 @@ pub enum Msg {
     // configuration
     RoomAccessKeysNotConfigured,
     // validation: paging and dates
-    FirstOutOfRange { max: i32 },
+    FirstOutOfRange {
+        max: i32,
+    },
     InvalidCursor,
     ExpiredCursor,
     InvalidDate(String),
@@ -109,15 +111,39 @@ pub enum Msg {
     UnknownRoomAccessKey(String),
     NotOwnRoomAccessKey(String),
     RoomStayAlreadyHasKey(String),
-    KeyNotOnRoomStay { stay: String, key: String },
+    KeyNotOnRoomStay {
+        stay: String,
+        key: String,
+    },
     KeyStillAssigned(String),
     // validation: webhooks
     InvalidWebhookUrl,
+    TooManyActiveEndpoints {
+        max: usize,
+    },
     NoWebhookEvents,
     UnknownWebhookEvent(String),
     UnknownWebhookEndpoint(String),
     // request shape (no category)
     BadBatchEntry(String),
+    BatchTooLarge {
+        max: usize,
+    },
+    UnknownField {
+        ty: String,
+        field: String,
+    },
+    UnknownArgument {
+        ty: String,
+        field: String,
+        argument: String,
+    },
+    UnknownInputField {
+        ty: String,
+        field: String,
+    },
+    /// A refusal a test asked for (`Fake3rpms::refuse_operations`).
+    Refused,
     ChainUnderList(String),
     ChainDeclaredTwice(String),
     ChainNameNotLiteral,
@@ -223,8 +249,12 @@ impl Msg {
                 format!("Zimmerzugangsschlüssel {id:?} ist noch einem Zimmeraufenthalt zugewiesen"),
             ),
             InvalidWebhookUrl => (
-                "url must be an absolute http(s) URL".into(),
-                "url muss eine absolute http(s)-URL sein".into(),
+                "url must be an absolute https URL".into(),
+                "url muss eine absolute https-URL sein".into(),
+            ),
+            TooManyActiveEndpoints { max } => (
+                format!("A hotel may have at most {max} active webhook endpoints per integration"),
+                format!("Ein Hotel darf höchstens {max} aktive Webhook-Endpunkte je Integration haben"),
             ),
             NoWebhookEvents => (
                 "events must name at least one event".into(),
@@ -241,6 +271,27 @@ impl Msg {
             BadBatchEntry(why) => (
                 format!("Invalid request entry: {why}"),
                 format!("Ungültiger Anfrageeintrag: {why}"),
+            ),
+            BatchTooLarge { max } => (
+                format!("A batch may hold at most {max} operations"),
+                format!("Ein Stapel darf höchstens {max} Operationen enthalten"),
+            ),
+            // Worded as GraphQL validation words them, in both languages.
+            UnknownField { ty, field } => (
+                format!("Unknown field \"{field}\" on type \"{ty}\"."),
+                format!("Unknown field \"{field}\" on type \"{ty}\"."),
+            ),
+            UnknownArgument { ty, field, argument } => (
+                format!("Unknown argument \"{argument}\" on field \"{ty}.{field}\"."),
+                format!("Unknown argument \"{argument}\" on field \"{ty}.{field}\"."),
+            ),
+            UnknownInputField { ty, field } => (
+                format!("Unknown field \"{field}\" on input type \"{ty}\"."),
+                format!("Unknown field \"{field}\" on input type \"{ty}\"."),
+            ),
+            Refused => (
+                "This request cannot be processed".into(),
+                "Diese Anfrage kann nicht verarbeitet werden".into(),
             ),
             ChainUnderList(name) => (
                 format!("@chain(variable: {name:?}) is not allowed on a field under a list"),

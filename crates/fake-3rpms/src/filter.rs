@@ -67,6 +67,8 @@ pub struct RoomStayFilter {
 
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct ReservationFilter {
+    /// The guide filters reservations by `code` only: an assumed extra.
+    #[graphql(visible = "crate::schema::with_reservation_id_filter")]
     pub id: Option<IdFilter>,
     pub code: Option<StringFilter>,
     pub not: Option<Box<ReservationFilter>>,

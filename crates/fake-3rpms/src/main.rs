@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_3rpms::{Access, Fake3rpms, FakeConfig};
+use fake_3rpms::{Access, Assumed, Fake3rpms, FakeConfig};
 use jiff::civil::Date;
 use jiff::ToSpan;
 
@@ -25,6 +25,11 @@ struct Args {
     /// Length of the block, in seconds (vendor: 1200).
     #[arg(long, default_value_t = 1200)]
     block_secs: u64,
+    /// Schema guesses the vendor does not document, each on only when
+    /// named (see README.md): reservation-status, reservation-id-filter,
+    /// endpoint-status. Without any, the schema is the documented one.
+    #[arg(long, value_delimiter = ',', value_parser = ["reservation-status", "reservation-id-filter", "endpoint-status"])]
+    assume: Vec<String>,
 }
 
 const HOTEL: &str = "demo-hotel";
@@ -39,9 +44,15 @@ async fn main() -> std::io::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let assumed = Assumed {
+        reservation_status: args.assume.iter().any(|a| a == "reservation-status"),
+        reservation_id_filter: args.assume.iter().any(|a| a == "reservation-id-filter"),
+        endpoint_status: args.assume.iter().any(|a| a == "endpoint-status"),
+    };
     let config = FakeConfig {
         rate_limit_per_minute: args.rate_limit,
         block_duration: Duration::from_secs(args.block_secs),
+        assumed,
         ..FakeConfig::default()
     };
     let fake = Fake3rpms::start_on(args.listen, config).await?;

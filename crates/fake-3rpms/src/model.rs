@@ -8,14 +8,17 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 
 /// Status of a reservation. The vendor's guide speaks of reservations being
-/// "cancelled or re-activated" but does not publish the enum: these two
-/// values are an assumption.
+/// "cancelled or re-activated" but publishes neither the field nor its
+/// values: the schema shows them only with `Assumed::reservation_status`.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReservationStatus {
     Confirmed,
     Cancelled,
 }
 
+/// Whether an endpoint is delivered to. The vendor documents that an
+/// endpoint failing for days is disabled, not how the status is spelled:
+/// the schema shows it only with `Assumed::endpoint_status`.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WebhookEndpointStatus {
     Enabled,
@@ -48,7 +51,9 @@ impl KeyKind {
     }
 }
 
-/// The events a webhook endpoint may subscribe to.
+/// The events a webhook endpoint may subscribe to: those the vendor's
+/// webhooks page lists. The fake emits the first six; `client.updated`
+/// can be subscribed to.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "room_stay.created",
     "room_stay.updated",
@@ -56,7 +61,12 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "reservation.created",
     "reservation.updated",
     "room_access_key.deleted",
+    "client.updated",
 ];
+
+/// Active (enabled) webhook endpoints a hotel may have per integration,
+/// as the vendor limits them.
+pub const MAX_ACTIVE_ENDPOINTS: usize = 5;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Room {
@@ -68,6 +78,12 @@ pub(crate) struct Reservation {
     pub id: String,
     pub code: String,
     pub status: ReservationStatus,
+}
+
+impl Reservation {
+    pub fn is_cancelled(&self) -> bool {
+        self.status == ReservationStatus::Cancelled
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +106,9 @@ pub(crate) struct Key {
 #[derive(Clone, Debug)]
 pub(crate) struct Endpoint {
     pub id: String,
+    /// The integration whose key created it: the vendor's limit on active
+    /// endpoints counts per integration.
+    pub integration: String,
     pub url: String,
     pub status: WebhookEndpointStatus,
     pub events: Vec<String>,
@@ -301,6 +320,8 @@ impl KeySnapshot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookEndpointSnapshot {
     pub id: String,
+    /// The integration that created it.
+    pub integration: String,
     pub url: String,
     pub status: WebhookEndpointStatus,
     pub events: Vec<String>,
@@ -312,6 +333,7 @@ impl WebhookEndpointSnapshot {
     pub(crate) fn of(e: &Endpoint) -> Self {
         WebhookEndpointSnapshot {
             id: e.id.clone(),
+            integration: e.integration.clone(),
             url: e.url.clone(),
             status: e.status,
             events: e.events.clone(),

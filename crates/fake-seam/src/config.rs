@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::rules::ReservationErrorText;
+
 /// Settings of one fake. `Default` makes every background step happen at
 /// once, but still after the answer that caused it (`Some(ZERO)`), so a
 /// client always sees the asynchronous shape (`is_issued: false` first);
@@ -28,6 +30,9 @@ pub struct FakeSeamConfig {
     pub encode_delay: Option<Duration>,
     /// A webhook endpoint slower than this fails the attempt.
     pub webhook_timeout: Duration,
+    /// Which of the guide's texts (message or title) the reservation
+    /// refusals answer as `message`: Seam does not document it.
+    pub reservation_error_text: ReservationErrorText,
 }
 
 impl Default for FakeSeamConfig {
@@ -39,6 +44,7 @@ impl Default for FakeSeamConfig {
             webhook_max_attempts: 5,
             encode_delay: Some(Duration::ZERO),
             webhook_timeout: Duration::from_secs(5),
+            reservation_error_text: ReservationErrorText::default(),
         }
     }
 }

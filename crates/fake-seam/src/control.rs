@@ -21,11 +21,11 @@ use crate::events::{ACCESS_GRANT_ACCESS_TO_DOOR_LOST, ACS_ENTRANCE_ADDED, ACS_EN
 use crate::faults::Fault;
 use crate::ids::Kind;
 use crate::model::{
-    add_notice, AccessMethodSnapshot, AcsSystem, Caps, Encoder, Endpoint, Entrance, EntranceSeed,
-    GrantSnapshot, Notice, UserIdentitySnapshot,
+    AccessMethodSnapshot, AcsSystem, Caps, Encoder, Endpoint, Entrance, EntranceSeed,
+    GrantSnapshot, Space, UserIdentitySnapshot,
 };
 use crate::server;
-use crate::state::Workspace;
+use crate::state::{Workspace, World};
 use crate::webhooks::{new_secret, DeliveryAttempt};
 
 // ------------------------------------------------------ fallible operations
@@ -34,11 +34,13 @@ fn workspace_not_found() -> ApiError {
     ApiError::not_found("workspace")
 }
 
+/// Adds a workspace under the name `workspace_id` (its handle here); answers
+/// the `workspace_id` clients see (a UUID).
 pub(crate) fn add_workspace(
     core: &Arc<Core>,
     workspace_id: &str,
     api_key: &str,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     if workspace_id.is_empty() || api_key.is_empty() {
         return Err(ApiError::invalid_input(
             "workspace_id and api_key must not be empty",
@@ -54,68 +56,97 @@ pub(crate) fn add_workspace(
             }
         }
         w.api_keys.insert(api_key.into(), workspace_id.into());
-        w.workspaces
+        let World { workspaces, fx, .. } = w;
+        let ws = workspaces
             .entry(workspace_id.into())
             .or_insert_with(|| Workspace {
                 id: workspace_id.into(),
+                uuid: fx.ids.mint(Kind::Workspace),
                 ..Workspace::default()
             });
-        Ok(())
+        Ok(ws.uuid.clone())
     })
 }
 
+/// Adds an acs system under the name `handle`; answers its `acs_system_id`.
 pub(crate) fn add_acs_system(
     core: &Arc<Core>,
     workspace: &str,
-    acs_system_id: &str,
+    handle: &str,
     name: &str,
     requires_reservation_for_guest_cards: bool,
-) -> Result<(), ApiError> {
-    if acs_system_id.is_empty() {
+) -> Result<String, ApiError> {
+    if handle.is_empty() {
         return Err(ApiError::invalid_input("acs_system_id must not be empty"));
     }
     core.change(|w| {
         let (ws, fx) = w.split(workspace).ok_or_else(workspace_not_found)?;
-        if ws.systems.contains_key(acs_system_id) {
+        if ws.system_handles.contains_key(handle) {
             return Err(ApiError::duplicate(
                 "acs_system_id",
                 "An acs system with this id already exists in the workspace",
             ));
         }
         let connected_account_id = fx.ids.mint(Kind::ConnectedAccount);
+        let acs_system_id = fx.ids.mint(Kind::AcsSystem);
         // Seam's entrances and grants do not show a system's name: it is
         // only logged.
         tracing::info!(
             workspace,
+            handle,
             acs_system_id,
             name,
             requires_reservation_for_guest_cards,
             "acs system added"
         );
+        ws.system_handles
+            .insert(handle.into(), acs_system_id.clone());
         ws.systems.insert(
-            acs_system_id.into(),
+            acs_system_id.clone(),
             AcsSystem {
                 requires_reservation_for_guest_cards,
                 connected_account_id,
             },
         );
-        Ok(())
+        Ok(acs_system_id)
     })
 }
 
 pub(crate) fn add_entrance(
     core: &Arc<Core>,
     workspace: &str,
-    acs_system_id: &str,
+    system: &str,
     seed: EntranceSeed,
 ) -> Result<String, ApiError> {
     core.change(|w| {
         let (ws, fx) = w.split(workspace).ok_or_else(workspace_not_found)?;
-        let system = ws
+        let acs_system_id = ws
+            .system_id(system)
+            .ok_or_else(|| ApiError::not_found("acs_system"))?;
+        let acs_system_id = acs_system_id.as_str();
+        let connected_account_id = ws
             .systems
             .get(acs_system_id)
-            .ok_or_else(|| ApiError::not_found("acs_system"))?;
-        let connected_account_id = system.connected_account_id.clone();
+            .map(|s| s.connected_account_id.clone())
+            .unwrap_or_default();
+        let space_ids: Vec<String> = match seed.space_key {
+            None => Vec::new(),
+            Some(key) => match ws.space_by_key(&key) {
+                Some(space) => vec![space.id.clone()],
+                None => {
+                    let id = fx.ids.mint(Kind::Space);
+                    ws.spaces.insert(
+                        id.clone(),
+                        Space {
+                            id: id.clone(),
+                            key,
+                            created_at: Timestamp::now(),
+                        },
+                    );
+                    vec![id]
+                }
+            },
+        };
         let id = fx.ids.mint(Kind::Entrance);
         ws.entrances.insert(
             id.clone(),
@@ -123,7 +154,7 @@ pub(crate) fn add_entrance(
                 id: id.clone(),
                 acs_system_id: acs_system_id.into(),
                 display_name: seed.display_name,
-                space_ids: seed.space_id.into_iter().collect(),
+                space_ids,
                 caps: Caps {
                     reservation: seed.can_belong_to_reservation,
                     card: seed.can_unlock_with_card,
@@ -147,8 +178,9 @@ pub(crate) fn add_entrance(
 }
 
 /// Removes an entrance (as when a door is taken out of the access system):
-/// live grants targeting it lose access to it and warn
-/// `underprovisioned_access`.
+/// live grants targeting it lose access to it (`access_to_door_lost`). The
+/// grant itself shows nothing: the warnings of Seam's definition name no
+/// such case.
 pub(crate) fn remove_entrance(
     core: &Arc<Core>,
     workspace: &str,
@@ -166,18 +198,9 @@ pub(crate) fn remove_entrance(
             .map(|s| s.connected_account_id.clone());
         let affected: Vec<String> = ws
             .grants
-            .values_mut()
+            .values()
             .filter(|g| !g.deleting && g.entrance_ids.iter().any(|e| e == acs_entrance_id))
-            .map(|g| {
-                add_notice(
-                    &mut g.warnings,
-                    Notice::new(
-                        "underprovisioned_access",
-                        "Access to some requested entrances could not be granted.",
-                    ),
-                );
-                g.id.clone()
-            })
+            .map(|g| g.id.clone())
             .collect();
         fx.emit(
             ws,
@@ -207,15 +230,15 @@ pub(crate) fn add_encoder(
 ) -> Result<String, ApiError> {
     core.change(|w| {
         let (ws, fx) = w.split(workspace).ok_or_else(workspace_not_found)?;
-        if !ws.systems.contains_key(acs_system_id) {
-            return Err(ApiError::not_found("acs_system"));
-        }
+        let acs_system_id = ws
+            .system_id(acs_system_id)
+            .ok_or_else(|| ApiError::not_found("acs_system"))?;
         let id = fx.ids.mint(Kind::Encoder);
         ws.encoders.insert(
             id.clone(),
             Encoder {
                 id: id.clone(),
-                acs_system_id: acs_system_id.into(),
+                acs_system_id,
                 display_name: display_name.into(),
                 created_at: Timestamp::now(),
                 next: Default::default(),
@@ -345,31 +368,34 @@ impl FakeSeam {
 
     /// Adds a workspace reachable with `api_key` (`Authorization: Bearer`).
     /// Adding another key to an existing workspace is allowed.
-    pub fn add_workspace(&self, workspace_id: &str, api_key: &str) {
-        expect(add_workspace(&self.inner.core, workspace_id, api_key))
+    /// Adds a workspace under the name `workspace` (what the other control
+    /// methods take) and answers its `workspace_id` (a UUID, what clients see).
+    pub fn add_workspace(&self, workspace: &str, api_key: &str) -> String {
+        expect(add_workspace(&self.inner.core, workspace, api_key))
     }
 
-    /// Adds an access system. `requires_reservation_for_guest_cards` makes
-    /// it Visionline-like: a card for its reservation-capable entrances
-    /// needs a `reservation_key`.
+    /// Adds an access system under the name `system` (what `add_entrance`
+    /// and `add_encoder` take) and answers its `acs_system_id` (a UUID).
+    /// `requires_reservation_for_guest_cards` makes it Visionline-like: a
+    /// card for its reservation-capable entrances needs a `reservation_key`.
     pub fn add_acs_system(
         &self,
         workspace: &str,
-        acs_system_id: &str,
+        system: &str,
         name: &str,
         requires_reservation_for_guest_cards: bool,
-    ) {
+    ) -> String {
         expect(add_acs_system(
             &self.inner.core,
             workspace,
-            acs_system_id,
+            system,
             name,
             requires_reservation_for_guest_cards,
         ))
     }
 
-    /// Adds an entrance to a system; returns its `acs_entrance_id`. Emits
-    /// `acs_entrance.added`.
+    /// Adds an entrance to a system (its name or `acs_system_id`); returns
+    /// its `acs_entrance_id`. Emits `acs_entrance.added`.
     pub fn add_entrance(
         &self,
         workspace: &str,
@@ -402,6 +428,47 @@ impl FakeSeam {
             acs_system_id,
             display_name,
         ))
+    }
+
+    /// The next `count` grants created in `workspace` get no access
+    /// methods: when they would be issued, the grant gets Seam's error
+    /// `cannot_create_requested_access_methods` instead (with the event
+    /// `access_grant.could_not_create_requested_access_methods`), and its
+    /// methods stay unissued. (How Seam shows this beyond the error and the
+    /// event is not documented; this is the fake's choice.)
+    pub fn refuse_access_methods(&self, workspace: &str, count: u32) {
+        expect(self.inner.core.change(|w| {
+            let ws = w
+                .workspaces
+                .get_mut(workspace)
+                .ok_or_else(workspace_not_found)?;
+            ws.refuse_access_methods = count;
+            Ok(())
+        }))
+    }
+
+    /// The `space_id` of the space seeded with this `space_key`.
+    pub fn space_id(&self, workspace: &str, space_key: &str) -> String {
+        expect(read_workspace(&self.inner.core, workspace, |ws| {
+            ws.space_by_key(space_key).map(|s| s.id.clone())
+        }))
+        .unwrap_or_else(|| panic!("fake-seam control API: no space {space_key:?}"))
+    }
+
+    /// The `workspace_id` (a UUID) of the workspace seeded as `workspace`.
+    pub fn workspace_id(&self, workspace: &str) -> String {
+        expect(read_workspace(&self.inner.core, workspace, |ws| {
+            ws.uuid.clone()
+        }))
+    }
+
+    /// Everything that did not keep to Seam's API definition so far: members
+    /// it does not define, required ones missing, values outside its enums
+    /// or formats, in the fake's answers and events and in its clients'
+    /// requests (which Seam accepts when only extra members are wrong: it
+    /// ignores them). Tests assert this is empty.
+    pub fn contract_violations(&self) -> Vec<String> {
+        self.inner.core.violations()
     }
 
     /// Registers a webhook endpoint for every event of the workspace;

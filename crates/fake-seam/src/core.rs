@@ -28,6 +28,9 @@ pub(crate) struct Core {
     timers: watch::Sender<usize>,
     requests: AtomicU64,
     pub shutdown: watch::Receiver<bool>,
+    /// What the fake's answers and events, and its clients' requests, had
+    /// that Seam's definition does not define (`contract.rs`).
+    violations: parking_lot::Mutex<Vec<String>>,
 }
 
 /// Decrements the timer count however a timer task ends.
@@ -58,6 +61,7 @@ impl Core {
             timers: watch::channel(0).0,
             requests: AtomicU64::new(0),
             shutdown,
+            violations: parking_lot::Mutex::new(Vec::new()),
         }))
     }
 
@@ -71,6 +75,12 @@ impl Core {
             let mut world = self.world.lock();
             let out = f(&mut world);
             let events = std::mem::take(&mut world.fx.events);
+            for event in &events {
+                self.record_violations(
+                    &format!("event {}", event.event_type),
+                    crate::contract::Contract::seam().check_event(&event.to_json()),
+                );
+            }
             let timers = std::mem::take(&mut world.fx.timers);
             (out, webhooks::plan(&world, events), timers)
         };
@@ -108,6 +118,22 @@ impl Core {
     pub async fn settled(&self) {
         let mut rx = self.timers.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Records what `what` had that Seam's definition does not allow.
+    pub fn record_violations(&self, what: &str, issues: Vec<crate::contract::Issue>) {
+        if issues.is_empty() {
+            return;
+        }
+        let mut log = self.violations.lock();
+        for issue in issues {
+            tracing::warn!(%what, %issue, "outside Seam's API definition");
+            log.push(format!("{what}: {issue}"));
+        }
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().clone()
     }
 
     /// A `seam-request-id`.

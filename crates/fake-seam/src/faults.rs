@@ -19,6 +19,9 @@ pub enum Fault {
     Outage503,
     /// 429 with `Retry-After: <retry_after_s>` and an error body.
     TooManyRequests { retry_after_s: u64 },
+    /// 429 whose `Retry-After` is an HTTP date `retry_after` from now (the
+    /// other form RFC 9110 allows).
+    TooManyRequestsUntil { retry_after: Duration },
     /// Handle the request only after this delay (the change happens even if
     /// the client gave up meanwhile).
     Slow(Duration),
@@ -29,6 +32,28 @@ pub enum Fault {
     /// Like `DropResponseAfterCommit`, but keep the connection open and never
     /// answer, so that the client times out. (Addition to the brief.)
     HangAfterCommit { route: String },
+    /// `fault` on requests to `route` only (the others pass untouched and
+    /// use none of its count).
+    OnRoute { route: String, fault: Box<Fault> },
+}
+
+impl Fault {
+    /// This fault on requests to `route` only.
+    pub fn on(self, route: &str) -> Fault {
+        Fault::OnRoute {
+            route: route.to_string(),
+            fault: Box::new(self),
+        }
+    }
+
+    /// The fault as it applies to `route`: itself, or none.
+    fn for_route(&self, route: &str) -> Option<&Fault> {
+        match self {
+            Fault::OnRoute { route: r, fault } if same_route(r, route) => fault.for_route(route),
+            Fault::OnRoute { .. } => None,
+            other => Some(other),
+        }
+    }
 }
 
 /// What to do before handling a request.
@@ -36,7 +61,15 @@ pub enum Fault {
 pub(crate) enum Before {
     Proceed { delay: Option<Duration> },
     Outage,
-    TooManyRequests { retry_after_s: u64 },
+    TooManyRequests { retry_after: RetryAfter },
+}
+
+/// How a 429 says when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP date this far from now.
+    DateIn(Duration),
 }
 
 /// What to do with the answer of a handled request.
@@ -89,15 +122,18 @@ impl Faults {
         self.armed.lock().clear();
     }
 
-    pub fn before(&self, _route: &str) -> Before {
+    pub fn before(&self, route: &str) -> Before {
         let mut armed = self.armed.lock();
         let mut verdict = None;
         for a in armed.iter_mut() {
-            let hit = match a.fault {
-                Fault::Outage503 => Before::Outage,
-                Fault::TooManyRequests { retry_after_s } => {
-                    Before::TooManyRequests { retry_after_s }
-                }
+            let hit = match a.fault.for_route(route) {
+                Some(Fault::Outage503) => Before::Outage,
+                Some(Fault::TooManyRequests { retry_after_s }) => Before::TooManyRequests {
+                    retry_after: RetryAfter::Seconds(*retry_after_s),
+                },
+                Some(Fault::TooManyRequestsUntil { retry_after }) => Before::TooManyRequests {
+                    retry_after: RetryAfter::DateIn(*retry_after),
+                },
                 _ => continue,
             };
             if a.take() {
@@ -107,10 +143,15 @@ impl Faults {
         }
         // A refused request is not also slowed down.
         let verdict = verdict.unwrap_or_else(|| {
-            let delay = armed.iter_mut().find_map(|a| match a.fault {
-                Fault::Slow(d) => a.take().then_some(d),
-                _ => None,
-            });
+            let delay = armed
+                .iter_mut()
+                .find_map(|a| match a.fault.for_route(route) {
+                    Some(Fault::Slow(d)) => {
+                        let d = *d;
+                        a.take().then_some(d)
+                    }
+                    _ => None,
+                });
             Before::Proceed { delay }
         });
         armed.retain(|a| a.remaining > 0);
@@ -122,11 +163,13 @@ impl Faults {
         let verdict = armed
             .iter_mut()
             .find_map(|a| {
-                let verdict = match &a.fault {
-                    Fault::DropResponseAfterCommit { route: r } if same_route(r, route) => {
+                let verdict = match a.fault.for_route(route) {
+                    Some(Fault::DropResponseAfterCommit { route: r }) if same_route(r, route) => {
                         After::Drop
                     }
-                    Fault::HangAfterCommit { route: r } if same_route(r, route) => After::Hang,
+                    Some(Fault::HangAfterCommit { route: r }) if same_route(r, route) => {
+                        After::Hang
+                    }
                     _ => return None,
                 };
                 a.take().then_some(verdict)
@@ -160,12 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_on_a_route_spares_the_others() {
+        let f = Faults::default();
+        f.arm(Fault::Outage503.on("/access_methods/list"), 1);
+        assert_eq!(
+            f.before("/access_grants/create"),
+            Before::Proceed { delay: None }
+        );
+        assert_eq!(f.before("/access_methods/list"), Before::Outage);
+        assert_eq!(
+            f.before("/access_methods/list"),
+            Before::Proceed { delay: None }
+        );
+    }
+
+    #[test]
     fn until_cleared_lasts_until_cleared() {
         let f = Faults::default();
         f.arm(Fault::TooManyRequests { retry_after_s: 3 }, UNTIL_CLEARED);
         f.arm(Fault::Slow(Duration::from_millis(5)), 1);
         for _ in 0..10 {
-            assert_eq!(f.before("/x"), Before::TooManyRequests { retry_after_s: 3 });
+            assert_eq!(
+                f.before("/x"),
+                Before::TooManyRequests {
+                    retry_after: RetryAfter::Seconds(3)
+                }
+            );
         }
         f.clear();
         assert_eq!(f.before("/x"), Before::Proceed { delay: None });

@@ -4,9 +4,9 @@
 //! names the kind of object and the last one counts per kind. Tests can
 //! predict them and a reader can tell a grant id from a method id.
 //!
-//! Ids a test chooses itself (workspaces, acs systems, spaces) are not
-//! minted here. Kind `0000000c` is never minted: the demo binary uses it for
-//! its acs systems.
+//! Workspaces, acs systems and spaces are seeded under a name the test
+//! chooses (its handle in the control API) and get a minted id too: that id
+//! is what clients see, as every id Seam hands out is a UUID.
 
 /// What an id names; the discriminant is the id's first group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,9 +21,12 @@ pub(crate) enum Kind {
     Event = 8,
     Credential = 9,
     Request = 10,
+    Workspace = 11,
+    AcsSystem = 12,
+    Space = 13,
 }
 
-const KINDS: usize = 11;
+const KINDS: usize = 14;
 
 /// Per-kind counters of one fake.
 #[derive(Default)]

@@ -15,7 +15,7 @@
 //! fake.add_acs_system("ws1", "sys1", "Visionline", true);
 //! let room = fake.add_entrance("ws1", "sys1", EntranceSeed {
 //!     display_name: "Room 101".into(),
-//!     space_id: Some("room-101".into()),
+//!     space_key: Some("room-101".into()),
 //!     can_belong_to_reservation: true,
 //!     can_unlock_with_card: true,
 //!     ..EntranceSeed::default()
@@ -47,11 +47,16 @@
 //!   `invalid_input` (400) or `reservation_conflict` (409); see `rules.rs`.
 //! - reqwest is a normal dependency (webhook deliveries), and hyper plus
 //!   hyper-util are declared directly, as in fake-3rpms (no new crates).
+//! - Seam's published API definition is the contract (`contract.rs`):
+//!   requests are refused as its schemas refuse them, and every answer,
+//!   event and request is checked against it
+//!   ([`FakeSeam::contract_violations`]).
 //!
 //! Control-API misuse (an unknown workspace, system or entrance) panics with
 //! a message; nothing a client sends over HTTP can make the fake panic.
 
 mod config;
+pub mod contract;
 mod control;
 mod core;
 mod counts;
@@ -80,9 +85,11 @@ pub use model::{
 };
 pub use pagination::{DEFAULT_LIMIT, ENTRANCES_DEFAULT_LIMIT};
 pub use rules::{
-    RESERVATION_CONFLICT_TYPE, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP,
-    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT, RESERVATION_KEY_NOT_SUPPORTED,
-    RESERVATION_KEY_REQUIRED_FOR_GUEST_CARDS, RESERVATION_TIME_FRAMES_MUST_OVERLAP,
+    ReservationErrorText, RESERVATION_CONFLICT_TYPE, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP,
+    RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE, RESERVATION_JOINER_ENTRANCE_SET_CONFLICT,
+    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT_MESSAGE, RESERVATION_KEY_NOT_SUPPORTED,
+    RESERVATION_KEY_NOT_SUPPORTED_MESSAGE, RESERVATION_KEY_REQUIRED_FOR_GUEST_CARDS,
+    RESERVATION_TIME_FRAMES_MUST_OVERLAP, RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE,
 };
 pub use server::REQUEST_ID_HEADER;
 pub use webhooks::{svix_signature, DeliveryAttempt, DeliveryOutcome};

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::events::*;
 use crate::ids::Kind;
-use crate::model::{remove_notice, AccessMode, AttemptStatus, Pending, SimulatedEncode};
+use crate::model::{AccessMode, AttemptStatus, Pending, SimulatedEncode};
 use crate::state::{Effects, Timer, Workspace, World};
 use crate::time::render;
 
@@ -103,11 +103,16 @@ impl Workspace {
         if grant.deleting {
             return;
         }
+        if grant.methods_refused {
+            self.refuse_methods(fx, &grant_id);
+            return;
+        }
         let grant_key = grant.key.clone();
         let mode = method.mode;
-        // A code is chosen at first issue (the requested one if free) and
-        // kept when reissued.
-        let mut code_unavailable = false;
+        // A code is chosen at first issue (the requested one if free, else
+        // another: Seam's definition has no warning for that, so a client
+        // compares the code with the one it asked for) and kept when
+        // reissued.
         let code = match (mode, &method.code) {
             (AccessMode::Code, Some(code)) => Some(code.clone()),
             (AccessMode::Code, None) => {
@@ -119,11 +124,7 @@ impl Workspace {
                     .and_then(|r| r.code.clone());
                 match requested {
                     Some(c) if !taken.contains(&c) => Some(c),
-                    Some(_) => {
-                        code_unavailable = true;
-                        Some(free_code(&taken))
-                    }
-                    None => Some(free_code(&taken)),
+                    _ => Some(free_code(&taken)),
                 }
             }
             _ => None,
@@ -161,12 +162,12 @@ impl Workspace {
             let fields = method_fields(method_id, &grant_id, grant_key.as_deref());
             fx.emit(self, ACCESS_METHOD_CARD_ENCODING_REQUIRED, fields);
         }
-        self.after_issue(fx, &grant_id, code_unavailable);
+        self.after_issue(fx, &grant_id);
     }
 
-    /// Grant-level consequences of an issue: warnings and, the first time
-    /// every method is issued, the "access granted" events.
-    fn after_issue(&mut self, fx: &mut Effects, grant_id: &str, code_unavailable: bool) {
+    /// Grant-level consequences of an issue: the first time every method is
+    /// issued, the "access granted" events.
+    fn after_issue(&mut self, fx: &mut Effects, grant_id: &str) {
         let Some(grant) = self.grants.get(grant_id) else {
             return;
         };
@@ -175,25 +176,12 @@ impl Workspace {
             .filter_map(|id| self.methods.get(id))
             .map(|m| m.pending)
             .collect();
-        let reissuing = statuses.contains(&Some(Pending::Reissue));
         let all_issued = statuses.iter().all(Option::is_none);
         let first_full = all_issued && !grant.fully_granted;
         let doors = grant.entrance_ids.clone();
         let Some(grant) = self.grants.get_mut(grant_id) else {
             return;
         };
-        if !reissuing {
-            remove_notice(&mut grant.warnings, "updating_access_times");
-        }
-        if code_unavailable {
-            crate::model::add_notice(
-                &mut grant.warnings,
-                crate::model::Notice::new(
-                    "requested_code_unavailable",
-                    "The requested code is already in use on a targeted entrance; another code was issued.",
-                ),
-            );
-        }
         if first_full {
             grant.fully_granted = true;
             for door in doors {
@@ -209,6 +197,28 @@ impl Workspace {
                 json!({ "access_grant_id": grant_id }),
             );
         }
+    }
+
+    /// The grant's access methods cannot be created: it gets Seam's error
+    /// `cannot_create_requested_access_methods` and the event
+    /// `access_grant.could_not_create_requested_access_methods` (once); its
+    /// methods stay unissued.
+    fn refuse_methods(&mut self, fx: &mut Effects, grant_id: &str) {
+        const CODE: &str = "cannot_create_requested_access_methods";
+        const MESSAGE: &str =
+            "The requested access methods could not be created for the targeted entrances.";
+        let Some(grant) = self.grants.get_mut(grant_id) else {
+            return;
+        };
+        if grant.errors.iter().any(|e| e.code == CODE) {
+            return;
+        }
+        grant.errors.push(crate::model::Notice::new(CODE, MESSAGE));
+        fx.emit(
+            self,
+            ACCESS_GRANT_COULD_NOT_CREATE_REQUESTED_ACCESS_METHODS,
+            json!({ "access_grant_id": grant_id, "error_message": MESSAGE }),
+        );
     }
 
     /// Issues every pending method of live grants, in creation order.
@@ -333,7 +343,7 @@ impl Workspace {
             "ends_at": window.and_then(|w| w.1).map(render),
             "is_issued": true,
             "is_managed": true,
-            "workspace_id": self.id,
+            "workspace_id": self.uuid,
             "errors": [],
             "warnings": [],
         });

@@ -34,9 +34,9 @@ struct Args {
 
 const WORKSPACE: &str = "ws_demo";
 const API_KEY: &str = "seam_test_demo";
-/// Fixed, UUID-shaped system ids (kind `0000000c` is never minted).
-const VISIONLINE: &str = "0000000c-0000-4000-8000-000000000001";
-const PLAIN: &str = "0000000c-0000-4000-8000-000000000002";
+/// The systems' names in the control API (clients see minted UUIDs).
+const VISIONLINE: &str = "visionline";
+const PLAIN: &str = "plain";
 
 struct Seeded {
     system: &'static str,
@@ -66,28 +66,37 @@ async fn main() -> std::io::Result<()> {
         ..FakeSeamConfig::default()
     };
     let fake = FakeSeam::start_on(args.listen, config).await?;
-    let (entrances, encoders) = seed(&fake);
+    let seeded = seed(&fake);
     let secret = args
         .webhook_url
         .as_deref()
         .map(|url| (url, fake.add_webhook(WORKSPACE, url)));
-    print_banner(&fake, &entrances, &encoders, secret);
+    print_banner(&fake, &seeded, secret);
     tokio::signal::ctrl_c().await?;
     fake.shutdown().await;
     Ok(())
 }
 
-fn seed(fake: &FakeSeam) -> (Vec<Seeded>, Vec<Seeded>) {
-    fake.add_workspace(WORKSPACE, API_KEY);
-    fake.add_acs_system(WORKSPACE, VISIONLINE, "Visionline (demo)", true);
-    fake.add_acs_system(WORKSPACE, PLAIN, "Common doors (demo)", false);
+/// What the demo seeds, by the ids clients see.
+struct Seed {
+    workspace_id: String,
+    visionline_id: String,
+    plain_id: String,
+    entrances: Vec<Seeded>,
+    encoders: Vec<Seeded>,
+}
+
+fn seed(fake: &FakeSeam) -> Seed {
+    let workspace_id = fake.add_workspace(WORKSPACE, API_KEY);
+    let visionline_id = fake.add_acs_system(WORKSPACE, VISIONLINE, "Visionline (demo)", true);
+    let plain_id = fake.add_acs_system(WORKSPACE, PLAIN, "Common doors (demo)", false);
     let room = |name: &'static str, space: &str, code: bool| {
         let id = fake.add_entrance(
             WORKSPACE,
             VISIONLINE,
             EntranceSeed {
                 display_name: name.into(),
-                space_id: Some(space.into()),
+                space_key: Some(space.into()),
                 can_belong_to_reservation: true,
                 can_unlock_with_card: true,
                 can_unlock_with_mobile_key: true,
@@ -106,7 +115,7 @@ fn seed(fake: &FakeSeam) -> (Vec<Seeded>, Vec<Seeded>) {
             PLAIN,
             EntranceSeed {
                 display_name: name.into(),
-                space_id: Some(space.into()),
+                space_key: Some(space.into()),
                 can_unlock_with_card: true,
                 can_unlock_with_code: true,
                 ..EntranceSeed::default()
@@ -138,29 +147,35 @@ fn seed(fake: &FakeSeam) -> (Vec<Seeded>, Vec<Seeded>) {
             id: fake.add_encoder(WORKSPACE, PLAIN, "Back office encoder"),
         },
     ];
-    (entrances, encoders)
+    Seed {
+        workspace_id,
+        visionline_id,
+        plain_id,
+        entrances,
+        encoders,
+    }
 }
 
 /// Tells the user what is seeded. Printing errors (a closed pipe) are
 /// ignored: the server is what matters, not the banner.
-fn print_banner(
-    fake: &FakeSeam,
-    entrances: &[Seeded],
-    encoders: &[Seeded],
-    webhook: Option<(&str, String)>,
-) {
+fn print_banner(fake: &FakeSeam, seeded: &Seed, webhook: Option<(&str, String)>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "fake Seam Connect: {}", fake.base_url());
-    let _ = writeln!(out, "workspace {WORKSPACE}, API key {API_KEY}");
     let _ = writeln!(
         out,
-        "acs system visionline (guest cards need a reservation_key): {VISIONLINE}"
+        "workspace {WORKSPACE} ({}), API key {API_KEY}",
+        seeded.workspace_id
     );
-    let _ = writeln!(out, "acs system plain: {PLAIN}");
-    for e in entrances {
+    let _ = writeln!(
+        out,
+        "acs system visionline (guest cards need a reservation_key): {}",
+        seeded.visionline_id
+    );
+    let _ = writeln!(out, "acs system plain: {}", seeded.plain_id);
+    for e in &seeded.entrances {
         let _ = writeln!(out, "entrance {:<10} {:<8} {}", e.system, e.name, e.id);
     }
-    for e in encoders {
+    for e in &seeded.encoders {
         let _ = writeln!(out, "encoder  {:<10} {} {}", e.system, e.id, e.name);
     }
     if let Some((url, secret)) = webhook {

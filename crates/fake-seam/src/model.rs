@@ -51,8 +51,10 @@ impl AccessMode {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EntranceSeed {
     pub display_name: String,
-    /// The space (room, unit) the entrance belongs to, if any.
-    pub space_id: Option<String>,
+    /// The `space_key` of the space (room, unit) the entrance belongs to, if
+    /// any: the space is created with the first entrance naming it, and gets
+    /// a `space_id` of its own.
+    pub space_key: Option<String>,
     pub can_belong_to_reservation: bool,
     pub can_unlock_with_card: bool,
     pub can_unlock_with_code: bool,
@@ -144,7 +146,9 @@ pub(crate) struct Entrance {
 }
 
 impl Entrance {
-    pub fn to_json(&self, workspace_id: &str, system: Option<&AcsSystem>) -> Value {
+    /// Seam's `acs_entrance`, which (unlike most objects) has no
+    /// `workspace_id`.
+    pub fn to_json(&self, system: Option<&AcsSystem>) -> Value {
         let mut m = Map::new();
         m.insert("acs_entrance_id".into(), json!(self.id));
         m.insert("acs_system_id".into(), json!(self.acs_system_id));
@@ -156,7 +160,6 @@ impl Entrance {
         m.insert("space_ids".into(), json!(self.space_ids));
         m.insert("created_at".into(), json!(render(self.created_at)));
         m.insert("errors".into(), json!([]));
-        m.insert("workspace_id".into(), json!(workspace_id));
         // Seam leaves capability flags out unless they are true; a missing
         // one means false. Clients must not require them.
         for (key, on) in [
@@ -179,6 +182,29 @@ impl Entrance {
             );
         }
         Value::Object(m)
+    }
+}
+
+/// A space (a room, a unit): Seam's `space`. The fake creates one for each
+/// `space_key` its seeded entrances name.
+pub(crate) struct Space {
+    pub id: String,
+    pub key: String,
+    pub created_at: Timestamp,
+}
+
+impl Space {
+    pub fn to_json(&self, workspace_id: &str, entrance_count: usize) -> Value {
+        json!({
+            "space_id": self.id,
+            "space_key": self.key,
+            "workspace_id": workspace_id,
+            "name": self.key,
+            "display_name": self.key,
+            "created_at": render(self.created_at),
+            "device_count": 0,
+            "acs_entrance_count": entrance_count,
+        })
     }
 }
 
@@ -277,6 +303,15 @@ impl Notice {
         }
     }
 
+    /// As an `errors` item: `error_code`, `message`, `created_at`.
+    fn to_error_json(&self) -> Value {
+        json!({
+            "error_code": self.code,
+            "message": self.message,
+            "created_at": render(self.created_at),
+        })
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "warning_code": self.code,
@@ -291,10 +326,6 @@ pub(crate) fn add_notice(list: &mut Vec<Notice>, notice: Notice) {
     if !list.iter().any(|n| n.code == notice.code) {
         list.push(notice);
     }
-}
-
-pub(crate) fn remove_notice(list: &mut Vec<Notice>, code: &str) {
-    list.retain(|n| n.code != code);
 }
 
 pub(crate) struct RequestedMethod {
@@ -325,6 +356,11 @@ pub(crate) struct Grant {
     /// Every method was issued once: `access_granted_to_all_doors` was sent.
     pub fully_granted: bool,
     pub warnings: Vec<Notice>,
+    /// `error_code`s and messages (Seam's definition lists one:
+    /// `cannot_create_requested_access_methods`).
+    pub errors: Vec<Notice>,
+    /// Its access methods will not be created (`FakeSeam::refuse_access_methods`).
+    pub methods_refused: bool,
     pub client_session_token: Option<String>,
 }
 
@@ -376,7 +412,10 @@ impl Grant {
             "warnings".into(),
             Value::Array(self.warnings.iter().map(Notice::to_json).collect()),
         );
-        m.insert("errors".into(), json!([]));
+        m.insert(
+            "errors".into(),
+            Value::Array(self.errors.iter().map(Notice::to_error_json).collect()),
+        );
         if let Some(k) = &self.key {
             m.insert("access_grant_key".into(), json!(k));
         }

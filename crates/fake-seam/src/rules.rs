@@ -20,10 +20,14 @@
 //!    (back-to-back stays do not overlap) and a missing `ends_at` is open.
 //!    An update of a grant's times is held to the same rule.
 //!
-//! Seam documents a status and a title for each of these, no `type`. The
-//! fake answers `message` = the guide's title exactly, with `type`
-//! `invalid_input` for the 400s and `reservation_conflict` for the 409s;
-//! clients should match on status and message, as the notes advise.
+//! Seam documents a status, a title and (except for the Visionline rule) a
+//! message for each of these, no `type`. Which text the answer's `message`
+//! carries is not documented: the fake answers the guide's message by
+//! default and its title with [`ReservationErrorText::Title`]
+//! (`FakeSeamConfig::reservation_error_text`); the Visionline rule, which
+//! has a title only, always answers it. `type` is `invalid_input` for the
+//! 400s and `reservation_conflict` for the 409s (also undocumented); clients
+//! should recognise every documented text.
 //! Grants being deleted no longer count, so a relocation (delete, then
 //! create with other doors) works at once, as in the guide's scenario 3.
 
@@ -35,24 +39,54 @@ use crate::errors::ApiError;
 use crate::model::{AccessMode, Grant};
 use crate::state::Workspace;
 
-/// Rule 1, 400.
+/// Rule 1, 400: the guide's title.
 pub const RESERVATION_KEY_NOT_SUPPORTED: &str = "reservation_key not supported.";
-/// Visionline-like systems, 400.
+/// Rule 1: the guide's message.
+pub const RESERVATION_KEY_NOT_SUPPORTED_MESSAGE: &str = "No targeted entrances support reservation behavior. Remove reservation_key or include at least one reservation-capable entrance.";
+/// Visionline-like systems, 400: the guide's title (it gives no message).
 pub const RESERVATION_KEY_REQUIRED_FOR_GUEST_CARDS: &str =
     "reservation_key required for guest cards.";
-/// Rule 2, 409.
+/// Rule 2, 409: the guide's title.
 pub const RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP: &str =
     "Reservation entrance change requires cleanup.";
-/// Rule 3, 409.
+/// Rule 2: the guide's message.
+pub const RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE: &str =
+    "To change the doors for this reservation, delete the existing access grants first.";
+/// Rule 3, 409: the guide's title.
 pub const RESERVATION_JOINER_ENTRANCE_SET_CONFLICT: &str =
     "Reservation joiner entrance set conflict.";
-/// Rule 4, 409.
+/// Rule 3: the guide's message.
+pub const RESERVATION_JOINER_ENTRANCE_SET_CONFLICT_MESSAGE: &str =
+    "Joiner access grants must use the same or a subset of the reservation-capable doors.";
+/// Rule 4, 409: the guide's title.
 pub const RESERVATION_TIME_FRAMES_MUST_OVERLAP: &str = "Reservation time frames must overlap.";
+/// Rule 4: the guide's message.
+pub const RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE: &str =
+    "Access grants in the same reservation must have overlapping time frames.";
 /// The `type` of the 409 reservation errors (Seam documents none).
 pub const RESERVATION_CONFLICT_TYPE: &str = "reservation_conflict";
 
-fn conflict(message: &str) -> ApiError {
-    ApiError::new(409, RESERVATION_CONFLICT_TYPE, message)
+/// Which of the guide's texts a reservation refusal's `message` carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReservationErrorText {
+    /// The guide's message ("To change the doors for this reservation, ...").
+    #[default]
+    Message,
+    /// The guide's title ("Reservation entrance change requires cleanup.").
+    Title,
+}
+
+impl ReservationErrorText {
+    fn pick(self, title: &'static str, message: &'static str) -> &'static str {
+        match self {
+            ReservationErrorText::Message => message,
+            ReservationErrorText::Title => title,
+        }
+    }
+}
+
+fn conflict(text: ReservationErrorText, title: &'static str, message: &'static str) -> ApiError {
+    ApiError::new(409, RESERVATION_CONFLICT_TYPE, text.pick(title, message))
 }
 
 /// A grant's validity; `ends_at: None` never ends.
@@ -129,6 +163,7 @@ pub(crate) struct NewGrant<'a> {
     pub entrance_ids: &'a [String],
     pub modes: &'a [AccessMode],
     pub window: Window,
+    pub text: ReservationErrorText,
 }
 
 /// Checks a new grant; returns its reservation-capable entrances (empty
@@ -152,7 +187,10 @@ pub(crate) fn check_new_grant(ws: &Workspace, new: &NewGrant) -> Result<Vec<Stri
         return Ok(Vec::new());
     };
     if capable.is_empty() {
-        return Err(ApiError::invalid_input(RESERVATION_KEY_NOT_SUPPORTED));
+        return Err(ApiError::invalid_input(new.text.pick(
+            RESERVATION_KEY_NOT_SUPPORTED,
+            RESERVATION_KEY_NOT_SUPPORTED_MESSAGE,
+        )));
     }
     let live: Vec<&Grant> = live_grants(ws, key, None).collect();
     if !live.is_empty() {
@@ -162,14 +200,26 @@ pub(crate) fn check_new_grant(ws: &Workspace, new: &NewGrant) -> Result<Vec<Stri
             .collect();
         let wanted: BTreeSet<&str> = capable.iter().map(String::as_str).collect();
         if !wanted.is_subset(&established) {
-            return Err(conflict(if wanted.is_superset(&established) {
-                RESERVATION_JOINER_ENTRANCE_SET_CONFLICT
+            return Err(if wanted.is_superset(&established) {
+                conflict(
+                    new.text,
+                    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT,
+                    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT_MESSAGE,
+                )
             } else {
-                RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP
-            }));
+                conflict(
+                    new.text,
+                    RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP,
+                    RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE,
+                )
+            });
         }
         if live.iter().any(|g| !Window::of(g).overlaps(&new.window)) {
-            return Err(conflict(RESERVATION_TIME_FRAMES_MUST_OVERLAP));
+            return Err(conflict(
+                new.text,
+                RESERVATION_TIME_FRAMES_MUST_OVERLAP,
+                RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE,
+            ));
         }
     }
     Ok(capable)
@@ -180,12 +230,17 @@ pub(crate) fn check_new_window(
     ws: &Workspace,
     grant: &Grant,
     window: &Window,
+    text: ReservationErrorText,
 ) -> Result<(), ApiError> {
     let Some(key) = grant.reservation_key.as_deref() else {
         return Ok(());
     };
     if live_grants(ws, key, Some(&grant.id)).any(|g| !Window::of(g).overlaps(window)) {
-        return Err(conflict(RESERVATION_TIME_FRAMES_MUST_OVERLAP));
+        return Err(conflict(
+            text,
+            RESERVATION_TIME_FRAMES_MUST_OVERLAP,
+            RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE,
+        ));
     }
     Ok(())
 }

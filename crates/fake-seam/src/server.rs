@@ -4,9 +4,15 @@
 //! Every request runs on a task of its own, so a change is carried through
 //! even if the client hangs up (as a real server would). The pipeline of an
 //! API request: count it; apply faults (503, 429, delay); find the route
-//! (404), POST only (405); authenticate the bearer key (401); require a JSON
-//! content type and an object body (400); run the handler; then maybe drop
-//! or withhold the answer. Every answer carries `seam-request-id`.
+//! (404) and check the method against those Seam's definition lists for it
+//! (405); authenticate the bearer key (401); read the parameters (a GET's
+//! query string, typed by the route's schema; any other method's JSON
+//! object body, an empty body of any content type being `{}`); refuse what
+//! the route's schema refuses (400 `invalid_input`); run the handler; then
+//! maybe drop or withhold the answer. Every answer carries
+//! `seam-request-id`. Requests, answers and events are also checked
+//! strictly against the definition, and what it does not define is
+//! recorded (`FakeSeam::contract_violations`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,9 +26,10 @@ use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::contract::{Contract, Issue};
 use crate::core::Core;
 use crate::errors::ApiError;
-use crate::faults::{After, Before};
+use crate::faults::{After, Before, RetryAfter};
 use crate::routes::{self, Call};
 
 /// The largest body accepted; Seam's requests are small.
@@ -152,9 +159,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Reads the body as a JSON object; an empty body is `{}`.
-async fn read_object(body: Incoming) -> Result<Map<String, Value>, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
+async fn read_bytes(body: Incoming) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -162,11 +168,24 @@ async fn read_object(body: Incoming) -> Result<Map<String, Value>, ApiError> {
                 "invalid_input",
                 "Request body is too large or could not be read",
             )
-        })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+        })
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Reads the body as a JSON object; an empty body is `{}`.
+async fn read_object(body: Incoming) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read_bytes(body).await?;
+    parse_object(&bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if is_blank(bytes) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(&bytes) {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::invalid_input(
             "Request body must be a JSON object",
@@ -204,7 +223,7 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
             add_request_id(&mut resp, &request_id);
             return Outcome::Answer(resp);
         }
-        Before::TooManyRequests { retry_after_s } => {
+        Before::TooManyRequests { retry_after } => {
             core.counts.fault(&route);
             let e = ApiError::new(
                 429,
@@ -212,8 +231,15 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
                 "Too many requests. Retry after the appropriate amount of time.",
             );
             let mut resp = error_response(&e, &request_id);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            let value = match retry_after {
+                RetryAfter::Seconds(s) => HeaderValue::from(s),
+                RetryAfter::DateIn(d) => {
+                    let at = std::time::SystemTime::now() + d;
+                    HeaderValue::from_str(&httpdate::fmt_http_date(at))
+                        .unwrap_or_else(|_| HeaderValue::from(d.as_secs()))
+                }
+            };
+            resp.headers_mut().insert(header::RETRY_AFTER, value);
             return Outcome::Answer(resp);
         }
         Before::Proceed { delay: Some(delay) } => {
@@ -226,13 +252,27 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
         }
         Before::Proceed { delay: None } => {}
     }
-    let (answer, reached_handler) =
-        match api(&core, &parts.method, &parts.headers, &route, body).await {
-            Api::Handled(answer) => (answer, true),
-            Api::Refused(e) => (Err(e), false),
-        };
+    let (answer, reached_handler) = match api(
+        &core,
+        &parts.method,
+        &parts.headers,
+        &route,
+        parts.uri.query(),
+        body,
+    )
+    .await
+    {
+        Api::Handled(answer) => (answer, true),
+        Api::Refused(e) => (Err(e), false),
+    };
     let (status, body) = match answer {
-        Ok(v) => (200, v),
+        Ok(v) => {
+            core.record_violations(
+                &format!("answer of {route}"),
+                Contract::seam().check_response(&route, &v),
+            );
+            (200, v)
+        }
         Err(e) => (e.status, e.body(&request_id)),
     };
     tracing::info!(method = %parts.method, %route, status, %request_id, "answered");
@@ -256,6 +296,113 @@ async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Outcome {
     Outcome::Answer(json_response(status, &body, &request_id))
 }
 
+/// A GET's query string as the JSON object its route's schema describes,
+/// as Seam's SDK writes it (`@seamapi/url-search-params-serializer`): a
+/// repeated name is an array (one empty value: an empty array), `a.b` is a
+/// member of an object, and each value takes its member's type (number,
+/// integer, boolean; anything unreadable stays a string, for the schema to
+/// refuse).
+fn query_object(route: &str, query: &str) -> Map<String, Value> {
+    let contract = Contract::seam();
+    let mut values: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match values.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, list)) => list.push(value.into_owned()),
+            None => values.push((name.into_owned(), vec![value.into_owned()])),
+        }
+    }
+    let mut out = Map::new();
+    for (name, list) in values {
+        let mut path: Vec<&str> = name.split('.').collect();
+        let top = path.first().copied().unwrap_or_default();
+        let schema = contract.parameter_schema(route, top);
+        // Nested members are typed by their own schema when it says.
+        let leaf = path.iter().skip(1).fold(schema, |s, member| {
+            s.and_then(|s| s.get("properties"))
+                .and_then(|p| p.get(*member))
+        });
+        let value = typed(leaf, list);
+        let last = path.pop().unwrap_or_default();
+        insert_at(&mut out, &path, last, value);
+    }
+    out
+}
+
+/// Inserts `value` as `last` in the object at `path` (created as needed).
+fn insert_at(node: &mut Map<String, Value>, path: &[&str], last: &str, value: Value) {
+    match path.split_first() {
+        None => {
+            node.insert(last.to_string(), value);
+        }
+        Some((member, rest)) => {
+            let entry = node
+                .entry(member.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(next) = entry {
+                insert_at(next, rest, last, value);
+            }
+        }
+    }
+}
+
+/// A query value as its schema's type.
+fn typed(schema: Option<&Value>, mut list: Vec<String>) -> Value {
+    let kind = schema
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("string");
+    if kind == "array" {
+        if list.len() == 1 && list[0].is_empty() {
+            return Value::Array(Vec::new());
+        }
+        let items = schema.and_then(|s| s.get("items"));
+        return Value::Array(list.into_iter().map(|v| scalar(items, v)).collect());
+    }
+    match list.len() {
+        1 => scalar(schema, list.remove(0)),
+        _ => Value::Array(list.into_iter().map(|v| scalar(schema, v)).collect()),
+    }
+}
+
+fn scalar(schema: Option<&Value>, v: String) -> Value {
+    let kind = schema
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("string");
+    let parsed = match kind {
+        "number" | "integer" => serde_json::from_str::<serde_json::Number>(&v)
+            .ok()
+            .map(Value::Number),
+        "boolean" => match v.as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.unwrap_or(Value::String(v))
+}
+
+/// zod's `format()` tree of schema issues, and a one-line summary.
+fn refusal(issues: &[Issue]) -> ApiError {
+    let mut v = crate::validate::Validator::new();
+    for issue in issues {
+        let path = issue
+            .pointer
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        v.issue(path, issue.message.clone());
+    }
+    v.finish()
+        .err()
+        .unwrap_or_else(|| ApiError::invalid_input("Invalid input"))
+}
+
 /// Whether an API request got to its handler.
 enum Api {
     Handled(Result<Value, ApiError>),
@@ -269,16 +416,18 @@ async fn api(
     method: &Method,
     headers: &HeaderMap,
     route: &str,
+    query: Option<&str>,
     body: Incoming,
 ) -> Api {
     let Some(handler) = routes::lookup(route) else {
         return Api::Refused(ApiError::new(404, "not_found", format!("No route {route}")));
     };
-    if method != Method::POST {
+    let allowed = Contract::seam().methods(route).unwrap_or_default();
+    if !allowed.iter().any(|m| m == method.as_str()) {
         return Api::Refused(ApiError::new(
             405,
             "method_not_allowed",
-            "Use POST with a JSON body",
+            format!("{route} takes {}", allowed.join(" or ")),
         ));
     }
     let Some(workspace_id) =
@@ -288,14 +437,37 @@ async fn api(
             "Unauthorized: missing or unknown API key",
         ));
     };
-    if !is_json(headers) {
-        return Api::Refused(ApiError::invalid_input(
-            "Content-Type must be application/json",
-        ));
+    let body = if method == Method::GET {
+        query_object(route, query.unwrap_or_default())
+    } else {
+        let bytes = match read_bytes(body).await {
+            Ok(b) => b,
+            Err(e) => return Api::Refused(e),
+        };
+        // Seam's SDK sends a call without parameters as an empty body, with
+        // whatever content type its HTTP library chose.
+        if !is_blank(&bytes) && !is_json(headers) {
+            return Api::Refused(ApiError::invalid_input(
+                "Content-Type must be application/json",
+            ));
+        }
+        match parse_object(&bytes) {
+            Ok(body) => body,
+            Err(e) => return Api::Refused(e),
+        }
+    };
+    let as_value = Value::Object(body);
+    let contract = Contract::seam();
+    let refused = contract.refusals(route, &as_value);
+    if !refused.is_empty() {
+        return Api::Refused(refusal(&refused));
     }
-    let body = match read_object(body).await {
-        Ok(body) => body,
-        Err(e) => return Api::Refused(e),
+    core.record_violations(
+        &format!("request to {route}"),
+        contract.check_request(route, &as_value),
+    );
+    let Value::Object(body) = as_value else {
+        return Api::Refused(ApiError::internal("body is not an object"));
     };
     Api::Handled(handler(
         core,

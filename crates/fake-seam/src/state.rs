@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::events::Event;
 use crate::ids::{Ids, Kind};
 use crate::model::{
-    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, UserIdentity,
+    AccessMethod, AcsSystem, ActionAttempt, Encoder, Endpoint, Entrance, Grant, Space, UserIdentity,
 };
 
 /// A background step, run after the configured delay or by the control API.
@@ -54,7 +54,8 @@ impl Effects {
         };
         let event = Event {
             id: self.ids.mint(Kind::Event),
-            workspace_id: ws.id.clone(),
+            workspace: ws.id.clone(),
+            workspace_id: ws.uuid.clone(),
             event_type,
             at: Timestamp::now(),
             fields,
@@ -70,8 +71,16 @@ impl Effects {
 
 #[derive(Default)]
 pub(crate) struct Workspace {
+    /// The name the test seeded it under (its control-API handle).
     pub id: String,
+    /// Its `workspace_id` as clients see it.
+    pub uuid: String,
+    /// By `acs_system_id`.
     pub systems: BTreeMap<String, AcsSystem>,
+    /// A seeded system's name -> its `acs_system_id`.
+    pub system_handles: BTreeMap<String, String>,
+    /// By `space_id`.
+    pub spaces: BTreeMap<String, Space>,
     /// All maps keyed by id are in creation order (ids are sequential).
     pub entrances: BTreeMap<String, Entrance>,
     pub encoders: BTreeMap<String, Encoder>,
@@ -81,6 +90,9 @@ pub(crate) struct Workspace {
     pub attempts: BTreeMap<String, ActionAttempt>,
     pub events: Vec<Event>,
     pub endpoints: Vec<Endpoint>,
+    /// How many of the next grants get no access methods
+    /// (`FakeSeam::refuse_access_methods`).
+    pub refuse_access_methods: u32,
 }
 
 impl Workspace {
@@ -100,11 +112,24 @@ impl Workspace {
             .method_ids()
             .filter_map(|id| self.methods.get(id))
             .collect();
-        grant.to_json(&self.id, &methods)
+        grant.to_json(&self.uuid, &methods)
     }
 
     pub fn entrance_json(&self, e: &Entrance) -> Value {
-        e.to_json(&self.id, self.systems.get(&e.acs_system_id))
+        e.to_json(self.systems.get(&e.acs_system_id))
+    }
+
+    /// The `acs_system_id` of a system seeded as `handle` (or given by id).
+    pub fn system_id(&self, handle: &str) -> Option<String> {
+        if self.systems.contains_key(handle) {
+            return Some(handle.to_string());
+        }
+        self.system_handles.get(handle).cloned()
+    }
+
+    /// The `space_id` of the space with this `space_key`.
+    pub fn space_by_key(&self, key: &str) -> Option<&Space> {
+        self.spaces.values().find(|s| s.key == key)
     }
 }
 

@@ -86,7 +86,7 @@ pub(crate) fn plan(world: &World, events: Vec<Event>) -> Vec<Planned> {
     events
         .into_iter()
         .filter_map(|event| {
-            let targets = world.workspace(&event.workspace_id)?.endpoints.clone();
+            let targets = world.workspace(&event.workspace)?.endpoints.clone();
             (!targets.is_empty()).then(|| Planned {
                 body: event.to_json().to_string(),
                 event_id: event.id,

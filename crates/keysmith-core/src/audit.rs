@@ -4,8 +4,6 @@
 //! A change's record is written in the same atomic write as the change
 //! itself (the request carries its [`AuditOrigin`]), so no change is ever
 //! stored without its record, and both are durable before the answer.
-use std::sync::LazyLock;
-
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -55,24 +53,24 @@ pub struct AuditRecord {
     pub secrets_returned: bool,
 }
 
-/// Monotonic, so that records written in one millisecond keep their order.
-static IDS: LazyLock<Mutex<(u64, ulid::Generator)>> =
-    LazyLock::new(|| Mutex::new((0, ulid::Generator::new())));
+/// Makes audit record ids: ULIDs that carry the record's time (keysmith's
+/// clock), so that retention, which purges by id, judges a record by when it
+/// was written, and that grow in the order records are made within one
+/// millisecond. A store keeps one and gives each record its id as it is
+/// written, so that ids follow that store's own clock only.
+#[derive(Default)]
+pub struct AuditIds(Mutex<(u64, Option<ulid::Generator>)>);
 
-impl AuditRecord {
-    /// A record of `action` by `origin` on `property_id`, with a new id and
-    /// the outcome "OK"; the caller fills in the keys and, for a refusal,
-    /// [`AuditRecord::failed`].
-    pub fn new(origin: &AuditOrigin, action: &str, property_id: &str, at: Timestamp) -> Self {
-        // The id carries `at` (keysmith's clock), so that retention, which
-        // purges by id, judges a record by the time it was written.
+impl AuditIds {
+    /// The next id for a record made at `at`. An `at` earlier than the last
+    /// one (a clock stepped back) gets an id of its own time rather than one
+    /// after the last.
+    pub fn next(&self, at: Timestamp) -> String {
         let millis = u64::try_from(at.as_micros().max(0) / 1_000).unwrap_or(0);
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-        let mut ids = IDS.lock();
+        let mut ids = self.0.lock();
         let (last_millis, generator) = &mut *ids;
-        // Within one millisecond (or later) the generator keeps the order;
-        // an earlier `at` (another clock, in tests; a clock stepped back)
-        // gets an id of its own time rather than one after the last.
+        let generator = generator.get_or_insert_with(ulid::Generator::new);
         let id = if millis >= *last_millis {
             *last_millis = millis;
             generator
@@ -81,8 +79,18 @@ impl AuditRecord {
         } else {
             ulid::Ulid::from_datetime(time)
         };
+        id.to_string()
+    }
+}
+
+impl AuditRecord {
+    /// A record of `action` by `origin` on `property_id`, with the outcome
+    /// "OK" and no id yet (the store gives it one as it is written, see
+    /// [`AuditIds`]); the caller fills in the keys and, for a refusal,
+    /// [`AuditRecord::failed`].
+    pub fn new(origin: &AuditOrigin, action: &str, property_id: &str, at: Timestamp) -> Self {
         Self {
-            id: id.to_string(),
+            id: String::new(),
             at,
             actor: origin.actor.clone(),
             action: action.to_owned(),
@@ -142,10 +150,15 @@ mod tests {
 
     #[test]
     fn ids_grow_in_the_order_records_are_made() {
-        let origin = AuditOrigin::default();
         let at = Timestamp::from_unix_seconds(0);
+        let ids_of_this_store = AuditIds::default();
+        // Another store's later clock does not disturb this one's order.
+        let other = AuditIds::default();
         let ids: Vec<String> = (0..100)
-            .map(|_| AuditRecord::new(&origin, "Issue", "p", at).id)
+            .map(|i| {
+                other.next(Timestamp::from_unix_seconds(1_000 + i));
+                ids_of_this_store.next(at)
+            })
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();

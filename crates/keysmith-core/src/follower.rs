@@ -1,11 +1,21 @@
 //! Follows what drivers do on their own: keys issued asynchronously are
-//! refreshed until their credentials are issued (or need encoding), for
-//! every driver whose capability says `refresh` (Seam, plugins alike), and
-//! the entrances are re-read now and then so that a door added or removed
-//! at a driver is seen (and a removed one reported).
-use std::{sync::Arc, time::Duration};
+//! refreshed until their credentials are issued (or need encoding, or a
+//! driver reports they cannot be), for every driver whose capability says
+//! `refresh` (Seam, plugins alike), and the entrances are re-read now and
+//! then so that a door added or removed at a driver is seen (and a removed
+//! one reported). A key whose refresh fails (its provider is down or asks
+//! to wait) is asked again after a back-off that grows with each failure
+//! ([`Backoff`]); a round asked for explicitly asks every key at once.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
 
 use crate::{key::KeyState, request::ListKeysRequest, AccessService};
 
@@ -55,11 +65,59 @@ impl FollowNow {
     }
 }
 
+/// A key, as the follower tells keys apart: (property, key id).
+type KeyRef = (String, String);
+
+/// When each key whose refresh failed is asked again: after the follow
+/// interval doubled for each failure in a row (at most [`Backoff::CAP`]), or
+/// after the provider's Retry-After when that is longer. A key whose
+/// refresh succeeds is asked at the follower's pace again.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failing: HashMap<KeyRef, (u32, Instant)>,
+}
+
+impl Backoff {
+    /// The longest wait between two attempts at one key.
+    pub const CAP: Duration = Duration::from_secs(300);
+
+    /// Whether the key may be asked at `now`.
+    pub fn due(&self, key: &KeyRef, now: Instant) -> bool {
+        self.failing.get(key).is_none_or(|(_, next)| *next <= now)
+    }
+
+    /// Records a failed attempt at `now`; returns the wait before the next.
+    pub fn failed(
+        &mut self,
+        key: KeyRef,
+        now: Instant,
+        every: Duration,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let failures = self.failing.get(&key).map_or(0, |(n, _)| *n) + 1;
+        let grown = every.saturating_mul(1 << failures.min(16)).min(Self::CAP);
+        let wait = retry_after.map_or(grown, |after| grown.max(after.min(Self::CAP)));
+        self.failing.insert(key, (failures, now + wait));
+        wait
+    }
+
+    /// Records a successful attempt: back to the follower's pace.
+    pub fn succeeded(&mut self, key: &KeyRef) {
+        self.failing.remove(key);
+    }
+
+    /// Forgets keys no longer followed.
+    pub fn retain(&mut self, followed: &HashSet<KeyRef>) {
+        self.failing.retain(|k, _| followed.contains(k));
+    }
+}
+
 /// The background task that follows the drivers.
 pub struct KeyFollower {
     service: Arc<AccessService>,
     follow: Follow,
     asked: mpsc::Receiver<oneshot::Sender<()>>,
+    backoff: Backoff,
 }
 
 impl KeyFollower {
@@ -77,6 +135,7 @@ impl KeyFollower {
                 service,
                 follow,
                 asked,
+                backoff: Backoff::default(),
             },
             FollowNow(tx),
         )
@@ -93,9 +152,9 @@ impl KeyFollower {
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tick(&mut keys) => self.refresh_issuing().await,
+                _ = tick(&mut keys) => self.refresh_issuing(false).await,
                 Some(done) = self.asked.recv() => {
-                    self.refresh_issuing().await;
+                    self.refresh_issuing(true).await;
                     let _ = done.send(());
                 }
                 _ = tick(&mut entrances) => {
@@ -109,8 +168,11 @@ impl KeyFollower {
 
     /// Refreshes every key still being issued at a driver that refreshes,
     /// page by page. A key whose driver cannot answer now stays issuing and
-    /// is asked again next round.
-    pub async fn refresh_issuing(&self) {
+    /// is asked again once its back-off has passed; with `every_key`, at
+    /// once (a round asked for explicitly).
+    pub async fn refresh_issuing(&mut self, every_key: bool) {
+        let every = self.follow.keys.unwrap_or(Follow::DEFAULT_KEYS);
+        let mut followed = HashSet::new();
         let properties = self.service.router().properties_where(|c| c.refresh);
         for property in &properties {
             let mut token = String::new();
@@ -129,8 +191,25 @@ impl KeyFollower {
                     }
                 };
                 for key in &page.keys {
-                    if let Err(error) = self.service.refresh_key(property, &key.key_id).await {
-                        tracing::debug!(property, key_id = %key.key_id, %error, "key not refreshed yet");
+                    let id = (property.clone(), key.key_id.clone());
+                    followed.insert(id.clone());
+                    if !every_key && !self.backoff.due(&id, Instant::now()) {
+                        continue;
+                    }
+                    match self.service.refresh_key(property, &key.key_id).await {
+                        Ok(_) => self.backoff.succeeded(&id),
+                        Err(error) => {
+                            let wait =
+                                self.backoff
+                                    .failed(id, Instant::now(), every, error.retry_after());
+                            tracing::debug!(
+                                property,
+                                key_id = %key.key_id,
+                                %error,
+                                next_in_ms = wait.as_millis() as u64,
+                                "key not refreshed yet"
+                            );
+                        }
                     }
                 }
                 match page.next_page_token {
@@ -139,6 +218,7 @@ impl KeyFollower {
                 }
             }
         }
+        self.backoff.retain(&followed);
     }
 }
 
@@ -155,5 +235,50 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
             t.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyRef {
+        ("hotel".into(), "k1".into())
+    }
+
+    #[test]
+    fn a_failing_key_waits_longer_each_time_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let start = Instant::now();
+        let every = Duration::from_secs(2);
+        assert!(b.due(&key(), start));
+        let first = b.failed(key(), start, every, None);
+        assert_eq!(first, Duration::from_secs(4));
+        assert!(!b.due(&key(), start + Duration::from_secs(3)));
+        assert!(b.due(&key(), start + first));
+        let second = b.failed(key(), start + first, every, None);
+        assert_eq!(second, Duration::from_secs(8));
+        for _ in 0..20 {
+            b.failed(key(), start, every, None);
+        }
+        let capped = b.failed(key(), start, every, None);
+        assert_eq!(capped, Backoff::CAP);
+        b.succeeded(&key());
+        assert!(b.due(&key(), start), "back to the follower's pace");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_when_longer() {
+        let mut b = Backoff::default();
+        let now = Instant::now();
+        let wait = b.failed(
+            key(),
+            now,
+            Duration::from_secs(1),
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(wait, Duration::from_secs(60));
+        b.retain(&HashSet::new());
+        assert!(b.due(&key(), now), "a key no longer followed is forgotten");
     }
 }

@@ -33,6 +33,11 @@ pub enum KeyState {
     /// Revoked at some of its drivers; another could not be told (a
     /// warning names it). A retry of the revocation completes it.
     Revoking,
+    /// A driver that issues asynchronously reported that it cannot deliver
+    /// some requested credential (a warning names what it reported): the
+    /// key opens nothing there and keysmith stops following it. Revoke it
+    /// and issue another.
+    Failed,
 }
 
 impl KeyState {
@@ -46,6 +51,7 @@ impl KeyState {
             KeyState::Revoked => "REVOKED",
             KeyState::Expired => "EXPIRED",
             KeyState::Revoking => "REVOKING",
+            KeyState::Failed => "FAILED",
         }
     }
 }

@@ -72,8 +72,9 @@ pub struct KeyScan<'a> {
     pub property_id: &'a str,
     /// The index to walk.
     pub index: KeyIndex,
-    /// Only keys not revoked; such an index never holds revoked keys, so a
-    /// listing of live keys does not wade through history.
+    /// Only live keys (not revoked, not swept as expired). A walk of a
+    /// property's keys reads only live records; a walk of an index skips the
+    /// ended keys it still holds, which retention bounds.
     pub live_only: bool,
     /// Exclusive: the scan starts after this key id.
     pub after: Option<&'a str>,
@@ -193,6 +194,8 @@ pub trait Transaction: Send {
         property_id: &str,
         reservation_key: &str,
     ) -> Result<Vec<String>>;
+    /// A new audit record id, as [`Store::new_audit_id`].
+    fn audit_id(&self, at: Timestamp) -> String;
     /// The writes made so far, to add to.
     fn writes(&mut self) -> &mut WriteSet;
     /// Applies every write atomically; durable on return.
@@ -273,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until every change made before the call is applied and durable.
     async fn sync(&self) -> Result<()>;
 
+    /// A new audit record id for a record made at `at`, in the order of
+    /// this store's ids (see [`crate::audit::AuditIds`]).
+    fn new_audit_id(&self, at: Timestamp) -> String;
+
     /// A namespace of plain bytes for one driver's own state.
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>>;
 }
@@ -339,6 +346,10 @@ impl Transaction for LockedTransaction<'_> {
         reservation_key: &str,
     ) -> Result<Vec<String>> {
         reservation_index(self.store, property_id, reservation_key, false)
+    }
+
+    fn audit_id(&self, at: Timestamp) -> String {
+        self.store.new_audit_id(at)
     }
 
     fn writes(&mut self) -> &mut WriteSet {

@@ -49,6 +49,18 @@ pub struct EntranceSpec {
     pub capability: EntranceCapability,
 }
 
+/// A card encoder as a driver reports it: where a card credential is
+/// written before it opens a door (EncodeKey takes its id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// The property (hotel) it serves.
+    pub property_id: String,
+    /// The id EncodeKey takes as `encoder_id`.
+    pub encoder_id: String,
+    /// For people (its name at the front desk).
+    pub name: String,
+}
+
 /// One entrance of a request, with the reservation behaviour the core chose.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntranceTarget {
@@ -198,6 +210,10 @@ pub enum ProvisionState {
     Active,
     /// A credential must be encoded (a card) before it opens.
     EncodingRequired,
+    /// The provider reported that it cannot deliver some requested
+    /// credential; the reply's warnings say what it reported. Final for
+    /// this key: keysmith stops refreshing it.
+    Failed,
 }
 
 /// What [`Driver::refresh`] answers.
@@ -343,6 +359,14 @@ pub trait Driver: Send + Sync + 'static {
     /// Requires `list`. Never returns credential data.
     async fn list(&self, _args: ListArgs) -> Result<ListReply> {
         Err(unsupported(&self.info().name, "list its keys"))
+    }
+
+    /// The card encoders of one property at this driver, whose ids EncodeKey
+    /// takes. A driver that encodes without naming an encoder (or not at
+    /// all) has none: the default answers an empty list. Reads only; the
+    /// order is the driver's, stable between calls.
+    async fn encoders(&self, _property_id: &str) -> Result<Vec<EncoderSpec>> {
+        Ok(Vec::new())
     }
 }
 

@@ -24,7 +24,7 @@ pub mod state;
 pub mod time;
 
 pub use capability::{CredentialMode, DriverCapability, EntranceCapability};
-pub use driver::{Driver, DriverInfo, DriverKind, EntranceSpec};
+pub use driver::{Driver, DriverInfo, DriverKind, EncoderSpec, EntranceSpec};
 pub use error::{reasons, Error, ErrorKind, Result};
 pub use key::{Role, Warning};
 pub use secret::Secret;

@@ -148,6 +148,7 @@ fn provision_to_proto(s: ProvisionState) -> pb::ProvisionState {
         ProvisionState::Issuing => pb::ProvisionState::Issuing,
         ProvisionState::Active => pb::ProvisionState::Active,
         ProvisionState::EncodingRequired => pb::ProvisionState::EncodingRequired,
+        ProvisionState::Failed => pb::ProvisionState::Failed,
     }
 }
 
@@ -156,6 +157,7 @@ fn provision_from_proto(value: i32) -> Result<ProvisionState> {
         Ok(pb::ProvisionState::Issuing) => Ok(ProvisionState::Issuing),
         Ok(pb::ProvisionState::Active) => Ok(ProvisionState::Active),
         Ok(pb::ProvisionState::EncodingRequired) => Ok(ProvisionState::EncodingRequired),
+        Ok(pb::ProvisionState::Failed) => Ok(ProvisionState::Failed),
         Ok(pb::ProvisionState::Unspecified) | Err(_) => Err(protocol_error(format!(
             "{value} is not a provisioning state"
         ))),
@@ -593,7 +595,8 @@ pub fn issue_reply_to_proto(r: &IssueReply) -> pb::IssueReply {
 
 /// The host's side of `issue`'s answer, its credentials tagged with
 /// `driver`. `PLUGIN_PROTOCOL_ERROR` for a state other than active or
-/// issuing: a new key is never ENCODING_REQUIRED.
+/// issuing: a new key is never ENCODING_REQUIRED, and a driver that cannot
+/// issue it answers an error, not FAILED.
 pub fn issue_reply_from_proto(r: pb::IssueReply, driver: &str) -> Result<IssueReply> {
     let pb::IssueReply {
         credentials,
@@ -604,9 +607,9 @@ pub fn issue_reply_from_proto(r: pb::IssueReply, driver: &str) -> Result<IssueRe
     let state = match provision_from_proto(state)? {
         ProvisionState::Active => IssuedState::Active,
         ProvisionState::Issuing => IssuedState::Issuing,
-        ProvisionState::EncodingRequired => {
+        ProvisionState::EncodingRequired | ProvisionState::Failed => {
             return Err(protocol_error(
-                "issue answered ENCODING_REQUIRED: a new key is active or issuing",
+                "issue answered ENCODING_REQUIRED or FAILED: a new key is active or issuing",
             ))
         }
     };

@@ -339,6 +339,24 @@ impl AccessRpc for AccessRpcService {
         }))
     }
 
+    async fn list_encoders(
+        &self,
+        request: Request<pb::ListEncodersRequest>,
+    ) -> Result<Response<pb::ListEncodersResponse>, Status> {
+        let caller = caller(&request)?;
+        let pb::ListEncodersRequest { property_id } = request.into_inner();
+        record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
+        let encoders = self
+            .service
+            .list_encoders(&property_id)
+            .await
+            .map_err(fail)?;
+        Ok(Response::new(pb::ListEncodersResponse {
+            encoders: encoders.into_iter().map(convert::encoder).collect(),
+        }))
+    }
+
     async fn list_drivers(
         &self,
         request: Request<pb::ListDriversRequest>,

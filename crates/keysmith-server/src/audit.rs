@@ -58,8 +58,14 @@ impl AuditLog {
         }
     }
 
+    /// A new record, its id given now, so that the log shows records in
+    /// the order they were made even though this one is written a little
+    /// later.
     pub fn record(&self, origin: &AuditOrigin, action: &str, property_id: &str) -> AuditRecord {
-        AuditRecord::new(origin, action, property_id, self.clock.now())
+        let now = self.clock.now();
+        let mut record = AuditRecord::new(origin, action, property_id, now);
+        record.id = self.store.new_audit_id(now);
+        record
     }
 
     /// Queues a record of something that changed nothing (a refusal, a read).

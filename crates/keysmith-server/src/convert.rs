@@ -125,6 +125,7 @@ fn state_from_pb(value: i32, field: &str) -> Result<KeyState, Error> {
         Ok(pb::KeyState::Revoked) => Ok(KeyState::Revoked),
         Ok(pb::KeyState::Expired) => Ok(KeyState::Expired),
         Ok(pb::KeyState::Revoking) => Ok(KeyState::Revoking),
+        Ok(pb::KeyState::Failed) => Ok(KeyState::Failed),
         Ok(pb::KeyState::Unspecified) | Err(_) => Err(field_error(
             reasons::FIELD_INVALID,
             field,
@@ -141,6 +142,7 @@ fn state_to_pb(s: KeyState) -> pb::KeyState {
         KeyState::Revoked => pb::KeyState::Revoked,
         KeyState::Expired => pb::KeyState::Expired,
         KeyState::Revoking => pb::KeyState::Revoking,
+        KeyState::Failed => pb::KeyState::Failed,
     }
 }
 
@@ -480,6 +482,19 @@ fn driver_capability(c: &DriverCapability) -> pb::DriverCapability {
         online: *online,
         offline: *offline,
         modes: modes.iter().map(|m| mode_to_pb(*m) as i32).collect(),
+    }
+}
+
+pub fn encoder(e: keysmith_core::service::Encoder) -> pb::Encoder {
+    let keysmith_core::service::Encoder {
+        driver,
+        encoder_id,
+        name,
+    } = e;
+    pb::Encoder {
+        encoder_id,
+        name,
+        driver,
     }
 }
 

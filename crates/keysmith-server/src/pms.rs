@@ -5,7 +5,8 @@ use std::{net::SocketAddr, sync::Arc};
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
 use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
 use keysmith_threerpms::{
-    errors::reasons as rpms_reasons, Hotel, Hotels, RoomAccessKey, RoomStayKey,
+    errors::reasons as rpms_reasons, Hotel, Hotels, ParkedItem, Replacing, RoomAccessKey,
+    RoomStayKey,
 };
 use tonic::{Request, Response, Status};
 
@@ -150,6 +151,27 @@ fn pms_key(key: RoomAccessKey, staff: bool) -> pb::PmsKey {
     out
 }
 
+fn parked_item(item: ParkedItem) -> pb::ParkedItem {
+    let ParkedItem {
+        item_id,
+        event,
+        attempts,
+        reason,
+        parked_at,
+    } = item;
+    pb::ParkedItem {
+        item_id: item_id.to_string(),
+        kind: event.kind,
+        object_id: event.object_id,
+        reason,
+        attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+        parked_at: Some(prost_types::Timestamp {
+            seconds: parked_at,
+            nanos: 0,
+        }),
+    }
+}
+
 /// Whether a key carries a PIN, compartment or QR data.
 fn carries_data(key: &pb::PmsKey) -> bool {
     !key.pin.is_empty() || !key.compartment.is_empty() || !key.qr_data.is_empty()
@@ -291,6 +313,14 @@ impl PmsService for PmsRpcService {
                 .into_iter()
                 .map(|(room_stay_id, why)| pb::SkippedRoomStay { room_stay_id, why })
                 .collect(),
+            failed: report
+                .failed
+                .into_iter()
+                .map(|f| pb::SkippedRoomStay {
+                    room_stay_id: f.stay_id,
+                    why: f.failure.reason,
+                })
+                .collect(),
         }))
     }
 
@@ -303,12 +333,22 @@ impl PmsService for PmsRpcService {
             property_id,
             url,
             replace,
+            previous_endpoint_removed,
         } = request.into_inner();
         record(&property_id, None, None);
         caller.property(&property_id).map_err(fail)?;
         let hotel = self.hotel(&property_id).map_err(fail)?;
         // An empty url is the configured public URL with this hotel's path.
-        let endpoint = hotel.register_webhook(url, replace).await.map_err(fail)?;
+        let endpoint = hotel
+            .register_webhook(
+                url,
+                Replacing {
+                    replace,
+                    previous_removed: previous_endpoint_removed,
+                },
+            )
+            .await
+            .map_err(fail)?;
         Ok(Response::new(pb::RegisterWebhookEndpointResponse {
             endpoint_id: endpoint.endpoint_id,
             url: endpoint.url,
@@ -345,5 +385,53 @@ impl PmsService for PmsRpcService {
             })
             .collect();
         Ok(Response::new(pb::ListRoomStayLinksResponse { links }))
+    }
+
+    async fn list_parked_items(
+        &self,
+        request: Request<pb::ListParkedItemsRequest>,
+    ) -> Result<Response<pb::ListParkedItemsResponse>, Status> {
+        let caller = caller(&request)?;
+        let pb::ListParkedItemsRequest { property_id } = request.into_inner();
+        record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        let items = hotel
+            .parked_items()
+            .map_err(fail)?
+            .into_iter()
+            .map(parked_item)
+            .collect();
+        Ok(Response::new(pb::ListParkedItemsResponse { items }))
+    }
+
+    async fn retry_parked_item(
+        &self,
+        request: Request<pb::RetryParkedItemRequest>,
+    ) -> Result<Response<pb::RetryParkedItemResponse>, Status> {
+        let caller = caller(&request)?;
+        let peer = request.remote_addr();
+        let pb::RetryParkedItemRequest {
+            property_id,
+            item_id,
+        } = request.into_inner();
+        record(&property_id, None, None);
+        caller.property(&property_id).map_err(fail)?;
+        let hotel = self.hotel(&property_id).map_err(fail)?;
+        required("item_id", &item_id).map_err(fail)?;
+        let retried = hotel.retry_parked(&item_id).await;
+        // Who set work going again, beside what it then does under the
+        // sync's name.
+        let mut audit =
+            self.audit
+                .record(&caller.audit_origin(peer), "RetryParkedItem", &property_id);
+        if let Err(error) = &retried {
+            audit.failed(error);
+        }
+        self.audit.write(audit);
+        let item = retried.map_err(fail)?;
+        Ok(Response::new(pb::RetryParkedItemResponse {
+            item: Some(parked_item(item)),
+        }))
     }
 }

@@ -6,9 +6,9 @@
 //! and then key id (which grows with
 //! creation time). So a property's listing reads records in order, with no
 //! index entry and no second lookup per key, and a listing of live keys
-//! never wades through revoked ones. The filtered listings (by reservation,
-//! holder, entrance) walk index entries: `A` holds every key's, `L` only
-//! those of keys not revoked.
+//! never wades through ended ones. The filtered listings (by reservation,
+//! holder, entrance) walk the index entries in `A`, skipping the ended keys
+//! it holds until they are purged.
 use std::collections::BTreeSet;
 
 use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
@@ -29,7 +29,9 @@ pub const DRIVER_STATE: u8 = b'D';
 pub const META: u8 = b'M';
 /// Index entries of every key.
 pub const INDEX_ALL: u8 = b'A';
-/// Index entries of keys not revoked.
+/// Index entries of live keys, until layout 5: a second copy of `A`, which
+/// retention made unnecessary (a walk of `A` skips the few ended keys it
+/// keeps).
 pub const INDEX_LIVE: u8 = b'L';
 
 pub const BY_RESERVATION: &[u8] = b"r";
@@ -47,8 +49,8 @@ pub const BY_ENDED: u8 = b'P';
 /// and dropped the property index; 3 keeps every key a reservation has had
 /// among its members (ended and revoked ones too); 4 moves expired keys out
 /// of the live set (under `V`, with the revoked ones) and keeps the `X` and
-/// `P` entries the sweeper walks.
-pub const LAYOUT: u8 = 4;
+/// `P` entries the sweeper walks; 5 drops the `L` entries.
+pub const LAYOUT: u8 = 5;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])
@@ -98,9 +100,6 @@ pub fn entries(key: &AccessKey) -> BTreeSet<Vec<u8>> {
     }
     match key.ended_at() {
         None => {
-            for entry in &index {
-                out.insert(tagged(INDEX_LIVE, entry));
-            }
             out.insert(path(BY_END, &[&ordered(key.window.ends_at), p, id]));
         }
         Some(ended) => {
@@ -114,10 +113,12 @@ fn index_path(property: &[u8], kind: &[u8], value: &[u8], key_id: &[u8]) -> Vec<
     path(0, &[property, kind, value, key_id])[1..].to_vec()
 }
 
-/// The entries of one index, in the set of every key or of live keys only.
-pub fn index_prefix(live_only: bool, property_id: &str, kind: &[u8], value: &[u8]) -> Vec<u8> {
-    let tag = if live_only { INDEX_LIVE } else { INDEX_ALL };
-    tagged(tag, &path(0, &[property_id.as_bytes(), kind, value])[1..])
+/// The entries of one index.
+pub fn index_prefix(property_id: &str, kind: &[u8], value: &[u8]) -> Vec<u8> {
+    tagged(
+        INDEX_ALL,
+        &path(0, &[property_id.as_bytes(), kind, value])[1..],
+    )
 }
 
 fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {

@@ -10,6 +10,7 @@ mod layout;
 mod upgrade;
 
 use std::{
+    collections::BTreeMap,
     ops::Bound,
     path::Path,
     sync::Arc,
@@ -18,7 +19,7 @@ use std::{
 
 use async_trait::async_trait;
 use keysmith_core::{
-    audit::AuditRecord,
+    audit::{AuditIds, AuditRecord},
     error::reasons,
     locks::Locks,
     reservation::Reservation,
@@ -49,6 +50,8 @@ pub struct SledStore {
     /// Serialise the transactions of one request_id or reservation: this
     /// process is sled's only user.
     locks: Locks,
+    /// Gives audit records their ids as they are written.
+    audit_ids: AuditIds,
 }
 
 /// How the store uses memory.
@@ -110,6 +113,7 @@ impl SledStore {
             committer,
             catalog,
             locks: Locks::default(),
+            audit_ids: AuditIds::default(),
         })
     }
 
@@ -155,6 +159,15 @@ impl SledStore {
             .tree()?
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
             .take_while(move |entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix))))
+    }
+
+    /// The ops of a write set, its audit records given this store's ids,
+    /// and what it changes in the listing cache.
+    fn changes(&self, mut writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
+        for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
+            record.id = self.audit_ids.next(record.at);
+        }
+        changes(writes)
     }
 
     /// The tree as it is open now.
@@ -367,7 +380,7 @@ impl Store for SledStore {
             KeyIndex::Holder(h) => (BY_HOLDER, h.as_bytes()),
             KeyIndex::Entrance(e) => (BY_ENTRANCE, e.as_bytes()),
         };
-        let prefix = index_prefix(scan.live_only, scan.property_id, kind, value);
+        let prefix = index_prefix(scan.property_id, kind, value);
         let mut keys = Vec::with_capacity(scan.limit.min(1024));
         for entry in self.range(&prefix, scan.after)? {
             let (k, _) = entry.map_err(store_error)?;
@@ -378,15 +391,18 @@ impl Store for SledStore {
                 continue;
             };
             let key_id = String::from_utf8_lossy(key_id);
-            if let Some(key) = self.indexed_key(scan.property_id, &key_id)? {
-                keys.push(key);
+            match self.indexed_key(scan.property_id, &key_id)? {
+                // Ended keys stay in the index until they are purged.
+                Some(key) if scan.live_only && key.is_ended() => {}
+                Some(key) => keys.push(key),
+                None => {}
             }
         }
         Ok(keys)
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = changes(writes)?;
+        let (ops, changes) = self.changes(writes)?;
         self.committer
             .commit(ops, changes)
             .await
@@ -394,7 +410,7 @@ impl Store for SledStore {
     }
 
     fn enqueue(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = changes(writes)?;
+        let (ops, changes) = self.changes(writes)?;
         self.committer
             .enqueue(ops, changes, false)
             .map_err(committer_error)
@@ -494,6 +510,10 @@ impl Store for SledStore {
         self.committer.sync().await.map_err(committer_error)
     }
 
+    fn new_audit_id(&self, at: Timestamp) -> String {
+        self.audit_ids.next(at)
+    }
+
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
         Ok(Arc::new(SledDriverState {
             namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
@@ -505,3 +525,62 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Where a store's bytes go, by kind of record: what `examples/store_report`
+/// prints, to see what a key costs on disk.
+#[derive(Clone, Debug, Default)]
+pub struct SpaceReport {
+    /// By kind: (entries, bytes of their keys, bytes of their values).
+    pub kinds: BTreeMap<&'static str, (usize, usize, usize)>,
+    /// The data directory's files, as the file system counts them.
+    pub disk_bytes: u64,
+}
+
+impl SpaceReport {
+    /// Reads a data directory no keysmith is using.
+    pub fn of(dir: &Path) -> Result<Self> {
+        let db = open_db(dir, 64 << 20)?;
+        let tree = db.open_tree(MAIN_TREE).map_err(store_error)?;
+        let mut kinds: BTreeMap<&'static str, (usize, usize, usize)> = BTreeMap::new();
+        for entry in tree.iter() {
+            let (k, v) = entry.map_err(store_error)?;
+            let kind = match k.first().copied() {
+                Some(LIVE_KEY) => "key records (live)",
+                Some(REVOKED_KEY) => "key records (ended)",
+                Some(RESERVATION) => "reservations",
+                Some(IDEMPOTENCY) => "idempotency records",
+                Some(AUDIT) => "audit records",
+                Some(DRIVER_STATE) => "driver state",
+                Some(layout::INDEX_ALL) => "index entries (all keys)",
+                Some(layout::INDEX_LIVE) => "index entries (live keys)",
+                Some(BY_END) => "sweeper entries (by end)",
+                Some(BY_ENDED) => "sweeper entries (by when ended)",
+                _ => "other",
+            };
+            let slot = kinds.entry(kind).or_default();
+            slot.0 += 1;
+            slot.1 += k.len();
+            slot.2 += v.len();
+        }
+        drop(tree);
+        drop(db);
+        Ok(Self {
+            kinds,
+            disk_bytes: disk_usage(dir),
+        })
+    }
+}
+
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

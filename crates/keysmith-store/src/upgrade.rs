@@ -53,6 +53,10 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree) -> Result<()> {
         to_layout_4(main)?;
         db.flush().map_err(store_error)?;
     }
+    if layout < 5 {
+        to_layout_5(main)?;
+        db.flush().map_err(store_error)?;
+    }
     Ok(())
 }
 
@@ -218,6 +222,27 @@ fn to_layout_4(main: &sled::Tree) -> Result<()> {
         tracing::info!(
             entries = added,
             "upgraded the store to layout 4: keys are found by when they end"
+        );
+    }
+    Ok(())
+}
+
+/// Layout 5 drops the `L` entries, a second copy of the index for live keys
+/// only: with ended keys purged after the retention, a walk of `A` skips few.
+fn to_layout_5(main: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut dropped = 0usize;
+    for entry in main.scan_prefix([INDEX_LIVE]) {
+        let (k, _) = entry.map_err(store_error)?;
+        batch.remove(k);
+        dropped += 1;
+    }
+    batch.insert(layout_marker(), &[5u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if dropped > 0 {
+        tracing::info!(
+            entries = dropped,
+            "upgraded the store to layout 5: one index for every key"
         );
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! Seam's HTTP API: POST with JSON and a Bearer key, `{..., "ok": true}`
 //! envelopes, typed errors, a time-out on every call, and retries with
-//! exponential back-off and jitter (honouring Retry-After) for idempotent
-//! calls only. A create is never retried blindly: the caller looks it up by
-//! its key instead.
+//! exponential back-off and jitter (honouring Retry-After, in seconds or as
+//! an HTTP date) for idempotent calls only. A create is never retried
+//! blindly: the caller looks it up by its key instead.
 use std::time::Duration;
 
 use keysmith_core::{Error, Result, Secret};
@@ -19,6 +19,11 @@ pub enum Call {
     /// Creates: a second send could create a second thing.
     Once,
 }
+
+/// The longest Retry-After a call waits out itself: a longer one is handed
+/// to the caller (UNAVAILABLE with that retry delay) rather than holding
+/// the request open.
+pub const MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct Retry {
@@ -47,6 +52,17 @@ enum Failure {
     /// Worth another try for an idempotent call.
     Transient(Error, Option<Duration>),
     Final(Error),
+}
+
+/// How long a `Retry-After` value asks to wait at `now`: seconds, or an
+/// HTTP date (RFC 9110, 10.2.3; a date already past means at once).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 impl SeamClient {
@@ -78,7 +94,10 @@ impl SeamClient {
                 Ok(value) => return Ok(value),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Transient(e, retry_after)) => {
-                    if call == Call::Once || attempt >= self.retry.max_retries {
+                    if call == Call::Once
+                        || attempt >= self.retry.max_retries
+                        || retry_after.is_some_and(|after| after > MAX_RETRY_AFTER_WAIT)
+                    {
                         return Err(e);
                     }
                     let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -95,8 +114,9 @@ impl SeamClient {
         }
     }
 
-    /// Exponential back-off with full jitter, so that many clients do not
-    /// retry in step.
+    /// Exponential back-off with equal jitter: a wait between half the
+    /// ceiling and the ceiling, so that many clients do not retry in step
+    /// yet each waits at least half of it (full jitter could retry at once).
     fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self.retry.backoff.saturating_mul(1 << attempt.min(10));
         let millis = ceiling.as_millis().max(1) as u64;
@@ -132,8 +152,7 @@ impl SeamClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let is_json = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -202,5 +221,32 @@ impl SeamClient {
                 None => return Ok(items),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let now = date - Duration::from_secs(90);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after(
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                date + Duration::from_secs(5)
+            ),
+            Some(Duration::ZERO),
+            "a date past is now"
+        );
+        assert_eq!(retry_after("soon", SystemTime::now()), None);
     }
 }

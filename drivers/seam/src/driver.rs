@@ -2,21 +2,25 @@
 //! grant per workspace: its entrances, window and requested access methods,
 //! with the reservation_key only when a targeted entrance can belong to a
 //! reservation (the guide's step 2). Access methods are issued
-//! asynchronously; `refresh` reads where they stand.
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+//! asynchronously; `refresh` reads where they stand (`standing.rs`).
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use keysmith_core::{
     capability::{CredentialMode, DriverCapability, EntranceCapability},
     driver::{
-        DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, IssueArgs, IssueReply,
-        IssuedState, KeySlice, ProvisionState, RefreshArgs, RefreshReply, RevokeArgs, RevokeReply,
-        UpdateArgs, UpdateReply,
+        DriverInfo, DriverKind, EncodeArgs, EncodeReply, EncoderSpec, EntranceSpec, IssueArgs,
+        IssueReply, IssuedState, KeySlice, ProvisionState, RefreshArgs, RefreshReply, RevokeArgs,
+        RevokeReply, UpdateArgs, UpdateReply,
     },
-    key::{Behaviour, Credential, CredentialData, Warning},
+    key::Behaviour,
     reasons as core_reasons,
     store::DriverState,
-    Driver, Error, ErrorKind, Result, Secret, Timestamp,
+    Driver, Error, ErrorKind, Result, Timestamp,
 };
 use serde_json::{json, Value};
 
@@ -24,6 +28,7 @@ use crate::{
     client::{Call, Retry, SeamClient},
     config::SeamConfig,
     errors::{self, reasons},
+    standing::{self, Standing},
 };
 
 pub const DRIVER_NAME: &str = "seam";
@@ -53,36 +58,6 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {
 
 fn flag(v: &Value, name: &str) -> bool {
     v.get(name).and_then(Value::as_bool).unwrap_or(false)
-}
-
-fn seam_mode(mode: CredentialMode) -> Option<&'static str> {
-    match mode {
-        CredentialMode::Pin => Some("code"),
-        CredentialMode::Card => Some("card"),
-        CredentialMode::MobileKey => Some("mobile_key"),
-        CredentialMode::Qr | CredentialMode::KeyStorage => None,
-    }
-}
-
-fn keysmith_mode(mode: &str) -> Option<CredentialMode> {
-    match mode {
-        "code" => Some(CredentialMode::Pin),
-        "card" => Some(CredentialMode::Card),
-        "mobile_key" => Some(CredentialMode::MobileKey),
-        _ => None,
-    }
-}
-
-/// Seam's reservation for a keysmith reservation: the caller's key for the
-/// first stay; a reservation established anew after all its keys ended (a
-/// later epoch) is a new stay to Seam too, whose old grants may still be
-/// being deleted.
-pub fn reservation_key(key: &str, epoch: u64) -> String {
-    if epoch <= 1 {
-        key.to_owned()
-    } else {
-        format!("{key}#{epoch}")
-    }
 }
 
 impl SeamDriver {
@@ -190,20 +165,92 @@ impl SeamDriver {
             .await
     }
 
-    /// Where a key's grant stands in Seam: its access methods as keysmith
-    /// credentials.
-    async fn standing(
-        &self,
-        client: &SeamClient,
-        key: &KeySlice,
-    ) -> Result<(Vec<Credential>, ProvisionState, Vec<Warning>)> {
+    /// Where a key's grant stands in Seam: the grant (its requested
+    /// methods and errors) and its access methods, as keysmith credentials.
+    async fn standing(&self, client: &SeamClient, key: &KeySlice) -> Result<Standing> {
         let entrance_ids: Vec<String> = key
             .entrances
             .iter()
             .map(|e| e.entrance_id.clone())
             .collect();
-        let methods = self.methods(client, Self::grant_id(key)?).await?;
-        Ok(credentials_of(&methods, &entrance_ids))
+        let grant_id = Self::grant_id(key)?;
+        let grant = client
+            .post(
+                "/access_grants/get",
+                &json!({ "access_grant_id": grant_id }),
+                Call::Idempotent,
+            )
+            .await?;
+        let methods = self.methods(client, grant_id).await?;
+        Ok(standing::of_grant(
+            &grant["access_grant"],
+            &methods,
+            &entrance_ids,
+        ))
+    }
+
+    /// Seam's spaces of a workspace: `space_id` -> the id keysmith uses for
+    /// the space, its `space_key` when it has one (the caller's own name
+    /// for a room, `room-101`), else the `space_id`.
+    async fn space_names(&self, client: &SeamClient) -> Result<BTreeMap<String, String>> {
+        let found = client
+            .post("/spaces/list", &json!({}), Call::Idempotent)
+            .await?;
+        let spaces = found
+            .get("spaces")
+            .and_then(Value::as_array)
+            .ok_or_else(|| errors::bad_answer("/spaces/list: no spaces"))?;
+        Ok(spaces
+            .iter()
+            .filter_map(|s| {
+                let id = s.get("space_id").and_then(Value::as_str)?;
+                let name = s
+                    .get("space_key")
+                    .and_then(Value::as_str)
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or(id);
+                Some((id.to_owned(), name.to_owned()))
+            })
+            .collect())
+    }
+
+    /// The card encoders of the access systems a workspace's entrances
+    /// belong to.
+    async fn workspace_encoders(&self, client: &SeamClient) -> Result<Vec<Value>> {
+        let entrances = client
+            .list_all("/acs/entrances/list", json!({}), "acs_entrances")
+            .await?;
+        let systems: BTreeSet<&str> = entrances
+            .iter()
+            .filter_map(|e| e.get("acs_system_id").and_then(Value::as_str))
+            .collect();
+        if systems.is_empty() {
+            return Ok(Vec::new());
+        }
+        client
+            .list_all(
+                "/acs/encoders/list",
+                json!({ "acs_system_ids": systems }),
+                "acs_encoders",
+            )
+            .await
+    }
+
+    /// The property's encoder when it has exactly one; otherwise the
+    /// caller must say which (`encoder_id`, from ListEncoders).
+    async fn only_encoder(&self, property_id: &str) -> Result<String> {
+        let encoders = self.encoders(property_id).await?;
+        match encoders.as_slice() {
+            [only] => Ok(only.encoder_id.clone()),
+            others => Err(Error::invalid_field(
+                core_reasons::FIELD_REQUIRED,
+                "encoder_id",
+                format!(
+                    "Seam encodes a card at an encoder and this property has {}: give its encoder_id (ListEncoders lists them)",
+                    others.len()
+                ),
+            )),
+        }
     }
 
     fn grant_id(key: &KeySlice) -> Result<&str> {
@@ -211,83 +258,6 @@ impl SeamDriver {
             .as_deref()
             .ok_or_else(|| Error::internal(format!("key {} has no Seam access grant", key.key_id)))
     }
-}
-
-/// keysmith's credentials for a grant's access methods, and where they stand.
-pub fn credentials_of(
-    methods: &[Value],
-    entrance_ids: &[String],
-) -> (Vec<Credential>, ProvisionState, Vec<Warning>) {
-    let mut credentials = Vec::new();
-    let mut issuing = false;
-    let mut encoding = false;
-    let mut warnings = Vec::new();
-    for m in methods {
-        let Some(mode) = m
-            .get("mode")
-            .and_then(Value::as_str)
-            .and_then(keysmith_mode)
-        else {
-            continue;
-        };
-        let id = m
-            .get("access_method_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let issued = flag(m, "is_issued");
-        let needs_encoding = flag(m, "is_encoding_required");
-        issuing |= !issued;
-        encoding |= needs_encoding;
-        let data = if !issued {
-            CredentialData::Pending
-        } else {
-            match mode {
-                CredentialMode::Pin => m
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .map(|c| CredentialData::Pin(Secret::new(c.to_owned())))
-                    .unwrap_or(CredentialData::Pending),
-                CredentialMode::MobileKey => m
-                    .get("instant_key_url")
-                    .and_then(Value::as_str)
-                    .map(|u| CredentialData::MobileKey(Secret::new(u.to_owned())))
-                    .unwrap_or(CredentialData::Pending),
-                // Seam does not hand out card data: the card is encoded at
-                // an encoder; keysmith gives the access method to encode.
-                _ => CredentialData::Card(Secret::new(id.clone())),
-            }
-        };
-        if let Some(Value::Array(ws)) = m.get("warnings") {
-            for w in ws {
-                if let (Some(code), Some(message)) = (
-                    w.get("warning_code").and_then(Value::as_str),
-                    w.get("message").and_then(Value::as_str),
-                ) {
-                    warnings.push(Warning::new(
-                        format!("SEAM_{}", code.to_ascii_uppercase()),
-                        message,
-                    ));
-                }
-            }
-        }
-        credentials.push(Credential {
-            mode,
-            driver: DRIVER_NAME.to_owned(),
-            entrance_ids: entrance_ids.to_vec(),
-            data,
-            credential_id: id,
-            encoding_required: needs_encoding,
-        });
-    }
-    let state = if issuing {
-        ProvisionState::Issuing
-    } else if encoding {
-        ProvisionState::EncodingRequired
-    } else {
-        ProvisionState::Active
-    };
-    (credentials, state, warnings)
 }
 
 #[async_trait]
@@ -325,6 +295,7 @@ impl Driver for SeamDriver {
             let entrances = client
                 .list_all("/acs/entrances/list", json!({}), "acs_entrances")
                 .await?;
+            let spaces = self.space_names(client).await?;
             for e in entrances {
                 let mut modes = Vec::new();
                 // Missing capability fields mean false.
@@ -337,13 +308,14 @@ impl Driver for SeamDriver {
                 if flag(&e, "can_unlock_with_mobile_key") {
                     modes.push(CredentialMode::MobileKey);
                 }
+                // A space keysmith cannot name (not listed) keeps Seam's id.
                 let space_ids = e
                     .get("space_ids")
                     .and_then(Value::as_array)
                     .map(|a| {
                         a.iter()
                             .filter_map(Value::as_str)
-                            .map(str::to_owned)
+                            .map(|id| spaces.get(id).cloned().unwrap_or_else(|| id.to_owned()))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -375,7 +347,7 @@ impl Driver for SeamDriver {
         let user_identity_id = self.user_identity(client, &args).await?;
         let mut methods = Vec::new();
         for mode in &args.modes {
-            let Some(m) = seam_mode(*mode) else {
+            let Some(m) = standing::seam_mode(*mode) else {
                 return Err(Error::invalid_field(
                     core_reasons::CREDENTIAL_MODE_NOT_SUPPORTED,
                     "modes",
@@ -410,8 +382,13 @@ impl Driver for SeamDriver {
             .entrances
             .iter()
             .any(|e| e.behaviour != Behaviour::Standard);
+        // The caller's reservation_key as it is, for every incarnation: the
+        // guide's relocation deletes the reservation's grants and creates
+        // anew with the same key, which Seam then treats as a new
+        // reservation (it overrides at first use). keysmith clears a
+        // reservation only by deleting all its grants first.
         if let (Some(r), true) = (&args.reservation, capable) {
-            body["reservation_key"] = json!(reservation_key(&r.key, r.epoch));
+            body["reservation_key"] = json!(r.key);
         }
         let grant = match client
             .post("/access_grants/create", &body, Call::Once)
@@ -438,31 +415,24 @@ impl Driver for SeamDriver {
             .iter()
             .map(|e| e.entrance_id.clone())
             .collect();
-        let methods = self.methods(client, &grant_id).await.unwrap_or_default();
-        let (mut credentials, state, warnings) = credentials_of(&methods, &entrance_ids);
-        if credentials.is_empty() {
-            // Not listed yet: one pending credential per requested mode.
-            credentials = args
-                .modes
-                .iter()
-                .map(|m| Credential {
-                    mode: *m,
-                    driver: DRIVER_NAME.to_owned(),
-                    entrance_ids: entrance_ids.clone(),
-                    data: CredentialData::Pending,
-                    credential_id: String::new(),
-                    encoding_required: false,
-                })
-                .collect();
-        }
+        // The grant is made: whatever happens now, the key is stored with
+        // it, and ACTIVE only if every credential can be delivered already.
+        // A failed read leaves it ISSUING for the key follower to complete.
+        let now = match self.methods(client, &grant_id).await {
+            Ok(methods) => standing::of_grant(&grant, &methods, &entrance_ids),
+            Err(error) => {
+                tracing::debug!(%grant_id, %error, "access methods not read yet; the key stays issuing");
+                standing::unknown(&args.modes, &entrance_ids)
+            }
+        };
         Ok(IssueReply {
-            credentials,
-            state: if state == ProvisionState::Active {
+            credentials: now.credentials,
+            state: if now.state == ProvisionState::Active {
                 IssuedState::Active
             } else {
                 IssuedState::Issuing
             },
-            warnings,
+            warnings: now.warnings,
             driver_ref: Some(grant_id),
         })
     }
@@ -523,13 +493,10 @@ impl Driver for SeamDriver {
 
     async fn encode(&self, args: EncodeArgs) -> Result<EncodeReply> {
         let client = self.client(&args.key.property_id)?;
-        let encoder = args.encoder_id.clone().ok_or_else(|| {
-            Error::invalid_field(
-                core_reasons::FIELD_REQUIRED,
-                "encoder_id",
-                "Seam encodes a card at an encoder: give its acs_encoder_id",
-            )
-        })?;
+        let encoder = match args.encoder_id.clone() {
+            Some(id) => id,
+            None => self.only_encoder(&args.key.property_id).await?,
+        };
         for c in args.key.credentials.iter().filter(|c| c.encoding_required) {
             let attempt = client
                 .post(
@@ -570,20 +537,39 @@ impl Driver for SeamDriver {
                 .set_temporary());
             }
         }
-        let (credentials, _, warnings) = self.standing(client, &args.key).await?;
+        let now = self.standing(client, &args.key).await?;
         Ok(EncodeReply {
-            credentials,
-            warnings,
+            credentials: now.credentials,
+            warnings: now.warnings,
         })
     }
 
     async fn refresh(&self, args: RefreshArgs) -> Result<RefreshReply> {
         let client = self.client(&args.key.property_id)?;
-        let (credentials, state, warnings) = self.standing(client, &args.key).await?;
+        let now = self.standing(client, &args.key).await?;
         Ok(RefreshReply {
-            credentials,
-            state,
-            warnings,
+            credentials: now.credentials,
+            state: now.state,
+            warnings: now.warnings,
         })
+    }
+
+    async fn encoders(&self, property_id: &str) -> Result<Vec<EncoderSpec>> {
+        let client = self.client(property_id)?;
+        let encoders = self.workspace_encoders(client).await?;
+        encoders
+            .iter()
+            .map(|e| {
+                Ok(EncoderSpec {
+                    property_id: property_id.to_owned(),
+                    encoder_id: str_field(e, "acs_encoder_id")?.to_owned(),
+                    name: e
+                        .get("display_name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                })
+            })
+            .collect()
     }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod errors;
+pub mod standing;
 pub mod svix;
 pub mod webhook;
 

@@ -94,6 +94,31 @@ mod tests {
         ))
     }
 
+    /// Svix's published reference vector (the `svix` package's own
+    /// webhook tests and its "verifying manually" documentation).
+    #[test]
+    fn svixs_reference_vector() {
+        let s = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned());
+        let body = br#"{"test": 2432232314}"#;
+        let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(
+            sign(&s, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body).unwrap(),
+            expected
+        );
+        assert_eq!(
+            verify(
+                &s,
+                Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+                Some("1614265330"),
+                Some(expected),
+                body,
+                1_614_265_330,
+                300
+            ),
+            Ok(())
+        );
+    }
+
     #[test]
     fn a_signed_delivery_verifies_and_a_tampered_one_does_not() {
         let s = secret();

@@ -1,7 +1,13 @@
-//! Seam's events, received through Svix: verified, then the key they concern
-//! is refreshed before the answer, within a few seconds (Svix counts a slow
-//! answer as a failure); a refresh that fails or takes longer is left to the
-//! poller, and the event is acknowledged all the same.
+//! Seam's events, received through Svix: verified, then the keys they
+//! concern are refreshed before the answer, within a few seconds (Svix
+//! counts a slow answer as a failure); a refresh that fails or takes longer
+//! is left to the poller, and the event is acknowledged all the same.
+//!
+//! Which keys: Seam's `event` schema names the grant of an `access_grant.*`
+//! event in `access_grant_id`, and the grants of an `access_method.*` event
+//! (one method can serve several) in the arrays `access_grant_ids` and
+//! `access_grant_keys`. keysmith finds its key by the grant id it stored at
+//! issue, or by the grant key, which is the keysmith key id.
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
@@ -29,12 +35,49 @@ struct Receiver {
     service: Arc<AccessService>,
 }
 
-#[derive(Deserialize)]
-struct Event {
+/// The members of an event that name access grants.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Event {
     #[serde(default)]
-    event_type: String,
+    pub event_type: String,
+    /// `access_grant.*` events.
     #[serde(default)]
-    access_grant_id: Option<String>,
+    pub access_grant_id: Option<String>,
+    /// `access_method.*` events.
+    #[serde(default)]
+    pub access_grant_ids: Vec<String>,
+    /// `access_method.*` events: the grants' keys (keysmith key ids).
+    #[serde(default)]
+    pub access_grant_keys: Vec<String>,
+}
+
+impl Event {
+    /// Every grant id the event names.
+    pub fn grant_ids(&self) -> impl Iterator<Item = &String> {
+        self.access_grant_id.iter().chain(&self.access_grant_ids)
+    }
+}
+
+/// The keysmith keys an event concerns, each once, in the order named.
+fn keys_of(
+    event: &Event,
+    property_id: &str,
+    driver: &SeamDriver,
+) -> keysmith_core::Result<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    for grant_id in event.grant_ids() {
+        if let Some(key_id) = driver.key_of_grant(property_id, grant_id)? {
+            if !keys.contains(&key_id) {
+                keys.push(key_id);
+            }
+        }
+    }
+    for key_id in &event.access_grant_keys {
+        if !keys.contains(key_id) {
+            keys.push(key_id.clone());
+        }
+    }
+    Ok(keys)
 }
 
 /// `POST /seam/webhooks/{property_id}` for every workspace with a secret.
@@ -81,28 +124,54 @@ async fn receive(
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let Some(grant_id) = event.access_grant_id else {
-        // Not about a grant (an unknown or unrelated event type): accepted.
-        return StatusCode::NO_CONTENT;
-    };
-    let key_id = match receiver.driver.key_of_grant(&property_id, &grant_id) {
-        Ok(Some(key_id)) => key_id,
-        Ok(None) => return StatusCode::NO_CONTENT,
+    // An event that names no grant of keysmith's (another type, another
+    // integration's grant) is accepted and left alone.
+    let key_ids = match keys_of(&event, &property_id, &receiver.driver) {
+        Ok(keys) => keys,
         Err(error) => {
             tracing::warn!(property_id, %error, "Seam event: store unavailable");
             return StatusCode::SERVICE_UNAVAILABLE;
         }
     };
-    tracing::debug!(property_id, event = %event.event_type, %key_id, "Seam event");
-    let refresh = receiver.service.refresh_key(&property_id, &key_id);
-    match tokio::time::timeout(REFRESH_BUDGET, refresh).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::debug!(%key_id, %error, "refresh after a Seam event failed; the poller retries")
+    let refreshes = async {
+        for key_id in &key_ids {
+            tracing::debug!(property_id, event = %event.event_type, %key_id, "Seam event");
+            if let Err(error) = receiver.service.refresh_key(&property_id, key_id).await {
+                tracing::debug!(%key_id, %error, "refresh after a Seam event failed; the poller retries");
+            }
         }
-        Err(_) => {
-            tracing::debug!(%key_id, "refresh after a Seam event is slow; the poller retries")
-        }
+    };
+    if tokio::time::timeout(REFRESH_BUDGET, refreshes)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            property_id,
+            "refresh after a Seam event is slow; the poller retries"
+        );
     }
     StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As Seam's `event` schema has them: method events name their grants
+    /// in arrays, grant events in `access_grant_id`.
+    #[test]
+    fn method_events_name_their_grants_in_arrays() {
+        let method: Event = serde_json::from_str(
+            r#"{"event_id":"e","event_type":"access_method.issued","access_method_id":"m",
+                "access_grant_ids":["g1","g2"],"access_grant_keys":["k1"]}"#,
+        )
+        .unwrap();
+        assert_eq!(method.grant_ids().collect::<Vec<_>>(), ["g1", "g2"]);
+        assert_eq!(method.access_grant_keys, ["k1"]);
+        let grant: Event = serde_json::from_str(
+            r#"{"event_id":"e","event_type":"access_grant.deleted","access_grant_id":"g3"}"#,
+        )
+        .unwrap();
+        assert_eq!(grant.grant_ids().collect::<Vec<_>>(), ["g3"]);
+    }
 }

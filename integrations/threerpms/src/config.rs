@@ -28,8 +28,27 @@ pub struct ThreeRpmsConfig {
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Operations per request (a create and its assignment are two).
+    /// 3RPMS documents no bound; the default, 100, is the one size it does
+    /// document (its page maximum), so no request holds more operations
+    /// than 3RPMS documents answering at once. A refused step costs about
+    /// log2(batch_limit) extra requests to isolate, so larger is not free.
     #[serde(default = "default_batch_limit")]
     pub batch_limit: usize,
+    /// Ask 3RPMS's schema (GraphQL introspection) which undocumented fields
+    /// and mutations it has, and use those it has (see the inventory in
+    /// README.md). Off: keysmith uses only what 3RPMS documents.
+    #[serde(default = "default_true")]
+    pub detect_schema: bool,
+    /// A webhook event (or a room stay's step) that fails this many times
+    /// is parked in the hotel's dead-letter list, and the hotel's queue goes
+    /// on without it. A validation or schema error is parked sooner
+    /// (after [`PERMANENT_FAILURE_ATTEMPTS`](crate::worker::PERMANENT_FAILURE_ATTEMPTS)).
+    #[serde(default = "default_dead_letter_after_attempts")]
+    pub dead_letter_after_attempts: u32,
+    /// The wait before an event that failed is tried again; it doubles with
+    /// every failure, up to an hour.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
     /// Where the webhook receiver listens; no receiver when absent.
     #[serde(default)]
     pub webhook_listen: Option<SocketAddr>,
@@ -71,6 +90,13 @@ pub struct HotelConfig {
     /// Local time of the nightly sync.
     #[serde(default = "default_nightly_at")]
     pub nightly_at: String,
+    /// The reservation statuses that mean cancelled, when 3RPMS's schema
+    /// has a reservation status (3RPMS documents neither the field nor its
+    /// values). Unset: the values introspection lists that contain
+    /// "CANCEL". Without the field, a stay 3RPMS no longer returns counts
+    /// as gone.
+    #[serde(default)]
+    pub cancelled_reservation_statuses: Option<Vec<String>>,
     /// Which keysmith entrances or spaces each 3RPMS room opens. A list,
     /// not a map: 3RPMS ids are case-sensitive and config map keys are not.
     pub rooms: Vec<RoomMapping>,
@@ -141,6 +167,12 @@ fn default_request_timeout_ms() -> u64 {
 }
 fn default_batch_limit() -> usize {
     crate::client::DEFAULT_BATCH_LIMIT
+}
+fn default_dead_letter_after_attempts() -> u32 {
+    8
+}
+fn default_retry_backoff_ms() -> u64 {
+    30_000
 }
 fn default_webhook_tolerance_seconds() -> u64 {
     300

@@ -10,9 +10,10 @@ use crate::{
     errors::reasons,
     model::RoomStayKey,
     records::StayRecord,
-    registration,
+    registration::{self, Replacing},
     sync::{HotelSync, SyncReport},
-    webhook::{receiver::WEBHOOK_ROUTE, Inbox},
+    webhook::{dead_letter, receiver::WEBHOOK_ROUTE, Inbox, ParkedItem},
+    worker,
 };
 
 /// Every started hotel, by keysmith property id. Cheap to clone.
@@ -95,22 +96,48 @@ impl Hotel {
     }
 
     /// The operator's sync of the whole window (today and the coming days).
+    /// Stays whose step failed are tried again in the background, as after
+    /// the nightly sync.
     pub async fn sync_window(&self) -> Result<SyncReport> {
-        self.sync.sync_window().await
+        let report = self.sync.sync_window().await?;
+        worker::hand_over(&self.sync, &self.inbox, &report.failed).await;
+        Ok(report)
     }
 
     /// The operator's sync of these room stays, re-read by id.
     pub async fn sync_stays(&self, room_stay_ids: &[String]) -> Result<SyncReport> {
-        self.sync.sync_stays(room_stay_ids).await
+        let report = self.sync.sync_stays(room_stay_ids).await?;
+        worker::hand_over(&self.sync, &self.inbox, &report.failed).await;
+        Ok(report)
+    }
+
+    /// The events set aside after failing again and again, oldest first.
+    pub fn parked_items(&self) -> Result<Vec<ParkedItem>> {
+        self.inbox.parked_items()
+    }
+
+    /// Queues a parked item again (its cause fixed, say); `item_id` as
+    /// [`Hotel::parked_items`] gives it. Returns the item queued.
+    pub async fn retry_parked(&self, item_id: &str) -> Result<ParkedItem> {
+        let item_id = dead_letter::parse_item_id(item_id)?;
+        let item = self.inbox.retry_parked(item_id).await?;
+        tracing::info!(
+            property = self.sync.property_id(),
+            item_id,
+            kind = %item.event.kind,
+            object_id = %item.event.object_id,
+            "parked 3RPMS event queued again"
+        );
+        Ok(item)
     }
 
     /// Registers keysmith's webhook endpoint with 3RPMS at `url`, or, when
     /// `url` is empty, at `webhook_public_url` followed by this hotel's
-    /// path. `replace` replaces an endpoint registered already.
+    /// path. `asked.replace` replaces an endpoint registered already.
     pub async fn register_webhook(
         &self,
         url: String,
-        replace: bool,
+        asked: Replacing,
     ) -> Result<WebhookRegistration> {
         let url = if url.is_empty() {
             let base = self.webhook_public_url.as_deref().ok_or_else(|| {
@@ -125,7 +152,7 @@ impl Hotel {
         } else {
             url
         };
-        let endpoint = registration::register(&self.sync, &url, replace).await?;
+        let endpoint = registration::register(&self.sync, &url, asked).await?;
         Ok(WebhookRegistration {
             endpoint_id: endpoint.endpoint_id,
             url,

@@ -14,7 +14,11 @@ pub struct RoomStay {
     pub departure: Date,
     /// The key assigned to the stay, if any (one per stay).
     pub key_id: Option<String>,
-    pub reservation_id: String,
+    /// The stay's reservation, when 3RPMS's schema links them (detected).
+    pub reservation_id: Option<String>,
+    /// The reservation's status says cancelled: known only where 3RPMS's
+    /// schema has the status (detected). Without it, a cancelled stay shows
+    /// only by no longer being returned.
     pub reservation_cancelled: bool,
 }
 

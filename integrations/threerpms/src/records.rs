@@ -1,5 +1,6 @@
 //! Stores what keysmith remembers of the stays it keeps keys for: a record
-//! per stay and a generation per stay, in the 3RPMS driver-state tree.
+//! per stay, a generation per stay, and the revocations a round decided
+//! and has not yet seen through, in the 3RPMS driver-state tree.
 //!
 //! The records are keysmith's half of every reconciliation (3RPMS says what
 //! the stays are, the records what keysmith did about them), so their keys
@@ -95,6 +96,41 @@ impl StayRecords {
         self.state.sync().await
     }
 
+    /// Adds to `changes` a revocation to see through: written with the end
+    /// of the stay's record, so that a revocation that fails (a driver
+    /// down, the key left `REVOKING`) or a crash before it is retried by
+    /// every round until it is done, though no record names the key.
+    pub fn put_pending_revocation(
+        &self,
+        key_id: &str,
+        stay_id: &str,
+        changes: &mut Changes,
+    ) -> Result<()> {
+        changes.push((
+            pending_key(&self.property_id, key_id),
+            Some(encode(&stay_id.to_owned())?),
+        ));
+        Ok(())
+    }
+
+    /// Adds to `changes` the end of a pending revocation.
+    pub fn remove_pending_revocation(&self, key_id: &str, changes: &mut Changes) {
+        changes.push((pending_key(&self.property_id, key_id), None));
+    }
+
+    /// Revocations not seen through yet: key id and the stay it was for.
+    pub fn pending_revocations(&self) -> Result<Vec<(String, String)>> {
+        let prefix = pending_prefix(&self.property_id);
+        self.state
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(k, v)| {
+                let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok((key_id, decode::<String>(&v)?))
+            })
+            .collect()
+    }
+
     /// Forgets a 3RPMS key that 3RPMS deleted, on every record that held it,
     /// and returns those stays: each needs a new 3RPMS key.
     pub async fn forget_published_key(&self, rpms_key_id: &str) -> Result<Vec<String>> {
@@ -126,6 +162,16 @@ fn record_key(property: &str, stay_id: &str) -> Vec<u8> {
 
 fn generation_key(property: &str, stay_id: &str) -> Vec<u8> {
     format!("sync/{property}\0generation/{stay_id}").into_bytes()
+}
+
+fn pending_prefix(property: &str) -> Vec<u8> {
+    format!("sync/{property}\0revoke/").into_bytes()
+}
+
+fn pending_key(property: &str, key_id: &str) -> Vec<u8> {
+    let mut k = pending_prefix(property);
+    k.extend_from_slice(key_id.as_bytes());
+    k
 }
 
 const SCHEMA: u8 = 1;
@@ -197,6 +243,41 @@ mod tests {
             a.generation("s1").unwrap(),
             1,
             "the generation outlives the record"
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_revocations_outlive_a_reopen_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let records = StayRecords::new(store.driver_state("3rpms").unwrap(), "h");
+            let mut changes = Changes::new();
+            records
+                .put_pending_revocation("k1", "s1", &mut changes)
+                .unwrap();
+            records
+                .put_pending_revocation("k2", "s2", &mut changes)
+                .unwrap();
+            records.commit(changes).await.unwrap();
+            store.close();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let records = StayRecords::new(store.driver_state("3rpms").unwrap(), "h");
+        assert_eq!(
+            records.pending_revocations().unwrap(),
+            [
+                ("k1".to_owned(), "s1".to_owned()),
+                ("k2".into(), "s2".into())
+            ]
+        );
+        assert!(records.all().unwrap().is_empty(), "not stay records");
+        let mut changes = Changes::new();
+        records.remove_pending_revocation("k1", &mut changes);
+        records.commit(changes).await.unwrap();
+        assert_eq!(
+            records.pending_revocations().unwrap(),
+            [("k2".to_owned(), "s2".to_owned())]
         );
     }
 

@@ -15,11 +15,11 @@ use crate::{
     sync::HotelSync,
     transport::Transport,
     webhook::{self, HotelWebhooks, Inbox, ReceiverConfig},
-    worker::Worker,
+    worker::{RetryPolicy, Worker},
 };
 
-/// The driver-state tree of the 3RPMS integration: stay records, inboxes
-/// and webhook secrets. Data on disk: the name stays.
+/// The driver-state tree of the 3RPMS integration: stay records, inboxes,
+/// dead-letter lists and webhook secrets. Data on disk: the name stays.
 pub const STATE_TREE: &str = "3rpms";
 
 /// Why the integration did not start.
@@ -84,16 +84,20 @@ pub async fn start(
         )?;
         let client = Client::new(transport).with_batch_limit(config.batch_limit);
         let sync = Arc::new(
-            HotelSync::new(hotel.clone(), client, service.clone(), state.clone())
-                .map_err(in_hotel)?,
+            HotelSync::new(
+                hotel.clone(),
+                client,
+                service.clone(),
+                state.clone(),
+                config.detect_schema,
+            )
+            .map_err(in_hotel)?,
         );
-        // The inbox takes webhook events and keysmith's own revocations
-        // of published keys, whether or not webhooks are received.
+        // The inbox takes webhook events, keysmith's own revocations of
+        // published keys and room stays to try again, whether or not
+        // webhooks are received.
         let inbox = Arc::new(Inbox::new(state.clone(), &hotel.property_id)?);
-        service.observe(Arc::new(RevocationObserver::new(
-            sync.clone(),
-            inbox.clone(),
-        )));
+        service.observe(Arc::new(RevocationObserver::new(&sync, inbox.clone())));
         if config.webhook_listen.is_some() {
             receivers.push(HotelWebhooks {
                 property_id: hotel.property_id.clone(),
@@ -101,7 +105,15 @@ pub async fn start(
                 state: state.clone(),
             });
         }
-        let worker = Worker::new(sync.clone(), Some(inbox.clone()), config.initial_sync);
+        let worker = Worker::new(
+            sync.clone(),
+            inbox.clone(),
+            config.initial_sync,
+            RetryPolicy {
+                first_wait: Duration::from_millis(config.retry_backoff_ms),
+                park_after: config.dead_letter_after_attempts.max(1),
+            },
+        );
         tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
         hotels.insert(
             hotel.property_id.clone(),

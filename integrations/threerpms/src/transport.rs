@@ -1,7 +1,7 @@
 //! GraphQL over HTTP to one 3RPMS hotel: one API key, batches as JSON arrays
 //! in one POST, errors by category, and every request through the egress
 //! limiter.
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use keysmith_core::{Error, Result, Secret};
 use serde::Deserialize;
@@ -12,26 +12,27 @@ use crate::{
     limiter::{Egress, Refusal},
 };
 
-/// One GraphQL operation of a request.
+/// One GraphQL operation of a request. Most documents are fixed; those
+/// that depend on what 3RPMS's schema offers are built once it is known.
 #[derive(Debug, Clone)]
 pub struct Operation {
-    pub query: &'static str,
+    pub query: Cow<'static, str>,
     pub variables: Value,
     pub mutation: bool,
 }
 
 impl Operation {
-    pub fn query(query: &'static str, variables: Value) -> Self {
+    pub fn query(query: impl Into<Cow<'static, str>>, variables: Value) -> Self {
         Self {
-            query,
+            query: query.into(),
             variables,
             mutation: false,
         }
     }
 
-    pub fn mutation(query: &'static str, variables: Value) -> Self {
+    pub fn mutation(query: impl Into<Cow<'static, str>>, variables: Value) -> Self {
         Self {
-            query,
+            query: query.into(),
             variables,
             mutation: true,
         }

@@ -1,6 +1,6 @@
 //! Queries, pagination, filters, errors, keys and their rules.
 
-use fake_3rpms::{KeyKind, ReservationStatus};
+use fake_3rpms::KeyKind;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -241,7 +241,8 @@ async fn filters_eq_in_dates_not_or() {
         [s2.as_str()]
     );
 
-    // Reservation filters: code eq / in, id.
+    // Reservation filters: code eq / in (by id only with the assumed
+    // filter: documented.rs).
     let other = env.fake.add_reservation(HOTEL, "F-2");
     let res = |f: Value| {
         env.gql(READ, "query($f: ReservationFilter) { reservations(filter: $f) { edges { node { id code } } } }", json!({ "f": f }))
@@ -259,10 +260,6 @@ async fn filters_eq_in_dates_not_or() {
             "reservations"
         ),
         [r.clone(), other.clone()]
-    );
-    assert_eq!(
-        ids(&res(json!({ "id": { "eq": r } })).await, "reservations"),
-        [r.as_str()]
     );
     assert_eq!(
         ids(
@@ -716,36 +713,6 @@ async fn unknown_key_types_show_through_typename() {
 }
 
 #[tokio::test]
-async fn cancelled_reservations_keep_their_stays_visible() {
-    let env = env().await;
-    let r = env.fake.add_reservation(HOTEL, "X-1");
-    let stay = env
-        .fake
-        .add_room_stay(HOTEL, &r, "301", "2026-03-01", "2026-03-02");
-    env.fake
-        .set_reservation_status(HOTEL, &r, ReservationStatus::Cancelled);
-    let resp = env
-        .gql(
-            READ,
-            "{ room_stays { edges { node { id reservation { id code status } } } } }",
-            json!({}),
-        )
-        .await;
-    let node = &resp["data"]["room_stays"]["edges"][0]["node"];
-    assert_eq!(node["id"], stay.as_str());
-    assert_eq!(
-        node["reservation"],
-        json!({ "id": r, "code": "X-1", "status": "CANCELLED" })
-    );
-    env.fake
-        .set_reservation_status(HOTEL, &r, ReservationStatus::Confirmed);
-    assert_eq!(
-        env.fake.reservation_status(HOTEL, &r),
-        Some(ReservationStatus::Confirmed)
-    );
-}
-
-#[tokio::test]
 async fn control_changes_split_expire_move_delete() {
     let env = env().await;
     let stay = env.stay();
@@ -791,80 +758,6 @@ async fn control_changes_split_expire_move_delete() {
     env.fake.expire_key(HOTEL, &key);
     assert!(env.fake.key(HOTEL, &key).is_none());
     assert_eq!(env.fake.room_stay(HOTEL, &stay).unwrap().key_id, None);
-}
-
-#[tokio::test]
-async fn webhook_endpoints_are_registered_per_hotel() {
-    let env = env().await;
-    let create = "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { webhookEndpoint { id status url events } secret } }";
-    let resp = env
-        .gql(WRITE, create, json!({ "i": { "url": "https://example.test/hook", "status": "ENABLED", "events": ["room_stay.created", "room_stay.updated"] } }))
-        .await;
-    let payload = &resp["data"]["createWebhookEndpoint"];
-    let id = payload["webhookEndpoint"]["id"].as_str().unwrap();
-    assert_eq!(id.len(), 64);
-    assert!(id.chars().all(|c| c.is_ascii_alphanumeric()));
-    assert_eq!(payload["webhookEndpoint"]["status"], "ENABLED");
-    assert_eq!(
-        payload["webhookEndpoint"]["events"],
-        json!(["room_stay.created", "room_stay.updated"])
-    );
-    assert_eq!(
-        payload["secret"].as_str(),
-        Some(env.fake.webhook_endpoints(HOTEL)[0].secret.as_str())
-    );
-
-    // The secret has no field to be read again.
-    let resp = env.gql(WRITE, "mutation($id: ID!) { updateWebhookEndpoint(input: {id: $id}) { webhookEndpoint { secret } } }", json!({ "id": id })).await;
-    assert!(has_errors(&resp));
-    assert_eq!(category(&resp), None);
-
-    let update = "mutation($id: ID!, $s: WebhookEndpointStatus) { updateWebhookEndpoint(input: {id: $id, status: $s}) { webhookEndpoint { id status } } }";
-    let resp = env
-        .gql(WRITE, update, json!({ "id": id, "s": "DISABLED" }))
-        .await;
-    assert_eq!(
-        resp["data"]["updateWebhookEndpoint"]["webhookEndpoint"]["status"],
-        "DISABLED"
-    );
-    // Other hotels do not see it; read keys cannot register.
-    assert_eq!(
-        category(
-            &env.gql(H2_WRITE, update, json!({ "id": id, "s": "ENABLED" }))
-                .await
-        ),
-        Some("validation")
-    );
-    assert_eq!(
-        category(
-            &env.gql(READ, update, json!({ "id": id, "s": "ENABLED" }))
-                .await
-        ),
-        Some("auth")
-    );
-
-    for (input, path) in [
-        (
-            json!({ "url": "not a url", "status": "ENABLED", "events": ["room_stay.created"] }),
-            json!(["input", "url"]),
-        ),
-        (
-            json!({ "url": "ftp://x.test/", "status": "ENABLED", "events": ["room_stay.created"] }),
-            json!(["input", "url"]),
-        ),
-        (
-            json!({ "url": "https://x.test/", "status": "ENABLED", "events": [] }),
-            json!(["input", "events"]),
-        ),
-        (
-            json!({ "url": "https://x.test/", "status": "ENABLED", "events": ["room_stay.created", "invoice.paid"] }),
-            json!(["input", "events", 1]),
-        ),
-    ] {
-        let resp = env.gql(WRITE, create, json!({ "i": input })).await;
-        assert_eq!(category(&resp), Some("validation"), "{resp}");
-        assert_eq!(argument_path(&resp), path);
-    }
 }
 
 #[tokio::test]

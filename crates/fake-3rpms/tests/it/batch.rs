@@ -256,7 +256,7 @@ async fn a_failing_query_in_a_mutating_request_rolls_back_too() {
 async fn webhook_endpoint_mutations_roll_back_as_well() {
     let env = env().await;
     let create_endpoint = json!({
-        "query": "mutation { createWebhookEndpoint(input: {url: \"https://x.test/h\", status: ENABLED, events: [\"room_stay.created\"]}) { secret } }"
+        "query": "mutation { createWebhookEndpoint(input: {url: \"https://x.test/h\", events: [\"room_stay.created\"]}) { secret } }"
     });
     let resp = env
         .post(WRITE, json!([create_endpoint, { "query": "{ nope }" }]))

@@ -5,5 +5,6 @@ mod api;
 mod batch;
 mod binary;
 mod common;
+mod documented;
 mod rate_limit;
 mod webhooks;

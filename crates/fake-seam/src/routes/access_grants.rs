@@ -78,9 +78,7 @@ fn read_create(o: &Obj, v: &mut Validator) -> Option<CreateRequest> {
         .strings(v, "acs_entrance_ids", Str::UUID)
         .unwrap_or_default();
     // Space ids are chosen by whoever seeds entrances: any non-empty string.
-    let space_ids = o
-        .strings(v, "space_ids", Str::OPTIONAL.non_empty())
-        .unwrap_or_default();
+    let space_ids = o.strings(v, "space_ids", Str::UUID).unwrap_or_default();
     let space_keys = o
         .strings(v, "space_keys", Str::OPTIONAL.non_empty())
         .unwrap_or_default();
@@ -187,10 +185,19 @@ fn resolve_entrances(ws: &Workspace, req: &CreateRequest) -> Result<Vec<String>,
             return Err(ApiError::not_found("space"));
         }
     }
-    // The fake seeds spaces by id only, and has no devices.
-    if !req.space_keys.is_empty() {
-        return Err(ApiError::not_found("space"));
+    for key in &req.space_keys {
+        let space = ws
+            .space_by_key(key)
+            .ok_or_else(|| ApiError::not_found("space"))?;
+        for e in ws
+            .entrances
+            .values()
+            .filter(|e| e.space_ids.contains(&space.id))
+        {
+            push_unique(&mut out, &e.id);
+        }
     }
+    // The fake has no devices.
     if !req.device_ids.is_empty() {
         return Err(ApiError::not_found("device"));
     }
@@ -235,6 +242,7 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
                     starts_at: req.starts_at,
                     ends_at: req.ends_at,
                 },
+                text: core.config.reservation_error_text,
             },
         )?;
 
@@ -269,6 +277,10 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             push_unique(&mut space_ids, s);
         }
         let now = Timestamp::now();
+        let mut refuse = ws.refuse_access_methods > 0;
+        if refuse {
+            ws.refuse_access_methods -= 1;
+        }
         let grant_id = fx.ids.mint(Kind::AccessGrant);
         let has_mobile_key = modes.contains(&AccessMode::MobileKey);
         let client_session_token =
@@ -321,27 +333,21 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             deleting: false,
             fully_granted: false,
             warnings: Vec::new(),
+            errors: Vec::new(),
+            methods_refused: std::mem::take(&mut refuse),
             client_session_token,
         };
-        let grant_key = grant.key.clone();
         ws.grants.insert(grant_id.clone(), grant);
         fx.emit(
             ws,
             ACCESS_GRANT_CREATED,
             json!({ "access_grant_id": grant_id }),
         );
+        // Seam announces access methods when they are issued; there is no
+        // event for their creation.
         for m in methods {
             let method_id = m.id.clone();
             ws.methods.insert(method_id.clone(), m);
-            fx.emit(
-                ws,
-                ACCESS_METHOD_CREATED,
-                json!({
-                    "access_method_id": method_id,
-                    "access_grant_ids": [grant_id],
-                    "access_grant_keys": grant_key.iter().collect::<Vec<_>>(),
-                }),
-            );
             fx.schedule(Timer::Issue {
                 workspace: ws.id.clone(),
                 method_id,
@@ -470,7 +476,7 @@ pub(crate) fn update(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             let mut v = Validator::new();
             check_window(&o, &mut v, new.starts_at, new.ends_at);
             v.finish()?;
-            rules::check_new_window(ws, grant, &new)?;
+            rules::check_new_window(ws, grant, &new, core.config.reservation_error_text)?;
         }
         let method_ids: Vec<String> = grant.method_ids().cloned().collect();
         let grant_key = grant.key.clone();
@@ -488,25 +494,21 @@ pub(crate) fn update(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
         }
         grant.starts_at = new.starts_at;
         grant.ends_at = new.ends_at;
-        if !method_ids.is_empty() {
-            add_notice(
-                &mut grant.warnings,
-                Notice::new(
-                    "updating_access_times",
-                    "Access times are being updated; access methods are being reissued.",
-                ),
-            );
+        // While its methods are reissued the grant shows nothing: Seam's
+        // definition has no warning for it (the methods' `is_issued` tells).
+        // Seam's definition has these members as strings, not null: a
+        // grant without a key or an end leaves them out.
+        let mut fields = json!({
+            "access_grant_id": id,
+            "starts_at": crate::time::render(new.starts_at),
+        });
+        if let Some(key) = &grant_key {
+            fields["access_grant_key"] = json!(key);
         }
-        fx.emit(
-            ws,
-            ACCESS_GRANT_ACCESS_TIMES_CHANGED,
-            json!({
-                "access_grant_id": id,
-                "access_grant_key": grant_key,
-                "starts_at": crate::time::render(new.starts_at),
-                "ends_at": new.ends_at.map(crate::time::render),
-            }),
-        );
+        if let Some(end) = new.ends_at {
+            fields["ends_at"] = json!(crate::time::render(end));
+        }
+        fx.emit(ws, ACCESS_GRANT_ACCESS_TIMES_CHANGED, fields);
         // Credentials carry their validity: every issued one is revoked and
         // reissued with the new times; unissued ones start a new round.
         for method_id in method_ids {

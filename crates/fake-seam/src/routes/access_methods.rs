@@ -44,7 +44,7 @@ pub(crate) fn list(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             grant
                 .method_ids()
                 .filter_map(|id| ws.methods.get(id))
-                .map(|m| m.to_json(&ws.id))
+                .map(|m| m.to_json(&ws.uuid))
                 .collect()
         } else {
             Vec::new()
@@ -65,7 +65,7 @@ pub(crate) fn get(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             .methods
             .get(&id)
             .ok_or_else(|| ApiError::not_found("access_method"))?;
-        Ok(ok_with("access_method", m.to_json(&ws.id)))
+        Ok(ok_with("access_method", m.to_json(&ws.uuid)))
     })
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn list(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             .map(|e| {
                 (
                     e.id.as_str(),
-                    e.to_json(&ws.id, ws.systems.get(&e.acs_system_id)),
+                    e.to_json(&ws.uuid, ws.systems.get(&e.acs_system_id)),
                 )
             });
         Ok(ok_page(call, core, "acs_encoders", page.page(items)))
@@ -67,7 +67,7 @@ pub(crate) fn get(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::not_found("acs_encoder"))?;
         Ok(ok_with(
             "acs_encoder",
-            e.to_json(&ws.id, ws.systems.get(&e.acs_system_id)),
+            e.to_json(&ws.uuid, ws.systems.get(&e.acs_system_id)),
         ))
     })
 }

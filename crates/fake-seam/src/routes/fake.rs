@@ -34,6 +34,7 @@ pub(crate) const ROUTES: &[(&str, ControlHandler)] = &[
     ("/_fake/counts", counts),
     ("/_fake/reset_counts", reset_counts),
     ("/_fake/deliveries", deliveries),
+    ("/_fake/contract_violations", contract_violations),
 ];
 
 pub(crate) fn lookup(route: &str) -> Option<ControlHandler> {
@@ -58,8 +59,9 @@ fn required<const N: usize>(
 
 fn add_workspace(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
     let [ws, key] = required(body, ["workspace_id", "api_key"])?;
-    control::add_workspace(core, &ws, &key)?;
-    Ok(ok())
+    // The name given is the workspace's handle here; clients see the UUID.
+    let uuid = control::add_workspace(core, &ws, &key)?;
+    Ok(ok_with("workspace_id", json!(uuid)))
 }
 
 fn add_acs_system(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -67,8 +69,8 @@ fn add_acs_system(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, 
     let mut v = Validator::new();
     let requires = Obj::root(body).boolean(&mut v, "requires_reservation_for_guest_cards");
     v.finish()?;
-    control::add_acs_system(core, &ws, &id, &name, requires.unwrap_or(false))?;
-    Ok(ok())
+    let uuid = control::add_acs_system(core, &ws, &id, &name, requires.unwrap_or(false))?;
+    Ok(ok_with("acs_system_id", json!(uuid)))
 }
 
 fn add_entrance(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -76,13 +78,13 @@ fn add_entrance(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, Ap
         required(body, ["workspace_id", "acs_system_id", "display_name"])?;
     let o = Obj::root(body);
     let mut v = Validator::new();
-    let space_id = o
-        .string(&mut v, "space_id", Str::NULLABLE.non_empty())
+    let space_key = o
+        .string(&mut v, "space_key", Str::NULLABLE.non_empty())
         .value();
     let mut flag = |k: &str| o.boolean(&mut v, k).unwrap_or(false);
     let seed = EntranceSeed {
         display_name,
-        space_id,
+        space_key,
         can_belong_to_reservation: flag("can_belong_to_reservation"),
         can_unlock_with_card: flag("can_unlock_with_card"),
         can_unlock_with_code: flag("can_unlock_with_code"),
@@ -127,6 +129,8 @@ fn finish_encodings(core: &Arc<Core>, _: &Map<String, Value>) -> Result<Value, A
 }
 
 /// `{"fault": {"type": "outage_503" | "too_many_requests" (retry_after_s)
+/// | "too_many_requests_until" (retry_after_s, sent as an HTTP date), and
+/// optionally "only_route" (the fault hits requests to that route only)
 /// | "slow" (delay_ms) | "drop_response_after_commit" (route)
 /// | "hang_after_commit" (route)}, "count": N}`; no count: until cleared.
 fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -140,6 +144,7 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
             &[
                 "outage_503",
                 "too_many_requests",
+                "too_many_requests_until",
                 "slow",
                 "drop_response_after_commit",
                 "hang_after_commit",
@@ -153,10 +158,16 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
             }
             n
         };
-        match kind.as_str() {
+        let only = f
+            .string(&mut v, "only_route", Str::OPTIONAL.non_empty())
+            .value();
+        let fault = match kind.as_str() {
             "outage_503" => Some(Fault::Outage503),
             "too_many_requests" => Some(Fault::TooManyRequests {
                 retry_after_s: number(&mut v, "retry_after_s")?,
+            }),
+            "too_many_requests_until" => Some(Fault::TooManyRequestsUntil {
+                retry_after: Duration::from_secs(number(&mut v, "retry_after_s")?),
             }),
             "slow" => Some(Fault::Slow(Duration::from_millis(number(
                 &mut v, "delay_ms",
@@ -171,6 +182,10 @@ fn fail_next(core: &Arc<Core>, body: &Map<String, Value>) -> Result<Value, ApiEr
                     Fault::DropResponseAfterCommit { route }
                 })
             }
+        };
+        match only {
+            Some(route) => fault.map(|f| f.on(&route)),
+            None => fault,
         }
     });
     v.finish()?;
@@ -220,4 +235,8 @@ fn deliveries(core: &Arc<Core>, _: &Map<String, Value>) -> Result<Value, ApiErro
         })
         .collect();
     Ok(ok_with("deliveries", Value::Array(list)))
+}
+
+fn contract_violations(core: &Arc<Core>, _: &Map<String, Value>) -> Result<Value, ApiError> {
+    Ok(ok_with("contract_violations", json!(core.violations())))
 }

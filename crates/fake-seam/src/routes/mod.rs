@@ -19,6 +19,7 @@ mod encoders;
 mod entrances;
 mod events;
 pub(crate) mod fake;
+mod spaces;
 mod user_identities;
 
 /// One authenticated API request.
@@ -30,7 +31,8 @@ pub(crate) struct Call<'a> {
 
 pub(crate) type Handler = fn(&Arc<Core>, &Call<'_>) -> Result<Value, ApiError>;
 
-/// Every API route (all POST).
+/// Every API route; the methods each takes are those of Seam's definition
+/// (`contract.rs`).
 pub(crate) const ROUTES: &[(&str, Handler)] = &[
     ("/acs/entrances/list", entrances::list),
     ("/acs/encoders/list", encoders::list),
@@ -55,7 +57,9 @@ pub(crate) const ROUTES: &[(&str, Handler)] = &[
     ("/access_methods/get", access_methods::get),
     ("/access_methods/encode", access_methods::encode),
     ("/action_attempts/get", action_attempts::get),
+    ("/action_attempts/list", action_attempts::list),
     ("/events/list", events::list),
+    ("/spaces/list", spaces::list),
 ];
 
 pub(crate) fn lookup(route: &str) -> Option<Handler> {

@@ -122,7 +122,7 @@ pub(crate) fn create(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
         let json = ws
             .user_identities
             .get(&id)
-            .map(|u| u.to_json(&ws.id))
+            .map(|u| u.to_json(&ws.uuid))
             .unwrap_or(Value::Null);
         Ok(ok_with("user_identity", json))
     })
@@ -149,7 +149,7 @@ pub(crate) fn get(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             (None, None) => None,
         };
         let u = found.ok_or_else(|| ApiError::not_found("user_identity"))?;
-        Ok(ok_with("user_identity", u.to_json(&ws.id)))
+        Ok(ok_with("user_identity", u.to_json(&ws.uuid)))
     })
 }
 
@@ -180,7 +180,7 @@ pub(crate) fn list(core: &Arc<Core>, call: &Call) -> Result<Value, ApiError> {
             .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
             .filter(|u| matches_search(u))
             .filter(|u| created_before.is_none_or(|t| u.created_at < t))
-            .map(|u| (u.id.as_str(), u.to_json(&ws.id)));
+            .map(|u| (u.id.as_str(), u.to_json(&ws.uuid)));
         Ok(ok_page(call, core, "user_identities", page.page(items)))
     })
 }

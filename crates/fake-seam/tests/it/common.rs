@@ -27,6 +27,8 @@ pub struct Env {
     pub lobby: String,
     pub gym: String,
     pub encoder: String,
+    /// The `acs_system_id` of the plain system.
+    pub plain_system_id: String,
 }
 
 /// A reply: status, headers and JSON body (`Value::Null` if none).
@@ -62,7 +64,7 @@ pub async fn env() -> Env {
 pub fn room(name: &str, space: &str, code: bool) -> EntranceSeed {
     EntranceSeed {
         display_name: name.into(),
-        space_id: Some(space.into()),
+        space_key: Some(space.into()),
         can_belong_to_reservation: true,
         can_unlock_with_card: true,
         can_unlock_with_mobile_key: true,
@@ -73,7 +75,7 @@ pub fn room(name: &str, space: &str, code: bool) -> EntranceSeed {
 pub fn common_door(name: &str, space: &str) -> EntranceSeed {
     EntranceSeed {
         display_name: name.into(),
-        space_id: Some(space.into()),
+        space_key: Some(space.into()),
         can_unlock_with_card: true,
         can_unlock_with_code: true,
         ..EntranceSeed::default()
@@ -85,7 +87,7 @@ pub async fn env_with(config: FakeSeamConfig) -> Env {
     fake.add_workspace(WS, KEY);
     fake.add_workspace(OTHER_WS, OTHER_KEY);
     fake.add_acs_system(WS, VISIONLINE, "Visionline", true);
-    fake.add_acs_system(WS, PLAIN, "Common doors", false);
+    let plain_system_id = fake.add_acs_system(WS, PLAIN, "Common doors", false);
     let room101 = fake.add_entrance(WS, VISIONLINE, room("Room 101", "room-101", false));
     let room102 = fake.add_entrance(WS, VISIONLINE, room("Room 102", "room-102", false));
     let room201 = fake.add_entrance(WS, VISIONLINE, room("Room 201", "room-201", true));
@@ -103,10 +105,38 @@ pub async fn env_with(config: FakeSeamConfig) -> Env {
         lobby,
         gym,
         encoder,
+        plain_system_id,
+    }
+}
+
+impl Drop for Env {
+    /// Every answer and event of the fake kept to Seam's definition (what
+    /// the tests themselves sent is their business: some send nonsense).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let broken: Vec<String> = self
+            .fake
+            .contract_violations()
+            .into_iter()
+            .filter(|v| !v.starts_with("request to"))
+            .collect();
+        assert!(broken.is_empty(), "outside Seam's definition: {broken:#?}");
     }
 }
 
 impl Env {
+    /// The `space_id` of a seeded space (`room-101`, `lobby`, ...).
+    pub fn space(&self, key: &str) -> String {
+        self.fake.space_id(WS, key)
+    }
+
+    /// The workspace's `workspace_id`.
+    pub fn workspace_id(&self) -> String {
+        self.fake.workspace_id(WS)
+    }
+
     pub fn url(&self, route: &str) -> String {
         format!("{}{route}", self.fake.base_url())
     }

@@ -24,8 +24,17 @@ async fn capability_flags_are_omitted_unless_true() {
     assert_eq!(room["can_unlock_with_card"], true);
     assert_eq!(room["can_unlock_with_mobile_key"], true);
     assert!(room.get("can_unlock_with_code").is_none(), "{room}");
-    assert_eq!(room["acs_system_id"], VISIONLINE);
-    assert_eq!(room["space_ids"], json!(["room-101"]));
+    assert!(
+        room["acs_system_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{room}"
+    );
+    assert_eq!(room["space_ids"], json!([env.space("room-101")]));
+    assert!(
+        room.get("workspace_id").is_none(),
+        "not in Seam's acs_entrance"
+    );
     assert_eq!(room["display_name"], "Room 101");
     assert_eq!(room["errors"], json!([]));
     assert!(room["connected_account_id"].is_string());
@@ -53,11 +62,17 @@ async fn filters_by_system_space_and_ids() {
             .collect()
     };
     let plain = env
-        .ok("/acs/entrances/list", json!({ "acs_system_id": PLAIN }))
+        .ok(
+            "/acs/entrances/list",
+            json!({ "acs_system_id": env.plain_system_id }),
+        )
         .await;
     assert_eq!(ids(plain), [env.lobby.clone(), env.gym.clone()]);
     let space = env
-        .ok("/acs/entrances/list", json!({ "space_id": "room-203" }))
+        .ok(
+            "/acs/entrances/list",
+            json!({ "space_id": env.space("room-203") }),
+        )
         .await;
     assert_eq!(ids(space), [env.room203.as_str()]);
     let some = env
@@ -99,11 +114,10 @@ async fn removed_entrances_disappear_and_grants_lose_access() {
     let g = env
         .get_grant(grant["access_grant_id"].as_str().unwrap())
         .await;
-    assert_eq!(
-        g.body["access_grant"]["warnings"][0]["warning_code"],
-        "underprovisioned_access"
-    );
+    // Seam's definition has no grant warning for a lost door: the event says.
+    assert_eq!(g.body["access_grant"]["warnings"], json!([]));
     let types = env.event_types();
+    assert!(types.contains(&"access_grant.access_to_door_lost".to_string()));
     assert!(types.contains(&"acs_entrance.removed".to_string()));
     assert!(types.contains(&"access_grant.access_to_door_lost".to_string()));
 }

@@ -110,11 +110,9 @@ async fn a_taken_requested_code_is_replaced_with_a_warning() {
     let m = &env.methods(&id).await[0];
     assert_ne!(m["code"], "482913");
     assert_eq!(m["code"].as_str().unwrap().len(), 6);
+    // Seam's definition has no warning for it: the code tells.
     let g = env.get_grant(&id).await.body["access_grant"].clone();
-    assert_eq!(
-        g["warnings"][0]["warning_code"],
-        "requested_code_unavailable"
-    );
+    assert_eq!(g["warnings"], json!([]));
 }
 
 #[tokio::test]
@@ -154,7 +152,8 @@ async fn an_update_revokes_and_reissues_and_cards_need_encoding_again() {
     .await;
     let g = env.get_grant(&grant).await.body["access_grant"].clone();
     assert_eq!(g["ends_at"], "2030-05-16T11:00:00.000Z");
-    assert_eq!(g["warnings"][0]["warning_code"], "updating_access_times");
+    // No grant warning while reissuing (Seam's definition has none).
+    assert_eq!(g["warnings"], json!([]));
     assert!(env
         .methods(&grant)
         .await

@@ -1,10 +1,11 @@
 //! The four reservation rules of the guide and the Visionline rule, with
-//! the guide's statuses and titles, and its scenarios.
+//! the guide's statuses and messages (titles on request), and its scenarios.
 
 use fake_seam::{
-    RESERVATION_CONFLICT_TYPE, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP,
-    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT, RESERVATION_KEY_NOT_SUPPORTED,
-    RESERVATION_KEY_REQUIRED_FOR_GUEST_CARDS, RESERVATION_TIME_FRAMES_MUST_OVERLAP,
+    ReservationErrorText, RESERVATION_CONFLICT_TYPE, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP,
+    RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE,
+    RESERVATION_JOINER_ENTRANCE_SET_CONFLICT_MESSAGE, RESERVATION_KEY_NOT_SUPPORTED_MESSAGE,
+    RESERVATION_KEY_REQUIRED_FOR_GUEST_CARDS, RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE,
 };
 use serde_json::{json, Value};
 
@@ -27,8 +28,7 @@ async fn rule_1_reservation_key_needs_a_capable_entrance() {
             400,
         )
         .await;
-    assert_eq!(message, RESERVATION_KEY_NOT_SUPPORTED);
-    assert_eq!(message, "reservation_key not supported.");
+    assert_eq!(message, RESERVATION_KEY_NOT_SUPPORTED_MESSAGE);
     assert_eq!(kind, "invalid_input");
     // Without a key the same doors are standard access.
     env.grant(card_grant(&user, &[&env.gym, &env.lobby], None))
@@ -66,8 +66,10 @@ async fn rule_2_the_door_set_is_fixed_until_cleaned_up() {
                 409,
             )
             .await;
-        assert_eq!(message, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP);
-        assert_eq!(message, "Reservation entrance change requires cleanup.");
+        assert_eq!(
+            message,
+            RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE
+        );
         assert_eq!(kind, RESERVATION_CONFLICT_TYPE);
     }
     // Scenario 3 (relocation): delete, then create with the new room at
@@ -78,7 +80,7 @@ async fn rule_2_the_door_set_is_fixed_until_cleaned_up() {
     )
     .await;
     let mut moved = card_grant(&user, &[], Some("stay-1"));
-    moved["space_ids"] = json!(["room-203"]);
+    moved["space_ids"] = json!([env.space("room-203")]);
     let moved = window(moved, "2030-05-10T15:30:00Z", ENDS);
     env.grant(moved).await;
     // The reservation's doors are now room 203's.
@@ -89,7 +91,10 @@ async fn rule_2_the_door_set_is_fixed_until_cleaned_up() {
             409,
         )
         .await;
-    assert_eq!(message, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP);
+    assert_eq!(
+        message,
+        RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE
+    );
 }
 
 #[tokio::test]
@@ -105,7 +110,10 @@ async fn partly_different_door_sets_need_cleanup_too() {
             409,
         )
         .await;
-    assert_eq!(message, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP);
+    assert_eq!(
+        message,
+        RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP_MESSAGE
+    );
 }
 
 #[tokio::test]
@@ -142,8 +150,7 @@ async fn rule_3_joiners_take_subsets_not_supersets() {
             409,
         )
         .await;
-    assert_eq!(message, RESERVATION_JOINER_ENTRANCE_SET_CONFLICT);
-    assert_eq!(message, "Reservation joiner entrance set conflict.");
+    assert_eq!(message, RESERVATION_JOINER_ENTRANCE_SET_CONFLICT_MESSAGE);
     assert_eq!(kind, RESERVATION_CONFLICT_TYPE);
 }
 
@@ -180,8 +187,7 @@ async fn rule_4_time_frames_must_overlap() {
                 409,
             )
             .await;
-        assert_eq!(message, RESERVATION_TIME_FRAMES_MUST_OVERLAP);
-        assert_eq!(message, "Reservation time frames must overlap.");
+        assert_eq!(message, RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE);
         assert_eq!(kind, RESERVATION_CONFLICT_TYPE);
     }
     // Scenario 1: back to back with a different key overrides, no conflict.
@@ -213,7 +219,7 @@ async fn rule_4_holds_for_updates_of_times() {
             409,
         )
         .await;
-    assert_eq!(message, RESERVATION_TIME_FRAMES_MUST_OVERLAP);
+    assert_eq!(message, RESERVATION_TIME_FRAMES_MUST_OVERLAP_MESSAGE);
     // Scenario 4: extending a stay is fine.
     env.ok(
         "/access_grants/update",
@@ -255,4 +261,25 @@ async fn visionline_guest_cards_need_a_reservation_key() {
         .fake
         .add_entrance(WS, "sys-online", room("Room 900", "room-900", false));
     env.grant(card_grant(&user, &[&online], None)).await;
+}
+
+/// Which text Seam answers is undocumented: the guide's title on request.
+#[tokio::test]
+async fn the_guides_titles_on_request() {
+    let env = env_with(fake_seam::FakeSeamConfig {
+        reservation_error_text: ReservationErrorText::Title,
+        ..fake_seam::FakeSeamConfig::manual()
+    })
+    .await;
+    let user = env.user("g").await;
+    env.grant(card_grant(&user, &[&env.room101], Some("stay-1")))
+        .await;
+    let (_, message) = env
+        .fails(
+            "/access_grants/create",
+            card_grant(&user, &[&env.room102], Some("stay-1")),
+            409,
+        )
+        .await;
+    assert_eq!(message, RESERVATION_ENTRANCE_CHANGE_REQUIRES_CLEANUP);
 }

@@ -21,7 +21,7 @@ async fn create_get_by_id_or_key_and_list() {
     let u = &created["user_identity"];
     let id = id_of(u, "user_identity_id");
     assert_eq!(u["display_name"], "Ada Guest");
-    assert_eq!(u["workspace_id"], WS);
+    assert_eq!(u["workspace_id"], env.workspace_id());
     assert_eq!(u["acs_user_ids"], json!([]));
 
     let by_id = env

@@ -281,6 +281,7 @@ impl Mutation<'_> {
             reservation_key,
             self.now,
         );
+        record.id = self.tx.audit_id(self.now);
         if let Some(error) = failure {
             record.failed(error);
         }

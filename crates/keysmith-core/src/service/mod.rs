@@ -20,6 +20,7 @@ use crate::{
 };
 
 mod encode;
+mod encoders;
 pub mod envelope;
 mod fanout;
 mod issue;
@@ -30,6 +31,7 @@ mod revoke;
 mod sweep;
 mod update;
 
+pub use encoders::Encoder;
 pub use envelope::Method;
 pub use sweep::{Retention, SweepReport};
 

@@ -18,15 +18,17 @@ use super::{
 impl AccessService {
     /// Asks the key's drivers that issue asynchronously (capability `refresh`)
     /// where it stands, and stores what they answer: their credentials, and
-    /// the state `ISSUING` while any is still issuing, else `ENCODING_REQUIRED`
-    /// if any says so, else `ACTIVE`.
+    /// the state `FAILED` if any cannot deliver a credential, else `ISSUING`
+    /// while any is still issuing, else `ENCODING_REQUIRED` if any says so,
+    /// else `ACTIVE`.
     ///
     /// An internal mutation: no request_id and no audit record (the follower of
     /// issuing keys and the RefreshKey RPC call it). It does not check the ids:
     /// a caller's ids go through [`AccessService::get_key`] first. NotFound
     /// `KEY_NOT_FOUND` for an unknown key. A revoked or revoking key, or one
     /// with no such driver, is answered as stored without asking anyone, and an
-    /// unchanged answer writes nothing. A refresh only reads at the drivers:
+    /// unchanged answer writes nothing. A failed key is final: answered as
+    /// stored too. A refresh only reads at the drivers:
     /// when one fails nothing is stored, its error is answered, and the next
     /// refresh asks again. Safe to repeat.
     pub async fn refresh_key(&self, property_id: &str, key_id: &str) -> Result<AccessKey> {
@@ -41,7 +43,7 @@ impl AccessService {
         let old = m.require_key(key_id).await?;
         if matches!(
             old.stored_state,
-            KeyState::Revoked | KeyState::Revoking | KeyState::Expired
+            KeyState::Revoked | KeyState::Revoking | KeyState::Expired | KeyState::Failed
         ) {
             return Ok(old);
         }
@@ -77,7 +79,11 @@ impl AccessService {
             }
             states.push(reply.state);
         }
-        key.stored_state = if states.contains(&ProvisionState::Issuing) {
+        // A credential that cannot be delivered fails the key, whatever the
+        // other drivers say: it would not open everywhere it should.
+        key.stored_state = if states.contains(&ProvisionState::Failed) {
+            KeyState::Failed
+        } else if states.contains(&ProvisionState::Issuing) {
             KeyState::Issuing
         } else if states.contains(&ProvisionState::EncodingRequired) {
             KeyState::EncodingRequired

@@ -117,9 +117,14 @@ impl AccessService {
             let Some(key) = m.tx.key(&d.property_id, &d.key_id).await? else {
                 continue;
             };
+            // A key that failed to be issued ends with its window too; one
+            // still being revoked stays where the retry finds it.
             let live = matches!(
                 key.stored_state,
-                KeyState::Issuing | KeyState::Active | KeyState::EncodingRequired
+                KeyState::Issuing
+                    | KeyState::Active
+                    | KeyState::EncodingRequired
+                    | KeyState::Failed
             );
             if !live || !key.window.has_ended(now) {
                 continue;

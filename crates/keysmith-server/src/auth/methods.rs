@@ -26,6 +26,8 @@ const TABLE: &[(&str, Access)] = {
         // Both change what a key opens, as issuing does.
         ("/keysmith.v1.AccessService/UpdateKey", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/EncodeKey", Scoped(KeysIssue)),
+        // What EncodeKey needs to be called with: whoever encodes lists them.
+        ("/keysmith.v1.AccessService/ListEncoders", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/ListEntrances", Scoped(Admin)),
         ("/keysmith.v1.AccessService/ListDrivers", Scoped(Admin)),
         // Reconciliation: what a driver holds, beside keysmith's own view.
@@ -45,6 +47,11 @@ const TABLE: &[(&str, Access)] = {
             "/keysmith.v1.PmsService/RegisterWebhookEndpoint",
             Scoped(Admin),
         ),
+        // What was set aside and why: no key data.
+        ("/keysmith.v1.PmsService/ListParkedItems", Scoped(KeysRead)),
+        // Re-runs work keysmith set aside after it failed again and again:
+        // an operator's decision, once the cause is fixed.
+        ("/keysmith.v1.PmsService/RetryParkedItem", Scoped(Admin)),
         ("/keysmith.v1.AuditService/ListAuditRecords", Scoped(Admin)),
     ]
 };

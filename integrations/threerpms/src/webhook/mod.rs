@@ -17,6 +17,7 @@
 //! - Deliveries are signed with the endpoint's secret ([`verify`]) over the
 //!   raw body and a timestamp, which keeps forgeries and replays out.
 //!   Secrets and signatures never reach a log, an error or Debug output.
+pub mod dead_letter;
 pub mod event;
 pub mod inbox;
 mod keys;
@@ -24,8 +25,9 @@ pub mod receiver;
 pub mod secrets;
 pub mod signature;
 
+pub use dead_letter::ParkedItem;
 pub use event::WebhookEvent;
-pub use inbox::{Accepted, Inbox, DEDUP_RETENTION};
+pub use inbox::{Accepted, Inbox, Queued, DEDUP_RETENTION};
 pub use receiver::{router, HotelWebhooks, ReceiverConfig};
 pub use secrets::EndpointRecord;
 pub use signature::{sign, verify, SignatureError};

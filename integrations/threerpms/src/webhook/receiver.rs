@@ -312,7 +312,7 @@ mod tests {
                 .pending()
                 .unwrap()
                 .into_iter()
-                .map(|(_, e)| e)
+                .map(|q| q.event)
                 .collect()
         }
     }

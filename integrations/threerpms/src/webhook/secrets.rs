@@ -55,6 +55,10 @@ struct Retired {
     endpoint_id: String,
     secret: Secret<String>,
     retired_at: i64,
+    /// Still enabled at 3RPMS: a replacement could not switch it off yet
+    /// (it counts toward 3RPMS's limit of active endpoints).
+    #[serde(default)]
+    still_active: bool,
 }
 
 /// The current endpoint of the property, if one was registered.
@@ -95,6 +99,10 @@ pub(crate) async fn store_at(
                     retired.insert(
                         0,
                         Retired {
+                            // Created disabled and never enabled: nothing to
+                            // switch off at 3RPMS.
+                            still_active: previous.current.enabled
+                                && previous.current.endpoint_id != record.endpoint_id,
                             endpoint_id: previous.current.endpoint_id,
                             secret: previous.current.secret,
                             retired_at: now_unix,
@@ -105,13 +113,61 @@ pub(crate) async fn store_at(
             }
             None => Vec::new(),
         };
-        // A secret brought back into service is current, not retired.
-        retired.retain(|r| r.secret != record.secret && within_grace(r, now_unix));
-        retired.truncate(MAX_RETIRED_SECRETS);
+        // A secret brought back into service is current, not retired. One
+        // past its grace is dropped, unless 3RPMS still has it enabled.
+        retired
+            .retain(|r| r.secret != record.secret && (r.still_active || within_grace(r, now_unix)));
+        let (active, mut quiet): (Vec<Retired>, Vec<Retired>) =
+            retired.into_iter().partition(|r| r.still_active);
+        quiet.truncate(MAX_RETIRED_SECRETS);
+        let mut retired = active;
+        retired.extend(quiet);
+        retired.sort_by_key(|r| std::cmp::Reverse(r.retired_at));
         let stored = Stored {
             current: record.clone(),
             retired,
         };
+        let value = serde_json::to_vec(&stored).map_err(|e| {
+            Error::internal(format!("cannot encode a webhook endpoint record: {e}"))
+        })?;
+        state.apply(vec![(key, Some(value))])?;
+    }
+    state.sync().await
+}
+
+/// Replaced endpoints still enabled at 3RPMS, newest first: each must be
+/// switched off (or removed by the operator) to stay within 3RPMS's limit
+/// of active endpoints.
+pub fn still_active(state: &dyn DriverState, property_id: &str) -> Result<Vec<String>> {
+    Ok(read(state, &endpoint_key(property_id)?)?
+        .map(|stored| {
+            stored
+                .retired
+                .into_iter()
+                .filter(|r| r.still_active)
+                .map(|r| r.endpoint_id)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Records that a replaced endpoint is no longer enabled at 3RPMS.
+pub async fn mark_inactive(
+    state: &dyn DriverState,
+    property_id: &str,
+    endpoint_id: &str,
+) -> Result<()> {
+    let key = endpoint_key(property_id)?;
+    {
+        let _writing = WRITES.lock();
+        let Some(mut stored) = read(state, &key)? else {
+            return Ok(());
+        };
+        for r in &mut stored.retired {
+            if r.endpoint_id == endpoint_id {
+                r.still_active = false;
+            }
+        }
         let value = serde_json::to_vec(&stored).map_err(|e| {
             Error::internal(format!("cannot encode a webhook endpoint record: {e}"))
         })?;

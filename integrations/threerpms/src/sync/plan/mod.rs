@@ -23,8 +23,13 @@ use crate::{
 pub struct Reading {
     /// The room stays read: in the sync window, by id, or by reservation.
     pub stays: Vec<RoomStay>,
-    /// Stays asked for by id that 3RPMS no longer returns: deleted.
+    /// Stays asked for by id that 3RPMS no longer returns: deleted, or,
+    /// where 3RPMS's schema shows no reservation status, cancelled.
     pub missing: Vec<String>,
+    /// 3RPMS's schema shows no reservation status: a stay no longer
+    /// returned may be cancelled rather than deleted, and still hold its
+    /// 3RPMS key.
+    pub cancellation_unseen: bool,
 }
 
 /// What keysmith remembers, as far as the plan needs it.
@@ -43,6 +48,9 @@ pub struct Remembered {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyFacts {
     pub window: Window,
+    /// Revoked, or being revoked (`REVOKING`: a driver could not be told
+    /// yet, and revoking again completes it), or gone from keysmith: the
+    /// key is no use to the stay either way.
     pub revoked: bool,
 }
 
@@ -55,9 +63,14 @@ pub struct Plan {
     /// [`StayPlan`]s.
     pub skipped: Vec<(String, String)>,
     /// keysmith's 3RPMS keys to take off stays whose record ends: the stay
-    /// was cancelled, has departed, lost its room mapping, moved to another
-    /// room, or its keysmith key was revoked.
+    /// was cancelled, has departed (its new departure may be a minute ago),
+    /// moved beyond the horizon, lost its room mapping, moved to another
+    /// room, its keysmith key was revoked, or it is gone.
     pub removals: Vec<Assignment>,
+    /// Stays 3RPMS no longer returns whose 3RPMS key is in `removals`: a
+    /// cancelled stay may still hold it, a deleted one cannot, so 3RPMS
+    /// refusing the removal is expected.
+    pub gone: Vec<String>,
     /// Records that end this round: each stay's generation goes up by one,
     /// and its record goes unless the stay gets a new key this round.
     pub ended: Vec<StayRecord>,
@@ -91,8 +104,6 @@ pub enum StayAction {
     /// Left alone, with why: the stay holds a 3RPMS key keysmith did not
     /// create and has no record of.
     Skip { why: String },
-    /// No key: the stay's window has ended already.
-    Expired,
     /// The stay keeps its key (with the stay's dates as read), or, split
     /// from another stay of the same room, shares that stay's key.
     Keep {
@@ -170,8 +181,23 @@ pub fn keys_consulted(read: &Reading, records: &BTreeMap<String, StayRecord>) ->
     keys
 }
 
+/// The last day of the horizon: stays arriving later get no key yet (3RPMS
+/// recommends keeping the coming 7 days only).
+pub fn horizon_end(today: Date, config: &HotelConfig) -> Result<Date> {
+    today
+        .checked_add(jiff::Span::new().days(i64::from(config.sync_days.max(1)) - 1))
+        .map_err(|e| Error::internal(format!("sync horizon: {e}")))
+}
+
 /// Decides what this round does: see [`Plan`]. `now` is the time the round
 /// runs at, in keysmith's clock; the hotel's date comes from `calendar`.
+///
+/// A stay keeps a key while its window has not ended, it arrives within the
+/// horizon and its reservation is not cancelled. When any of that stops
+/// being so, its key goes at once, in keysmith and in 3RPMS: a departure
+/// moved to a minute ago revokes the key now rather than at the next night
+/// (a key that still opens after the guest left is the worst outcome), and
+/// a departure moved earlier but still ahead shortens the key's window.
 pub fn plan(
     read: &Reading,
     known: &Remembered,
@@ -180,6 +206,7 @@ pub fn plan(
     calendar: &Calendar,
 ) -> Result<Plan> {
     let today = calendar.today(now);
+    let horizon = horizon_end(today, config)?;
     let facts = |key_id: &str| -> Result<&KeyFacts> {
         known
             .keys
@@ -191,7 +218,20 @@ pub fn plan(
 
     for id in &read.missing {
         if let Some(record) = records.remove(id) {
-            // The stay is gone, and its assignment with it.
+            // Deleted, and its assignment with it; or, where 3RPMS shows no
+            // status, perhaps cancelled: the key is taken off in case the
+            // stay still holds it.
+            if let Some(k) = record
+                .rpms_key_id
+                .as_ref()
+                .filter(|_| read.cancellation_unseen)
+            {
+                plan.removals.push(Assignment {
+                    room_stay_id: id.clone(),
+                    key_id: k.clone(),
+                });
+                plan.gone.push(id.clone());
+            }
             plan.ended.push(record);
         }
     }
@@ -201,13 +241,27 @@ pub fn plan(
     let mut wanted = Vec::new();
     for stay in &read.stays {
         let record = records.remove(&stay.id);
-        let relevant = !stay.reservation_cancelled && stay.departure >= today;
+        let over = calendar
+            .window(stay.arrival, stay.departure)?
+            .has_ended(now);
+        let beyond = stay.arrival > horizon;
+        let relevant = !stay.reservation_cancelled && !over && !beyond;
         let mapping = config.room(&stay.room_setup_id);
         let Some(mapping) = mapping.filter(|_| relevant) else {
             if mapping.is_none() && relevant {
                 plan.skipped.push((
                     stay.id.clone(),
                     format!("room {} has no entrance mapping", stay.room_setup_id),
+                ));
+            }
+            if beyond && !over && !stay.reservation_cancelled && record.is_none() {
+                plan.skipped.push((
+                    stay.id.clone(),
+                    format!(
+                        "arrives {}, after the sync horizon ({horizon}): keyed once within {} days",
+                        stay.arrival,
+                        config.sync_days.max(1)
+                    ),
                 ));
             }
             if let Some(record) = record {
@@ -364,20 +418,17 @@ pub fn plan(
                 let ended_now = plan.ended.iter().any(|r| r.stay_id == stay.id);
                 let generation =
                     known.generations.get(&stay.id).copied().unwrap_or(0) + u32::from(ended_now);
+                // Not ended: a stay whose window has ended is not relevant.
                 let window = calendar.window(stay.arrival, stay.departure)?;
-                if window.has_ended(now) {
-                    StayAction::Expired
-                } else {
-                    StayAction::Issue {
-                        key: KeyToIssue {
-                            stay,
-                            generation,
-                            window,
-                            entrance_ids: mapping.entrances.clone(),
-                            space_ids: mapping.spaces.clone(),
-                        },
-                        publication,
-                    }
+                StayAction::Issue {
+                    key: KeyToIssue {
+                        stay,
+                        generation,
+                        window,
+                        entrance_ids: mapping.entrances.clone(),
+                        space_ids: mapping.spaces.clone(),
+                    },
+                    publication,
                 }
             }
         };
@@ -403,8 +454,9 @@ pub fn plan(
         }
         let window = calendar.window(arrival, departure)?;
         let key = facts(key_id)?;
-        // A window that has already ended (a departure moved to today,
-        // after check-out) needs no update: the key expires on its own.
+        // Every stay holding the key is current (an ended one lost its
+        // record above), so the hull has not ended; should it have (the
+        // clock passed check-out during the round) the next round revokes.
         if key.window != window && !key.revoked && !window.has_ended(now) {
             plan.window_updates.push(WindowUpdate {
                 key_id: key_id.to_owned(),

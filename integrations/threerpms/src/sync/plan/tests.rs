@@ -44,6 +44,7 @@ fn config() -> HotelConfig {
         check_out: "11:00".into(),
         sync_days: 7,
         nightly_at: "03:00".into(),
+        cancelled_reservation_statuses: None,
         rooms: vec![
             RoomMapping {
                 room_setup_id: "rs-101".into(),
@@ -66,7 +67,7 @@ fn stay(id: &str, room: &str, arrival: i64, departure: i64, key: Option<&str>) -
         arrival: day(arrival),
         departure: day(departure),
         key_id: key.map(str::to_owned),
-        reservation_id: "res-1".into(),
+        reservation_id: Some("res-1".into()),
         reservation_cancelled: false,
     }
 }
@@ -120,6 +121,7 @@ fn reading(stays: Vec<RoomStay>) -> Reading {
     Reading {
         stays,
         missing: Vec::new(),
+        cancellation_unseen: false,
     }
 }
 
@@ -198,6 +200,7 @@ fn a_deleted_stay_ends_its_record_and_revokes_its_key() {
     let read = Reading {
         stays: Vec::new(),
         missing: vec!["s1".into()],
+        cancellation_unseen: false,
     };
 
     let plan = plan_for(&read, &known);
@@ -206,7 +209,32 @@ fn a_deleted_stay_ends_its_record_and_revokes_its_key() {
         plan,
         Plan {
             // The stay is gone, and its assignment with it.
-            removals: vec![],
+            ended: vec![record("s1", "rs-101", 1, 3, "k1", Some("rk1"))],
+            revocations: vec!["k1".into()],
+            deletions: vec!["rk1".into()],
+            ..Plan::default()
+        }
+    );
+}
+
+#[test]
+fn a_stay_no_longer_returned_may_be_cancelled_where_no_status_shows_it() {
+    let known = remembering(&[record("s1", "rs-101", 1, 3, "k1", Some("rk1"))]);
+    let read = Reading {
+        stays: Vec::new(),
+        missing: vec!["s1".into()],
+        cancellation_unseen: true,
+    };
+
+    let plan = plan_for(&read, &known);
+
+    assert_eq!(
+        plan,
+        Plan {
+            // Cancelled (the stay still holds the key) or deleted (3RPMS
+            // refuses the removal, as expected): taken off either way.
+            removals: vec![removal("s1", "rk1")],
+            gone: vec!["s1".into()],
             ended: vec![record("s1", "rs-101", 1, 3, "k1", Some("rk1"))],
             revocations: vec!["k1".into()],
             deletions: vec!["rk1".into()],
@@ -335,7 +363,8 @@ fn a_key_revoked_through_keysmith_is_replaced() {
             Publication::Create { replacing: None }
         )]
     );
-    // Revoking it again is refused and taken as done.
+    // Revoked again: a revoked key is answered as it is, a REVOKING one
+    // completed.
     assert_eq!(plan.revocations, ["k1"]);
     assert_eq!(plan.deletions, ["rk1"]);
 }
@@ -354,37 +383,129 @@ fn stays_that_departed_get_nothing() {
 fn a_stay_departing_today_after_check_out_gets_no_key() {
     let read = reading(vec![stay("leaving", "rs-101", -2, 0, None)]);
 
-    let plan = plan_for(&read, &Remembered::default());
+    assert_eq!(plan_for(&read, &Remembered::default()), Plan::default());
+}
 
+/// The key's holder left: whatever the key's window said, it goes now, in
+/// keysmith and in 3RPMS, not at the next nightly sync.
+fn departed_now(plan: Plan) {
     assert_eq!(
-        plan.stays,
-        [StayPlan {
-            stay_id: "leaving".into(),
-            take_off_first: None,
-            action: StayAction::Expired,
-        }]
-    );
-    assert_eq!(
+        plan,
         Plan {
-            stays: vec![],
-            ..plan
-        },
-        Plan::default()
+            removals: vec![removal("s1", "rk1")],
+            ended: vec![record("s1", "rs-101", -1, 3, "k1", Some("rk1"))],
+            revocations: vec!["k1".into()],
+            deletions: vec!["rk1".into()],
+            ..Plan::default()
+        }
     );
 }
 
 #[test]
-fn the_sync_window_is_the_reads_to_keep_plan_keys_any_stay_to_come() {
-    // The nightly sync reads today and the coming days; a stay further
-    // ahead that a webhook names is keyed all the same.
-    let far = stay("far", "rs-101", 60, 62, None);
+fn a_departure_moved_to_this_mornings_check_out_revokes_the_key_at_once() {
+    let known = remembering(&[record("s1", "rs-101", -1, 3, "k1", Some("rk1"))]);
 
-    let plan = plan_for(&reading(vec![far.clone()]), &Remembered::default());
+    departed_now(plan_for(
+        &reading(vec![stay("s1", "rs-101", -1, 0, Some("rk1"))]),
+        &known,
+    ));
+}
+
+#[test]
+fn a_departure_moved_to_one_minute_ago_revokes_the_key_at_once() {
+    // Check-out at 11:59, the round at noon.
+    let config = HotelConfig {
+        check_out: "11:59".into(),
+        ..config()
+    };
+    let calendar = Calendar::of(&config).unwrap();
+    let mut known = remembering(&[record("s1", "rs-101", -1, 3, "k1", Some("rk1"))]);
+    known.keys.get_mut("k1").unwrap().window = calendar.window(day(-1), day(3)).unwrap();
+
+    let plan = plan(
+        &reading(vec![stay("s1", "rs-101", -1, 0, Some("rk1"))]),
+        &known,
+        now(),
+        &config,
+        &calendar,
+    )
+    .unwrap();
+
+    departed_now(plan);
+}
+
+#[test]
+fn a_departure_moved_earlier_but_still_ahead_shortens_the_key() {
+    let known = remembering(&[record("s1", "rs-101", -1, 5, "k1", Some("rk1"))]);
+
+    let plan = plan_for(
+        &reading(vec![stay("s1", "rs-101", -1, 1, Some("rk1"))]),
+        &known,
+    );
+
+    assert_eq!(
+        plan.window_updates,
+        [WindowUpdate {
+            key_id: "k1".into(),
+            window: window(-1, 1),
+        }]
+    );
+    assert!(plan.revocations.is_empty() && plan.removals.is_empty());
+}
+
+#[test]
+fn a_stay_beyond_the_horizon_gets_no_key_until_it_enters_it() {
+    // The horizon is today and the 6 days after (sync_days = 7).
+    let far = stay("far", "rs-101", 7, 9, None);
+    let edge = stay("edge", "rs-101", 6, 9, None);
+
+    let plan = plan_for(
+        &reading(vec![far.clone(), edge.clone()]),
+        &Remembered::default(),
+    );
 
     assert_eq!(
         plan.stays,
-        [issue(far, 0, Publication::Create { replacing: None })]
+        [issue(edge, 0, Publication::Create { replacing: None })]
     );
+    assert_eq!(plan.skipped.len(), 1);
+    assert_eq!(plan.skipped[0].0, "far");
+    assert!(plan.skipped[0].1.contains("horizon"), "{:?}", plan.skipped);
+}
+
+#[test]
+fn a_horizon_of_one_day_keys_today_only() {
+    let config = HotelConfig {
+        sync_days: 1,
+        ..config()
+    };
+    let tomorrow = stay("tomorrow", "rs-101", 1, 3, None);
+
+    let plan = plan(
+        &reading(vec![tomorrow]),
+        &Remembered::default(),
+        now(),
+        &config,
+        &Calendar::of(&config).unwrap(),
+    )
+    .unwrap();
+
+    assert!(plan.stays.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_stay_moved_beyond_the_horizon_loses_its_key() {
+    let known = remembering(&[record("s1", "rs-101", 1, 3, "k1", Some("rk1"))]);
+
+    let plan = plan_for(
+        &reading(vec![stay("s1", "rs-101", 20, 22, Some("rk1"))]),
+        &known,
+    );
+
+    assert_eq!(plan.removals, [removal("s1", "rk1")]);
+    assert_eq!(plan.revocations, ["k1"]);
+    assert_eq!(plan.deletions, ["rk1"]);
+    assert!(plan.stays.is_empty());
 }
 
 #[test]
