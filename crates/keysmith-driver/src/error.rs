@@ -298,6 +298,14 @@ pub mod reasons {
     pub const TOKEN_RATE_LIMITED: &str = "TOKEN_RATE_LIMITED";
     /// The token has too many requests in flight.
     pub const TOKEN_CONCURRENCY_LIMITED: &str = "TOKEN_CONCURRENCY_LIMITED";
+    /// Too many health checks are being served at once.
+    pub const HEALTH_CHECKS_LIMITED: &str = "HEALTH_CHECKS_LIMITED";
+    /// The request did not fully arrive within `server.request_body_timeout_ms`.
+    pub const REQUEST_BODY_TIMEOUT: &str = "REQUEST_BODY_TIMEOUT";
+    /// The request is larger than `server.max_request_bytes`.
+    pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+    /// The client stopped sending the request before it was complete.
+    pub const REQUEST_INCOMPLETE: &str = "REQUEST_INCOMPLETE";
     /// No driver by that name.
     pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
     /// A key's driver was removed from the configuration.

@@ -109,12 +109,48 @@ pub struct ServerConfig {
     /// Largest request accepted, in bytes.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
-    /// Requests served at once per connection.
+    /// Calls a connection may have open at once (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS, health checks included); a client
+    /// wanting more waits for one of its calls to end.
     #[serde(default = "default_concurrency")]
     pub concurrency_per_connection: usize,
     /// A request taking longer is answered DEADLINE_EXCEEDED.
     #[serde(default = "default_timeout")]
     pub request_timeout_seconds: u64,
+    /// Connections open at once; one more is closed as soon as it is
+    /// accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one client address; one more from it
+    /// is closed as soon as it is accepted. Behind a proxy that does not
+    /// keep client addresses, every connection comes from the proxy's.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// A connection must have sent its first request this long after it
+    /// was accepted (TLS and HTTP/2 handshakes included), or it is closed.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// A connection with no call open for this long is closed (HTTP/2
+    /// pings do not count as calls). Clients reconnect on their next call.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// A request must have fully arrived this long after its headers, or it
+    /// is answered DEADLINE_EXCEEDED (`REQUEST_BODY_TIMEOUT`). Until then it
+    /// holds none of its token's `max_in_flight`.
+    #[serde(default = "default_request_body_timeout_ms")]
+    pub request_body_timeout_ms: u64,
+    /// An HTTP/2 ping is sent on a connection that has been silent this
+    /// long (and TCP keep-alive probes start after it), to find peers that
+    /// are gone while a call is open.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// A connection whose ping is not answered within this is closed.
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// Health checks served at once, server-wide, apart from every other
+    /// call: more are refused RESOURCE_EXHAUSTED (`HEALTH_CHECKS_LIMITED`).
+    #[serde(default = "default_health_concurrency")]
+    pub health_concurrency: usize,
     /// Serve over TLS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -345,7 +381,31 @@ fn default_max_request_bytes() -> usize {
     1 << 20
 }
 fn default_concurrency() -> usize {
-    256
+    100
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_peer() -> usize {
+    32
+}
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn default_request_body_timeout_ms() -> u64 {
+    10_000
+}
+fn default_keepalive_interval_ms() -> u64 {
+    60_000
+}
+fn default_keepalive_timeout_ms() -> u64 {
+    20_000
+}
+fn default_health_concurrency() -> usize {
+    32
 }
 fn default_timeout() -> u64 {
     30
@@ -438,11 +498,31 @@ impl Config {
         if self.server.max_request_bytes < 1024 {
             anyhow::bail!("invalid configuration: server.max_request_bytes must be at least 1024");
         }
-        if self.server.concurrency_per_connection == 0 || self.server.request_timeout_seconds == 0 {
-            anyhow::bail!(
-                "invalid configuration: server.concurrency_per_connection and \
-                 server.request_timeout_seconds must be positive"
-            );
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "concurrency_per_connection",
+                server.concurrency_per_connection as u64,
+            ),
+            ("request_timeout_seconds", server.request_timeout_seconds),
+            ("max_connections", server.max_connections as u64),
+            (
+                "max_connections_per_peer",
+                server.max_connections_per_peer as u64,
+            ),
+            ("handshake_timeout_ms", server.handshake_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+            ("request_body_timeout_ms", server.request_body_timeout_ms),
+            ("keepalive_interval_ms", server.keepalive_interval_ms),
+            ("keepalive_timeout_ms", server.keepalive_timeout_ms),
+            ("health_concurrency", server.health_concurrency as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("invalid configuration: server.{name} must be positive");
+            }
+        }
+        if server.concurrency_per_connection > u32::MAX as usize {
+            anyhow::bail!("invalid configuration: server.concurrency_per_connection is too large");
         }
         Ok(())
     }

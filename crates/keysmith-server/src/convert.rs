@@ -52,6 +52,13 @@ pub fn status(error: Error) -> Status {
     Status::with_error_details(code, error.message().to_owned(), details)
 }
 
+/// A refusal by the transport rather than the domain (a request that did
+/// not arrive whole, say), with the same ErrorInfo as a domain error's.
+pub fn transport_status(code: Code, reason: &'static str, message: &str) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
 fn field_error(reason: &'static str, field: &str, why: &str) -> Error {
     Error::invalid_field(reason, field, why)
 }

@@ -1,9 +1,11 @@
 //! keysmith's gRPC server: the tonic adapter of the access service and the
 //! lock simulator, configuration, logging and the tower layers.
 mod access;
+mod admission;
 mod audit;
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod convert;
 pub mod encryption;
 mod layers;

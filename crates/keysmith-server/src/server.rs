@@ -23,12 +23,15 @@ use keysmith_core::{
 use keysmith_store::{SledStore, StoreOptions};
 use keysmith_threerpms::Hotels;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tower::layer::util::{Identity, Stack};
 
 use crate::{
     access::AccessRpcService,
+    admission::AdmissionLayer,
     audit::{AuditLog, AuditRpcService},
     auth::AuthLayer,
     config::{AuthMode, Config},
+    connection::{ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer},
     encryption::{self, EncryptionRpcService},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
@@ -36,12 +39,11 @@ use crate::{
     registry, tls,
 };
 
-/// keysmith's gRPC router, with its tower layers (spans, authentication).
+/// keysmith's gRPC router, with its tower layers, outermost first: calls
+/// counted per connection, spans, authentication, admission once the
+/// request has arrived.
 pub type GrpcRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<
-        AuthLayer,
-        tower::layer::util::Stack<RpcSpanLayer, tower::layer::util::Identity>,
-    >,
+    Stack<AdmissionLayer, Stack<AuthLayer, Stack<RpcSpanLayer, Stack<StreamCountLayer, Identity>>>>,
 >;
 
 /// A server running in the background.
@@ -259,11 +261,21 @@ pub async fn start_with_drivers(
             .tls_config(tls)
             .context("cannot use the TLS configuration")?;
     }
+    let server = &config.server;
+    let connections = ConnectionLimits::new(ConnectionSettings::from(server));
+    let keepalive = Duration::from_millis(server.keepalive_interval_ms);
+    // hyper's own bounds stay as they are: 20 streams reset before being
+    // served, 1,024 streams it had to reset itself, 16 KB of headers.
     let mut router: GrpcRouter = builder
-        .timeout(Duration::from_secs(config.server.request_timeout_seconds))
-        .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+        .timeout(Duration::from_secs(server.request_timeout_seconds))
+        // Validated to fit.
+        .max_concurrent_streams(u32::try_from(server.concurrency_per_connection).ok())
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_millis(server.keepalive_timeout_ms)))
+        .layer(StreamCountLayer::new(connections.clone()))
         .layer(RpcSpanLayer)
         .layer(auth)
+        .layer(AdmissionLayer::new(server))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -279,7 +291,11 @@ pub async fn start_with_drivers(
     }
 
     // Without TCP_NODELAY small answers wait on delayed ACKs (~40 ms each).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let accepted = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(keepalive));
+    // TLS, when configured, is applied by tonic on top of each connection.
+    let incoming = LimitedIncoming::new(accepted, connections);
     let grace = Duration::from_secs(config.server.request_timeout_seconds);
     let running_store = store.clone();
     let task = tokio::spawn(async move {

@@ -11,7 +11,6 @@ use std::{
 
 use keysmith_core::{error::reasons, Error, ErrorKind};
 use sha2::{Digest, Sha256};
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use super::{
@@ -19,7 +18,10 @@ use super::{
     methods::{self, Access},
     scope_missing, Caller, Properties,
 };
-use crate::config::{AuthConfig, AuthMode, ReflectionAccess};
+use crate::{
+    admission::Budget,
+    config::{AuthConfig, AuthMode, ReflectionAccess},
+};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -106,9 +108,10 @@ pub struct Authenticate<S> {
     state: Arc<AuthState>,
 }
 
-/// What the layer decided for one request.
+/// What the layer decided for one request: who calls, and the budget the
+/// call is served within once its request has arrived (crate::admission).
 enum Verdict {
-    Pass(Option<Caller>, Option<tokio::sync::OwnedSemaphorePermit>),
+    Pass(Option<Caller>, Option<Budget>),
     Refuse(Error),
 }
 
@@ -163,12 +166,7 @@ impl AuthState {
             }
         }
         match entry.limits.admit(now) {
-            Ok(permit) => Verdict::Pass(Some(entry.caller.clone()), Some(permit)),
-            Err(Refusal::TooManyInFlight) => Verdict::Refuse(Error::new(
-                ErrorKind::ResourceExhausted,
-                reasons::TOKEN_CONCURRENCY_LIMITED,
-                "this token has too many requests in flight",
-            )),
+            Ok(in_flight) => Verdict::Pass(Some(entry.caller.clone()), Some(in_flight)),
             Err(Refusal::RateLimited { retry_after }) => Verdict::Refuse(
                 Error::new(
                     ErrorKind::ResourceExhausted,
@@ -203,14 +201,7 @@ fn bearer<B>(request: &http::Request<B>) -> Result<&str, Error> {
 }
 
 fn peer_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
-    let ext = request.extensions();
-    ext.get::<TcpConnectInfo>()
-        .and_then(|i| i.remote_addr())
-        .or_else(|| {
-            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|i| i.get_ref().remote_addr())
-        })
-        .map(|a| a.ip())
+    crate::connection::remote_addr(request).map(|a| a.ip())
 }
 
 impl<S, B, R> Service<http::Request<B>> for Authenticate<S>
@@ -242,15 +233,14 @@ where
                 let response = crate::convert::status(error).into_http();
                 Box::pin(async move { Ok(response) })
             }
-            Verdict::Pass(caller, permit) => {
+            Verdict::Pass(caller, in_flight) => {
                 if let Some(caller) = caller {
                     request.extensions_mut().insert(caller);
                 }
-                Box::pin(async move {
-                    let response = inner.call(request).await;
-                    drop(permit);
-                    response
-                })
+                if let Some(in_flight) = in_flight {
+                    request.extensions_mut().insert(in_flight);
+                }
+                Box::pin(inner.call(request))
             }
         }
     }

@@ -1,14 +1,15 @@
 //! Abuse limits: failed authentications per peer, and requests per token
-//! (at once, and per minute).
+//! (per minute, and at once: the budget crate::admission takes from).
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
+use keysmith_core::{error::reasons, Error, ErrorKind};
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::admission::Budget;
 
 /// Counts failed authentications per peer address in fixed windows; a peer
 /// past the limit is refused without its token even being looked at.
@@ -65,7 +66,9 @@ impl PeerFailures {
 
 /// One token's limits.
 pub struct TokenLimits {
-    in_flight: Arc<Semaphore>,
+    /// Its requests served at once, taken once a request has fully arrived
+    /// (crate::admission).
+    in_flight: Budget,
     per_minute: Option<Mutex<Bucket>>,
 }
 
@@ -77,14 +80,21 @@ struct Bucket {
 }
 
 pub enum Refusal {
-    TooManyInFlight,
     RateLimited { retry_after: Duration },
+}
+
+fn too_many_in_flight() -> Error {
+    Error::new(
+        ErrorKind::ResourceExhausted,
+        reasons::TOKEN_CONCURRENCY_LIMITED,
+        "this token has too many requests in flight",
+    )
 }
 
 impl TokenLimits {
     pub fn new(max_in_flight: usize, requests_per_minute: Option<u32>, now: Instant) -> Self {
         Self {
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight: Budget::new(max_in_flight, too_many_in_flight),
             per_minute: requests_per_minute.map(|n| {
                 Mutex::new(Bucket {
                     capacity: f64::from(n),
@@ -95,8 +105,9 @@ impl TokenLimits {
         }
     }
 
-    /// Admits one request; the permit is held until its answer is sent.
-    pub fn admit(&self, now: Instant) -> Result<OwnedSemaphorePermit, Refusal> {
+    /// Counts one request against the rate; once it passes, the request is
+    /// served within the token's in-flight budget, returned.
+    pub fn admit(&self, now: Instant) -> Result<Budget, Refusal> {
         if let Some(bucket) = &self.per_minute {
             let mut b = bucket.lock();
             let per_second = b.capacity / 60.0;
@@ -111,10 +122,7 @@ impl TokenLimits {
             }
             b.tokens -= 1.0;
         }
-        self.in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::TooManyInFlight)
+        Ok(self.in_flight.clone())
     }
 }
 
@@ -152,11 +160,13 @@ mod tests {
     fn in_flight_requests_are_capped_and_freed_with_their_permit() {
         let t = Instant::now();
         let limits = TokenLimits::new(2, None, t);
-        let a = limits.admit(t).ok().unwrap();
-        let _b = limits.admit(t).ok().unwrap();
-        assert!(matches!(limits.admit(t), Err(Refusal::TooManyInFlight)));
+        let budget = limits.admit(t).ok().unwrap();
+        let a = budget.admit().unwrap();
+        let _b = limits.admit(t).ok().unwrap().admit().unwrap();
+        let refused = limits.admit(t).ok().unwrap().admit().unwrap_err();
+        assert_eq!(refused.reason(), reasons::TOKEN_CONCURRENCY_LIMITED);
         drop(a);
-        assert!(limits.admit(t).is_ok());
+        assert!(budget.admit().is_ok());
     }
 
     #[test]

@@ -1,0 +1,457 @@
+//! Connections cannot exhaust the server: connections that never send a
+//! request or stay without a call are closed, the connection limits refuse
+//! connections past them and take new ones once others close, a token is
+//! not locked out by its own unfinished requests, and health checks answer
+//! while the calls of a token are held at its limit.
+//!
+//! Every test runs on loopback, with timeouts of a fraction of a second,
+//! and waits on the event itself (the server closing the connection, an
+//! answer); `GUARD` only stops a test that would otherwise hang.
+mod common;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use keysmith_api::v1 as pb;
+use keysmith_core::{
+    driver::{EncodeArgs, EncodeReply, IssueArgs, IssueReply, RevokeArgs, RevokeReply},
+    driver::{UpdateArgs, UpdateReply},
+    service::SystemClock,
+    Driver, DriverInfo, EntranceSpec,
+};
+use keysmith_server::{
+    auth::{generate_token, hash_token},
+    config::{AuthMode, TlsConfig, TokenConfig},
+    Config, Running,
+};
+use prost::Message;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+    sync::Semaphore,
+    task::JoinHandle,
+};
+use tonic::{Code, Status};
+
+/// Stops a test that would hang; every event below takes well under a
+/// second.
+const GUARD: Duration = Duration::from_secs(20);
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+const LIST_KEYS: &str = "/keysmith.v1.AccessService/ListKeys";
+
+/// A server of the embedded default, changed by `edit`, with `extra`
+/// drivers, and no connection of its own.
+async fn start(
+    edit: impl FnOnce(&mut Config),
+    extra: Vec<Arc<dyn Driver>>,
+) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    // Long enough never to end a test's call by itself.
+    c.server.request_timeout_seconds = 600;
+    edit(&mut c);
+    let running = keysmith_server::start_with_drivers(c, Arc::new(SystemClock), extra)
+        .await
+        .expect("server starts");
+    (running, dir)
+}
+
+/// A TCP connection from `local` (any address of 127.0.0.0/8).
+async fn tcp_from(local: &str, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(local.parse::<IpAddr>().unwrap(), 0))
+        .unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Resolves once the server has closed the connection (the end of the
+/// stream, or a reset), reading and dropping whatever it sent before.
+async fn closed_by_server(stream: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(GUARD, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection");
+}
+
+/// An HTTP/2 connection made by hand, to send requests that tonic's client
+/// would not (headers without the end of their body).
+struct H2 {
+    client: h2::client::SendRequest<Bytes>,
+    /// Ends when the connection does.
+    connection: JoinHandle<Result<(), h2::Error>>,
+}
+
+impl H2 {
+    async fn connect(local: &str, server: SocketAddr) -> Self {
+        let (client, connection) = h2::client::handshake(tcp_from(local, server).await)
+            .await
+            .expect("HTTP/2 handshake");
+        Self {
+            client,
+            connection: tokio::spawn(connection),
+        }
+    }
+
+    /// Starts a gRPC call: its headers and `body`, ending the request only
+    /// if `end`.
+    async fn start(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        body: Bytes,
+        end: bool,
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+        let mut request = http::Request::post(format!("http://keysmith{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut client = self.client.clone().ready().await.expect("a stream");
+        let (response, mut send) = client
+            .send_request(request.body(()).unwrap(), false)
+            .expect("the request is sent");
+        send.send_data(body, end).expect("the body is sent");
+        (response, send)
+    }
+
+    /// A whole unary call; its status.
+    async fn call(&mut self, path: &str, token: Option<&str>, message: Bytes) -> Status {
+        let (response, _send) = self.start(path, token, grpc_frame(message), true).await;
+        tokio::time::timeout(GUARD, answer(response))
+            .await
+            .expect("an answer")
+    }
+
+    async fn health_check(&mut self) -> Status {
+        self.call(HEALTH_CHECK, None, Bytes::new()).await
+    }
+
+    /// Closes the connection from the client's side.
+    fn close(self) {
+        self.connection.abort();
+    }
+}
+
+/// The gRPC status of an answer, from its trailers (or its headers, for an
+/// answer without a body).
+async fn answer(response: h2::client::ResponseFuture) -> Status {
+    let response = response.await.expect("response headers");
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        return status;
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer's body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.expect("trailers").expect("trailers");
+    Status::from_header_map(&trailers).expect("a grpc-status")
+}
+
+/// One uncompressed gRPC message frame.
+fn grpc_frame(message: Bytes) -> Bytes {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame.into()
+}
+
+fn list_keys() -> Bytes {
+    pb::ListKeysRequest {
+        property_id: PROPERTY.into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+    .into()
+}
+
+fn quick_timeouts(c: &mut Config) {
+    c.server.handshake_timeout_ms = 200;
+    c.server.idle_timeout_ms = 200;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_half_a_preface_is_closed() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let mut silent = tcp_from("127.0.0.1", running.addr).await;
+    let mut half = tcp_from("127.0.0.1", running.addr).await;
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    closed_by_server(&mut silent).await;
+    closed_by_server(&mut half).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_tls_handshake_is_closed() {
+    let fixture = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    };
+    let (running, _dir) = start(
+        |c| {
+            quick_timeouts(c);
+            c.server.tls = Some(TlsConfig {
+                cert: fixture("server.pem"),
+                key: fixture("server.key"),
+                client_ca: None,
+            });
+        },
+        vec![],
+    )
+    .await;
+    let mut silent = tcp_from("127.0.0.1", running.addr).await;
+    closed_by_server(&mut silent).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_without_a_call_for_the_idle_timeout_is_closed() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    // The client keeps the connection; the server ends it.
+    let ended = tokio::time::timeout(GUARD, h2.connection).await;
+    assert!(ended.is_ok(), "the server closes the idle connection");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_per_client_address_are_closed_until_one_closes() {
+    let (running, _dir) = start(|c| c.server.max_connections_per_peer = 2, vec![]).await;
+    let addr = running.addr;
+    let mut first = H2::connect("127.0.0.1", addr).await;
+    let mut second = H2::connect("127.0.0.1", addr).await;
+    assert_eq!(first.health_check().await.code(), Code::Ok);
+    assert_eq!(second.health_check().await.code(), Code::Ok);
+
+    let mut third = tcp_from("127.0.0.1", addr).await;
+    closed_by_server(&mut third).await;
+    // Another client address has its own connections.
+    let mut other = H2::connect("127.0.0.2", addr).await;
+    assert_eq!(other.health_check().await.code(), Code::Ok);
+
+    first.close();
+    admitted_again("127.0.0.1", addr).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_past_the_overall_limit_are_closed_until_one_closes() {
+    let (running, _dir) = start(|c| c.server.max_connections = 2, vec![]).await;
+    let addr = running.addr;
+    let mut first = H2::connect("127.0.0.1", addr).await;
+    let mut second = H2::connect("127.0.0.2", addr).await;
+    assert_eq!(first.health_check().await.code(), Code::Ok);
+    assert_eq!(second.health_check().await.code(), Code::Ok);
+
+    let mut third = tcp_from("127.0.0.3", addr).await;
+    closed_by_server(&mut third).await;
+
+    first.close();
+    admitted_again("127.0.0.3", addr).await;
+    running.stop().await.unwrap();
+}
+
+/// Waits until a connection from `local` is served again: the server
+/// learns that a connection closed when it reads the end of it, a moment
+/// after the client closed it.
+async fn admitted_again(local: &str, addr: SocketAddr) {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let stream = tcp_from(local, addr).await;
+            if let Ok((client, connection)) = h2::client::handshake(stream).await {
+                let connection = tokio::spawn(connection);
+                let mut h2 = H2 { client, connection };
+                let (response, _send) = h2
+                    .start(HEALTH_CHECK, None, grpc_frame(Bytes::new()), true)
+                    .await;
+                if let Ok(response) = response.await {
+                    assert_eq!(response.status(), http::StatusCode::OK);
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a new connection is served once another closed");
+}
+
+/// A token with every scope for the demo hotel, `max_in_flight` at once.
+fn secured(token: &str, max_in_flight: usize) -> impl FnOnce(&mut Config) {
+    let hash = hash_token(token);
+    move |c| {
+        c.auth.mode = AuthMode::Tokens;
+        c.auth.tokens = vec![TokenConfig {
+            id: "front-desk".into(),
+            sha256: hash,
+            properties: vec![PROPERTY.into()],
+            scopes: ["keys.issue", "keys.revoke", "keys.read", "keysmith.admin"]
+                .map(String::from)
+                .to_vec(),
+            max_in_flight,
+            requests_per_minute: None,
+        }];
+    }
+}
+
+#[tokio::test]
+async fn unfinished_requests_do_not_lock_their_token_out() {
+    let token = generate_token();
+    let (running, _dir) = start(secured(&token, 2), vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    // Twice the token's max_in_flight: headers and half a message each,
+    // never the end.
+    let half = grpc_frame(list_keys()).slice(..3);
+    let mut unfinished = Vec::new();
+    for _ in 0..4 {
+        unfinished.push(h2.start(LIST_KEYS, Some(&token), half.clone(), false).await);
+    }
+    let status = h2.call(LIST_KEYS, Some(&token), list_keys()).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    // Stopping waits for calls in flight: the unfinished ones end with
+    // their connection.
+    drop(unfinished);
+    h2.close();
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_that_does_not_arrive_in_time_is_answered_deadline_exceeded() {
+    let token = generate_token();
+    let (running, _dir) = start(
+        |c| {
+            secured(&token, 2)(c);
+            c.server.request_body_timeout_ms = 200;
+        },
+        vec![],
+    )
+    .await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let half = grpc_frame(list_keys()).slice(..3);
+    let (response, _send) = h2.start(LIST_KEYS, Some(&token), half, false).await;
+    let status = tokio::time::timeout(GUARD, answer(response))
+        .await
+        .expect("an answer before the request ends");
+    assert_eq!(
+        reason(&status),
+        (Code::DeadlineExceeded, "REQUEST_BODY_TIMEOUT".into())
+    );
+    running.stop().await.unwrap();
+}
+
+/// A driver whose `issue` waits at a gate: the calls it holds stay in
+/// flight until the test opens it.
+struct Gated {
+    inner: Arc<dyn Driver>,
+    /// One permit per call that reached the gate.
+    arrived: Arc<Semaphore>,
+    gate: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl Driver for Gated {
+    fn info(&self) -> DriverInfo {
+        self.inner.info()
+    }
+    async fn entrances(&self) -> keysmith_core::Result<Vec<EntranceSpec>> {
+        self.inner.entrances().await
+    }
+    async fn issue(&self, args: IssueArgs) -> keysmith_core::Result<IssueReply> {
+        self.arrived.add_permits(1);
+        let _passed = self.gate.acquire().await;
+        self.inner.issue(args).await
+    }
+    async fn revoke(&self, args: RevokeArgs) -> keysmith_core::Result<RevokeReply> {
+        self.inner.revoke(args).await
+    }
+    async fn update(&self, args: UpdateArgs) -> keysmith_core::Result<UpdateReply> {
+        self.inner.update(args).await
+    }
+    async fn encode(&self, args: EncodeArgs) -> keysmith_core::Result<EncodeReply> {
+        self.inner.encode(args).await
+    }
+}
+
+fn gated_keypad() -> Gated {
+    let config = serde_json::json!({
+        "pin_length": 6,
+        "properties": [{
+            "property_id": PROPERTY,
+            "doors": [{ "id": "garden-gate", "name": "Garden gate", "kind": "common" }],
+        }],
+    });
+    let driver =
+        keysmith_keypad_plugin::KeypadDriver::from_config(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+    Gated {
+        inner: Arc::new(keysmith_plugin::InProcess::named("keypad", driver)),
+        arrived: Arc::new(Semaphore::new(0)),
+        gate: Arc::new(Semaphore::new(0)),
+    }
+}
+
+fn garden_pin(holder: &str) -> Bytes {
+    pb::IssueRequest {
+        property_id: PROPERTY.into(),
+        holder_id: holder.into(),
+        entrance_ids: vec!["garden-gate".into()],
+        starts_at: Some(ts(T0)),
+        ends_at: Some(ts(T0 + DAY)),
+        role: pb::Role::Guest as i32,
+        modes: vec![pb::CredentialMode::Pin as i32],
+        ..Default::default()
+    }
+    .encode_to_vec()
+    .into()
+}
+
+#[tokio::test]
+async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
+    const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
+    let token = generate_token();
+    let gated = gated_keypad();
+    let (arrived, gate) = (gated.arrived.clone(), gated.gate.clone());
+    let (running, _dir) = start(secured(&token, 2), vec![Arc::new(gated)]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let body = grpc_frame(garden_pin(&format!("guest-{n}")));
+        let (response, _send) = h2.start(ISSUE, Some(&token), body, true).await;
+        held.push(tokio::spawn(answer(response)));
+    }
+    let both = tokio::time::timeout(GUARD, arrived.acquire_many(2)).await;
+    both.expect("both calls reach the driver").unwrap().forget();
+
+    let third = h2.call(ISSUE, Some(&token), garden_pin("guest-2")).await;
+    assert_eq!(
+        reason(&third),
+        (Code::ResourceExhausted, "TOKEN_CONCURRENCY_LIMITED".into())
+    );
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let mut other = H2::connect("127.0.0.1", running.addr).await;
+    assert_eq!(other.health_check().await.code(), Code::Ok);
+
+    gate.add_permits(2);
+    for call in held {
+        let status = tokio::time::timeout(GUARD, call).await.unwrap().unwrap();
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+    }
+    running.stop().await.unwrap();
+}
