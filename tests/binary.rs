@@ -339,7 +339,10 @@ async fn development_mode_is_announced_on_stderr() {
         .arg("serve")
         .env("KEYSMITH__SERVER__LISTEN", "127.0.0.1:0")
         .env("KEYSMITH__STORAGE__DATA_DIR", dir.path().join("data"))
-        .env("KEYSMITH__STORAGE__ENCRYPTION__KEY_FILE", dir.path().join("kek"))
+        .env(
+            "KEYSMITH__STORAGE__ENCRYPTION__KEY_FILE",
+            dir.path().join("kek"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
