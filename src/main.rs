@@ -1,7 +1,10 @@
 //! The keysmith binary: `keysmith serve [--config FILE]`,
 //! `keysmith check-config FILE`, `keysmith token create` and
-//! `keysmith encryption generate-key`.
+//! `keysmith encryption generate-key|status|rotate-data-key|
+//! rotate-key-encryption-key`.
 use std::path::PathBuf;
+
+mod admin;
 
 use clap::{Parser, Subcommand};
 use keysmith_server::{auth, telemetry, Config, Source};
@@ -52,6 +55,35 @@ enum EncryptionCommand {
         /// The file to make; an existing file is never overwritten.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Where a running keysmith's encryption stands.
+    Status {
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Seal new records with a new data key at once, and every stored
+    /// record again in the background; the old key is deleted once unused.
+    RotateDataKey {
+        #[command(flatten)]
+        target: admin::Target,
+        /// Report until every record is sealed with the new key.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Wrap every data key with a new key-encryption key, which keysmith
+    /// reads from a file or an environment variable on its own machine.
+    RotateKeyEncryptionKey {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The new key's name.
+        #[arg(long)]
+        key_id: String,
+        /// A file on keysmith's machine holding the new key.
+        #[arg(long, required_unless_present = "key_env", conflicts_with = "key_env")]
+        key_file: Option<PathBuf>,
+        /// Or an environment variable of keysmith's process holding it.
+        #[arg(long)]
+        key_env: Option<String>,
     },
 }
 
@@ -130,6 +162,16 @@ async fn main() -> anyhow::Result<()> {
             println!("key_file = {:?}", out.display().to_string());
             Ok(())
         }
+        Command::Encryption(EncryptionCommand::Status { target }) => admin::status(target).await,
+        Command::Encryption(EncryptionCommand::RotateDataKey { target, wait }) => {
+            admin::rotate_data_key(target, wait).await
+        }
+        Command::Encryption(EncryptionCommand::RotateKeyEncryptionKey {
+            target,
+            key_id,
+            key_file,
+            key_env,
+        }) => admin::rotate_key_encryption_key(target, key_id, key_file, key_env).await,
         Command::Token(TokenCommand::Create {
             id,
             properties,

@@ -364,3 +364,79 @@ async fn development_mode_is_announced_on_stderr() {
     );
     child.kill().await.unwrap();
 }
+
+/// Runs `keysmith encryption ARGS --addr ADDR` and returns its stdout.
+async fn encryption_cli(addr: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("encryption")
+        .args(args)
+        .args(["--addr", &format!("http://{addr}")])
+        .env_remove("KEYSMITH_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keysmith encryption {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The value `keysmith encryption status` prints after `label`.
+fn field(status: &str, label: &str) -> String {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {status}"))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_encryption_subcommands_rotate_both_keys_of_a_running_keysmith() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let (child, addr, _log) = serve(&config).await;
+
+    let before = encryption_cli(&addr, &["status"]).await;
+    assert_eq!(field(&before, "key-encryption key:"), "development");
+    let first_data_key = field(&before, "current data key:");
+
+    // A new data key; --wait returns once every record is sealed with it.
+    let rotated = encryption_cli(&addr, &["rotate-data-key", "--wait"]).await;
+    let second_data_key = field(&rotated, "current data key:");
+    assert_ne!(second_data_key, first_data_key);
+    assert_eq!(field(&rotated, "resealing:"), "no");
+    assert_eq!(
+        field(&rotated, "data keys stored:"),
+        format!("[{second_data_key}]"),
+        "the old data key is gone once nothing uses it"
+    );
+
+    // A new key-encryption key, read by keysmith from a file on its machine.
+    let new_kek = dir.path().join("kek-2");
+    let out = Command::new(BIN)
+        .args(["encryption", "generate-key", "--id", "kek-2", "--out"])
+        .arg(&new_kek)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let rewrapped = encryption_cli(
+        &addr,
+        &[
+            "rotate-key-encryption-key",
+            "--key-id",
+            "kek-2",
+            "--key-file",
+            new_kek.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(field(&rewrapped, "key-encryption key:"), "kek-2");
+    let after = encryption_cli(&addr, &["status"]).await;
+    assert_eq!(field(&after, "key-encryption key:"), "kek-2");
+    assert_eq!(field(&after, "current data key:"), second_data_key);
+    drop(child);
+}
