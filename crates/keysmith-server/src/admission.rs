@@ -22,12 +22,13 @@ use http_body_util::BodyExt;
 use keysmith_core::{error::reasons, Error, ErrorKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{body::Body, Code};
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
 
 use crate::{
     auth::methods::{self, Access},
     config::ServerConfig,
-    convert,
+    convert, edge,
 };
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -126,7 +127,8 @@ where
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let budget = match methods::access(request.uri().path()) {
+        let access = methods::access(request.uri().path());
+        let budget = match access {
             Access::Reflection => return Box::pin(inner.call(request)),
             Access::Open => Some(self.state.health.clone()),
             // None in development mode: no token, no token budget.
@@ -152,6 +154,20 @@ where
                     return Ok(incomplete.status().into_http());
                 }
             };
+            // Every call but reflection takes one message: a body that is
+            // not one well-formed frame is refused here, as the caller's
+            // mistake, before it takes a permit or reaches tonic (which
+            // would answer INTERNAL).
+            let health = access == Access::Open;
+            if let Err(status) = edge::check_unary_body(&parts.headers, body.data.as_ref(), health)
+            {
+                tracing::info!(
+                    method = %parts.uri.path(),
+                    reason = ?status.get_details_error_info().map(|i| i.reason),
+                    "call refused: its request is not one well-formed message"
+                );
+                return Ok(status.into_http());
+            }
             let permit = match budget.map(|b| b.admit()).transpose() {
                 Ok(permit) => permit,
                 Err(error) => {
