@@ -190,13 +190,38 @@ mod tests {
         assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
     }
 
+    /// An HMAC under an empty or short key is one anybody can compute or
+    /// guess: a delivery signed with one never verifies, even against the
+    /// same weak secret.
+    #[test]
+    fn an_empty_or_weak_secret_verifies_nothing() {
+        for weak in ["", "key", "whsec_short", "aaaaaaaaaaaaaaaaaaaaaaaa"] {
+            assert!(secret_weakness(weak).is_some(), "{weak:?}");
+            let mut mac = HmacSha256::new_from_slice(weak.as_bytes()).unwrap();
+            mac.update(format!("{NOW}.").as_bytes());
+            mac.update(BODY);
+            let header = format!(
+                "t={NOW},signature={}",
+                hex::encode(mac.finalize().into_bytes())
+            );
+            assert_eq!(
+                check(&header, BODY, &[weak]),
+                Err(SignatureError::Mismatch),
+                "{weak:?}"
+            );
+        }
+    }
+
     #[test]
     fn sign_is_lowercase_hex_of_the_timestamped_body() {
-        // RFC 4231-style independent check: HMAC-SHA256("key", "1.x").
-        let mut mac = HmacSha256::new_from_slice(b"key").unwrap();
+        // An independent check: HMAC-SHA256(key, "1.x").
+        const KEY: &str = "a-key-of-sixteen-bytes-or-more";
+        let mut mac = HmacSha256::new_from_slice(KEY.as_bytes()).unwrap();
         mac.update(b"1.x");
         let expected = hex::encode(mac.finalize().into_bytes());
-        assert_eq!(sign("key", 1, b"x"), expected);
+        assert_eq!(sign(KEY, 1, b"x"), expected);
+        // A weak secret signs nothing, so it can verify nothing.
+        assert_eq!(sign("key", 1, b"x"), "");
         assert_eq!(expected.len(), 64);
         assert!(expected
             .chars()
