@@ -119,7 +119,15 @@ async fn malformed_frames_and_undecodable_messages_are_invalid_argument_and_chan
     let mut truncated = frame(0, &issue);
     truncated.truncate(truncated.len() - 3);
     let two = [frame(0, &issue), frame(0, &issue)].concat();
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, &str)> = vec![
+    // What, the path, extra headers, the body, the reason expected.
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Vec<u8>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         // A length-delimited field 1 whose length runs past the end.
         (
             "bad protobuf bytes",

@@ -5,8 +5,11 @@
 //! within `server.request_body_timeout_ms` and `server.max_request_bytes`,
 //! and only then takes a permit from the call's [`Budget`] (its token's
 //! `max_in_flight`, which the auth layer attaches, or the health checks'
-//! own), held until the call has answered. Server reflection is a stream
-//! both ways and passes through; the stream and connection limits bound it.
+//! own), held until the call has answered. A body that has arrived but is
+//! not one well-formed message frame is refused before it takes a permit
+//! (`edge::check_unary_body`: INVALID_ARGUMENT, as the caller's mistake).
+//! Server reflection is a stream both ways and passes through; the stream
+//! and connection limits bound it.
 use std::{
     convert::Infallible,
     future::Future,
