@@ -440,3 +440,50 @@ async fn the_encryption_subcommands_rotate_both_keys_of_a_running_keysmith() {
     assert_eq!(field(&after, "current data key:"), second_data_key);
     drop(child);
 }
+
+/// Issue 18: a Seam webhook secret of "", "whsec_" or a short key was
+/// accepted at start, and a delivery signed with an empty key verified.
+#[test]
+fn check_config_refuses_a_weak_webhook_secret_naming_the_field_not_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let seam = |secret: &str| {
+        format!(
+            "[drivers.seam]\nbase_url = \"http://127.0.0.1:9\"\nwebhook_listen = \
+             \"127.0.0.1:0\"\n\n[[drivers.seam.workspaces]]\nproperty_id = \"seam-hotel\"\n\
+             api_key = \"seam_test_key\"\nwebhook_secret = {secret:?}\n"
+        )
+    };
+    // "c2hvcnQta2V5" is base64 for "short-key".
+    for (secret, why) in [
+        ("", "not a Svix secret"),
+        ("whsec_", "empty"),
+        ("whsec_c2hvcnQta2V5", "9 bytes"),
+    ] {
+        let path = write_config(dir.path(), &seam(secret));
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{secret:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("drivers.seam.workspaces[0].webhook_secret") && stderr.contains(why),
+            "{secret:?}: {stderr}"
+        );
+        if secret.len() > "whsec_".len() {
+            assert!(!stderr.contains(&secret["whsec_".len()..]), "{stderr}");
+        }
+    }
+    // 24 random bytes, as Svix makes them.
+    let strong = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let path = write_config(dir.path(), &seam(strong));
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

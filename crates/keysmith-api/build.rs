@@ -38,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open_files(&api)?
         .file_descriptor_set();
     tonic_prost_build::configure()
+        // Bytes that are not the method's message: INVALID_ARGUMENT, not
+        // tonic-prost's INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::EdgeCodec")
         .build_server(true)
         .build_client(true)
         .compile_fds(generated)?;

@@ -83,3 +83,62 @@ async fn without_a_way_to_retire_an_endpoint_replacing_waits_for_the_operator() 
     e.webhooks_settled().await;
     e.live_key(&stay).await;
 }
+
+/// Issue 18: the receiver answered 404 for a property it does not serve
+/// and 401 for one it does, so property ids could be probed without a
+/// secret. Against the real server: both answers are the same, and neither
+/// queues anything.
+#[tokio::test]
+async fn an_unknown_property_is_answered_as_a_bad_signature_is() {
+    let e = env(Options {
+        fake: assuming_all(),
+        webhooks: true,
+        ..Options::default()
+    })
+    .await;
+    e.register_webhooks().await;
+    let addr = e.server.running.as_ref().unwrap().webhook_addr.unwrap();
+    let body = br#"{"id":"evt_probe","type":"room_stay.updated","data":{"object":{"id":"x"}}}"#;
+    let t = jiff::Timestamp::now().as_second();
+    // Signed with a secret that is not the endpoint's.
+    let forged = format!(
+        "t={t},signature={}",
+        fake_3rpms::sign(
+            "not-the-endpoints-secret-0123456789",
+            t,
+            std::str::from_utf8(body).unwrap()
+        )
+    );
+    let http = reqwest::Client::new();
+    let answer = |property: &'static str, signature: Option<String>| {
+        let mut request = http
+            .post(format!("http://{addr}/3rpms/webhooks/{property}"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("3rpms-signature", signature);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let configured = answer(PROPERTY, Some(forged.clone())).await;
+    assert_eq!(configured, (401, "invalid signature".to_owned()));
+    assert_eq!(answer("no-such-hotel", Some(forged)).await, configured);
+    assert_eq!(
+        answer("no-such-hotel", None).await,
+        answer(PROPERTY, None).await
+    );
+    assert!(e.parked().await.is_empty());
+    let listed = e
+        .server
+        .list(pb::ListKeysRequest {
+            property_id: PROPERTY.into(),
+            include_revoked: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed.keys.is_empty(), "nothing was synced by a probe");
+}

@@ -1,5 +1,7 @@
 //! keysmith's wire API, generated from `proto/` at build time.
 
+pub mod codec;
+
 pub mod v1 {
     tonic::include_proto!("keysmith.v1");
 }

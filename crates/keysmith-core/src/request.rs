@@ -1,6 +1,7 @@
 //! The operations of the access service as plain domain requests. The gRPC
 //! edge converts its messages into these; validation of content lives here.
 use serde::{Deserialize, Serialize};
+use unicode_general_category::{get_general_category, GeneralCategory};
 
 use crate::{
     audit::AuditOrigin,
@@ -8,7 +9,7 @@ use crate::{
     error::{reasons, Error, Result},
     key::{Holder, KeyState, Role},
     secret::Secret,
-    time::Window,
+    time::{Timestamp, Window},
 };
 
 /// The longest identifier accepted, in bytes: property, key, entrance,
@@ -18,6 +19,14 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_NAME_LEN: usize = 256;
 /// The most entrances and spaces one Issue may name, together.
 pub const MAX_TARGETS: usize = 100;
+/// How far from now keysmith takes an instant: a key's window must end
+/// within it, and the lock simulator presents a credential at most this far
+/// before or after now. Ten years (of 366 days) is longer than any stay or
+/// staff badge keysmith has seen, and short enough that every instant it
+/// keeps, and every lock clock skewed from one (ten years at most), fits
+/// every clock representation a client may use (a protobuf Timestamp ends
+/// in 9999).
+pub const HORIZON_SECONDS: i64 = 10 * 366 * 86_400;
 /// The page size of a listing that asks for none (page_size 0).
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// The largest page a listing answers: a larger page_size is capped, not
@@ -191,8 +200,7 @@ impl Violations {
     }
 
     /// An identifier that may be empty: at most [`MAX_ID_LEN`] bytes
-    /// (`FIELD_TOO_LONG`), with no whitespace or control characters
-    /// (`FIELD_INVALID`).
+    /// (`FIELD_TOO_LONG`), every character an [`id_char`] (`FIELD_INVALID`).
     pub fn optional_id(&mut self, field: &str, value: &str) {
         if value.len() > MAX_ID_LEN {
             self.add(
@@ -200,11 +208,11 @@ impl Violations {
                 field,
                 format!("must be at most {MAX_ID_LEN} bytes"),
             );
-        } else if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        } else if !value.chars().all(id_char) {
             self.add(
                 reasons::FIELD_INVALID,
                 field,
-                "must not contain whitespace or control characters",
+                "must not contain whitespace, control, format or bidi characters",
             );
         }
     }
@@ -218,11 +226,24 @@ impl Violations {
                 field,
                 format!("must be at most {MAX_NAME_LEN} bytes"),
             );
-        } else if value.chars().any(char::is_control) {
+        } else if value.chars().any(|c| c.is_control() || is_format(c)) {
             self.add(
                 reasons::FIELD_INVALID,
                 field,
-                "must not contain control characters",
+                "must not contain control, format or bidi characters",
+            );
+        }
+    }
+
+    /// An instant at most [`HORIZON_SECONDS`] before or after `now`
+    /// (`FIELD_INVALID`).
+    pub fn near(&mut self, field: &str, t: Timestamp, now: Timestamp) {
+        let distance = i128::from(t.unix_seconds()) - i128::from(now.unix_seconds());
+        if distance.unsigned_abs() > HORIZON_SECONDS as u128 {
+            self.add(
+                reasons::FIELD_INVALID,
+                field,
+                "must be within ten years of now",
             );
         }
     }
@@ -259,6 +280,42 @@ impl Violations {
         }
         Err(error)
     }
+}
+
+/// Whether `c` may be part of an identifier: any Unicode character but
+/// whitespace, control characters (Cc), and format characters (Cf), which
+/// include the invisible ones (U+200B zero width space, U+FEFF byte order
+/// mark, U+00AD soft hyphen...) and the bidi controls (U+200E, U+200F,
+/// U+202A to U+202E, U+2066 to U+2069). Ids that look the same must be the
+/// same id, and an id must print as what it is, in a terminal or a log.
+pub fn id_char(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || is_format(c))
+}
+
+/// Unicode general category Cf.
+fn is_format(c: char) -> bool {
+    get_general_category(c) == GeneralCategory::Format
+}
+
+/// Checks a new window against the clock's `now`, as Issue and UpdateKey
+/// do once they have read it: it must not have ended (`INVALID_TIME_WINDOW`)
+/// and must end within [`HORIZON_SECONDS`] of now (`INVALID_TIME_WINDOW`).
+pub fn check_window_at(window: &Window, now: Timestamp) -> Result<()> {
+    if window.has_ended(now) {
+        return Err(Error::invalid_field(
+            reasons::INVALID_TIME_WINDOW,
+            "ends_at",
+            "is in the past",
+        ));
+    }
+    if window.ends_at > now.saturating_add_seconds(HORIZON_SECONDS) {
+        return Err(Error::invalid_field(
+            reasons::INVALID_TIME_WINDOW,
+            "ends_at",
+            "must be within ten years of now",
+        ));
+    }
+    Ok(())
 }
 
 /// A PIN chosen by a caller: 4 to 8 digits.
@@ -443,7 +500,6 @@ impl ListDriverKeysRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Timestamp;
 
     fn issue() -> IssueRequest {
         IssueRequest {
@@ -505,6 +561,69 @@ mod tests {
         r.pin = Some(Secret::new("98x7".into()));
         let err = r.validate().unwrap_err();
         assert!(!format!("{err} {err:?}").contains("98x7"));
+    }
+
+    #[test]
+    fn ids_refuse_invisible_and_direction_changing_characters() {
+        for bad in [
+            "guest\u{202E}1",
+            "guest\u{200B}1",
+            "\u{FEFF}guest",
+            "guest\u{2066}1",
+            "guest\u{00AD}1",
+            "guest\u{0007}",
+            "guest 1",
+        ] {
+            let mut r = issue();
+            r.holder.id = bad.into();
+            r.reservation_key = Some(bad.into());
+            r.request_id = Some(bad.into());
+            let err = r.validate().unwrap_err();
+            assert_eq!(err.reason(), reasons::FIELD_INVALID, "{bad:?}");
+            let fields: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(fields, ["request_id", "holder_id", "reservation_key"]);
+        }
+        // Letters of any script, digits and punctuation stay ids.
+        for good in [
+            "guest-1",
+            "Müller_2030",
+            "客人:42",
+            "a@b.example",
+            "stay/7#1",
+        ] {
+            let mut r = issue();
+            r.holder.id = good.into();
+            r.validate().unwrap();
+        }
+        let mut r = issue();
+        r.holder.name = Some("Ana\u{202E}".into());
+        assert_eq!(
+            r.validate().unwrap_err().violations()[0].field,
+            "holder_name"
+        );
+    }
+
+    #[test]
+    fn a_window_must_end_within_the_horizon() {
+        let now = Timestamp::from_unix_seconds(1_900_000_000);
+        let window = |ends: i64| Window {
+            starts_at: now,
+            ends_at: now.saturating_add_seconds(ends),
+        };
+        check_window_at(&window(HORIZON_SECONDS), now).unwrap();
+        let err = check_window_at(&window(HORIZON_SECONDS + 1), now).unwrap_err();
+        assert_eq!(err.reason(), reasons::INVALID_TIME_WINDOW);
+        assert_eq!(err.violations()[0].field, "ends_at");
+        let past = Window {
+            starts_at: now.saturating_add_seconds(-10),
+            ends_at: now.saturating_add_seconds(-1),
+        };
+        assert!(check_window_at(&past, now).is_err());
+        let mut v = Violations::default();
+        v.near("at", now.saturating_add_seconds(-HORIZON_SECONDS), now);
+        v.near("at", Timestamp::from_unix_seconds(i64::MIN), now);
+        let err = v.finish().unwrap_err();
+        assert_eq!(err.violations().len(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use crate::{
     driver::{Driver, DriverInfo, EntranceSpec},
-    error::{reasons, Error, ErrorKind, Result},
+    error::{bounded, quoted, reasons, Error, ErrorKind, Result},
 };
 
 /// An entrance and the driver behind it.
@@ -156,9 +156,9 @@ impl Router {
         self.drivers.get(name).ok_or_else(|| {
             Error::failed_precondition(
                 reasons::DRIVER_NOT_CONFIGURED,
-                format!("no driver named {name:?} is configured"),
+                format!("no driver named {} is configured", quoted(name)),
             )
-            .with_context("driver", name.to_owned())
+            .with_context("driver", bounded(name))
         })
     }
 
@@ -265,9 +265,13 @@ impl Router {
             {
                 return Err(Error::not_found(
                     reasons::ENTRANCE_NOT_FOUND,
-                    format!("property {property_id:?} has no entrance {id:?}"),
+                    format!(
+                        "property {} has no entrance {}",
+                        quoted(property_id),
+                        quoted(id)
+                    ),
                 )
-                .with_context("entrance_id", id.clone())
+                .with_context("entrance_id", bounded(id))
                 .with_violation(format!("entrance_ids[{i}]"), "no such entrance"));
             }
             wanted.push(id);
@@ -279,9 +283,13 @@ impl Router {
                 .ok_or_else(|| {
                     Error::not_found(
                         reasons::SPACE_NOT_FOUND,
-                        format!("property {property_id:?} has no space {space:?}"),
+                        format!(
+                            "property {} has no space {}",
+                            quoted(property_id),
+                            quoted(space)
+                        ),
                     )
-                    .with_context("space_id", space.clone())
+                    .with_context("space_id", bounded(space))
                     .with_violation(format!("space_ids[{i}]"), "no such space")
                 })?;
             wanted.extend(members.iter());
@@ -298,7 +306,7 @@ impl Router {
 fn property_not_found(property_id: &str) -> Error {
     Error::not_found(
         reasons::PROPERTY_NOT_FOUND,
-        format!("no property {property_id:?} is configured"),
+        format!("no property {} is configured", quoted(property_id)),
     )
-    .with_context("property_id", property_id.to_owned())
+    .with_context("property_id", bounded(property_id))
 }

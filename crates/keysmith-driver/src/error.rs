@@ -215,6 +215,56 @@ impl std::error::Error for Error {
     }
 }
 
+/// How many characters of a caller's value an error message quotes.
+pub const QUOTED_CHARS: usize = 64;
+
+/// A caller's value as an error message may show it: at most its first
+/// [`QUOTED_CHARS`] characters, escaped (`escape_debug`, so no control,
+/// format or bidi character reaches a terminal or a log as it is), in
+/// quotes, with "…" when cut. Every message that names a caller's value
+/// goes through here: a 70 KB property id echoed whole once made the error
+/// trailers larger than clients accept (they saw RESOURCE_EXHAUSTED instead
+/// of NOT_FOUND).
+pub fn quoted(value: &str) -> String {
+    let (prefix, cut) = escaped_prefix(value);
+    format!("\"{prefix}\"{}", if cut { "…" } else { "" })
+}
+
+/// A caller's value as ErrorInfo metadata may carry it: [`quoted`]'s
+/// prefix and escaping, without the quotes.
+pub fn bounded(value: &str) -> String {
+    let (mut prefix, cut) = escaped_prefix(value);
+    if cut {
+        prefix.push('…');
+    }
+    prefix
+}
+
+fn escaped_prefix(value: &str) -> (String, bool) {
+    let mut out = String::with_capacity(value.len().min(QUOTED_CHARS * 2));
+    let mut chars = value.chars();
+    for c in chars.by_ref().take(QUOTED_CHARS) {
+        out.extend(c.escape_debug());
+    }
+    (out, chars.next().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_value_is_short_escaped_and_says_when_it_was_cut() {
+        assert_eq!(quoted("room-101"), "\"room-101\"");
+        assert_eq!(quoted("a\u{202E}b\n"), "\"a\\u{202e}b\\n\"");
+        let long = "x".repeat(70_000);
+        let q = quoted(&long);
+        assert_eq!(q, format!("\"{}\"…", "x".repeat(QUOTED_CHARS)));
+        assert_eq!(bounded(&long), format!("{}…", "x".repeat(QUOTED_CHARS)));
+        assert_eq!(bounded("x\u{200B}"), "x\\u{200b}");
+    }
+}
+
 /// The stable reasons keysmith reports in `ErrorInfo.reason`.
 pub mod reasons {
     /// keysmith itself failed; nothing the caller can fix.
@@ -306,6 +356,13 @@ pub mod reasons {
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
     /// The client stopped sending the request before it was complete.
     pub const REQUEST_INCOMPLETE: &str = "REQUEST_INCOMPLETE";
+    /// The request is not a well-formed gRPC message of the method: bytes
+    /// that are not its protobuf message, a frame cut short, a compressed
+    /// flag with no `grpc-encoding`, no message at all, or more than one.
+    pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
+    /// The request's `content-type` is not `application/grpc` or
+    /// `application/grpc+proto` (answered HTTP 415).
+    pub const UNSUPPORTED_CONTENT_TYPE: &str = "UNSUPPORTED_CONTENT_TYPE";
     /// No driver by that name.
     pub const DRIVER_NOT_FOUND: &str = "DRIVER_NOT_FOUND";
     /// A key's driver was removed from the configuration.

@@ -5,8 +5,11 @@
 //! within `server.request_body_timeout_ms` and `server.max_request_bytes`,
 //! and only then takes a permit from the call's [`Budget`] (its token's
 //! `max_in_flight`, which the auth layer attaches, or the health checks'
-//! own), held until the call has answered. Server reflection is a stream
-//! both ways and passes through; the stream and connection limits bound it.
+//! own), held until the call has answered. A body that has arrived but is
+//! not one well-formed message frame is refused before it takes a permit
+//! (`edge::check_unary_body`: INVALID_ARGUMENT, as the caller's mistake).
+//! Server reflection is a stream both ways and passes through; the stream
+//! and connection limits bound it.
 use std::{
     convert::Infallible,
     future::Future,
@@ -22,12 +25,13 @@ use http_body_util::BodyExt;
 use keysmith_core::{error::reasons, Error, ErrorKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{body::Body, Code};
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
 
 use crate::{
     auth::methods::{self, Access},
     config::ServerConfig,
-    convert,
+    convert, edge,
 };
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -126,7 +130,8 @@ where
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let budget = match methods::access(request.uri().path()) {
+        let access = methods::access(request.uri().path());
+        let budget = match access {
             Access::Reflection => return Box::pin(inner.call(request)),
             Access::Open => Some(self.state.health.clone()),
             // None in development mode: no token, no token budget.
@@ -152,6 +157,20 @@ where
                     return Ok(incomplete.status().into_http());
                 }
             };
+            // Every call but reflection takes one message: a body that is
+            // not one well-formed frame is refused here, as the caller's
+            // mistake, before it takes a permit or reaches tonic (which
+            // would answer INTERNAL).
+            let health = access == Access::Open;
+            if let Err(status) = edge::check_unary_body(&parts.headers, body.data.as_ref(), health)
+            {
+                tracing::info!(
+                    method = %parts.uri.path(),
+                    reason = ?status.get_details_error_info().map(|i| i.reason),
+                    "call refused: its request is not one well-formed message"
+                );
+                return Ok(status.into_http());
+            }
             let permit = match budget.map(|b| b.admit()).transpose() {
                 Ok(permit) => permit,
                 Err(error) => {

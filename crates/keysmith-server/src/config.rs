@@ -470,6 +470,10 @@ impl Config {
             lock.validate()
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
         }
+        if let Some(seam) = &self.drivers.seam {
+            seam.validate()
+                .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
+        }
         self.validate_auth()?;
         self.storage.encryption.validate()?;
         if self.storage.idempotency_retention_hours == 0 {

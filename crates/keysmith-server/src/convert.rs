@@ -20,8 +20,9 @@ use keysmith_core::{
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// The fixed domain of every `ErrorInfo` keysmith returns.
-pub const ERROR_DOMAIN: &str = "keysmith.dev";
+/// The fixed domain of every `ErrorInfo` keysmith returns (declared beside
+/// the codec, which refuses undecodable requests with it).
+pub const ERROR_DOMAIN: &str = keysmith_api::codec::ERROR_DOMAIN;
 
 /// Every domain error becomes a google.rpc.Status with an ErrorInfo, and a
 /// BadRequest when fields were wrong, and a RetryInfo when waiting helps.
@@ -40,16 +41,40 @@ pub fn status(error: Error) -> Status {
     let metadata: HashMap<String, String> = error
         .metadata()
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .map(|(k, v)| ((*k).to_owned(), capped(v, MAX_METADATA_VALUE_BYTES)))
         .collect();
     let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, metadata);
     for v in error.violations() {
-        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+        details.add_bad_request_violation(
+            capped(&v.field, MAX_METADATA_VALUE_BYTES),
+            capped(&v.description, MAX_METADATA_VALUE_BYTES),
+        );
     }
     if let Some(after) = error.retry_after() {
         details.set_retry_info(Some(after));
     }
-    Status::with_error_details(code, error.message().to_owned(), details)
+    Status::with_error_details(code, capped(error.message(), MAX_MESSAGE_BYTES), details)
+}
+
+/// The longest error message sent, in bytes. Messages quote callers' values
+/// through `error::quoted` already (64 characters at most); this is the
+/// backstop that keeps every answer's trailers far below what clients
+/// accept (8 KB for most), whatever a message was built from.
+const MAX_MESSAGE_BYTES: usize = 1024;
+/// The longest ErrorInfo metadata value and BadRequest field or description.
+const MAX_METADATA_VALUE_BYTES: usize = 512;
+
+/// `text` cut to at most `max` bytes at a character boundary, with "…"
+/// when cut.
+fn capped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A refusal by the transport rather than the domain (a request that did
@@ -70,8 +95,28 @@ pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     }
 }
 
+/// The earliest instant a protobuf Timestamp holds: 0001-01-01T00:00:00Z
+/// (google/protobuf/timestamp.proto).
+pub const PROTO_MIN_SECONDS: i64 = -62_135_596_800;
+/// The latest: 9999-12-31T23:59:59.999999999Z.
+pub const PROTO_MAX_SECONDS: i64 = 253_402_300_799;
+
 fn required_time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Timestamp, Error> {
     let t = t.ok_or_else(|| field_error(reasons::FIELD_REQUIRED, field, "is required"))?;
+    time(field, t)
+}
+
+/// A protobuf Timestamp as keysmith takes it: within the range the type
+/// documents (a key ending in year 10000 once made every client's JSON
+/// conversion of its ListKeys page fail), with nanos in 0..1e9.
+pub fn time(field: &str, t: prost_types::Timestamp) -> Result<Timestamp, Error> {
+    if !(PROTO_MIN_SECONDS..=PROTO_MAX_SECONDS).contains(&t.seconds) {
+        return Err(field_error(
+            reasons::FIELD_INVALID,
+            field,
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ));
+    }
     Timestamp::from_parts(t.seconds, t.nanos)
         .ok_or_else(|| field_error(reasons::FIELD_INVALID, field, "is not a valid timestamp"))
 }
@@ -507,5 +552,45 @@ pub fn driver(info: &DriverInfo) -> pb::Driver {
             DriverKind::Plugin => pb::DriverKind::Plugin,
         } as i32,
         capability: Some(driver_capability(&info.capability)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_codec_refuses_with_the_projects_reason() {
+        assert_eq!(
+            keysmith_api::codec::MALFORMED_REQUEST,
+            reasons::MALFORMED_REQUEST
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_the_protobuf_range_are_refused_naming_the_field() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        time("ends_at", at(PROTO_MAX_SECONDS)).unwrap();
+        time("ends_at", at(PROTO_MIN_SECONDS)).unwrap();
+        for seconds in [
+            PROTO_MAX_SECONDS + 1,
+            PROTO_MIN_SECONDS - 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let err = time("ends_at", at(seconds)).unwrap_err();
+            assert_eq!(err.reason(), reasons::FIELD_INVALID);
+            assert_eq!(err.violations()[0].field, "ends_at");
+        }
+    }
+
+    #[test]
+    fn a_huge_message_is_capped_in_the_status() {
+        let err = Error::not_found(reasons::PROPERTY_NOT_FOUND, "x".repeat(70_000))
+            .with_context("property_id", "y".repeat(70_000));
+        let status = status(err);
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        let info = status.get_details_error_info().unwrap();
+        assert!(info.metadata["property_id"].len() <= MAX_METADATA_VALUE_BYTES);
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod convert;
+mod edge;
 pub mod encryption;
 mod layers;
 mod listing;

@@ -138,7 +138,10 @@ impl tower::Service<http::Request<Body>> for AccessRoutes {
             return Box::pin(tower::Service::call(&mut self.generated, request));
         }
         let method = ListKeysMethod(self.rpc.clone());
-        let codec = tonic_prost::ProstCodec::<EncodedListKeys, pb::ListKeysRequest>::default();
+        // keysmith's codec, as every generated route has: undecodable bytes are
+        // INVALID_ARGUMENT `MALFORMED_REQUEST`.
+        let codec =
+            keysmith_api::codec::EdgeCodec::<EncodedListKeys, pb::ListKeysRequest>::default();
         let mut grpc = tonic::server::Grpc::new(codec)
             .apply_max_message_size_config(Some(self.max_decoding_message_size), None);
         Box::pin(async move { Ok(grpc.unary(method, request).await) })

@@ -3,7 +3,12 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use keysmith_api::v1::{self as pb, pms_service_server::PmsService};
-use keysmith_core::{reasons, request::MAX_ID_LEN, Error};
+use keysmith_core::{
+    error::{bounded, quoted},
+    reasons,
+    request::Violations,
+    Error,
+};
 use keysmith_threerpms::{
     errors::reasons as rpms_reasons, Hotel, Hotels, ParkedItem, Replacing, RoomAccessKey,
     RoomStayKey,
@@ -53,29 +58,22 @@ impl PmsRpcService {
         self.hotels.get(property_id).ok_or_else(|| {
             Error::not_found(
                 reasons::PROPERTY_NOT_FOUND,
-                format!("property {property_id:?} has no 3RPMS hotel configured"),
+                format!(
+                    "property {} has no 3RPMS hotel configured",
+                    quoted(property_id)
+                ),
             )
-            .with_context("property_id", property_id)
+            .with_context("property_id", bounded(property_id))
         })
     }
 }
 
+/// A required identifier, by the rules every other RPC applies
+/// (`Violations::id`).
 fn required(field: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() {
-        return Err(Error::invalid_field(
-            reasons::FIELD_REQUIRED,
-            field,
-            "is required",
-        ));
-    }
-    if value.len() > MAX_ID_LEN {
-        return Err(Error::invalid_field(
-            reasons::FIELD_TOO_LONG,
-            field,
-            format!("is longer than {MAX_ID_LEN} bytes"),
-        ));
-    }
-    Ok(())
+    let mut v = Violations::default();
+    v.id(field, value);
+    v.finish()
 }
 
 fn staff(view: i32) -> Result<bool, Error> {
@@ -210,9 +208,9 @@ impl PmsService for PmsRpcService {
             .ok_or_else(|| {
                 Error::not_found(
                     rpms_reasons::ROOM_STAY_NOT_FOUND,
-                    format!("3RPMS has no room stay {room_stay_id:?}"),
+                    format!("3RPMS has no room stay {}", quoted(&room_stay_id)),
                 )
-                .with_context("room_stay_id", room_stay_id.clone())
+                .with_context("room_stay_id", bounded(&room_stay_id))
             })
             .map_err(fail)?;
         let found = room(found, staff, caller.reads_secrets());
@@ -249,9 +247,12 @@ impl PmsService for PmsRpcService {
             .ok_or_else(|| {
                 Error::not_found(
                     rpms_reasons::RESERVATION_NOT_FOUND,
-                    format!("3RPMS has no reservation with code {reservation_code:?}"),
+                    format!(
+                        "3RPMS has no reservation with code {}",
+                        quoted(&reservation_code)
+                    ),
                 )
-                .with_context("reservation_code", reservation_code.clone())
+                .with_context("reservation_code", bounded(&reservation_code))
             })
             .map_err(fail)?;
         let rooms: Vec<_> = rooms

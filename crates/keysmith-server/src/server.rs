@@ -32,6 +32,7 @@ use crate::{
     auth::AuthLayer,
     config::{AuthMode, Config},
     connection::{ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer},
+    edge::ContentTypeLayer,
     encryption::{self, EncryptionRpcService},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
@@ -40,10 +41,17 @@ use crate::{
 };
 
 /// keysmith's gRPC router, with its tower layers, outermost first: calls
-/// counted per connection, spans, authentication, admission once the
-/// request has arrived.
+/// counted per connection, spans, the content-type (gRPC's only, HTTP 415
+/// otherwise), authentication, admission once the request has arrived
+/// (which also refuses a body that is not one well-formed message).
 pub type GrpcRouter = tonic::transport::server::Router<
-    Stack<AdmissionLayer, Stack<AuthLayer, Stack<RpcSpanLayer, Stack<StreamCountLayer, Identity>>>>,
+    Stack<
+        AdmissionLayer,
+        Stack<
+            AuthLayer,
+            Stack<ContentTypeLayer, Stack<RpcSpanLayer, Stack<StreamCountLayer, Identity>>>,
+        >,
+    >,
 >;
 
 /// A server running in the background.
@@ -274,6 +282,7 @@ pub async fn start_with_drivers(
         .http2_keepalive_timeout(Some(Duration::from_millis(server.keepalive_timeout_ms)))
         .layer(StreamCountLayer::new(connections.clone()))
         .layer(RpcSpanLayer)
+        .layer(ContentTypeLayer)
         .layer(auth)
         .layer(AdmissionLayer::new(server))
         .add_service(health_service)

@@ -74,15 +74,16 @@ impl LockSimulatorService for LockSimulatorRpcService {
             at,
         } = request.into_inner();
         check_target(&caller, &property_id, &entrance_id)?;
+        let now = Timestamp::now();
         let at = match at {
-            Some(t) => Timestamp::from_parts(t.seconds, t.nanos).ok_or_else(|| {
-                status(Error::invalid_field(
-                    keysmith_core::reasons::FIELD_INVALID,
-                    "at",
-                    "is not a valid timestamp",
-                ))
-            })?,
-            None => Timestamp::now(),
+            Some(t) => {
+                let at = convert::time("at", t).map_err(status)?;
+                let mut v = Violations::default();
+                v.near("at", at, now);
+                v.finish().map_err(status)?;
+                at
+            }
+            None => now,
         };
         let decision = self
             .lock

@@ -8,6 +8,7 @@ use keysmith_driver::{
         DriverInfo, DriverKind, EncodeArgs, EncodeReply, EntranceSpec, ForgetArgs, IssueArgs,
         IssueReply, IssuedState, KeySlice, RevokeArgs, RevokeReply, UpdateArgs, UpdateReply,
     },
+    error::quoted,
     key::{warnings, Behaviour, Credential, CredentialData, Warning},
     reasons,
     state::DriverState,
@@ -214,7 +215,11 @@ impl OfflineLock {
         } else {
             Err(Error::not_found(
                 reasons::ENTRANCE_NOT_FOUND,
-                format!("the offline lock has no entrance {entrance:?} at property {property:?}"),
+                format!(
+                    "the offline lock has no entrance {} at property {}",
+                    quoted(entrance),
+                    quoted(property)
+                ),
             ))
         }
     }

@@ -1,6 +1,9 @@
 //! What an operator or a test does at a simulated door: present a credential,
 //! read a lock's state and audit trail, skew its clock, set its flags.
-use keysmith_driver::{reasons, Error, Result, Timestamp};
+use keysmith_driver::{
+    error::{bounded, quoted},
+    reasons, Error, Result, Timestamp,
+};
 
 use crate::{
     driver::OfflineLock,
@@ -96,8 +99,10 @@ impl OfflineLock {
         entrance_id: &str,
         skew_seconds: i64,
     ) -> Result<LockView> {
-        const MAX_SKEW: i64 = 10 * 365 * 86_400;
-        if skew_seconds.abs() > MAX_SKEW {
+        const MAX_SKEW: u64 = 10 * 365 * 86_400;
+        // unsigned_abs: `abs` of i64::MIN overflows (a panic in debug
+        // builds; in release it stays negative and passed this check).
+        if skew_seconds.unsigned_abs() > MAX_SKEW {
             return Err(Error::invalid_field(
                 reasons::FIELD_INVALID,
                 "skew_seconds",
@@ -187,7 +192,11 @@ fn view(lock: &Lock) -> LockView {
 fn no_lock(property_id: &str, entrance_id: &str) -> Error {
     Error::not_found(
         reasons::ENTRANCE_NOT_FOUND,
-        format!("property {property_id:?} has no simulated lock {entrance_id:?}"),
+        format!(
+            "property {} has no simulated lock {}",
+            quoted(property_id),
+            quoted(entrance_id)
+        ),
     )
-    .with_context("entrance_id", entrance_id.to_owned())
+    .with_context("entrance_id", bounded(entrance_id))
 }

@@ -17,6 +17,15 @@ pub const EVENTS: &str = "seam-events";
 
 /// Builds the Seam driver from its configuration.
 pub async fn build(config: &SeamConfig, ctx: &DriverContext) -> Result<Built> {
+    // Config::load checks this too; a configuration built in code is
+    // checked here, so that no weak secret ever verifies an event.
+    config.validate().map_err(|why| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            reasons::FIELD_INVALID,
+            format!("invalid configuration: {why}"),
+        )
+    })?;
     let driver = Arc::new(SeamDriver::new(config, ctx.state(DRIVER_NAME)?)?);
     let mut built = Built::driver(driver.clone());
     built.follow = Follow {

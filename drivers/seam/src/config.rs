@@ -42,6 +42,38 @@ pub struct WorkspaceConfig {
     pub webhook_secret: Option<Secret<String>>,
 }
 
+impl SeamConfig {
+    /// What serde cannot check: with `webhook_listen`, every workspace has a
+    /// `webhook_secret`, and every secret given is a Svix secret with a key
+    /// of [`crate::svix::MIN_KEY_BYTES`] random bytes or more. The message
+    /// names the field, never the secret.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, w) in self.workspaces.iter().enumerate() {
+            let field = format!("drivers.seam.workspaces[{i}].webhook_secret");
+            match &w.webhook_secret {
+                None if self.webhook_listen.is_some() => {
+                    return Err(format!(
+                        "{field} is required: drivers.seam.webhook_listen is set, and events \
+                         for property {} could not be verified",
+                        keysmith_core::error::quoted(&w.property_id)
+                    ));
+                }
+                None => {}
+                Some(secret) => {
+                    if let Some(why) = crate::svix::secret_weakness(secret) {
+                        return Err(format!(
+                            "{field} (property {}) {why}; give the endpoint's signing secret \
+                             as Seam shows it",
+                            keysmith_core::error::quoted(&w.property_id)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_base_url() -> String {
     "https://connect.getseam.com".into()
 }
@@ -74,7 +106,7 @@ mod tests {
             "workspaces": [{
                 "property_id": "h",
                 "api_key": "seam_live_very_secret",
-                "webhook_secret": "whsec_c2VjcmV0LXNpZ25pbmcta2V5",
+                "webhook_secret": "whsec_c2VjcmV0LXNpZ25pbmcta2V5LXRoYXQtaXMtbG9uZw==",
             }],
         }))
         .unwrap();
@@ -89,5 +121,50 @@ mod tests {
             "workspaces": [], "base_ur1": "x",
         }));
         assert!(refused.unwrap_err().to_string().contains("base_ur1"));
+    }
+
+    fn with_secret(secret: Option<&str>, listen: bool) -> SeamConfig {
+        let mut config = serde_json::json!({
+            "workspaces": [{ "property_id": "h", "api_key": "seam_test" }],
+        });
+        if let Some(secret) = secret {
+            config["workspaces"][0]["webhook_secret"] = secret.into();
+        }
+        if listen {
+            config["webhook_listen"] = "127.0.0.1:0".into();
+        }
+        serde_json::from_value(config).unwrap()
+    }
+
+    #[test]
+    fn weak_or_missing_webhook_secrets_are_refused_naming_the_field() {
+        use base64::{engine::general_purpose::STANDARD, Engine};
+        let short = format!("whsec_{}", STANDARD.encode(b"sixteen bytes!!!"));
+        let repeated = format!("whsec_{}", STANDARD.encode([b'a'; 32]));
+        for (weak, why) in [
+            ("", "not a Svix secret"),
+            ("whsec_", "empty"),
+            ("whsec_!!!!", "not base64"),
+            (short.as_str(), "16 bytes"),
+            (repeated.as_str(), "distinct"),
+        ] {
+            let refused = with_secret(Some(weak), true).validate().unwrap_err();
+            assert!(
+                refused.contains("drivers.seam.workspaces[0].webhook_secret"),
+                "{refused}"
+            );
+            assert!(refused.contains(why), "{weak:?}: {refused}");
+            if !weak.trim_start_matches("whsec_").is_empty() {
+                assert!(
+                    !refused.contains(weak.trim_start_matches("whsec_")),
+                    "{refused}"
+                );
+            }
+        }
+        let refused = with_secret(None, true).validate().unwrap_err();
+        assert!(refused.contains("is required"), "{refused}");
+        with_secret(None, false).validate().unwrap();
+        let strong = format!("whsec_{}", STANDARD.encode(b"a random key of 24 bytes"));
+        with_secret(Some(&strong), true).validate().unwrap();
     }
 }

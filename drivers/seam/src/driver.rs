@@ -97,7 +97,10 @@ impl SeamDriver {
         self.workspaces.get(property_id).ok_or_else(|| {
             Error::not_found(
                 core_reasons::PROPERTY_NOT_FOUND,
-                format!("no Seam workspace serves property {property_id:?}"),
+                format!(
+                    "no Seam workspace serves property {}",
+                    keysmith_core::error::quoted(property_id)
+                ),
             )
         })
     }

@@ -26,9 +26,31 @@ impl std::fmt::Display for SvixError {
     }
 }
 
+/// The fewest bytes a signing key may have: the keys Svix makes are 24
+/// random bytes (as is the key of Svix's published reference vector,
+/// `whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`).
+pub const MIN_KEY_BYTES: usize = 24;
+
+/// Why a configured `webhook_secret` cannot sign anything, or `None`. The
+/// answer never contains the secret or anything decoded from it.
+pub fn secret_weakness(secret: &Secret<String>) -> Option<String> {
+    let Some(encoded) = secret.expose().strip_prefix("whsec_") else {
+        return Some("is not a Svix secret (whsec_ followed by the base64 key)".into());
+    };
+    match STANDARD.decode(encoded) {
+        Ok(key) => keysmith_core::secret::key_weakness(&key, MIN_KEY_BYTES)
+            .map(|why| format!("has a key that {why}")),
+        Err(_) => Some("is not a Svix secret: the part after whsec_ is not base64".into()),
+    }
+}
+
+/// The key of a secret strong enough to sign with; a weak one (an empty
+/// key above all: an HMAC anybody can compute) verifies nothing.
 fn key(secret: &Secret<String>) -> Result<Vec<u8>, SvixError> {
-    let raw = secret.expose();
-    let encoded = raw.strip_prefix("whsec_").unwrap_or(raw);
+    if secret_weakness(secret).is_some() {
+        return Err(SvixError::BadSecret);
+    }
+    let encoded = secret.expose().strip_prefix("whsec_").unwrap_or_default();
     STANDARD.decode(encoded).map_err(|_| SvixError::BadSecret)
 }
 
@@ -77,7 +99,9 @@ pub fn verify(
     }
     // Checked after the signature, so that a stale answer means a genuine
     // but late delivery.
-    if (now_unix - t).abs() > tolerance_seconds {
+    // In i128: `t` is the caller's, and `now - i64::MIN` overflows i64.
+    let age = i128::from(now_unix) - i128::from(t);
+    if age.unsigned_abs() > u128::from(tolerance_seconds.unsigned_abs()) {
         return Err(SvixError::Stale);
     }
     Ok(())
@@ -117,6 +141,66 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    /// An HMAC under an empty key is one anybody can compute: neither an
+    /// empty secret, nor `whsec_`, nor a short or repetitive key signs or
+    /// verifies anything.
+    #[test]
+    fn a_delivery_signed_with_an_empty_or_weak_key_is_refused() {
+        let body = br#"{"event_id":"e1"}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"").unwrap();
+        mac.update(b"msg_1.1900000000.");
+        mac.update(body);
+        let forged = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+        for weak in [
+            String::new(),
+            "whsec_".to_owned(),
+            format!("whsec_{}", STANDARD.encode(b"short")),
+            format!("whsec_{}", STANDARD.encode([7u8; 32])),
+            STANDARD.encode(b"a very secret signing key"),
+        ] {
+            let s = Secret::new(weak.clone());
+            assert!(secret_weakness(&s).is_some(), "{weak:?}");
+            assert_eq!(
+                verify(
+                    &s,
+                    Some("msg_1"),
+                    Some("1900000000"),
+                    Some(&forged),
+                    body,
+                    1_900_000_000,
+                    300
+                ),
+                Err(SvixError::BadSecret),
+                "{weak:?}"
+            );
+            assert!(sign(&s, "msg_1", 1_900_000_000, body).is_err());
+        }
+        assert!(secret_weakness(&secret()).is_none());
+    }
+
+    /// The timestamp is the caller's: the most distant ones are stale, not
+    /// an overflow.
+    #[test]
+    fn an_extreme_timestamp_is_stale() {
+        let s = secret();
+        let body = b"{}";
+        for t in [i64::MIN, i64::MAX] {
+            let sig = sign(&s, "msg_1", t, body).unwrap();
+            assert_eq!(
+                verify(
+                    &s,
+                    Some("msg_1"),
+                    Some(&t.to_string()),
+                    Some(&sig),
+                    body,
+                    1_900_000_000,
+                    300
+                ),
+                Err(SvixError::Stale)
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     audit::{AuditOrigin, AuditRecord},
-    error::{reasons, Error, Result},
+    error::{bounded, reasons, Error, Result},
     key::AccessKey,
     request::{EncodeKeyRequest, IssueRequest, RevokeRequest, UpdateKeyRequest},
     reservation::Reservation,
@@ -191,7 +191,7 @@ impl AccessService {
                         "request_id",
                         "was already used for a different request",
                     )
-                    .with_context("request_id", request_id.clone())
+                    .with_context("request_id", bounded(request_id))
                     .with_context("first_method", record.method));
                 }
                 return Ok(Begun::Replayed(record.answer));

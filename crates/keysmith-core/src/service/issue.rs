@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     driver::{IssueArgs, IssuedState, RevokeArgs},
-    error::{reasons, Error, Result},
+    error::Result,
     key::{AccessKey, KeyEntrance, KeyState},
     request::IssueRequest,
     reservation::Reservation,
@@ -57,13 +57,7 @@ impl AccessService {
             Begun::Replayed(answer) => return answer.into_key(),
             Begun::Fresh(m) => m,
         };
-        if req.window.has_ended(m.now) {
-            return Err(Error::invalid_field(
-                reasons::INVALID_TIME_WINDOW,
-                "ends_at",
-                "is in the past",
-            ));
-        }
+        crate::request::check_window_at(&req.window, m.now)?;
         let entrances = self
             .router
             .resolve(&req.property_id, &req.entrance_ids, &req.space_ids)?;

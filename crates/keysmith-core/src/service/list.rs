@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     driver::ListArgs,
-    error::{reasons, Error, Result},
+    error::{bounded, quoted, reasons, Error, Result},
     key::{AccessKey, KeyState},
     listed::ListedKey,
     page,
@@ -112,9 +112,9 @@ impl AccessService {
         let driver = self.router.find_driver(&req.driver).ok_or_else(|| {
             Error::not_found(
                 reasons::DRIVER_NOT_FOUND,
-                format!("no driver named {:?} is registered", req.driver),
+                format!("no driver named {} is registered", quoted(&req.driver)),
             )
-            .with_context("driver", req.driver.clone())
+            .with_context("driver", bounded(&req.driver))
             .with_violation("driver", "no such driver")
         })?;
         self.require(driver.as_ref(), |c| c.list, "list")?;

@@ -11,7 +11,7 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use crate::{
     driver::{Driver, DriverInfo, DriverKeyRecord, EntranceTarget, KeySlice},
-    error::{reasons, Error, ErrorKind, Result},
+    error::{bounded, quoted, reasons, Error, ErrorKind, Result},
     key::{AccessKey, KeyState, Warning},
     listed::ListedKey,
     router::{RoutedEntrance, Router},
@@ -242,9 +242,13 @@ impl AccessService {
 fn key_not_found(property_id: &str, key_id: &str) -> Error {
     Error::not_found(
         reasons::KEY_NOT_FOUND,
-        format!("property {property_id:?} has no key {key_id:?}"),
+        format!(
+            "property {} has no key {}",
+            quoted(property_id),
+            quoted(key_id)
+        ),
     )
-    .with_context("key_id", key_id.to_owned())
+    .with_context("key_id", bounded(key_id))
 }
 
 fn key_revoked(key: &AccessKey) -> Error {

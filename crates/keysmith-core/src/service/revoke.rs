@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::{
     driver::RevokeArgs,
-    error::{reasons, Error, Result},
+    error::{bounded, quoted, reasons, Error, Result},
     key::{warnings, AccessKey, KeyState, Warning},
     request::{RevokeRequest, RevokeTarget},
     reservation::Reservation,
@@ -81,9 +81,13 @@ impl AccessService {
                 let r = reservation.as_ref().ok_or_else(|| {
                     Error::not_found(
                         reasons::RESERVATION_NOT_FOUND,
-                        format!("property {:?} has no reservation {rk:?}", req.property_id),
+                        format!(
+                            "property {} has no reservation {}",
+                            quoted(&req.property_id),
+                            quoted(rk)
+                        ),
                     )
-                    .with_context("reservation_key", rk.clone())
+                    .with_context("reservation_key", bounded(rk))
                 })?;
                 keys_clearing(&mut m, r).await?
             }

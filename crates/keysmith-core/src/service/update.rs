@@ -2,7 +2,7 @@
 //! (a driver that already changed it is put back when another fails).
 use crate::{
     driver::UpdateArgs,
-    error::{reasons, Error, Result},
+    error::Result,
     key::{warnings, AccessKey, KeyState, Warning},
     request::UpdateKeyRequest,
     reservation::{self, Member},
@@ -50,13 +50,7 @@ impl AccessService {
         if matches!(old.stored_state, KeyState::Revoked | KeyState::Revoking) {
             return Err(key_revoked(&old));
         }
-        if req.window.has_ended(m.now) {
-            return Err(Error::invalid_field(
-                reasons::INVALID_TIME_WINDOW,
-                "ends_at",
-                "is in the past",
-            ));
-        }
+        crate::request::check_window_at(&req.window, m.now)?;
         // Rule 4 against every other member, ended and revoked ones included.
         let mut reservation = None;
         if let Some(held) = &old.reservation {

@@ -11,7 +11,11 @@ pub mod methods;
 use std::{collections::BTreeSet, fmt, str::FromStr, sync::Arc};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use keysmith_core::{audit::AuditOrigin, error::reasons, Error, ErrorKind};
+use keysmith_core::{
+    audit::AuditOrigin,
+    error::{bounded, quoted, reasons},
+    Error, ErrorKind,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -157,9 +161,9 @@ impl Caller {
         }
         Err(Error::not_found(
             reasons::PROPERTY_NOT_FOUND,
-            format!("property {property_id:?} was not found"),
+            format!("property {} was not found", quoted(property_id)),
         )
-        .with_context("property_id", property_id.to_owned()))
+        .with_context("property_id", bounded(property_id)))
     }
 
     /// How the audit log names this caller, calling from `peer`.

@@ -31,6 +31,13 @@ impl Client {
             secret: String,
         }
         let created: Created = field(data, "createWebhookEndpoint")?;
+        // A secret that cannot verify a delivery would have every event
+        // refused: said now, to the operator who registers, not stored.
+        if let Some(why) = crate::webhook::signature::secret_weakness(&created.secret) {
+            return Err(crate::errors::bad_answer(format!(
+                "createWebhookEndpoint answered a secret that {why}"
+            )));
+        }
         Ok((created.endpoint.id, Secret::new(created.secret)))
     }
 

@@ -7,8 +7,9 @@
 //! - 200: the event is on disk (or was already); never sent any earlier.
 //! - 401: not signed by a secret of the property's endpoint, or stale.
 //!   Nothing is written, so a forger cannot even fill the dedup markers.
-//! - 400: authentic but not an event; 404: unknown property;
-//!   413: body over the limit.
+//! - 400: authentic but not an event; 413: body over the limit.
+//! - an unknown property is answered as a bad signature is (401, the same
+//!   body), so property ids cannot be probed without a secret.
 //! - 503: no usable endpoint registration yet, or the store failing: 3RPMS
 //!   retries, and the delivery succeeds once the cause is gone.
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -105,21 +106,27 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(hotel) = shared.hotels.get(&property_id) else {
-        tracing::debug!(?property_id, "3RPMS webhook for an unknown property");
-        return (StatusCode::NOT_FOUND, "unknown property").into_response();
-    };
     // The raw bytes, never a re-serialisation: they are what was signed.
+    // Read before the property is looked up, so that a body refused (too
+    // large, say) is refused alike whether the property exists or not.
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
             tracing::warn!(
-                property_id = %hotel.property_id,
                 status = %rejection.status(),
                 "3RPMS webhook body not read"
             );
             return rejection.into_response();
         }
+    };
+    let Some(hotel) = shared.hotels.get(&property_id) else {
+        // Answered as a delivery with a bad signature is: whoever has no
+        // secret must not learn which property ids keysmith serves.
+        tracing::debug!(
+            property_id = %keysmith_core::error::bounded(&property_id),
+            "3RPMS webhook for an unknown property"
+        );
+        return invalid_signature();
     };
     let now = jiff::Timestamp::now().as_second();
 
@@ -162,7 +169,7 @@ async fn receive(
             body_bytes = body.len(),
             "refused a 3RPMS webhook delivery"
         );
-        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
+        return invalid_signature();
     }
 
     let event = match WebhookEvent::parse(&body) {
@@ -205,6 +212,12 @@ async fn receive(
     }
 }
 
+/// A delivery not signed by a secret of the property's endpoint, and a
+/// delivery for a property keysmith does not serve: one answer for both.
+fn invalid_signature() -> Response {
+    (StatusCode::UNAUTHORIZED, "invalid signature").into_response()
+}
+
 fn unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response()
 }
@@ -221,7 +234,7 @@ mod tests {
     use super::*;
     use crate::webhook::{secrets::EndpointRecord, signature::sign};
 
-    const SECRET: &str = "whsec_hotel";
+    const SECRET: &str = "whsec_hotel_5f9c2e7d1b3a8640";
 
     struct Server {
         addr: SocketAddr,
@@ -251,7 +264,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            secrets::store(&*state, "other", &endpoint("whsec_other"))
+            secrets::store(&*state, "other", &endpoint("whsec_other_5f9c2e7d1b3a8640"))
                 .await
                 .unwrap();
             let inbox = Arc::new(Inbox::new(state.clone(), "hotel").unwrap());
@@ -379,7 +392,10 @@ mod tests {
         let mut tampered = body.clone();
         tampered[10] ^= 1;
         for (signature, sent) in [
-            (Some(header("whsec_wrong", now(), &body)), &body),
+            (
+                Some(header("whsec_wrong_5f9c2e7d1b3a8640", now(), &body)),
+                &body,
+            ),
             (Some(header(SECRET, now(), &body)), &tampered),
             (Some("t=1,signature=zz".to_string()), &body),
             (Some(String::new()), &body),
@@ -398,7 +414,11 @@ mod tests {
         let server = Server::start(true, ReceiverConfig::default()).await;
         let before = server.snapshot();
         let status = server
-            .deliver("hotel", "whsec_other", &event_body("evt_1"))
+            .deliver(
+                "hotel",
+                "whsec_other_5f9c2e7d1b3a8640",
+                &event_body("evt_1"),
+            )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(server.snapshot(), before);
@@ -422,13 +442,67 @@ mod tests {
         assert_eq!(server.snapshot(), before);
     }
 
+    /// The status and body of a POST, as a prober sees them.
+    async fn answer(
+        server: &Server,
+        property: &str,
+        signature: Option<String>,
+        body: &[u8],
+    ) -> (StatusCode, String) {
+        let mut request = server
+            .http
+            .post(format!("http://{}/3rpms/webhooks/{property}", server.addr))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// Without a secret, an unknown property and a configured one answer
+    /// alike (issue 18: 404 against 401 told which property ids exist).
     #[tokio::test]
-    async fn an_unknown_property_is_not_found() {
+    async fn an_unknown_property_is_answered_as_a_bad_signature_is() {
         let server = Server::start(true, ReceiverConfig::default()).await;
-        let status = server
-            .deliver("elsewhere", SECRET, &event_body("evt_1"))
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
+        let before = server.snapshot();
+        let body = event_body("evt_1");
+        let forged = || Some(header("whsec_forged_5f9c2e7d1b3a8640", now(), &body));
+        let configured = answer(&server, "hotel", forged(), &body).await;
+        assert_eq!(
+            configured,
+            (StatusCode::UNAUTHORIZED, "invalid signature".to_owned())
+        );
+        assert_eq!(
+            answer(&server, "elsewhere", forged(), &body).await,
+            configured
+        );
+        // Signed with the hotel's own secret, but for another property.
+        let signed = Some(header(SECRET, now(), &body));
+        assert_eq!(
+            answer(&server, "elsewhere", signed, &body).await,
+            configured
+        );
+        assert_eq!(
+            answer(&server, "elsewhere", None, &body).await,
+            answer(&server, "hotel", None, &body).await
+        );
+        assert_eq!(server.snapshot(), before);
+        assert!(server.queued().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_refused_alike_for_any_property() {
+        let config = ReceiverConfig {
+            max_body_bytes: 1024,
+            ..ReceiverConfig::default()
+        };
+        let server = Server::start(true, config).await;
+        let body = vec![b'x'; 4096];
+        let known = answer(&server, "hotel", None, &body).await;
+        assert_eq!(known.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(answer(&server, "elsewhere", None, &body).await, known);
     }
 
     #[tokio::test]
@@ -493,12 +567,20 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_signed_before_a_rotation_still_verifies() {
         let server = Server::start(true, ReceiverConfig::default()).await;
-        secrets::store(&*server.state, "hotel", &endpoint("whsec_rotated"))
-            .await
-            .unwrap();
+        secrets::store(
+            &*server.state,
+            "hotel",
+            &endpoint("whsec_rotated_5f9c2e7d1b3a8640"),
+        )
+        .await
+        .unwrap();
         let old = server.deliver("hotel", SECRET, &event_body("evt_1")).await;
         let new = server
-            .deliver("hotel", "whsec_rotated", &event_body("evt_2"))
+            .deliver(
+                "hotel",
+                "whsec_rotated_5f9c2e7d1b3a8640",
+                &event_body("evt_2"),
+            )
             .await;
         assert_eq!((old, new), (StatusCode::OK, StatusCode::OK));
         assert_eq!(server.queued().len(), 2);

@@ -82,17 +82,29 @@ pub fn verify(
 }
 
 /// The lowercase hex signature 3RPMS would send for `body` at time `t`;
-/// empty for an empty secret, which [`verify`] never accepts.
+/// empty for an empty or weak secret, which [`verify`] never accepts.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
     mac(secret, &t.to_string(), body)
         .map(hex::encode)
         .unwrap_or_default()
 }
 
-/// The MAC of `<t>.<body>`, or None for an empty secret: an HMAC under an
-/// empty key is one anybody can compute, so such a secret verifies nothing.
+/// The fewest bytes an endpoint secret may have. 3RPMS documents no
+/// length; 16 bytes is the least that can hold 128 bits (the secrets of the
+/// fake, and of every webhook signer keysmith knows, are longer).
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Why an endpoint secret cannot verify anything, or `None`
+/// ([`keysmith_core::secret::key_weakness`]): never the secret itself.
+pub fn secret_weakness(secret: &str) -> Option<String> {
+    keysmith_core::secret::key_weakness(secret.as_bytes(), MIN_SECRET_BYTES)
+}
+
+/// The MAC of `<t>.<body>`, or None for an empty or weak secret: an HMAC
+/// under an empty key is one anybody can compute, and one under a short
+/// key one anybody can guess, so such a secret verifies nothing.
 fn mac(secret: &str, t_text: &str, body: &[u8]) -> Option<[u8; MAC_LEN]> {
-    if secret.is_empty() {
+    if secret_weakness(secret).is_some() {
         return None;
     }
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).ok()?;
@@ -171,17 +183,45 @@ mod tests {
 
     #[test]
     fn a_correct_signature_verifies() {
-        let header = format!("t={NOW},signature={}", sign("whsec_a", NOW, BODY));
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        let header = format!(
+            "t={NOW},signature={}",
+            sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY)
+        );
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
+    }
+
+    /// An HMAC under an empty or short key is one anybody can compute or
+    /// guess: a delivery signed with one never verifies, even against the
+    /// same weak secret.
+    #[test]
+    fn an_empty_or_weak_secret_verifies_nothing() {
+        for weak in ["", "key", "whsec_short", "aaaaaaaaaaaaaaaaaaaaaaaa"] {
+            assert!(secret_weakness(weak).is_some(), "{weak:?}");
+            let mut mac = HmacSha256::new_from_slice(weak.as_bytes()).unwrap();
+            mac.update(format!("{NOW}.").as_bytes());
+            mac.update(BODY);
+            let header = format!(
+                "t={NOW},signature={}",
+                hex::encode(mac.finalize().into_bytes())
+            );
+            assert_eq!(
+                check(&header, BODY, &[weak]),
+                Err(SignatureError::Mismatch),
+                "{weak:?}"
+            );
+        }
     }
 
     #[test]
     fn sign_is_lowercase_hex_of_the_timestamped_body() {
-        // RFC 4231-style independent check: HMAC-SHA256("key", "1.x").
-        let mut mac = HmacSha256::new_from_slice(b"key").unwrap();
+        // An independent check: HMAC-SHA256(key, "1.x").
+        const KEY: &str = "a-key-of-sixteen-bytes-or-more";
+        let mut mac = HmacSha256::new_from_slice(KEY.as_bytes()).unwrap();
         mac.update(b"1.x");
         let expected = hex::encode(mac.finalize().into_bytes());
-        assert_eq!(sign("key", 1, b"x"), expected);
+        assert_eq!(sign(KEY, 1, b"x"), expected);
+        // A weak secret signs nothing, so it can verify nothing.
+        assert_eq!(sign("key", 1, b"x"), "");
         assert_eq!(expected.len(), 64);
         assert!(expected
             .chars()
@@ -190,78 +230,104 @@ mod tests {
 
     #[test]
     fn any_of_several_signatures_may_match() {
-        let good = sign("whsec_a", NOW, BODY);
-        let other = sign("whsec_other", NOW, BODY);
+        let good = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY);
+        let other = sign("whsec_other_5f9c2e7d1b3a8640", NOW, BODY);
         let header = format!("t={NOW},signature={other},signature={good}");
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
         let header = format!("t={NOW}, signature={good} , signature={other}");
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
     }
 
     #[test]
     fn an_old_secret_still_verifies_during_a_rotation() {
-        let header = format!("t={NOW},signature={}", sign("whsec_old", NOW, BODY));
-        assert_eq!(check(&header, BODY, &["whsec_new", "whsec_old"]), Ok(()));
+        let header = format!(
+            "t={NOW},signature={}",
+            sign("whsec_old_5f9c2e7d1b3a8640", NOW, BODY)
+        );
         assert_eq!(
-            check(&header, BODY, &["whsec_new"]),
+            check(
+                &header,
+                BODY,
+                &["whsec_new_5f9c2e7d1b3a8640", "whsec_old_5f9c2e7d1b3a8640"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&header, BODY, &["whsec_new_5f9c2e7d1b3a8640"]),
             Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
     fn a_tampered_body_is_refused() {
-        let header = format!("t={NOW},signature={}", sign("whsec_a", NOW, BODY));
+        let header = format!(
+            "t={NOW},signature={}",
+            sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY)
+        );
         let mut tampered = BODY.to_vec();
         tampered[8] ^= 1;
         assert_eq!(
-            check(&header, &tampered, &["whsec_a"]),
+            check(&header, &tampered, &["whsec_a_5f9c2e7d1b3a8640"]),
             Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
     fn the_timestamp_is_part_of_what_is_signed() {
-        let sig = sign("whsec_a", NOW, BODY);
+        let sig = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY);
         let header = format!("t={},signature={sig}", NOW + 1);
         assert_eq!(
-            check(&header, BODY, &["whsec_a"]),
+            check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
             Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
     fn the_timestamp_is_signed_as_sent() {
-        let mut mac = HmacSha256::new_from_slice(b"whsec_a").unwrap();
+        let mut mac = HmacSha256::new_from_slice(b"whsec_a_5f9c2e7d1b3a8640").unwrap();
         mac.update(format!("0{NOW}.").as_bytes());
         mac.update(BODY);
         let sig = hex::encode(mac.finalize().into_bytes());
         let header = format!("t=0{NOW},signature={sig}");
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
     }
 
     #[test]
     fn stale_and_future_timestamps_are_refused() {
         let tolerance = DEFAULT_TOLERANCE.as_secs() as i64;
         for t in [NOW - tolerance - 1, NOW + tolerance + 1, NOW - 86_400] {
-            let header = format!("t={t},signature={}", sign("whsec_a", t, BODY));
+            let header = format!(
+                "t={t},signature={}",
+                sign("whsec_a_5f9c2e7d1b3a8640", t, BODY)
+            );
             assert_eq!(
-                check(&header, BODY, &["whsec_a"]),
+                check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
                 Err(SignatureError::Stale),
                 "t = {t}"
             );
         }
         for t in [NOW - tolerance, NOW + tolerance] {
-            let header = format!("t={t},signature={}", sign("whsec_a", t, BODY));
-            assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()), "t = {t}");
+            let header = format!(
+                "t={t},signature={}",
+                sign("whsec_a_5f9c2e7d1b3a8640", t, BODY)
+            );
+            assert_eq!(
+                check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
+                Ok(()),
+                "t = {t}"
+            );
         }
     }
 
     #[test]
     fn extreme_timestamps_do_not_overflow() {
         for t in [i64::MIN, i64::MAX] {
-            let header = format!("t={t},signature={}", sign("whsec_a", t, BODY));
+            let header = format!(
+                "t={t},signature={}",
+                sign("whsec_a_5f9c2e7d1b3a8640", t, BODY)
+            );
             assert_eq!(
-                check(&header, BODY, &["whsec_a"]),
+                check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
                 Err(SignatureError::Stale)
             );
         }
@@ -269,16 +335,19 @@ mod tests {
 
     #[test]
     fn a_missing_header_is_refused() {
-        assert_eq!(check("", BODY, &["whsec_a"]), Err(SignatureError::Missing));
         assert_eq!(
-            check("   ", BODY, &["whsec_a"]),
+            check("", BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            check("   ", BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
             Err(SignatureError::Missing)
         );
     }
 
     #[test]
     fn malformed_headers_are_refused() {
-        let sig = sign("whsec_a", NOW, BODY);
+        let sig = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY);
         for header in [
             format!("signature={sig}"),
             format!("t={NOW}"),
@@ -291,7 +360,7 @@ mod tests {
             "t=,signature=".to_string(),
         ] {
             assert_eq!(
-                check(&header, BODY, &["whsec_a"]),
+                check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]),
                 Err(SignatureError::Malformed),
                 "{header}"
             );
@@ -300,21 +369,24 @@ mod tests {
 
     #[test]
     fn unknown_schemes_and_unusable_entries_are_skipped() {
-        let sig = sign("whsec_a", NOW, BODY);
+        let sig = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY);
         let header = format!("t={NOW},v0=abc,signature=zz,signature={sig},");
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
     }
 
     #[test]
     fn uppercase_hex_is_the_same_signature() {
-        let sig = sign("whsec_a", NOW, BODY).to_uppercase();
+        let sig = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY).to_uppercase();
         let header = format!("t={NOW},signature={sig}");
-        assert_eq!(check(&header, BODY, &["whsec_a"]), Ok(()));
+        assert_eq!(check(&header, BODY, &["whsec_a_5f9c2e7d1b3a8640"]), Ok(()));
     }
 
     #[test]
     fn without_secrets_nothing_verifies() {
-        let header = format!("t={NOW},signature={}", sign("whsec_a", NOW, BODY));
+        let header = format!(
+            "t={NOW},signature={}",
+            sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY)
+        );
         assert_eq!(check(&header, BODY, &[]), Err(SignatureError::Mismatch));
     }
 
@@ -332,12 +404,12 @@ mod tests {
 
     #[test]
     fn errors_show_nothing_of_the_request() {
-        let sig = sign("whsec_a", NOW, BODY);
+        let sig = sign("whsec_a_5f9c2e7d1b3a8640", NOW, BODY);
         let header = format!("t={NOW},signature={sig}");
-        let err = check(&header, b"other", &["whsec_a"]).unwrap_err();
+        let err = check(&header, b"other", &["whsec_a_5f9c2e7d1b3a8640"]).unwrap_err();
         for shown in [err.to_string(), format!("{err:?}")] {
             assert!(!shown.contains(&sig));
-            assert!(!shown.contains("whsec_a"));
+            assert!(!shown.contains("whsec_a_5f9c2e7d1b3a8640"));
         }
     }
 }
