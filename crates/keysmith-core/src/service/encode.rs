@@ -11,6 +11,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     add_warnings, driver_pending, drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
@@ -70,7 +71,7 @@ impl AccessService {
         }
 
         let out = self
-            .fan_out(&old, &pending, |driver, slice| {
+            .fan_out(&old, &pending, DriverOperation::Encode, |driver, slice| {
                 let encoder_id = req.encoder_id.clone();
                 async move {
                     driver

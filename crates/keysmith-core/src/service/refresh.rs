@@ -9,6 +9,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     drivers_of,
     envelope::{Begun, Envelope, Method},
     fanout::Done,
@@ -59,7 +60,7 @@ impl AccessService {
             return Ok(old);
         }
         let out = self
-            .fan_out(&old, &refreshable, |driver, slice| async move {
+            .fan_out(&old, &refreshable, DriverOperation::Refresh, |driver, slice| async move {
                 driver.refresh(RefreshArgs { key: slice }).await
             })
             .await;

@@ -15,6 +15,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     add_warnings, dedup_warnings, driver_pending, drivers_of,
     envelope::{Begun, Envelope, Mutation},
     AccessService, Revocation,
@@ -173,7 +174,7 @@ impl AccessService {
             .into_iter()
             .partition(|name| self.router.find_driver(name).is_some());
         let out = self
-            .fan_out(old, &configured, |driver, slice| async move {
+            .fan_out(old, &configured, DriverOperation::Revoke, |driver, slice| async move {
                 driver.revoke(RevokeArgs { key: slice }).await
             })
             .await;

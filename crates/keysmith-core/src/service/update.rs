@@ -10,6 +10,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     dedup_warnings, drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
@@ -79,7 +80,7 @@ impl AccessService {
 
         let new_window = req.window;
         let out = self
-            .fan_out(&old, &drivers, |driver, slice| async move {
+            .fan_out(&old, &drivers, DriverOperation::Update, |driver, slice| async move {
                 driver
                     .update(UpdateArgs {
                         key: slice,
@@ -146,7 +147,7 @@ impl AccessService {
 
     /// Puts `old`'s window back at the drivers that already took the new one.
     async fn restore_window(&self, old: &AccessKey, drivers: &[String]) {
-        self.compensate(old, drivers, "a window change", |driver, slice| {
+        self.compensate(old, drivers, "a window change", DriverOperation::Update, |driver, slice| {
             let new_window = slice.window;
             async move {
                 driver
