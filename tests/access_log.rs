@@ -83,9 +83,7 @@ async fn every_call_is_one_line_with_method_code_latency_caller_and_property() {
         .revoke(pb::RevokeRequest {
             property_id: PROPERTY.into(),
             request_id: String::new(),
-            target: Some(pb::revoke_request::Target::ReservationKey(
-                "stay-1".into(),
-            )),
+            target: Some(pb::revoke_request::Target::ReservationKey("stay-1".into())),
         })
         .await
         .unwrap_err();

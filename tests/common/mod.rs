@@ -2,6 +2,7 @@
 //! directory and connects the generated clients to it.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod plugins;
 
 use std::{

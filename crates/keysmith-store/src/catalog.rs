@@ -228,7 +228,15 @@ impl Catalog {
     /// counting as a listing (for sampling what the store holds).
     pub fn snapshot(&self, property_id: &str) -> Option<Vec<Arc<ListedKey>>> {
         let inner = self.inner.read();
-        Some(inner.held.get(property_id)?.keys.values().cloned().collect())
+        Some(
+            inner
+                .held
+                .get(property_id)?
+                .keys
+                .values()
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A live key, if the catalog holds its property.

@@ -338,8 +338,8 @@ fn run(
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        metrics.batch_writes.record(jobs.len() as f64);
         let outcome = write(&db, &tree, catalog, sealer, &mut jobs, &metrics);
+        metrics.batch_writes.record(jobs.len() as f64);
         let failed = outcome.is_err();
         if let Err(error) = &outcome {
             metrics.failed_batches.increment(1);

@@ -165,12 +165,15 @@ impl Transport {
         } else {
             Value::Array(entries)
         };
-        self.egress.acquire().await.map_err(|refusal| match refusal {
-            Refusal::Blocked { retry_after } => {
-                self.requests.blocked.increment(1);
-                errors::blocked(retry_after)
-            }
-        })?;
+        self.egress
+            .acquire()
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Blocked { retry_after } => {
+                    self.requests.blocked.increment(1);
+                    errors::blocked(retry_after)
+                }
+            })?;
         let started = std::time::Instant::now();
         let answered = self.exchange(&body).await;
         self.requests

@@ -4,9 +4,9 @@
 //! Prometheus); without a recorder they cost next to nothing.
 //!
 //! Labels stay bounded: driver names come from the configuration,
-//! operations and outcomes from the enums here. Handles are made once per
-//! driver when the service is built, and once per outcome when it first
-//! occurs, so that a call looks nothing up by name in the registry.
+//! operations and outcomes from the enums here. Each handle is made once,
+//! when its series first occurs, so that a call looks nothing up by name in
+//! the registry.
 use std::{collections::HashMap, sync::OnceLock, time::Duration};
 
 use crate::{
@@ -81,11 +81,12 @@ const OUTCOME_NAMES: [&str; OUTCOMES] = [
     "internal",
 ];
 
-/// One operation at one driver.
+/// One operation at one driver; each handle is made when first needed, so
+/// that an operation never called exports nothing.
 struct OperationHandles {
     driver: String,
     operation: DriverOperation,
-    seconds: metrics::Histogram,
+    seconds: OnceLock<metrics::Histogram>,
     /// By [`outcome_index`], made when the outcome first occurs.
     calls: [OnceLock<metrics::Counter>; OUTCOMES],
 }
@@ -95,13 +96,19 @@ impl OperationHandles {
         Self {
             driver: driver.to_owned(),
             operation,
-            seconds: metrics::histogram!(
-                "keysmith_driver_call_seconds",
-                "driver" => driver.to_owned(),
-                "operation" => operation.as_str(),
-            ),
+            seconds: OnceLock::new(),
             calls: Default::default(),
         }
+    }
+
+    fn seconds(&self) -> &metrics::Histogram {
+        self.seconds.get_or_init(|| {
+            metrics::histogram!(
+                "keysmith_driver_call_seconds",
+                "driver" => self.driver.clone(),
+                "operation" => self.operation.as_str(),
+            )
+        })
     }
 
     fn calls(&self, outcome: usize) -> &metrics::Counter {
@@ -149,7 +156,7 @@ impl DriverCalls {
             return;
         };
         let handles = &handles[operation.index()];
-        handles.seconds.record(took.as_secs_f64());
+        handles.seconds().record(took.as_secs_f64());
         let outcome = outcome_index(result.as_ref().err().map(|e| e.kind()));
         handles.calls(outcome).increment(1);
     }

@@ -11,8 +11,9 @@ use crate::{
 };
 
 use super::{
+    add_warnings,
     driver_calls::DriverOperation,
-    add_warnings, driver_pending, drivers_of,
+    driver_pending, drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
     key_revoked, replace_credentials, AccessService,

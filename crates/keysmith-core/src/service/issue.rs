@@ -153,9 +153,13 @@ impl AccessService {
     /// Undoes a key that could not be issued as a whole at the drivers that
     /// did issue their part.
     async fn withdraw(&self, key: &AccessKey, drivers: &[String]) {
-        self.compensate(key, drivers, "an issue", DriverOperation::Revoke, |driver, slice| async move {
-            driver.revoke(RevokeArgs { key: slice }).await.map(drop)
-        })
+        self.compensate(
+            key,
+            drivers,
+            "an issue",
+            DriverOperation::Revoke,
+            |driver, slice| async move { driver.revoke(RevokeArgs { key: slice }).await.map(drop) },
+        )
         .await;
     }
 }

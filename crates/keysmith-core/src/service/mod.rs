@@ -19,8 +19,8 @@ use crate::{
     time::Timestamp,
 };
 
-mod encode;
 mod driver_calls;
+mod encode;
 mod encoders;
 pub mod envelope;
 mod fanout;

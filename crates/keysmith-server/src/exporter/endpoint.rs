@@ -59,5 +59,8 @@ async fn scrape(State(scrape): State<Scrape>) -> impl IntoResponse {
     if let Err(error) = tokio::task::spawn_blocking(move || sampler.sample_if_stale()).await {
         tracing::warn!(%error, "metrics: sampling the store failed");
     }
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], scrape.handle.render())
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        scrape.handle.render(),
+    )
 }

@@ -194,7 +194,10 @@ mod tests {
             .nth(1)
             .expect("README has a Metrics section");
         for (name, _, _) in CATALOGUE {
-            assert!(section.contains(&format!("`{name}`")), "README lacks {name}");
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "README lacks {name}"
+            );
         }
     }
 }

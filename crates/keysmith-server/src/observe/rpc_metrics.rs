@@ -151,10 +151,19 @@ mod tests {
         );
         let check = method(&rpc, "/grpc.health.v1.Health/Check");
         assert_eq!(check.name, "Check");
-        let reflection = method(&rpc, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
-        assert_eq!(reflection.service, "grpc.reflection.v1alpha.ServerReflection");
+        let reflection = method(
+            &rpc,
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        );
+        assert_eq!(
+            reflection.service,
+            "grpc.reflection.v1alpha.ServerReflection"
+        );
         let made_up = method(&rpc, "/keysmith.v1.AccessService/Nope\n");
-        assert_eq!((made_up.service.as_str(), made_up.name.as_str()), ("unknown", "unknown"));
+        assert_eq!(
+            (made_up.service.as_str(), made_up.name.as_str()),
+            ("unknown", "unknown")
+        );
     }
 
     #[test]
