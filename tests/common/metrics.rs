@@ -2,8 +2,11 @@
 //! name and labels.
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A sample's name and labels.
+type Series = (String, BTreeSet<(String, String)>);
+
 /// One scrape: every sample by its name and labels.
-pub struct Scrape(BTreeMap<(String, BTreeSet<(String, String)>), f64>);
+pub struct Scrape(BTreeMap<Series, f64>);
 
 impl Scrape {
     /// The sample of `name` with exactly these labels.
@@ -42,7 +45,7 @@ pub async fn scrape(addr: std::net::SocketAddr) -> Scrape {
 }
 
 /// `name{k="v",...} value`, or `name value`; None for comments.
-fn sample(line: &str) -> Option<((String, BTreeSet<(String, String)>), f64)> {
+fn sample(line: &str) -> Option<(Series, f64)> {
     if line.starts_with('#') || line.trim().is_empty() {
         return None;
     }

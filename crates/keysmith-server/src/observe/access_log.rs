@@ -17,39 +17,35 @@ pub const TARGET: &str = "keysmith::access";
 /// The most characters of a client's value that a line carries.
 pub const MAX_CHARS: usize = 64;
 
-/// Logs the call to `method` (`Service/Method`, or the path of an unknown
-/// one) that ended with `code` after `took`.
+/// Logs the call to `method` (`Service/Method`, or the [`bounded`] path of
+/// an unknown one) that ended with `code` after `took`.
 pub fn log(method: &str, code: Code, took: Duration, notes: &CallNotes) {
-    let method = bounded(method);
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        return;
+    }
     let code = code_name(code);
     // To the microsecond: a line carries no long runs of digits, which
     // would read like PINs to whoever scans logs for leaked secrets.
     let latency_ms = took.as_micros() as f64 / 1000.0;
+    // A token id comes from the configuration, not from the client.
     let caller = notes.caller().unwrap_or("-");
     match notes.property() {
         Some(property) => tracing::info!(
             target: TARGET,
-            method = %method,
+            method,
             code,
             latency_ms,
-            caller = %bounded(caller),
+            caller,
             property = %bounded(property),
             "call"
         ),
-        None => tracing::info!(
-            target: TARGET,
-            method = %method,
-            code,
-            latency_ms,
-            caller = %bounded(caller),
-            "call"
-        ),
+        None => tracing::info!(target: TARGET, method, code, latency_ms, caller, "call"),
     }
 }
 
 /// At most [`MAX_CHARS`] characters of `value`, each control or
 /// non-printing character escaped, so that a line stays one line.
-fn bounded(value: &str) -> String {
+pub fn bounded(value: &str) -> String {
     let mut out = String::with_capacity(value.len().min(MAX_CHARS));
     for c in value.chars().take(MAX_CHARS) {
         if c.is_control() || c == '"' || c == '\\' {

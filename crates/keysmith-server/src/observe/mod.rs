@@ -78,7 +78,10 @@ where
             started: Instant::now(),
             rpc: self.rpc.clone(),
             method,
-            path: self.rpc.is_unknown(method).then(|| path.to_owned()),
+            path: self
+                .rpc
+                .is_unknown(method)
+                .then(|| access_log::bounded(path)),
             notes: Arc::new(CallNotes::default()),
             ended: false,
         };
@@ -107,7 +110,8 @@ struct Call {
     started: Instant,
     rpc: Arc<RpcMetrics>,
     method: usize,
-    /// The path of a method keysmith does not serve, for the access log.
+    /// The path of a method keysmith does not serve, bounded, for the
+    /// access log.
     path: Option<String>,
     notes: Arc<CallNotes>,
     ended: bool,
@@ -123,12 +127,7 @@ impl Call {
         method.record(code, took);
         match &self.path {
             Some(path) => access_log::log(path, code, took, &self.notes),
-            None => access_log::log(
-                &format!("{}/{}", method.service, method.name),
-                code,
-                took,
-                &self.notes,
-            ),
+            None => access_log::log(&method.full_name, code, took, &self.notes),
         }
     }
 }

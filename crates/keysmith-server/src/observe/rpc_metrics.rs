@@ -40,6 +40,8 @@ pub fn code_name(code: Code) -> &'static str {
 pub struct Method {
     pub service: String,
     pub name: String,
+    /// `Service/Method`, as the access log names it.
+    pub full_name: String,
     /// By code, made when the code first occurs.
     calls: [OnceLock<CallHandles>; CODES],
 }
@@ -54,6 +56,7 @@ impl Method {
         Self {
             service: service.to_owned(),
             name: name.to_owned(),
+            full_name: format!("{service}/{name}"),
             calls: Default::default(),
         }
     }
