@@ -83,6 +83,7 @@ impl Rng {
 fn config(dir: &Path, args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::load_with_env(Source::Embedded, false)?;
     config.server.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
     config.storage.data_dir = dir.join("data");
     config.storage.encryption.key_file = Some(dir.join("kek"));
     config.storage.key_retention_days = args.retention_days;

@@ -16,6 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_keysmith");
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let text = keysmith_server::config::DEFAULT_CONFIG
         .replace("listen = \"127.0.0.1:50051\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:0\"")
         .replace(
             "data_dir = \"./keysmith-data\"",
             &format!("data_dir = {:?}", dir.join("data").display().to_string()),
@@ -338,6 +339,7 @@ async fn development_mode_is_announced_on_stderr() {
     let mut child = Command::new(BIN)
         .arg("serve")
         .env("KEYSMITH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("KEYSMITH__METRICS__LISTEN", "127.0.0.1:0")
         .env("KEYSMITH__STORAGE__DATA_DIR", dir.path().join("data"))
         .env(
             "KEYSMITH__STORAGE__ENCRYPTION__KEY_FILE",

@@ -2,6 +2,7 @@
 //! directory and connects the generated clients to it.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod plugins;
 
 use std::{
@@ -66,6 +67,7 @@ pub struct TestServer {
 pub fn config(root: &std::path::Path) -> Config {
     let mut config = Config::load_with_env(Source::Embedded, false).expect("default config");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.data_dir = root.join("data");
     config.storage.encryption.key_file = Some(root.join("kek"));
     config

@@ -271,4 +271,26 @@ async fn a_rate_limit_block_stops_keysmith_sending_and_answers_unavailable() {
         );
     }
     assert_eq!(e.fake.counts().blocked_connections, tried);
+
+    // The metrics say so. Other tests of this binary share the recorder
+    // and the property, but none of them makes 3RPMS block.
+    let metrics =
+        common::metrics::scrape(e.server.running.as_ref().unwrap().metrics_addr.unwrap()).await;
+    let requests = |outcome: &str| {
+        metrics
+            .get(
+                "keysmith_threerpms_requests_total",
+                &[
+                    ("property", PROPERTY.to_owned()),
+                    ("outcome", outcome.to_owned()),
+                ],
+            )
+            .unwrap_or(0.0)
+    };
+    assert!(requests("timeout") >= 1.0);
+    assert!(requests("blocked") >= 5.0, "the five refused while blocked");
+    assert!(metrics.get("keysmith_threerpms_blocks_total", &[]).unwrap() >= 1.0);
+    assert!(metrics
+        .get("keysmith_threerpms_rate_budget_remaining", &[])
+        .is_some());
 }

@@ -198,6 +198,19 @@ async fn a_badly_signed_webhook_is_refused_and_changes_nothing() {
     e.fake.reset_counts();
     e.webhooks_settled().await;
     assert_eq!(e.fake.counts().http_requests, 0, "nothing was acted on");
+    // Other tests of this binary share the recorder: at least these.
+    let metrics =
+        common::metrics::scrape(e.server.running.as_ref().unwrap().metrics_addr.unwrap()).await;
+    let rejected = metrics
+        .get(
+            "keysmith_webhook_deliveries_total",
+            &[
+                ("source", "threerpms".to_owned()),
+                ("outcome", "rejected".to_owned()),
+            ],
+        )
+        .unwrap_or(0.0);
+    assert!(rejected >= attempts.len() as f64, "{rejected}");
 }
 
 #[tokio::test]

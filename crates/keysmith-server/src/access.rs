@@ -127,6 +127,7 @@ fn origin<T>(request: &Request<T>) -> Result<Origin, Status> {
 
 /// Fills in the fields the RPC span left empty. Never a secret.
 pub(crate) fn record(property_id: &str, key_id: Option<&str>, reservation_key: Option<&str>) {
+    crate::observe::note_property(property_id);
     let span = Span::current();
     span.record("property", property_id);
     if let Some(k) = key_id.filter(|k| !k.is_empty()) {

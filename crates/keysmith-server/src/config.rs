@@ -28,6 +28,47 @@ pub struct Config {
     /// Who may call: bearer tokens, or development mode (loopback only).
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The Prometheus endpoint, on an address of its own.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics` in Prometheus's text format, on its own address, apart
+/// from the gRPC port: on by default, on loopback.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where the endpoint listens. It has no authentication: keep it on
+    /// loopback or a network only the scraper reaches.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+    /// What is measured by reading the store (keys by state, the store's
+    /// size on disk) is read again at a scrape once it is this old; 0 reads
+    /// it at every scrape.
+    #[serde(default = "default_sample_interval_seconds")]
+    pub sample_interval_seconds: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+            sample_interval_seconds: default_sample_interval_seconds(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_sample_interval_seconds() -> u64 {
+    15
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -498,6 +539,16 @@ impl Config {
             plugin
                 .validate(i)
                 .map_err(|why| anyhow::anyhow!("invalid configuration: {why}"))?;
+        }
+        // Port 0 is two ephemeral ports, never the same one.
+        if self.metrics.enabled
+            && self.metrics.listen.port() != 0
+            && self.metrics.listen == self.server.listen
+        {
+            anyhow::bail!(
+                "invalid configuration: metrics.listen must differ from server.listen (the \
+                 metrics endpoint has an address of its own)"
+            );
         }
         if self.server.max_request_bytes < 1024 {
             anyhow::bail!("invalid configuration: server.max_request_bytes must be at least 1024");

@@ -34,22 +34,28 @@ use crate::{
     connection::{ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer},
     edge::ContentTypeLayer,
     encryption::{self, EncryptionRpcService},
+    exporter::{self, sampled::Sampler},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
+    observe::ObserveLayer,
     pms::PmsRpcService,
     registry, tls,
 };
 
 /// keysmith's gRPC router, with its tower layers, outermost first: calls
-/// counted per connection, spans, the content-type (gRPC's only, HTTP 415
-/// otherwise), authentication, admission once the request has arrived
-/// (which also refuses a body that is not one well-formed message).
+/// counted per connection, each call measured and logged once it ended,
+/// spans, the content-type (gRPC's only, HTTP 415 otherwise),
+/// authentication, admission once the request has arrived (which also
+/// refuses a body that is not one well-formed message).
 pub type GrpcRouter = tonic::transport::server::Router<
     Stack<
         AdmissionLayer,
         Stack<
             AuthLayer,
-            Stack<ContentTypeLayer, Stack<RpcSpanLayer, Stack<StreamCountLayer, Identity>>>,
+            Stack<
+                ContentTypeLayer,
+                Stack<RpcSpanLayer, Stack<ObserveLayer, Stack<StreamCountLayer, Identity>>>,
+            >,
         >,
     >,
 >;
@@ -61,6 +67,8 @@ pub struct Running {
     pub webhook_addr: Option<SocketAddr>,
     /// Where Seam's events are received, when configured.
     pub seam_webhook_addr: Option<SocketAddr>,
+    /// Where `GET /metrics` is served, unless metrics are disabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// The 3RPMS hotels (none without 3RPMS), for waiting on their events.
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
@@ -141,6 +149,18 @@ pub async fn start_with_drivers(
             config.storage.data_dir.display()
         )
     })?;
+    // Before the store opens: the committer and the listing cache take
+    // their metric handles when they start.
+    let metrics = match &config.metrics {
+        m if m.enabled => {
+            let handle = exporter::install()?;
+            let listener = TcpListener::bind(m.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for metrics", m.listen))?;
+            Some((handle, listener))
+        }
+        _ => None,
+    };
     // Checked before anything is opened or spawned: a bad certificate or
     // token table stops the start with its own message.
     let auth = AuthLayer::new(&config.auth)?;
@@ -189,6 +209,25 @@ pub async fn start_with_drivers(
         tokio::spawn(sweeper.run(stopping.clone())),
         tokio::spawn(audit.clone().run(stopping.clone())),
     ];
+    let metrics_addr = match metrics {
+        Some((handle, listener)) => {
+            let addr = listener.local_addr()?;
+            let sampler = Sampler::new(
+                store.clone(),
+                service.clone(),
+                Duration::from_secs(config.metrics.sample_interval_seconds),
+            );
+            background.push(tokio::spawn(exporter::endpoint::serve(
+                listener,
+                handle,
+                Arc::new(sampler),
+                stopping.clone(),
+            )));
+            tracing::info!(%addr, "metrics are served at http://{addr}/metrics");
+            Some(addr)
+        }
+        None => None,
+    };
     let follow = registered
         .iter()
         .fold(Follow::default(), |pace, r| pace.merge(r.built.follow));
@@ -281,6 +320,7 @@ pub async fn start_with_drivers(
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_millis(server.keepalive_timeout_ms)))
         .layer(StreamCountLayer::new(connections.clone()))
+        .layer(ObserveLayer::new())
         .layer(RpcSpanLayer)
         .layer(ContentTypeLayer)
         .layer(auth)
@@ -358,6 +398,7 @@ pub async fn start_with_drivers(
         addr,
         webhook_addr,
         seam_webhook_addr,
+        metrics_addr,
         threerpms_hotels,
         follow_now,
         sweep_now,

@@ -22,6 +22,7 @@ impl LockSimulatorRpcService {
 }
 
 fn check_target(caller: &Caller, property_id: &str, entrance_id: &str) -> Result<(), Status> {
+    crate::observe::note_property(property_id);
     tracing::Span::current().record("property", property_id);
     let mut v = Violations::default();
     v.id("property_id", property_id);

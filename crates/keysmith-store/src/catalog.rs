@@ -88,6 +88,10 @@ pub struct Catalog {
     inner: Arc<RwLock<Inner>>,
     /// Work for the loader thread; none when the budget is 0.
     load: Option<mpsc::Sender<Job>>,
+    /// Listings of a property's live keys served from here, and those that
+    /// read the tree (`metrics` facade handles, registered once).
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 /// What the loader thread is asked to do, in order.
@@ -122,6 +126,11 @@ struct Inner {
     generation: u64,
 }
 
+/// The counter of listings with this outcome.
+fn listings(outcome: &'static str) -> metrics::Counter {
+    metrics::counter!("keysmith_listing_cache_lookups_total", "outcome" => outcome)
+}
+
 fn order_key(key_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(key_id.len() + 2);
     push_part(&mut out, key_id.as_bytes());
@@ -139,6 +148,8 @@ impl Catalog {
                 budget,
                 inner,
                 load: None,
+                hits: listings("hit"),
+                misses: listings("miss"),
             });
         }
         let (tx, rx) = mpsc::channel::<Job>();
@@ -157,6 +168,8 @@ impl Catalog {
             budget,
             inner,
             load: Some(tx),
+            hits: listings("hit"),
+            misses: listings("miss"),
         })
     }
 
@@ -186,6 +199,7 @@ impl Catalog {
         {
             let inner = self.inner.read();
             if let Some(held) = inner.held.get(property_id) {
+                self.hits.increment(1);
                 held.used.store(inner.tick(), Ordering::Relaxed);
                 let start = match after {
                     Some(after) => Bound::Excluded(order_key(after)),
@@ -199,6 +213,7 @@ impl Catalog {
                         .collect(),
                 );
             }
+            self.misses.increment(1);
             if inner.loading.contains_key(property_id) || inner.too_big.contains(property_id) {
                 return None;
             }
@@ -207,6 +222,21 @@ impl Catalog {
             let _ = load.send(Job::Load(property_id.to_owned()));
         }
         None
+    }
+
+    /// Every live key of a property, if the catalog holds it, without
+    /// counting as a listing (for sampling what the store holds).
+    pub fn snapshot(&self, property_id: &str) -> Option<Vec<Arc<ListedKey>>> {
+        let inner = self.inner.read();
+        Some(
+            inner
+                .held
+                .get(property_id)?
+                .keys
+                .values()
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A live key, if the catalog holds its property.

@@ -68,6 +68,27 @@ const GATHER_FOR: Duration = Duration::from_millis(1);
 /// arriving alone is written at once.
 const GATHER_AFTER: usize = 4;
 
+/// What the committer reports through the `metrics` facade (a no-op until
+/// the server installs an exporter); registered once, when the thread starts.
+struct CommitMetrics {
+    /// Write sets per batch: how much group commit gathers.
+    batch_writes: metrics::Histogram,
+    /// sled's blocking `flush()`, which every waiter of a batch waits for.
+    flush_seconds: metrics::Histogram,
+    /// Batches that failed to write (the store is then reopened).
+    failed_batches: metrics::Counter,
+}
+
+impl CommitMetrics {
+    fn register() -> Self {
+        Self {
+            batch_writes: metrics::histogram!("keysmith_store_batch_writes"),
+            flush_seconds: metrics::histogram!("keysmith_store_flush_seconds"),
+            failed_batches: metrics::counter!("keysmith_store_failed_batches_total"),
+        }
+    }
+}
+
 /// A put (Some) or a delete (None) of one key of the main tree.
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
 
@@ -292,6 +313,7 @@ fn run(
         Ok(tree) => tree,
         Err(_) => return,
     };
+    let metrics = CommitMetrics::register();
     let mut last_batch = 0;
     loop {
         let mut jobs = {
@@ -316,9 +338,11 @@ fn run(
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(&db, &tree, catalog, sealer, &mut jobs);
+        let outcome = write(&db, &tree, catalog, sealer, &mut jobs, &metrics);
+        metrics.batch_writes.record(jobs.len() as f64);
         let failed = outcome.is_err();
         if let Err(error) = &outcome {
+            metrics.failed_batches.increment(1);
             tracing::error!(%error, "writing to the store failed; writes are refused until it is reopened");
             shared.queue.lock().failed = true;
             shared.writable.send_replace(false);
@@ -417,6 +441,7 @@ fn write(
     catalog: &Catalog,
     sealer: &Sealer,
     jobs: &mut [Job],
+    metrics: &CommitMetrics,
 ) -> Result<(), String> {
     let mut batch = sled::Batch::default();
     let mut any = false;
@@ -446,5 +471,10 @@ fn write(
     // The tree has the batch: the listing cache follows, before anyone is
     // told it is durable (read-your-writes holds for listings too).
     catalog.apply(jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.changes)));
-    db.flush().map(|_| ()).map_err(|e| e.to_string())
+    let flushing = Instant::now();
+    let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+    metrics
+        .flush_seconds
+        .record(flushing.elapsed().as_secs_f64());
+    flushed
 }

@@ -17,7 +17,7 @@ mod upgrade;
 use std::{
     collections::BTreeMap,
     ops::Bound,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -62,6 +62,8 @@ pub struct SledStore {
     sealer: Arc<Sealer>,
     /// Whether a data key rotation is still sealing records again.
     resealing: tokio::sync::watch::Sender<bool>,
+    /// The data directory, whose size is reported.
+    dir: PathBuf,
 }
 
 /// How the store uses memory.
@@ -151,6 +153,7 @@ impl SledStore {
             audit_ids: AuditIds::default(),
             sealer,
             resealing: tokio::sync::watch::Sender::new(false),
+            dir: dir.to_path_buf(),
         };
         // A rotation that a stop interrupted goes on where it was.
         if store.sealer.data_keys().len() > 1 {
@@ -169,6 +172,27 @@ impl SledStore {
     /// What the listing cache holds now.
     pub fn listing_cache(&self) -> catalog::CatalogStats {
         self.catalog.stats()
+    }
+
+    /// The data directory's files, in bytes, as the file system counts
+    /// them now (a walk of the directory).
+    pub fn size_on_disk(&self) -> u64 {
+        disk_usage(&self.dir)
+    }
+
+    /// Every live key of a property, from the listing cache when it holds
+    /// the property, else from the tree. Not a listing: the cache's
+    /// counters and recency are left alone, and nothing is brought in.
+    pub fn live_keys(&self, property_id: &str) -> Result<Vec<Arc<ListedKey>>> {
+        if let Some(keys) = self.catalog.snapshot(property_id) {
+            return Ok(keys);
+        }
+        let mut keys = Vec::new();
+        for entry in self.range(&path(LIVE_KEY, &[property_id.as_bytes()]), None)? {
+            let (k, v) = entry.map_err(store_error)?;
+            keys.push(ListedKey::new(open(&self.sealer, &k, &v)?));
+        }
+        Ok(keys)
     }
 
     /// Waits until the listing cache has loaded what it was asked to (at

@@ -33,6 +33,36 @@ struct Receiver {
     secrets: Arc<BTreeMap<String, Secret<String>>>,
     driver: Arc<SeamDriver>,
     service: Arc<AccessService>,
+    deliveries: Arc<Deliveries>,
+}
+
+/// Deliveries by what became of them (`metrics` facade, registered once).
+/// Seam's events are not deduplicated: one delivered again refreshes again.
+struct Deliveries {
+    /// Verified and acted on.
+    accepted: metrics::Counter,
+    /// Refused: an unknown workspace, a bad signature, a malformed event.
+    rejected: metrics::Counter,
+    /// Not taken now (the store unavailable): answered 503 so that Svix
+    /// delivers it again.
+    retry_later: metrics::Counter,
+}
+
+impl Deliveries {
+    fn register() -> Self {
+        let counter = |outcome: &'static str| {
+            metrics::counter!(
+                "keysmith_webhook_deliveries_total",
+                "source" => "seam",
+                "outcome" => outcome,
+            )
+        };
+        Self {
+            accepted: counter("accepted"),
+            rejected: counter("rejected"),
+            retry_later: counter("retry_later"),
+        }
+    }
 }
 
 /// The members of an event that name access grants.
@@ -92,12 +122,29 @@ pub fn router(
             secrets: Arc::new(secrets),
             driver,
             service,
+            deliveries: Arc::new(Deliveries::register()),
         })
 }
 
 async fn receive(
     State(receiver): State<Receiver>,
     Path(property_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = act(&receiver, property_id, headers, body).await;
+    let deliveries = &receiver.deliveries;
+    match status {
+        StatusCode::NO_CONTENT => deliveries.accepted.increment(1),
+        StatusCode::SERVICE_UNAVAILABLE => deliveries.retry_later.increment(1),
+        _ => deliveries.rejected.increment(1),
+    }
+    status
+}
+
+async fn act(
+    receiver: &Receiver,
+    property_id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {

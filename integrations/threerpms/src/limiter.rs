@@ -34,6 +34,11 @@ impl Default for LimiterConfig {
 pub struct Egress {
     config: LimiterConfig,
     state: Arc<Mutex<State>>,
+    /// Requests this egress may still send in the rolling minute, as of
+    /// its last request (`metrics` facade, registered once).
+    remaining: metrics::Gauge,
+    /// Suspected blocks begun.
+    blocks: metrics::Counter,
 }
 
 #[derive(Default)]
@@ -57,6 +62,8 @@ impl Egress {
         Self {
             config,
             state: Arc::default(),
+            remaining: metrics::gauge!("keysmith_threerpms_rate_budget_remaining"),
+            blocks: metrics::counter!("keysmith_threerpms_blocks_total"),
         }
     }
 
@@ -83,10 +90,13 @@ impl Egress {
                 while state.sent.front().is_some_and(|t| now - *t >= WINDOW) {
                     state.sent.pop_front();
                 }
-                if state.sent.len() < self.config.requests_per_minute.max(1) as usize {
+                let limit = self.config.requests_per_minute.max(1) as usize;
+                if state.sent.len() < limit {
                     state.sent.push_back(now);
+                    self.remaining.set((limit - state.sent.len()) as f64);
                     return Ok(());
                 }
+                self.remaining.set(0.0);
                 *state.sent.front().expect("the window is full") + WINDOW
             };
             tokio::time::sleep_until(wait_until).await;
@@ -106,6 +116,7 @@ impl Egress {
         if state.consecutive_timeouts >= self.config.timeouts_before_block.max(1) {
             state.consecutive_timeouts = 0;
             state.blocked_until = Some(Instant::now() + self.config.block_backoff);
+            self.blocks.increment(1);
             tracing::warn!(
                 backoff_s = self.config.block_backoff.as_secs(),
                 "3RPMS connections time out: assuming a rate-limit block, not sending until it ends"

@@ -77,6 +77,7 @@ pub async fn start(
             .require_property(&hotel.property_id)
             .map_err(in_hotel)?;
         let transport = Transport::new(
+            &hotel.property_id,
             config.endpoint.clone(),
             hotel.api_key.clone(),
             egress.clone(),

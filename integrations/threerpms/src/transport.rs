@@ -68,6 +68,47 @@ pub struct Transport {
     endpoint: String,
     api_key: Secret<String>,
     egress: Egress,
+    requests: Requests,
+}
+
+/// What became of this hotel's requests (`metrics` facade, registered once
+/// per hotel; the property id is bounded by the configuration).
+#[derive(Clone)]
+struct Requests {
+    /// Answered, without errors.
+    ok: metrics::Counter,
+    /// Answered with an HTTP error, GraphQL errors or an unreadable answer.
+    error: metrics::Counter,
+    /// Not answered in time (connecting or waiting).
+    timeout: metrics::Counter,
+    /// 3RPMS could not be reached.
+    unreachable: metrics::Counter,
+    /// Not sent: a rate-limit block is suspected.
+    blocked: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl Requests {
+    fn register(property_id: &str) -> Self {
+        let counter = |outcome: &'static str| {
+            metrics::counter!(
+                "keysmith_threerpms_requests_total",
+                "property" => property_id.to_owned(),
+                "outcome" => outcome,
+            )
+        };
+        Self {
+            ok: counter("ok"),
+            error: counter("error"),
+            timeout: counter("timeout"),
+            unreachable: counter("unreachable"),
+            blocked: counter("blocked"),
+            seconds: metrics::histogram!(
+                "keysmith_threerpms_request_seconds",
+                "property" => property_id.to_owned(),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -80,7 +121,9 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// The transport of the hotel `property_id` (which names its metrics).
     pub fn new(
+        property_id: &str,
         endpoint: impl Into<String>,
         api_key: Secret<String>,
         egress: Egress,
@@ -96,6 +139,7 @@ impl Transport {
             endpoint: endpoint.into(),
             api_key,
             egress,
+            requests: Requests::register(property_id),
         })
     }
 
@@ -125,14 +169,33 @@ impl Transport {
             .acquire()
             .await
             .map_err(|refusal| match refusal {
-                Refusal::Blocked { retry_after } => errors::blocked(retry_after),
+                Refusal::Blocked { retry_after } => {
+                    self.requests.blocked.increment(1);
+                    errors::blocked(retry_after)
+                }
             })?;
+        let started = std::time::Instant::now();
+        let answered = self.exchange(&body).await;
+        self.requests
+            .seconds
+            .record(started.elapsed().as_secs_f64());
+        let (status, bytes) = answered?;
+        let read = read_answers(status, &bytes, operations.len(), mutation);
+        match &read {
+            Ok(_) => self.requests.ok.increment(1),
+            Err(_) => self.requests.error.increment(1),
+        }
+        read
+    }
+
+    /// Posts `body`; the answer's status and bytes, whatever the status.
+    async fn exchange(&self, body: &Value) -> Result<(reqwest::StatusCode, axum::body::Bytes)> {
         let sent = self
             .http
             .post(&self.endpoint)
             .bearer_auth(self.api_key.expose())
             .header(reqwest::header::ACCEPT_LANGUAGE, "en")
-            .json(&body)
+            .json(body)
             .send()
             .await;
         let response = match sent {
@@ -145,51 +208,64 @@ impl Transport {
             Err(e) => return Err(self.failed(e)),
         };
         self.egress.answered();
-        if !status.is_success() {
-            return Err(errors::unavailable(format!("3RPMS answered HTTP {status}"))
-                .with_context("http_status", status.as_u16().to_string()));
-        }
-        let answers: Vec<Answer> = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Array(items)) => items
-                .into_iter()
-                .map(serde_json::from_value)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| errors::bad_answer(e.to_string()))?,
-            Ok(item @ Value::Object(_)) => {
-                vec![serde_json::from_value(item).map_err(|e| errors::bad_answer(e.to_string()))?]
-            }
-            Ok(_) => return Err(errors::bad_answer("neither an object nor an array")),
-            Err(e) => return Err(errors::bad_answer(e.to_string())),
-        };
-        if let Some(failed) = answers.iter().find(|a| !a.errors.is_empty()) {
-            return Err(errors::upstream(&failed.errors, mutation));
-        }
-        if answers.len() != operations.len() {
-            return Err(errors::bad_answer(format!(
-                "{} answers to {} operations",
-                answers.len(),
-                operations.len()
-            )));
-        }
-        answers
-            .into_iter()
-            .map(|a| {
-                a.data
-                    .ok_or_else(|| errors::bad_answer("no data and no errors"))
-            })
-            .collect()
+        Ok((status, bytes))
     }
 
     fn failed(&self, e: reqwest::Error) -> Error {
         // A silent block shows up as time-outs, connecting or waiting.
         if e.is_timeout() {
+            self.requests.timeout.increment(1);
             return match self.egress.timed_out() {
                 Some(backoff) => errors::blocked(backoff),
                 None => errors::unavailable("3RPMS did not answer in time"),
             };
         }
+        self.requests.unreachable.increment(1);
         errors::unavailable(format!("cannot reach 3RPMS: {}", without_url(&e)))
     }
+}
+
+/// Each operation's `data` from an answer, in order; any error fails the
+/// whole request.
+fn read_answers(
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+    operations: usize,
+    mutation: bool,
+) -> Result<Vec<Value>> {
+    if !status.is_success() {
+        return Err(errors::unavailable(format!("3RPMS answered HTTP {status}"))
+            .with_context("http_status", status.as_u16().to_string()));
+    }
+    let answers: Vec<Answer> = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| errors::bad_answer(e.to_string()))?,
+        Ok(item @ Value::Object(_)) => {
+            vec![serde_json::from_value(item).map_err(|e| errors::bad_answer(e.to_string()))?]
+        }
+        Ok(_) => return Err(errors::bad_answer("neither an object nor an array")),
+        Err(e) => return Err(errors::bad_answer(e.to_string())),
+    };
+    if let Some(failed) = answers.iter().find(|a| !a.errors.is_empty()) {
+        return Err(errors::upstream(&failed.errors, mutation));
+    }
+    if answers.len() != operations {
+        return Err(errors::bad_answer(format!(
+            "{} answers to {} operations",
+            answers.len(),
+            operations
+        )));
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.data
+                .ok_or_else(|| errors::bad_answer("no data and no errors"))
+        })
+        .collect()
 }
 
 /// reqwest's errors name the URL, which is configuration, not a secret; the

@@ -26,6 +26,7 @@ async fn setup_with(assumed: Assumed) -> (Fake3rpms, Client) {
     fake.add_api_key(HOTEL, "keysmith", "api_w", Access::Write);
     fake.add_room(HOTEL, "101", "Room 101");
     let transport = Transport::new(
+        HOTEL,
         fake.graphql_url(),
         Secret::new("api_w".to_owned()),
         Egress::new(LimiterConfig::default()),

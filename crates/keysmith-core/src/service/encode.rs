@@ -11,7 +11,9 @@ use crate::{
 };
 
 use super::{
-    add_warnings, driver_pending, drivers_of,
+    add_warnings,
+    driver_calls::DriverOperation,
+    driver_pending, drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
     key_revoked, replace_credentials, AccessService,
@@ -70,7 +72,7 @@ impl AccessService {
         }
 
         let out = self
-            .fan_out(&old, &pending, |driver, slice| {
+            .fan_out(&old, &pending, DriverOperation::Encode, |driver, slice| {
                 let encoder_id = req.encoder_id.clone();
                 async move {
                     driver

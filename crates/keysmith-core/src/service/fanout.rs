@@ -4,7 +4,7 @@
 //! undoes what the drivers before it did ([`AccessService::compensate`]), or,
 //! where a step cannot be undone (a revocation, an encoding), stores how far
 //! it got so that a retry completes it.
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use tracing::warn;
 
@@ -14,7 +14,7 @@ use crate::{
     key::AccessKey,
 };
 
-use super::{slice_for, AccessService};
+use super::{driver_calls::DriverOperation, slice_for, AccessService};
 
 /// A driver's reply to its part of the change.
 pub(super) struct Done<T> {
@@ -37,11 +37,13 @@ pub(super) struct FanOut<T> {
 impl AccessService {
     /// Asks each of `drivers`, in order, to make its part of the change to
     /// `key`, stopping at the first that fails (a driver that is not
-    /// configured fails with DRIVER_NOT_CONFIGURED).
+    /// configured fails with DRIVER_NOT_CONFIGURED). Each call is counted
+    /// and timed as `operation` (service::driver_calls).
     pub(super) async fn fan_out<T, F, Fut>(
         &self,
         key: &AccessKey,
         drivers: &[String],
+        operation: DriverOperation,
         call: F,
     ) -> FanOut<T>
     where
@@ -54,7 +56,13 @@ impl AccessService {
         };
         for name in drivers {
             let result = match self.router.driver(name) {
-                Ok(driver) => call(driver.clone(), slice_for(key, name)).await,
+                Ok(driver) => {
+                    let started = Instant::now();
+                    let result = call(driver.clone(), slice_for(key, name)).await;
+                    self.driver_calls
+                        .record(name, operation, &result, started.elapsed());
+                    result
+                }
                 Err(error) => Err(error),
             };
             match result {
@@ -75,12 +83,14 @@ impl AccessService {
     }
 
     /// Best effort: asks each of `drivers` to undo its part of `key` (as
-    /// `key` describes it), logging, never failing, where it cannot.
+    /// `key` describes it) with `operation`, logging, never failing, where
+    /// it cannot.
     pub(super) async fn compensate<F, Fut>(
         &self,
         key: &AccessKey,
         drivers: &[String],
         what: &str,
+        operation: DriverOperation,
         undo: F,
     ) where
         F: Fn(Arc<dyn Driver>, KeySlice) -> Fut,
@@ -88,7 +98,13 @@ impl AccessService {
     {
         for name in drivers {
             let result = match self.router.driver(name) {
-                Ok(driver) => undo(driver.clone(), slice_for(key, name)).await,
+                Ok(driver) => {
+                    let started = Instant::now();
+                    let result = undo(driver.clone(), slice_for(key, name)).await;
+                    self.driver_calls
+                        .record(name, operation, &result, started.elapsed());
+                    result
+                }
                 Err(error) => Err(error),
             };
             if let Err(error) = result {

@@ -12,6 +12,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
@@ -94,7 +95,7 @@ impl AccessService {
 
         let drivers = drivers_of(&key);
         let out = self
-            .fan_out(&key, &drivers, |driver, slice| {
+            .fan_out(&key, &drivers, DriverOperation::Issue, |driver, slice| {
                 let args = IssueArgs {
                     key_id: slice.key_id,
                     property_id: slice.property_id,
@@ -146,9 +147,13 @@ impl AccessService {
     /// Undoes a key that could not be issued as a whole at the drivers that
     /// did issue their part.
     async fn withdraw(&self, key: &AccessKey, drivers: &[String]) {
-        self.compensate(key, drivers, "an issue", |driver, slice| async move {
-            driver.revoke(RevokeArgs { key: slice }).await.map(drop)
-        })
+        self.compensate(
+            key,
+            drivers,
+            "an issue",
+            DriverOperation::Revoke,
+            |driver, slice| async move { driver.revoke(RevokeArgs { key: slice }).await.map(drop) },
+        )
         .await;
     }
 }

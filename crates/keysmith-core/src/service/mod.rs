@@ -19,6 +19,7 @@ use crate::{
     time::Timestamp,
 };
 
+mod driver_calls;
 mod encode;
 mod encoders;
 pub mod envelope;
@@ -110,6 +111,8 @@ pub struct DriverKeyPage {
 /// caller as the driver answered it.
 pub struct AccessService {
     store: Arc<dyn Store>,
+    /// Counts and times every driver call of a change.
+    driver_calls: driver_calls::DriverCalls,
     router: Arc<Router>,
     clock: Arc<dyn Clock>,
     observers: parking_lot::RwLock<Vec<Arc<dyn KeyObserver>>>,
@@ -133,6 +136,7 @@ impl AccessService {
     pub fn new(store: Arc<dyn Store>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            driver_calls: driver_calls::DriverCalls::new(&router),
             router,
             clock,
             observers: parking_lot::RwLock::new(Vec::new()),

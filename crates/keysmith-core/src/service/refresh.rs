@@ -9,6 +9,7 @@ use crate::{
 };
 
 use super::{
+    driver_calls::DriverOperation,
     drivers_of,
     envelope::{Begun, Envelope, Method},
     fanout::Done,
@@ -59,9 +60,12 @@ impl AccessService {
             return Ok(old);
         }
         let out = self
-            .fan_out(&old, &refreshable, |driver, slice| async move {
-                driver.refresh(RefreshArgs { key: slice }).await
-            })
+            .fan_out(
+                &old,
+                &refreshable,
+                DriverOperation::Refresh,
+                |driver, slice| async move { driver.refresh(RefreshArgs { key: slice }).await },
+            )
             .await;
         // A refresh only reads: when a driver cannot answer, nothing is
         // stored and the next refresh asks again.

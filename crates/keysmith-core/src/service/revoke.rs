@@ -15,7 +15,9 @@ use crate::{
 };
 
 use super::{
-    add_warnings, dedup_warnings, driver_pending, drivers_of,
+    add_warnings, dedup_warnings,
+    driver_calls::DriverOperation,
+    driver_pending, drivers_of,
     envelope::{Begun, Envelope, Mutation},
     AccessService, Revocation,
 };
@@ -177,9 +179,12 @@ impl AccessService {
             .into_iter()
             .partition(|name| self.router.find_driver(name).is_some());
         let out = self
-            .fan_out(old, &configured, |driver, slice| async move {
-                driver.revoke(RevokeArgs { key: slice }).await
-            })
+            .fan_out(
+                old,
+                &configured,
+                DriverOperation::Revoke,
+                |driver, slice| async move { driver.revoke(RevokeArgs { key: slice }).await },
+            )
             .await;
         let mut said: Vec<Warning> = out
             .done

@@ -10,7 +10,9 @@ use crate::{
 };
 
 use super::{
-    dedup_warnings, drivers_of,
+    dedup_warnings,
+    driver_calls::DriverOperation,
+    drivers_of,
     envelope::{Begun, Envelope},
     fanout::Done,
     key_revoked, replace_credentials, AccessService,
@@ -73,14 +75,19 @@ impl AccessService {
 
         let new_window = req.window;
         let out = self
-            .fan_out(&old, &drivers, |driver, slice| async move {
-                driver
-                    .update(UpdateArgs {
-                        key: slice,
-                        new_window,
-                    })
-                    .await
-            })
+            .fan_out(
+                &old,
+                &drivers,
+                DriverOperation::Update,
+                |driver, slice| async move {
+                    driver
+                        .update(UpdateArgs {
+                            key: slice,
+                            new_window,
+                        })
+                        .await
+                },
+            )
             .await;
         let updated_at = out.done_drivers();
         if let Some(stopped) = out.stopped {
@@ -140,18 +147,24 @@ impl AccessService {
 
     /// Puts `old`'s window back at the drivers that already took the new one.
     async fn restore_window(&self, old: &AccessKey, drivers: &[String]) {
-        self.compensate(old, drivers, "a window change", |driver, slice| {
-            let new_window = slice.window;
-            async move {
-                driver
-                    .update(UpdateArgs {
-                        key: slice,
-                        new_window,
-                    })
-                    .await
-                    .map(drop)
-            }
-        })
+        self.compensate(
+            old,
+            drivers,
+            "a window change",
+            DriverOperation::Update,
+            |driver, slice| {
+                let new_window = slice.window;
+                async move {
+                    driver
+                        .update(UpdateArgs {
+                            key: slice,
+                            new_window,
+                        })
+                        .await
+                        .map(drop)
+                }
+            },
+        )
         .await;
     }
 }

@@ -126,6 +126,7 @@ impl AuthState {
             Access::Scoped(scope) => Some(scope),
         };
         let Some(tokens) = &self.tokens else {
+            crate::observe::note_caller(self.development.token_id());
             return Verdict::Pass(Some(self.development.clone()), None);
         };
         let now = Instant::now();
@@ -160,6 +161,7 @@ impl AuthState {
                 "the bearer token is not valid",
             ));
         };
+        crate::observe::note_caller(entry.caller.token_id());
         if let Some(scope) = scope {
             if !entry.caller.has(scope) {
                 return Verdict::Refuse(scope_missing(scope));

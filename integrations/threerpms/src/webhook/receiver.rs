@@ -72,6 +72,39 @@ impl Default for ReceiverConfig {
 struct Shared {
     hotels: HashMap<String, HotelWebhooks>,
     tolerance: Duration,
+    deliveries: Deliveries,
+}
+
+/// Deliveries by what became of them (`metrics` facade, registered once).
+struct Deliveries {
+    /// Verified and queued.
+    accepted: metrics::Counter,
+    /// Verified, and already queued before (answered OK, queued once).
+    duplicate: metrics::Counter,
+    /// Refused: an unknown property, a bad signature, a malformed event, a
+    /// body too large.
+    rejected: metrics::Counter,
+    /// Not taken now (no endpoint registered, the store unavailable):
+    /// answered 503 so that 3RPMS delivers it again.
+    retry_later: metrics::Counter,
+}
+
+impl Deliveries {
+    fn register() -> Self {
+        let counter = |outcome: &'static str| {
+            metrics::counter!(
+                "keysmith_webhook_deliveries_total",
+                "source" => "threerpms",
+                "outcome" => outcome,
+            )
+        };
+        Self {
+            accepted: counter("accepted"),
+            duplicate: counter("duplicate"),
+            rejected: counter("rejected"),
+            retry_later: counter("retry_later"),
+        }
+    }
 }
 
 /// The webhook routes for `hotels`. Should two entries share a property id,
@@ -93,6 +126,7 @@ pub fn router(hotels: Vec<HotelWebhooks>, config: ReceiverConfig) -> Router {
             .map(|hotel| (hotel.property_id.clone(), hotel))
             .collect(),
         tolerance: config.tolerance,
+        deliveries: Deliveries::register(),
     });
     Router::new()
         .route(WEBHOOK_ROUTE, post(receive))
@@ -106,6 +140,32 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let deliveries = &shared.deliveries;
+    let (response, delivery) = judge(&shared, property_id, headers, body).await;
+    let counter = match delivery {
+        Delivery::Accepted => &deliveries.accepted,
+        Delivery::Duplicate => &deliveries.duplicate,
+        Delivery::Rejected => &deliveries.rejected,
+        Delivery::RetryLater => &deliveries.retry_later,
+    };
+    counter.increment(1);
+    response
+}
+
+/// What became of a delivery.
+enum Delivery {
+    Accepted,
+    Duplicate,
+    Rejected,
+    RetryLater,
+}
+
+async fn judge(
+    shared: &Shared,
+    property_id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (Response, Delivery) {
     // The raw bytes, never a re-serialisation: they are what was signed.
     // Read before the property is looked up, so that a body refused (too
     // large, say) is refused alike whether the property exists or not.
@@ -116,7 +176,7 @@ async fn receive(
                 status = %rejection.status(),
                 "3RPMS webhook body not read"
             );
-            return rejection.into_response();
+            return (rejection.into_response(), Delivery::Rejected);
         }
     };
     let Some(hotel) = shared.hotels.get(&property_id) else {
@@ -126,7 +186,7 @@ async fn receive(
             property_id = %keysmith_core::error::bounded(&property_id),
             "3RPMS webhook for an unknown property"
         );
-        return invalid_signature();
+        return (invalid_signature(), Delivery::Rejected);
     };
     let now = jiff::Timestamp::now().as_second();
 
@@ -138,10 +198,13 @@ async fn receive(
                 "3RPMS webhook delivered but no enabled endpoint is registered; answered 503 so that it is retried"
             );
             return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "webhook endpoint not registered",
-            )
-                .into_response();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "webhook endpoint not registered",
+                )
+                    .into_response(),
+                Delivery::RetryLater,
+            );
         }
         Err(error) => {
             tracing::error!(
@@ -149,7 +212,7 @@ async fn receive(
                 %error,
                 "cannot read the 3RPMS webhook endpoint registration"
             );
-            return unavailable();
+            return (unavailable(), Delivery::RetryLater);
         }
     };
 
@@ -169,7 +232,7 @@ async fn receive(
             body_bytes = body.len(),
             "refused a 3RPMS webhook delivery"
         );
-        return invalid_signature();
+        return (invalid_signature(), Delivery::Rejected);
     }
 
     let event = match WebhookEvent::parse(&body) {
@@ -180,7 +243,10 @@ async fn receive(
                 %error,
                 "a signed 3RPMS webhook body is not an event"
             );
-            return (StatusCode::BAD_REQUEST, "malformed event").into_response();
+            return (
+                (StatusCode::BAD_REQUEST, "malformed event").into_response(),
+                Delivery::Rejected,
+            );
         }
     };
 
@@ -194,11 +260,18 @@ async fn receive(
                 duplicate = accepted == Accepted::Duplicate,
                 "3RPMS webhook accepted"
             );
-            (StatusCode::OK, "ok").into_response()
+            let delivery = match accepted {
+                Accepted::New => Delivery::Accepted,
+                Accepted::Duplicate => Delivery::Duplicate,
+            };
+            ((StatusCode::OK, "ok").into_response(), delivery)
         }
         Err(error) if error.kind() == ErrorKind::InvalidArgument => {
             tracing::warn!(property_id = %hotel.property_id, %error, "3RPMS webhook event refused");
-            (StatusCode::BAD_REQUEST, "malformed event").into_response()
+            (
+                (StatusCode::BAD_REQUEST, "malformed event").into_response(),
+                Delivery::Rejected,
+            )
         }
         Err(error) => {
             tracing::error!(
@@ -207,7 +280,7 @@ async fn receive(
                 %error,
                 "cannot queue a 3RPMS webhook event; answered 503 so that it is retried"
             );
-            unavailable()
+            (unavailable(), Delivery::RetryLater)
         }
     }
 }
