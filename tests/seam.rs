@@ -880,12 +880,13 @@ async fn a_watch_sees_a_seam_key_go_from_issuing_to_active() {
         .await
         .unwrap()
         .into_inner();
-    async fn next(
-        watch: &mut tonic::Streaming<pb::WatchKeysResponse>,
-    ) -> pb::WatchKeysResponse {
+    async fn next(watch: &mut tonic::Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
         watch.message().await.unwrap().expect("watching")
     }
-    assert_eq!(next(&mut watch).await.event_type, pb::KeyEventType::Watching as i32);
+    assert_eq!(
+        next(&mut watch).await.event_type,
+        pb::KeyEventType::Watching as i32
+    );
 
     let key = s
         .server

@@ -98,7 +98,9 @@ async fn issue_update_and_revoke_are_seen_in_order_as_listkeys_shows_them() {
     let ada = s.issue(stay("ada")).await.unwrap();
     let bob = s.issue(stay("bob")).await.unwrap();
     // A card's new window needs re-encoding: ACTIVE to ENCODING_REQUIRED.
-    s.update_window(&ada.key_id, T0, T0 + 2 * DAY).await.unwrap();
+    s.update_window(&ada.key_id, T0, T0 + 2 * DAY)
+        .await
+        .unwrap();
     s.revoke_key(&ada.key_id).await.unwrap();
 
     let seen = changes(&mut all, 4).await;
@@ -201,7 +203,10 @@ async fn resume_tokens_past_retention_of_another_property_or_garbled_are_refused
     // One standing after it has missed nothing.
     let (mut stream, _) = watch(&s.client, request(&first.resume_token)).await;
     let b = s.issue(stay("b")).await.unwrap().key_id;
-    assert_eq!(changes(&mut stream, 1).await, vec![(Event::Issued as i32, b)]);
+    assert_eq!(
+        changes(&mut stream, 1).await,
+        vec![(Event::Issued as i32, b)]
+    );
 
     // A token of another property is refused, as is one that is not a token.
     let mut foreign = ResumeToken::decode(&first.resume_token).unwrap();
@@ -267,7 +272,7 @@ async fn a_watcher_that_never_reads_is_told_to_resume_and_never_holds_issue_back
         .connect()
         .await
         .unwrap();
-    let (mut stream, _) = watch(&AccessServiceClient::new(slow), request("")).await;
+    let (mut stream, from) = watch(&AccessServiceClient::new(slow), request("")).await;
 
     let mut issued = Vec::with_capacity(KEYS);
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(16) {
@@ -278,13 +283,15 @@ async fn a_watcher_that_never_reads_is_told_to_resume_and_never_holds_issue_back
             calls.spawn(async move { client.issue(req).await });
         }
         while let Some(answer) = calls.join_next().await {
-            let key = answer.unwrap().expect("Issue is not held back by the watcher");
+            let key = answer
+                .unwrap()
+                .expect("Issue is not held back by the watcher");
             issued.push(key.into_inner().key.unwrap().key_id);
         }
     }
 
     let mut seen = Vec::new();
-    let mut last = String::new();
+    let mut last = from;
     let overflow = loop {
         match stream.message().await {
             Ok(Some(m)) => {
@@ -300,7 +307,11 @@ async fn a_watcher_that_never_reads_is_told_to_resume_and_never_holds_issue_back
         (Code::ResourceExhausted, "WATCH_BUFFER_OVERFLOW".into())
     );
     let info = overflow.get_error_details();
-    assert!(info.error_info().unwrap().metadata.contains_key("resume_token"));
+    assert!(info
+        .error_info()
+        .unwrap()
+        .metadata
+        .contains_key("resume_token"));
     assert!(seen.len() < KEYS, "it overflowed before the end");
 
     let (mut resumed, _) = watch(&s.client, request(&last)).await;
@@ -357,11 +368,16 @@ mod secured {
     /// with keys.read_secrets.
     #[tokio::test]
     async fn credentials_go_only_to_watchers_that_read_secrets() {
-        let (issuer, reader, secret_reader) = (generate_token(), generate_token(), generate_token());
+        let (issuer, reader, secret_reader) =
+            (generate_token(), generate_token(), generate_token());
         let tokens = vec![
             token("issuer", &issuer, &["keys.issue"]),
             token("reader", &reader, &["keys.read"]),
-            token("secret-reader", &secret_reader, &["keys.read", "keys.read_secrets"]),
+            token(
+                "secret-reader",
+                &secret_reader,
+                &["keys.read", "keys.read_secrets"],
+            ),
         ];
         let s = TestServer::start_with(move |c| {
             c.auth = AuthConfig {

@@ -214,10 +214,10 @@ impl ResumeToken {
 ///
 /// The store publishes each commit's changes at once: every watcher of the
 /// property gets them in its buffer (one wake per commit, however many
-/// changes it holds). A watcher whose buffer would hold more than
-/// `capacity` changes is marked overflowed and gets nothing more: it learns
-/// it on its next receive and resumes from the log. Publishing never waits
-/// for a watcher.
+/// changes it holds). A watcher that has yet to take some changes and
+/// whose buffer would then hold more than `capacity` is marked overflowed
+/// and gets nothing more: it learns it on its next receive and resumes from
+/// the log. Publishing never waits for a watcher.
 pub struct ChangeFeed {
     capacity: usize,
     properties: Mutex<HashMap<String, Channel>>,
@@ -325,7 +325,10 @@ impl ChangeFeed {
         }
         let mut by_property: Vec<(String, Vec<Arc<KeyChange>>)> = Vec::new();
         for change in changes {
-            match by_property.iter_mut().find(|(p, _)| *p == change.property_id) {
+            match by_property
+                .iter_mut()
+                .find(|(p, _)| *p == change.property_id)
+            {
                 Some((_, list)) => list.push(Arc::new(change)),
                 None => by_property.push((change.property_id.clone(), vec![Arc::new(change)])),
             }
@@ -342,7 +345,11 @@ impl ChangeFeed {
                     return false;
                 }
                 if !state.overflowed {
-                    if state.pending.len() + list.len() > self.capacity {
+                    // A watcher that has taken everything takes a commit
+                    // whole, however large: only one that is behind
+                    // overflows.
+                    if !state.pending.is_empty() && state.pending.len() + list.len() > self.capacity
+                    {
                         state.overflowed = true;
                         state.pending.clear();
                     } else {
@@ -399,7 +406,13 @@ mod tests {
             token: Default::default(),
         };
         feed.publish(vec![change(6), change(7)]);
-        let got: Vec<u64> = quick.recv().await.unwrap().iter().map(|c| c.sequence).collect();
+        let got: Vec<u64> = quick
+            .recv()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.sequence)
+            .collect();
         assert_eq!(got, vec![6, 7]);
         feed.publish(vec![change(8)]);
         assert_eq!(feed.head("p"), 8);

@@ -299,8 +299,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// A property's logged changes after sequence `after` (exclusive), in
     /// order, at most `limit`; only durable ones.
-    fn changes_after(&self, property_id: &str, after: u64, limit: usize)
-        -> Result<Vec<KeyChange>>;
+    fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>>;
 
     /// The last sequence number of the property whose change was purged
     /// (0: none): a watcher that stands before it has missed changes.

@@ -136,11 +136,7 @@ impl tower::Service<http::Request<Body>> for AccessRoutes {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() == crate::watch::WATCH_KEYS {
-            return crate::watch::route(
-                self.rpc.clone(),
-                self.max_decoding_message_size,
-                request,
-            );
+            return crate::watch::route(self.rpc.clone(), self.max_decoding_message_size, request);
         }
         if request.uri().path() != LIST_KEYS {
             return Box::pin(tower::Service::call(&mut self.generated, request));

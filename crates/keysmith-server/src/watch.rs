@@ -44,8 +44,7 @@ use crate::{
 pub const WATCH_KEYS: &str = "/keysmith.v1.AccessService/WatchKeys";
 
 /// The messages tonic sends a watcher.
-pub type WatchStream =
-    Pin<Box<dyn Stream<Item = Result<EncodedWatchKeysResponse, Status>> + Send>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<EncodedWatchKeysResponse, Status>> + Send>>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -137,7 +136,8 @@ pub fn route(
     max_decoding_message_size: usize,
     request: http::Request<Body>,
 ) -> BoxFuture<Result<http::Response<Body>, Infallible>> {
-    let codec = tonic_prost::ProstCodec::<EncodedWatchKeysResponse, pb::WatchKeysRequest>::default();
+    let codec =
+        tonic_prost::ProstCodec::<EncodedWatchKeysResponse, pb::WatchKeysRequest>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
         .apply_max_message_size_config(Some(max_decoding_message_size), None);
     Box::pin(async move { Ok(grpc.server_streaming(WatchKeysMethod(rpc), request).await) })
@@ -271,7 +271,10 @@ mod tests {
         assert_eq!(wire.len(), encoded.encoded_len());
         assert_eq!(wire, expected.encode_to_vec());
         assert_eq!(pb::WatchKeysResponse::decode(&wire[..]).unwrap(), expected);
-        assert_eq!(EncodedWatchKeysResponse::decode(&wire[..]).unwrap(), encoded);
+        assert_eq!(
+            EncodedWatchKeysResponse::decode(&wire[..]).unwrap(),
+            encoded
+        );
 
         let started = EncodedWatchKeysResponse {
             event_type: pb::KeyEventType::Watching as i32,

@@ -29,10 +29,7 @@ use crate::{
 pub const CHANGE: u8 = b'C';
 
 pub fn change_path(property_id: &str, sequence: u64) -> Vec<u8> {
-    path(
-        CHANGE,
-        &[property_id.as_bytes(), &sequence.to_be_bytes()],
-    )
+    path(CHANGE, &[property_id.as_bytes(), &sequence.to_be_bytes()])
 }
 
 /// The prefix of every change record of a property.

@@ -226,10 +226,7 @@ impl SledStore {
 
     /// The ops of a write set, its audit records given this store's ids,
     /// what it changes in the listing cache, and the key changes to log.
-    fn changes(
-        &self,
-        mut writes: WriteSet,
-    ) -> Result<(Vec<Op>, Vec<Change>, Vec<PendingChange>)> {
+    fn changes(&self, mut writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>, Vec<PendingChange>)> {
         for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
             record.id = self.audit_ids.next(record.at);
         }
@@ -602,12 +599,7 @@ impl Store for SledStore {
         &self.incarnation
     }
 
-    fn changes_after(
-        &self,
-        property_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<KeyChange>> {
+    fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>> {
         let from = changelog::change_path(property_id, after.saturating_add(1));
         let prefix = changelog::property_prefix(property_id);
         let mut out = Vec::with_capacity(limit.min(1024));

@@ -909,7 +909,13 @@ async fn key_changes_are_logged_in_order_across_a_reopen_and_purged() {
             })
             .await
             .unwrap();
-        let published: Vec<u64> = live.recv().await.unwrap().iter().map(|c| c.sequence).collect();
+        let published: Vec<u64> = live
+            .recv()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.sequence)
+            .collect();
         assert_eq!(published, vec![1, 2], "published once durable, in order");
         let old = store.key("hotel", "k1").unwrap().unwrap();
         let mut revoked = old.clone();
