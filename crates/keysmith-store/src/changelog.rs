@@ -119,6 +119,9 @@ pub fn incarnation(tree: &sled::Tree) -> Result<String> {
     Ok(made)
 }
 
+/// A record's path and its sealed value.
+pub type Sealed = (Vec<u8>, Vec<u8>);
+
 /// The committer's numbering: each property's last number given, as far
 /// as the tree and the batches written since say.
 #[derive(Default)]
@@ -134,7 +137,7 @@ impl Numbering {
         tree: &sled::Tree,
         sealer: &Sealer,
         pending: Vec<PendingChange>,
-    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<KeyChange>)> {
+    ) -> Result<(Vec<Sealed>, Vec<KeyChange>)> {
         let mut records = Vec::with_capacity(pending.len());
         let mut numbered = Vec::with_capacity(pending.len());
         for change in pending {

@@ -226,7 +226,7 @@ impl SledStore {
 
     /// The ops of a write set, its audit records given this store's ids,
     /// what it changes in the listing cache, and the key changes to log.
-    fn changes(&self, mut writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>, Vec<PendingChange>)> {
+    fn changes(&self, mut writes: WriteSet) -> Result<Prepared> {
         for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
             record.id = self.audit_ids.next(record.at);
         }
@@ -329,10 +329,11 @@ impl SledStore {
 
 /// The ops of a write set, what they change in the listing cache, and the
 /// key changes to log.
-fn changes(
-    writes: WriteSet,
-    sealer: &Sealer,
-) -> Result<(Vec<Op>, Vec<Change>, Vec<PendingChange>)> {
+/// What a write set becomes: the ops, what they change in the listing
+/// cache, and the key changes to log.
+type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>);
+
+fn changes(writes: WriteSet, sealer: &Sealer) -> Result<Prepared> {
     let ops = ops(&writes, sealer)?;
     let logged = PendingChange::of(&writes.keys, writes.changed_at);
     let changes = writes
