@@ -858,3 +858,61 @@ async fn retry_after_as_an_http_date_reaches_the_caller() {
         "not retried"
     );
 }
+
+/// WatchKeys: a client that watches the property sees a Seam key issued
+/// ISSUING, then ACTIVE with its code once Seam's signed event says the
+/// code is set, without asking (no RefreshKey, no polling).
+#[tokio::test]
+async fn a_watch_sees_a_seam_key_go_from_issuing_to_active() {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let s = seam_configured(FakeSeamConfig::manual(), Some(addr)).await;
+    let mut watch = s
+        .server
+        .client
+        .clone()
+        .watch_keys(pb::WatchKeysRequest {
+            property_id: PROPERTY.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    async fn next(watch: &mut tonic::Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
+        watch.message().await.unwrap().expect("watching")
+    }
+    assert_eq!(
+        next(&mut watch).await.event_type,
+        pb::KeyEventType::Watching as i32
+    );
+
+    let key = s
+        .server
+        .issue(code_key("guest-1", &[&s.room_a], "stay-1"))
+        .await
+        .unwrap();
+    let issued = next(&mut watch).await;
+    assert_eq!(issued.event_type, pb::KeyEventType::Issued as i32);
+    let shown = issued.key.unwrap();
+    assert_eq!(shown.key_id, key.key_id);
+    assert_eq!(shown.state, pb::KeyState::Issuing as i32);
+    assert!(shown.credentials.iter().all(|c| c.data.is_none()));
+
+    s.fake.issue_pending();
+    // Seam may deliver its credentials one event at a time: the key stays
+    // ISSUING (updated) until every one is there.
+    let active = loop {
+        let m = next(&mut watch).await;
+        if m.event_type != pb::KeyEventType::Updated as i32 {
+            break m;
+        }
+        assert_eq!(m.key.unwrap().state, pb::KeyState::Issuing as i32);
+    };
+    assert_eq!(active.event_type, pb::KeyEventType::StateChanged as i32);
+    let shown = active.key.unwrap();
+    assert_eq!(shown.key_id, key.key_id);
+    assert_eq!(shown.state, pb::KeyState::Active as i32);
+    assert!(!common::pin(&shown).is_empty());
+}

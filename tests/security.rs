@@ -157,6 +157,7 @@ const RPCS: &[(&str, &str)] = &[
     ("Issue", "keys.issue"),
     ("GetKey", "keys.read"),
     ("ListKeys", "keys.read"),
+    ("WatchKeys", "keys.read"),
     ("RefreshKey", "keys.read"),
     ("UpdateKey", "keys.issue"),
     ("EncodeKey", "keys.issue"),
@@ -192,6 +193,13 @@ async fn call(s: &TestServer, rpc: &str, token: Option<&str>, key_id: &str) -> R
             .map(drop),
         "ListKeys" => access(s, token)
             .list_keys(pb::ListKeysRequest {
+                property_id: p(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "WatchKeys" => access(s, token)
+            .watch_keys(pb::WatchKeysRequest {
                 property_id: p(),
                 ..Default::default()
             })

@@ -9,6 +9,7 @@ pub use keysmith_driver::state::DriverState;
 
 use crate::{
     audit::AuditRecord,
+    changes::{ChangeFeed, KeyChange},
     error::Result,
     key::{AccessKey, Warning},
     listed::ListedKey,
@@ -109,6 +110,9 @@ pub struct WriteSet {
     pub purged: Vec<AccessKey>,
     /// Reservations (property, reservation_key) whose every key was purged.
     pub purged_reservations: Vec<(String, String)>,
+    /// When the change was made, by the service's clock: the key changes
+    /// are logged with it (`None`: each key's `updated_at`).
+    pub changed_at: Option<Timestamp>,
 }
 
 impl WriteSet {
@@ -282,6 +286,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// A namespace of plain bytes for one driver's own state.
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>>;
+
+    /// Where the store publishes each change of a key once it is durable,
+    /// numbered in its property's change sequence (see
+    /// [`crate::changes`]). Every [`WriteSet`] key write that changes what a
+    /// caller sees is logged, in the same atomic commit.
+    fn change_feed(&self) -> &ChangeFeed;
+
+    /// What tells this store's change sequences from those of another store
+    /// (or of this one made anew): made when the store is created.
+    fn incarnation(&self) -> &str;
+
+    /// A property's logged changes after sequence `after` (exclusive), in
+    /// order, at most `limit`; only durable ones.
+    fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>>;
+
+    /// The last sequence number of the property whose change was purged
+    /// (0: none): a watcher that stands before it has missed changes.
+    fn changes_purged_through(&self, property_id: &str) -> Result<u64>;
+
+    /// Deletes at most `limit` logged changes made before `before`, the
+    /// oldest of each property first, and returns how many, once durable.
+    async fn purge_changes(&self, before: Timestamp, limit: usize) -> Result<usize>;
 }
 
 /// A [`Transaction`] over any [`Store`] whose writes are atomic batches:

@@ -85,6 +85,7 @@ impl Sweeper {
                         purged_reservations = report.purged_reservations,
                         purged_audit_records = report.purged_audit,
                         forgotten_request_ids = report.forgotten_request_ids,
+                        purged_changes = report.purged_changes,
                         "swept the store"
                     );
                 }

@@ -290,6 +290,16 @@ pub mod reasons {
     pub const INVALID_PAGE_SIZE: &str = "INVALID_PAGE_SIZE";
     /// A page token that is not this query's (or this caller's).
     pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    /// A WatchKeys resume token that is not one of this service's, or is
+    /// another property's.
+    pub const INVALID_RESUME_TOKEN: &str = "INVALID_RESUME_TOKEN";
+    /// A WatchKeys resume token whose next changes are no longer kept (past
+    /// `storage.change_retention_hours`, or of a store made anew): list the
+    /// keys again, then watch from a new WatchKeys.
+    pub const RESUME_TOKEN_EXPIRED: &str = "RESUME_TOKEN_EXPIRED";
+    /// A watcher fell further behind than its buffer: it resumes with the
+    /// resume token of the last change it received.
+    pub const WATCH_BUFFER_OVERFLOW: &str = "WATCH_BUFFER_OVERFLOW";
     /// No such property, or not one the caller may see.
     pub const PROPERTY_NOT_FOUND: &str = "PROPERTY_NOT_FOUND";
     /// No such entrance at the property.

@@ -18,16 +18,27 @@ use crate::{
     auth::{caller, Caller},
     convert,
     listing::{self, EncodedListKeys},
+    watch::{WatchStream, Watcher},
 };
 
 pub struct AccessRpcService {
     service: Arc<AccessService>,
     audit: Arc<AuditLog>,
+    /// Becomes true when keysmith stops: open watches end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AccessRpcService {
-    pub fn new(service: Arc<AccessService>, audit: Arc<AuditLog>) -> Self {
-        Self { service, audit }
+    pub fn new(
+        service: Arc<AccessService>,
+        audit: Arc<AuditLog>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            service,
+            audit,
+            stopping,
+        }
     }
 
     /// Converts keys for the caller: redacted without keys.read_secrets.
@@ -153,8 +164,56 @@ pub(crate) fn fail(error: Error) -> Status {
     convert::status(error)
 }
 
+/// WatchKeys messages decoded, for the generated service's trait.
+type DecodedWatchStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchKeysResponse, Status>> + Send>,
+>;
+
+impl AccessRpcService {
+    /// A watch of a property's key changes, each key written from the
+    /// encoding its version keeps for this caller's audience
+    /// (crate::watch).
+    pub(crate) fn watch_keys_encoded(
+        &self,
+        request: Request<pb::WatchKeysRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let origin = origin(&request)?;
+        let req = request.into_inner();
+        origin.caller.property(&req.property_id).map_err(fail)?;
+        let req = convert::watch_keys_request(req);
+        record(&req.property_id, None, req.reservation_key.as_deref());
+        let watch = self.service.watch_keys(req).map_err(fail)?;
+        let watcher = Watcher {
+            caller: origin.caller,
+            origin: origin.audit,
+            service: self.service.clone(),
+            audit: self.audit.clone(),
+            stopping: self.stopping.clone(),
+        };
+        Ok(Response::new(watcher.serve(watch)))
+    }
+}
+
 #[tonic::async_trait]
 impl AccessRpc for AccessRpcService {
+    type WatchKeysStream = DecodedWatchStream;
+
+    async fn watch_keys(
+        &self,
+        request: Request<pb::WatchKeysRequest>,
+    ) -> Result<Response<DecodedWatchStream>, Status> {
+        // Served by crate::watch in front of this trait; kept whole so that
+        // this service is complete on its own.
+        use tokio_stream::StreamExt;
+        let stream = self.watch_keys_encoded(request)?.into_inner().map(|m| {
+            m.and_then(|m| {
+                pb::WatchKeysResponse::decode(m.encode_to_vec().as_slice())
+                    .map_err(|e| Status::internal(format!("re-reading a change: {e}")))
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn issue(
         &self,
         request: Request<pb::IssueRequest>,

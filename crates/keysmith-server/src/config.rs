@@ -192,6 +192,12 @@ pub struct ServerConfig {
     /// call: more are refused RESOURCE_EXHAUSTED (`HEALTH_CHECKS_LIMITED`).
     #[serde(default = "default_health_concurrency")]
     pub health_concurrency: usize,
+    /// Changes a WatchKeys watcher may fall behind (its share of the
+    /// property's buffer): one further behind is ended with
+    /// `WATCH_BUFFER_OVERFLOW` and resumes from the change log. Issuing
+    /// never waits for a watcher.
+    #[serde(default = "default_watch_buffer")]
+    pub watch_buffer: usize,
     /// Serve over TLS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -230,6 +236,12 @@ pub struct StorageConfig {
     /// requests touching the same keys never wait long.
     #[serde(default = "default_sweep_batch")]
     pub sweep_batch: usize,
+    /// How long the change log WatchKeys resumes from keeps each change: a
+    /// watcher that reconnects within it receives every change it missed;
+    /// an older resume token is refused (`RESUME_TOKEN_EXPIRED`). The
+    /// sweeper purges older changes.
+    #[serde(default = "default_change_retention_hours")]
+    pub change_retention_hours: u64,
 }
 
 /// Where keysmith reads its key-encryption key: a file or an environment
@@ -312,6 +324,9 @@ fn default_audit_retention_days() -> u64 {
 }
 fn default_sweep_interval_seconds() -> u64 {
     300
+}
+fn default_change_retention_hours() -> u64 {
+    24
 }
 fn default_sweep_batch() -> usize {
     256
@@ -448,6 +463,9 @@ fn default_keepalive_timeout_ms() -> u64 {
 fn default_health_concurrency() -> usize {
     32
 }
+fn default_watch_buffer() -> usize {
+    1024
+}
 fn default_timeout() -> u64 {
     30
 }
@@ -530,6 +548,10 @@ impl Config {
                 self.storage.sweep_interval_seconds,
             ),
             ("sweep_batch", self.storage.sweep_batch as u64),
+            (
+                "change_retention_hours",
+                self.storage.change_retention_hours,
+            ),
         ] {
             if value == 0 {
                 anyhow::bail!("invalid configuration: storage.{name} must be positive");
@@ -571,6 +593,7 @@ impl Config {
             ("keepalive_interval_ms", server.keepalive_interval_ms),
             ("keepalive_timeout_ms", server.keepalive_timeout_ms),
             ("health_concurrency", server.health_concurrency as u64),
+            ("watch_buffer", server.watch_buffer as u64),
         ] {
             if value == 0 {
                 anyhow::bail!("invalid configuration: server.{name} must be positive");

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use keysmith_api::v1 as pb;
 use keysmith_core::{
+    changes::ChangeKind,
     driver::{DriverInfo, DriverKeyRecord, DriverKind},
     key::{Behaviour, Credential, CredentialData, Holder, KeyState, Warning},
     reasons,
@@ -13,7 +14,7 @@ use keysmith_core::{
         RevokeTarget, UpdateKeyRequest,
     },
     router::RoutedEntrance,
-    service::HeldKey,
+    service::{HeldKey, WatchKeysRequest},
     AccessKey, CredentialMode, DriverCapability, EntranceCapability, Error, ErrorKind, Role,
     Secret, Timestamp, Window,
 };
@@ -264,6 +265,33 @@ pub fn revoke_request(req: pb::RevokeRequest) -> Result<RevokeRequest, Error> {
 }
 
 /// `caller` is the token id the page tokens are bound to.
+pub fn watch_keys_request(req: pb::WatchKeysRequest) -> WatchKeysRequest {
+    let pb::WatchKeysRequest {
+        property_id,
+        reservation_key,
+        entrance_id,
+        holder_id,
+        resume_token,
+    } = req;
+    WatchKeysRequest {
+        property_id,
+        reservation_key: optional(reservation_key),
+        entrance_id: optional(entrance_id),
+        holder_id: optional(holder_id),
+        resume_token: optional(resume_token),
+    }
+}
+
+pub fn event_type(kind: ChangeKind) -> pb::KeyEventType {
+    match kind {
+        ChangeKind::Issued => pb::KeyEventType::Issued,
+        ChangeKind::StateChanged => pb::KeyEventType::StateChanged,
+        ChangeKind::Updated => pb::KeyEventType::Updated,
+        ChangeKind::Revoked => pb::KeyEventType::Revoked,
+        ChangeKind::Expired => pb::KeyEventType::Expired,
+    }
+}
+
 pub fn list_keys_request(req: pb::ListKeysRequest, caller: &str) -> Result<ListKeysRequest, Error> {
     let pb::ListKeysRequest {
         property_id,

@@ -19,6 +19,7 @@ mod server;
 mod simulator;
 pub mod telemetry;
 mod tls;
+mod watch;
 
 pub use config::{Config, Source};
 pub use server::{

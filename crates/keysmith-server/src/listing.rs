@@ -98,7 +98,8 @@ pub fn encode_key(key: &AccessKey, now: Timestamp, audience: Audience) -> Bytes 
     Bytes::from(key.encode_to_vec())
 }
 
-/// keysmith.v1.AccessService with ListKeys routed to [`EncodedListKeys`].
+/// keysmith.v1.AccessService with ListKeys routed to [`EncodedListKeys`],
+/// and WatchKeys to `crate::watch`.
 #[derive(Clone)]
 pub struct AccessRoutes {
     rpc: Arc<AccessRpcService>,
@@ -134,6 +135,9 @@ impl tower::Service<http::Request<Body>> for AccessRoutes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() == crate::watch::WATCH_KEYS {
+            return crate::watch::route(self.rpc.clone(), self.max_decoding_message_size, request);
+        }
         if request.uri().path() != LIST_KEYS {
             return Box::pin(tower::Service::call(&mut self.generated, request));
         }

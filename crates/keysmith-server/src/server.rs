@@ -176,6 +176,7 @@ pub async fn start_with_drivers(
         StoreOptions {
             memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
             keys,
+            watch_buffer: config.server.watch_buffer,
         },
     )?);
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
@@ -201,6 +202,7 @@ pub async fn start_with_drivers(
             keys: days(config.storage.key_retention_days),
             audit: days(config.storage.audit_retention_days),
             request_ids: retention,
+            changes: Duration::from_secs(config.storage.change_retention_hours * 3600),
         },
         Duration::from_secs(config.storage.sweep_interval_seconds),
         config.storage.sweep_batch,
@@ -259,7 +261,13 @@ pub async fn start_with_drivers(
         stopping.clone(),
     )));
     let max = config.server.max_request_bytes;
-    let access = AccessRoutes::new(AccessRpcService::new(service, audit.clone()), max);
+    // Watches never end on their own: told when keysmith stops, they end
+    // at once (UNAVAILABLE, resume later) instead of holding the shutdown.
+    let (stop_watches, watches_stopping) = tokio::sync::watch::channel(false);
+    let access = AccessRoutes::new(
+        AccessRpcService::new(service, audit.clone(), watches_stopping),
+        max,
+    );
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
     let encryption_service = EncryptionServiceServer::new(EncryptionRpcService::new(store.clone()))
@@ -351,6 +359,7 @@ pub async fn start_with_drivers(
         let stopping_calls = tokio::sync::Notify::new();
         let serve = router.serve_with_incoming_shutdown(incoming, async {
             let _ = shutdown_rx.await;
+            let _ = stop_watches.send(true);
             health
                 .set_not_serving::<AccessServiceServer<AccessRpcService>>()
                 .await;

@@ -35,11 +35,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use keysmith_core::changes::{ChangeFeed, KeyChange, PendingChange};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use crate::{
     catalog::{Catalog, Change},
+    changelog::Numbering,
     codec::path,
     handle::TreeHandle,
     layout::META,
@@ -99,6 +101,9 @@ struct Job {
     reseal: Vec<Vec<u8>>,
     /// What the ops change in the listing cache.
     changes: Vec<Change>,
+    /// The key changes to log: numbered and written with the ops, published
+    /// once durable.
+    logged: Vec<PendingChange>,
     /// Told once the job is durable, or why it is not.
     done: Option<oneshot::Sender<Result<(), String>>>,
     /// The overlay entries of this job carry this number.
@@ -148,6 +153,7 @@ impl Committer {
         tree: Arc<TreeHandle>,
         catalog: Arc<Catalog>,
         sealer: Arc<Sealer>,
+        feed: Arc<ChangeFeed>,
         reopen: Reopen,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -158,7 +164,7 @@ impl Committer {
         let worker = shared.clone();
         let thread = thread::Builder::new()
             .name("keysmith-committer".into())
-            .spawn(move || run(db, &tree, &catalog, &sealer, &worker, &reopen))
+            .spawn(move || run(db, &tree, &catalog, &sealer, &feed, &worker, &reopen))
             .expect("spawn the committer thread");
         Self {
             shared,
@@ -168,8 +174,18 @@ impl Committer {
 
     /// Queues an atomic change and waits until it is applied and durable.
     pub async fn commit(&self, ops: Vec<Op>, changes: Vec<Change>) -> Result<(), String> {
+        self.commit_logged(ops, changes, Vec::new()).await
+    }
+
+    /// As [`Committer::commit`], with key changes to log in the same batch.
+    pub async fn commit_logged(
+        &self,
+        ops: Vec<Op>,
+        changes: Vec<Change>,
+        logged: Vec<PendingChange>,
+    ) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(ops, Vec::new(), changes, false, Some(tx))?;
+        self.submit(ops, Vec::new(), changes, logged, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -184,7 +200,17 @@ impl Committer {
         changes: Vec<Change>,
         overlaid: bool,
     ) -> Result<(), String> {
-        self.submit(ops, Vec::new(), changes, overlaid, None)
+        self.submit(ops, Vec::new(), changes, Vec::new(), overlaid, None)
+    }
+
+    /// As [`Committer::enqueue`], with key changes to log in the same batch.
+    pub fn enqueue_logged(
+        &self,
+        ops: Vec<Op>,
+        changes: Vec<Change>,
+        logged: Vec<PendingChange>,
+    ) -> Result<(), String> {
+        self.submit(ops, Vec::new(), changes, logged, false, None)
     }
 
     /// Whether writes can be made now, and every change of it.
@@ -197,7 +223,7 @@ impl Committer {
     /// Records sealed with the current key, or gone, are left as they are.
     pub async fn reseal(&self, paths: Vec<Vec<u8>>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Vec::new(), paths, Vec::new(), false, Some(tx))?;
+        self.submit(Vec::new(), paths, Vec::new(), Vec::new(), false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -213,6 +239,7 @@ impl Committer {
         ops: Vec<Op>,
         reseal: Vec<Vec<u8>>,
         changes: Vec<Change>,
+        logged: Vec<PendingChange>,
         overlaid: bool,
         done: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Result<(), String> {
@@ -239,6 +266,7 @@ impl Committer {
                 ops,
                 reseal,
                 changes,
+                logged,
                 done,
                 seq,
             });
@@ -305,6 +333,7 @@ fn run(
     handle: &TreeHandle,
     catalog: &Catalog,
     sealer: &Sealer,
+    feed: &ChangeFeed,
     shared: &Shared,
     reopen: &Reopen,
 ) {
@@ -315,6 +344,7 @@ fn run(
     };
     let metrics = CommitMetrics::register();
     let mut last_batch = 0;
+    let mut numbering = Numbering::default();
     loop {
         let mut jobs = {
             let mut queue = shared.queue.lock();
@@ -338,9 +368,29 @@ fn run(
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(&db, &tree, catalog, sealer, &mut jobs, &metrics);
+        let outcome = write(
+            &db,
+            &tree,
+            catalog,
+            sealer,
+            &mut numbering,
+            &mut jobs,
+            &metrics,
+        );
         metrics.batch_writes.record(jobs.len() as f64);
         let failed = outcome.is_err();
+        let outcome = match outcome {
+            // Published before the waiters are told: a client that watches
+            // and then issues sees its own change on its watch.
+            Ok(logged) => {
+                feed.publish(logged);
+                Ok(())
+            }
+            Err(error) => {
+                numbering.forget();
+                Err(error)
+            }
+        };
         if let Err(error) = &outcome {
             metrics.failed_batches.increment(1);
             tracing::error!(%error, "writing to the store failed; writes are refused until it is reopened");
@@ -435,14 +485,17 @@ fn reopen_and_probe(reopen: &Reopen) -> Result<(sled::Db, sled::Tree), String> {
     Ok((db, tree))
 }
 
+/// Writes the jobs as one batch and flushes it; the key changes it logged,
+/// numbered, to publish.
 fn write(
     db: &sled::Db,
     tree: &sled::Tree,
     catalog: &Catalog,
     sealer: &Sealer,
+    numbering: &mut Numbering,
     jobs: &mut [Job],
     metrics: &CommitMetrics,
-) -> Result<(), String> {
+) -> Result<Vec<KeyChange>, String> {
     let mut batch = sled::Batch::default();
     let mut any = false;
     // Resealed first: a job of this cycle that writes the same record wins.
@@ -465,6 +518,19 @@ fn write(
             None => batch.remove(key.as_slice()),
         }
     }
+    // Numbered in job order, after the job's own ops: the log follows the
+    // order in which the changes were queued.
+    let pending: Vec<PendingChange> = jobs
+        .iter_mut()
+        .flat_map(|j| std::mem::take(&mut j.logged))
+        .collect();
+    let (records, logged) = numbering
+        .number(tree, sealer, pending)
+        .map_err(|e| e.to_string())?;
+    for (path, value) in records {
+        any = true;
+        batch.insert(path, value);
+    }
     if any {
         tree.apply_batch(batch).map_err(|e| e.to_string())?;
     }
@@ -472,9 +538,10 @@ fn write(
     // told it is durable (read-your-writes holds for listings too).
     catalog.apply(jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.changes)));
     let flushing = Instant::now();
-    let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+    let flushed = db.flush();
     metrics
         .flush_seconds
         .record(flushing.elapsed().as_secs_f64());
-    flushed
+    flushed.map_err(|e| e.to_string())?;
+    Ok(logged)
 }

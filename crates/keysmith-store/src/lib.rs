@@ -2,6 +2,7 @@
 //! audit records and the drivers' own state, all in one tree, written by one
 //! group-commit thread, with the live keys also kept in memory for listings.
 pub mod catalog;
+mod changelog;
 mod codec;
 mod committer;
 mod driver_state;
@@ -25,6 +26,7 @@ use std::{
 use async_trait::async_trait;
 use keysmith_core::{
     audit::{AuditIds, AuditRecord},
+    changes::{ChangeFeed, KeyChange, PendingChange},
     error::reasons,
     locks::Locks,
     reservation::Reservation,
@@ -64,6 +66,10 @@ pub struct SledStore {
     resealing: tokio::sync::watch::Sender<bool>,
     /// The data directory, whose size is reported.
     dir: PathBuf,
+    /// Where the committer publishes the logged key changes.
+    feed: Arc<ChangeFeed>,
+    /// What tells this store's change sequences from another's.
+    incarnation: String,
 }
 
 /// How the store uses memory.
@@ -75,6 +81,9 @@ pub struct StoreOptions {
     pub memory_budget_bytes: usize,
     /// The key-encryption keys that unwrap the store's data keys.
     pub keys: KeyRing,
+    /// How many changes of a property a watcher may fall behind before it
+    /// is told to resume from the log.
+    pub watch_buffer: usize,
 }
 
 impl StoreOptions {
@@ -84,6 +93,7 @@ impl StoreOptions {
         Self {
             memory_budget_bytes: DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024,
             keys,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
         }
     }
 }
@@ -102,6 +112,8 @@ impl StoreOptions {
 
 /// The default memory budget: sled's cache and the listing cache together.
 pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
+/// The default of [`StoreOptions::watch_buffer`].
+pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 /// sled is never given less than this, whatever the budget.
 const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -129,6 +141,11 @@ impl SledStore {
             main = db.open_tree(MAIN_TREE).map_err(store_error)?;
             sealer = open_sealer(&db, &main, options.keys.clone())?;
         }
+        let incarnation = changelog::incarnation(&main)?;
+        let feed = Arc::new(ChangeFeed::new(options.watch_buffer));
+        for (property_id, head) in changelog::heads(&main)? {
+            feed.set_head(&property_id, head);
+        }
         let tree = Arc::new(TreeHandle::new(main));
         let catalog = Arc::new(Catalog::open(
             tree.clone(),
@@ -140,6 +157,7 @@ impl SledStore {
             tree.clone(),
             catalog.clone(),
             sealer.clone(),
+            feed.clone(),
             Reopen {
                 dir: dir.to_path_buf(),
                 cache_bytes: options.sled_cache_bytes(),
@@ -154,6 +172,8 @@ impl SledStore {
             sealer,
             resealing: tokio::sync::watch::Sender::new(false),
             dir: dir.to_path_buf(),
+            feed,
+            incarnation,
         };
         // A rotation that a stop interrupted goes on where it was.
         if store.sealer.data_keys().len() > 1 {
@@ -229,8 +249,8 @@ impl SledStore {
     }
 
     /// The ops of a write set, its audit records given this store's ids,
-    /// and what it changes in the listing cache.
-    fn changes(&self, mut writes: WriteSet) -> Result<(Vec<Op>, Vec<Change>)> {
+    /// what it changes in the listing cache, and the key changes to log.
+    fn changes(&self, mut writes: WriteSet) -> Result<Prepared> {
         for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
             record.id = self.audit_ids.next(record.at);
         }
@@ -331,15 +351,21 @@ impl SledStore {
     }
 }
 
-/// The ops of a write set and what they change in the listing cache.
-fn changes(writes: WriteSet, sealer: &Sealer) -> Result<(Vec<Op>, Vec<Change>)> {
+/// The ops of a write set, what they change in the listing cache, and the
+/// key changes to log.
+/// What a write set becomes: the ops, what they change in the listing
+/// cache, and the key changes to log.
+type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>);
+
+fn changes(writes: WriteSet, sealer: &Sealer) -> Result<Prepared> {
     let ops = ops(&writes, sealer)?;
+    let logged = PendingChange::of(&writes.keys, writes.changed_at);
     let changes = writes
         .keys
         .into_iter()
         .map(|(key, _)| Change::of(key))
         .collect();
-    Ok((ops, changes))
+    Ok((ops, changes, logged))
 }
 
 /// The tree keysmith keeps everything in.
@@ -466,17 +492,17 @@ impl Store for SledStore {
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = self.changes(writes)?;
+        let (ops, changes, logged) = self.changes(writes)?;
         self.committer
-            .commit(ops, changes)
+            .commit_logged(ops, changes, logged)
             .await
             .map_err(committer_error)
     }
 
     fn enqueue(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes) = self.changes(writes)?;
+        let (ops, changes, logged) = self.changes(writes)?;
         self.committer
-            .enqueue(ops, changes, false)
+            .enqueue_logged(ops, changes, logged)
             .map_err(committer_error)
     }
 
@@ -589,6 +615,71 @@ impl Store for SledStore {
             committer: self.committer.clone(),
         }))
     }
+
+    fn change_feed(&self) -> &ChangeFeed {
+        &self.feed
+    }
+
+    fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
+    fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>> {
+        let from = changelog::change_path(property_id, after.saturating_add(1));
+        let prefix = changelog::property_prefix(property_id);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in self.tree()?.range(from..).take(limit) {
+            let (k, v) = entry.map_err(store_error)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(open(&self.sealer, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn changes_purged_through(&self, property_id: &str) -> Result<u64> {
+        changelog::purged_through(&self.tree()?, property_id)
+    }
+
+    async fn purge_changes(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        let tree = self.tree()?;
+        let mut ops: Vec<Op> = Vec::new();
+        let mut purged = 0;
+        for (property_id, _) in changelog::heads(&tree)? {
+            if purged >= limit {
+                break;
+            }
+            let mut last = None;
+            for entry in tree
+                .scan_prefix(changelog::property_prefix(&property_id))
+                .take(limit - purged)
+            {
+                let (k, v) = entry.map_err(store_error)?;
+                let change: KeyChange = open(&self.sealer, &k, &v)?;
+                // A property's records are in the order they were made.
+                if change.at >= before {
+                    break;
+                }
+                ops.push((k.to_vec(), None));
+                last = Some(change.sequence);
+                purged += 1;
+            }
+            if let Some(last) = last {
+                ops.push((
+                    changelog::purged_path(&property_id),
+                    Some(codec::encode(&last)?),
+                ));
+            }
+        }
+        if !ops.is_empty() {
+            self.committer
+                .commit(ops, Vec::new())
+                .await
+                .map_err(committer_error)?;
+        }
+        Ok(purged)
+    }
 }
 
 #[cfg(test)]
@@ -623,6 +714,7 @@ impl SpaceReport {
                 Some(layout::INDEX_LIVE) => "index entries (live keys)",
                 Some(BY_END) => "sweeper entries (by end)",
                 Some(BY_ENDED) => "sweeper entries (by when ended)",
+                Some(changelog::CHANGE) => "change log (WatchKeys)",
                 _ => "other",
             };
             let slot = kinds.entry(kind).or_default();

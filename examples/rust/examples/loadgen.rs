@@ -29,6 +29,15 @@
 //!   property holds fewer than 1,000 keys, enough keys are issued first (not
 //!   measured).
 //!
+//! With `--watchers N`, N `WatchKeys` streams of the property are opened
+//! first (on connections of their own, `--watchers-per-connection` each)
+//! and held through the phases. Each reads every change as a client would,
+//! resuming from its last token when the server ends it with
+//! `WATCH_BUFFER_OVERFLOW`; `--watch-holder` makes them watch one holder's
+//! keys only (a filter the issued keys do not match). After each phase a
+//! `watch:` line counts the changes they received, the resumes and the
+//! failures.
+//!
 //! Each phase runs `--warmup` seconds (not recorded) and then `--duration`
 //! seconds (recorded). The `--clients` clients share `--connections` HTTP/2
 //! channels round-robin. Latencies of successful requests are recorded in
@@ -40,6 +49,7 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,7 +61,9 @@ use clap::{Parser, ValueEnum};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hdrhistogram::Histogram;
 use keysmith_api::v1::access_service_client::AccessServiceClient;
-use keysmith_api::v1::{CredentialMode, IssueRequest, ListEntrancesRequest, ListKeysRequest, Role};
+use keysmith_api::v1::{
+    CredentialMode, IssueRequest, ListEntrancesRequest, ListKeysRequest, Role, WatchKeysRequest,
+};
 use tokio::time::{timeout, timeout_at, Instant};
 use tonic::transport::{Channel, Endpoint};
 
@@ -114,6 +126,17 @@ struct Args {
     /// server audits.
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// WatchKeys streams held open through the phases (0: none).
+    #[arg(long, default_value_t = 0)]
+    watchers: u32,
+    /// Watchers per HTTP/2 connection of their own (at most the server's
+    /// server.concurrency_per_connection).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    watchers_per_connection: u32,
+    /// Watch only this holder's keys (the issued keys have other holders,
+    /// so the watchers receive no change; each still looks at every one).
+    #[arg(long)]
+    watch_holder: Option<String>,
 }
 
 /// A request carrying `--token`, when given.
@@ -609,6 +632,149 @@ async fn seed_keys(
     }
 }
 
+/// What the watchers received, all together.
+#[derive(Default)]
+struct WatchStats {
+    changes: AtomicU64,
+    /// Streams ended with WATCH_BUFFER_OVERFLOW and resumed.
+    resumed: AtomicU64,
+    /// Streams that ended otherwise (not resumed).
+    failed: AtomicU64,
+}
+
+impl WatchStats {
+    fn report(&self, phase: &str, watchers: u32, changes_before: u64, resumed_before: u64) {
+        let changes = self.changes.load(Ordering::Relaxed) - changes_before;
+        let resumed = self.resumed.load(Ordering::Relaxed) - resumed_before;
+        let failed = self.failed.load(Ordering::Relaxed);
+        println!(
+            "watch ({phase}): watchers={watchers} changes_received={changes} \
+             resumed_after_overflow={resumed} failed={failed}"
+        );
+        let json = serde_json::json!({
+            "scenario": format!("watch-{phase}"),
+            "watchers": watchers,
+            "changes_received": changes,
+            "resumed_after_overflow": resumed,
+            "failed": failed,
+        });
+        println!("RESULT {json}");
+    }
+}
+
+/// Opens `--watchers` watches, each established (its first message read)
+/// before this returns, and leaves them reading.
+async fn start_watchers(args: &Arc<Args>, stats: &Arc<WatchStats>) -> Result<(), String> {
+    let endpoint = Endpoint::from_shared(args.addr.clone())
+        .map_err(|e| format!("invalid --addr {:?}: {e}", args.addr))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let mut channel = None;
+    let mut ready = Vec::with_capacity(args.watchers as usize);
+    for w in 0..args.watchers {
+        if w % args.watchers_per_connection == 0 {
+            channel = Some(
+                endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot connect watchers: {}", error_chain(&e)))?,
+            );
+        }
+        let client = tonic::client::Grpc::new(channel.clone().expect("connected above"));
+        let (established, is_ready) = tokio::sync::oneshot::channel();
+        ready.push(is_ready);
+        tokio::spawn(watch(client, args.clone(), stats.clone(), established));
+    }
+    for is_ready in ready {
+        match timeout(SETUP_TIMEOUT, is_ready).await {
+            Ok(Ok(())) => {}
+            _ => return Err("a watcher could not start".to_string()),
+        }
+    }
+    eprintln!("{} watchers established", args.watchers);
+    Ok(())
+}
+
+/// A `WatchKeysResponse` as the load generator reads it: the key (field 2)
+/// is skipped undecoded, as the list scenario skips its pages' keys.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WatchedChange {
+    #[prost(string, tag = "3")]
+    resume_token: String,
+}
+
+async fn watch_keys(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<WatchKeysRequest>,
+) -> Result<tonic::Streaming<WatchedChange>, tonic::Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<WatchKeysRequest, WatchedChange>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/keysmith.v1.AccessService/WatchKeys",
+    );
+    Ok(client
+        .server_streaming(request, path, codec)
+        .await?
+        .into_inner())
+}
+
+/// One watcher: reads every change, resuming after WATCH_BUFFER_OVERFLOW
+/// from the last token it received.
+async fn watch(
+    mut client: tonic::client::Grpc<Channel>,
+    args: Arc<Args>,
+    stats: Arc<WatchStats>,
+    established: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut established = Some(established);
+    let mut token = String::new();
+    loop {
+        let request = WatchKeysRequest {
+            property_id: args.property.clone(),
+            holder_id: args.watch_holder.clone().unwrap_or_default(),
+            resume_token: token.clone(),
+            ..Default::default()
+        };
+        let mut stream = match watch_keys(&mut client, authorized(&args, request)).await {
+            Ok(stream) => stream,
+            Err(status) => {
+                eprintln!("watch: {status}");
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let ended = loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    if let Some(e) = established.take() {
+                        let _ = e.send(());
+                    } else {
+                        stats.changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    token = message.resume_token;
+                }
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        };
+        match ended {
+            Some(status)
+                if status.code() == tonic::Code::ResourceExhausted
+                    && status.message().contains("server.watch_buffer") =>
+            {
+                stats.resumed.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let args = Arc::new(args);
     let run: Arc<str> = format!(
@@ -629,13 +795,22 @@ async fn run(args: Args) -> Result<(), String> {
         args.property
     );
     probe_issue(&args, &channels[0], &run, &entrances[0]).await?;
+    let watch_stats = Arc::new(WatchStats::default());
+    if args.watchers > 0 {
+        start_watchers(&args, &watch_stats).await?;
+    }
 
     if matches!(args.scenario, Scenario::Issue | Scenario::Both) {
         let (a, r, e) = (args.clone(), run.clone(), entrances.clone());
+        let changes = watch_stats.changes.load(Ordering::Relaxed);
+        let resumed = watch_stats.resumed.load(Ordering::Relaxed);
         run_phase("issue", &args, &channels, move |client, index, phase| {
             issue_client(client, a.clone(), r.clone(), e.clone(), index, phase)
         })
         .await;
+        if args.watchers > 0 {
+            watch_stats.report("issue", args.watchers, changes, resumed);
+        }
     }
 
     if matches!(args.scenario, Scenario::List | Scenario::Both) {

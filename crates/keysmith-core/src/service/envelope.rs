@@ -197,11 +197,11 @@ impl AccessService {
                 return Ok(Begun::Replayed(record.answer));
             }
         }
-        Ok(Begun::Fresh(Mutation {
-            envelope,
-            tx,
-            now: self.clock.now(),
-        }))
+        let now = self.clock.now();
+        // The change log records each key change at the instant the
+        // mutation is judged at, the service's clock, not the store's.
+        tx.writes().changed_at = Some(now);
+        Ok(Begun::Fresh(Mutation { envelope, tx, now }))
     }
 }
 

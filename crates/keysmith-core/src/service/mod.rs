@@ -31,10 +31,12 @@ mod refresh;
 mod revoke;
 mod sweep;
 mod update;
+mod watch;
 
 pub use encoders::Encoder;
 pub use envelope::Method;
 pub use sweep::{Retention, SweepReport};
+pub use watch::{KeyWatch, WatchEvent, WatchKeysRequest};
 
 /// Where "now" comes from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {

@@ -33,6 +33,8 @@ pub struct Retention {
     pub audit: Duration,
     /// A request_id is remembered this long (AIP-155).
     pub request_ids: Duration,
+    /// The change log WatchKeys resumes from keeps each change this long.
+    pub changes: Duration,
 }
 
 /// What one sweep did, for the logs.
@@ -48,6 +50,8 @@ pub struct SweepReport {
     pub purged_audit: usize,
     /// request_ids forgotten past their retention.
     pub forgotten_request_ids: usize,
+    /// Change log records deleted past their retention.
+    pub purged_changes: usize,
 }
 
 impl SweepReport {
@@ -96,6 +100,14 @@ impl AccessService {
         loop {
             let purged = self.store.purge_audit(audit_before, batch).await?;
             report.purged_audit += purged;
+            if purged < batch {
+                break;
+            }
+        }
+        let changes_before = before(now, retention.changes);
+        loop {
+            let purged = self.store.purge_changes(changes_before, batch).await?;
+            report.purged_changes += purged;
             if purged < batch {
                 break;
             }

@@ -23,6 +23,8 @@ const TABLE: &[(&str, Access)] = {
         ("/keysmith.v1.AccessService/ListKeys", Scoped(KeysRead)),
         ("/keysmith.v1.AccessService/GetKey", Scoped(KeysRead)),
         ("/keysmith.v1.AccessService/RefreshKey", Scoped(KeysRead)),
+        // The keys as ListKeys shows them, as they change.
+        ("/keysmith.v1.AccessService/WatchKeys", Scoped(KeysRead)),
         // Both change what a key opens, as issuing does.
         ("/keysmith.v1.AccessService/UpdateKey", Scoped(KeysIssue)),
         ("/keysmith.v1.AccessService/EncodeKey", Scoped(KeysIssue)),
