@@ -12,8 +12,7 @@ use arbitrary::Arbitrary;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use hmac::{Hmac, Mac};
 use keysmith_offline_lock::model::{
-    credential::SEALED_PREFIX, CredentialCodec, CredentialError, LockConfig, LockState,
-    Presented,
+    credential::SEALED_PREFIX, CredentialCodec, CredentialError, LockConfig, LockState, Presented,
 };
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;

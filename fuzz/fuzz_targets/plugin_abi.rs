@@ -19,8 +19,10 @@ use std::{
 };
 
 use keysmith_core::{
-    driver::{EncodeArgs, EntranceTarget, IssueArgs, KeySlice, ListArgs, RefreshArgs,
-        RevokeArgs, UpdateArgs},
+    driver::{
+        EncodeArgs, EntranceTarget, IssueArgs, KeySlice, ListArgs, RefreshArgs, RevokeArgs,
+        UpdateArgs,
+    },
     key::{Behaviour, Holder},
     CredentialMode, Driver, Role, Secret, Timestamp, Window,
 };
@@ -38,12 +40,18 @@ static REPLY: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 unsafe extern "C" fn create(_config: ByteSlice) -> CreateResult {
     CreateResult {
         // Never dereferenced: the fake keeps no state per instance.
-        instance: std::ptr::NonNull::<u8>::dangling().as_ptr().cast::<c_void>(),
+        instance: std::ptr::NonNull::<u8>::dangling()
+            .as_ptr()
+            .cast::<c_void>(),
         error: PluginBuffer::EMPTY,
     }
 }
 
-unsafe extern "C" fn call(_instance: *mut c_void, method: ByteSlice, _request: ByteSlice) -> PluginBuffer {
+unsafe extern "C" fn call(
+    _instance: *mut c_void,
+    method: ByteSlice,
+    _request: ByteSlice,
+) -> PluginBuffer {
     // SAFETY: the host lends the method name for the call.
     let method = unsafe { method.as_slice() };
     if method == methods::INFO.as_bytes() {
@@ -192,8 +200,7 @@ fn host_side(method: u8, bytes: &[u8]) {
 /// The plugin's decoding of one request, as its entry point does it.
 fn plugin_side(method: u8, bytes: &[u8]) {
     let _ = match method % 7 {
-        0 => pb::IssueRequest::decode(bytes)
-            .map(|r| convert::issue_args_from_proto(r).map(drop)),
+        0 => pb::IssueRequest::decode(bytes).map(|r| convert::issue_args_from_proto(r).map(drop)),
         1 => pb::RevokeRequest::decode(bytes)
             .map(|r| convert::revoke_args_from_proto(r, "fuzz").map(drop)),
         2 => pb::UpdateRequest::decode(bytes)

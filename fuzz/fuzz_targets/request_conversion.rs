@@ -86,7 +86,9 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             match convert::list_driver_keys_request(req).validate() {
-                Ok(size) => assert!((1..=keysmith_core::request::MAX_PAGE_SIZE as u32).contains(&size)),
+                Ok(size) => {
+                    assert!((1..=keysmith_core::request::MAX_PAGE_SIZE as u32).contains(&size))
+                }
                 Err(e) => refused(e),
             }
         }

@@ -58,13 +58,15 @@ fuzz_target!(|input: Input| {
             tolerance,
         )
     };
-    let fresh = (i128::from(input.now) - i128::from(input.signed_at)).abs() <= i128::from(tolerance);
+    let fresh =
+        (i128::from(input.now) - i128::from(input.signed_at)).abs() <= i128::from(tolerance);
     let expected = if fresh { Ok(()) } else { Err(SvixError::Stale) };
     assert_eq!(check(&id, &timestamp, &input.body, &secret), expected);
 
     // Tampered: one byte of the body changed, or one more byte.
     let mut body = input.body.clone();
-    match body.get_mut(input.tamper_at % body.len().max(1)) {
+    let at = input.tamper_at % body.len().max(1);
+    match body.get_mut(at) {
         Some(b) => *b ^= 1,
         None => body.push(b'x'),
     }

@@ -43,14 +43,19 @@ fuzz_target!(|input: Input| {
     let check = |header: &str, body: &[u8], secrets: &[Secret<String>]| {
         verify(header, body, secrets, input.now, tolerance)
     };
-    let fresh = (i128::from(input.now) - i128::from(input.signed_at)).abs()
-        <= i128::from(input.tolerance);
-    let expected = if fresh { Ok(()) } else { Err(SignatureError::Stale) };
+    let fresh =
+        (i128::from(input.now) - i128::from(input.signed_at)).abs() <= i128::from(input.tolerance);
+    let expected = if fresh {
+        Ok(())
+    } else {
+        Err(SignatureError::Stale)
+    };
     let signed = header(input.signed_at, &signature);
     assert_eq!(check(&signed, &input.body, &secrets), expected);
 
     let mut body = input.body.clone();
-    match body.get_mut(input.tamper_at % body.len().max(1)) {
+    let at = input.tamper_at % body.len().max(1);
+    match body.get_mut(at) {
         Some(b) => *b ^= 1,
         None => body.push(b'x'),
     }

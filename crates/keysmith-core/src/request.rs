@@ -532,11 +532,7 @@ mod tests {
         /// Identifiers as a careless or hostile caller sends them: any
         /// characters, sometimes too long.
         fn id() -> impl Strategy<Value = String> {
-            prop_oneof![
-                "[a-z0-9-]{0,12}",
-                ".{0,16}",
-                "[a-z]{120,140}",
-            ]
+            prop_oneof!["[a-z0-9-]{0,12}", ".{0,16}", "[a-z]{120,140}",]
         }
 
         fn mode() -> impl Strategy<Value = CredentialMode> {

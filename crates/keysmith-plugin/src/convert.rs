@@ -1281,16 +1281,23 @@ mod tests {
                 ".{0,40}".prop_map(|s| CredentialData::MobileKey(Secret::new(s))),
                 ".{0,12}".prop_map(|s| CredentialData::Compartment(Secret::new(s))),
             ];
-            (mode(), prop::collection::vec(".{0,8}", 0..3), data, ".{0,8}", any::<bool>()).prop_map(
-                |(mode, entrance_ids, data, credential_id, encoding_required)| Credential {
-                    mode,
-                    driver: "keypad".into(),
-                    entrance_ids,
-                    data,
-                    credential_id,
-                    encoding_required,
-                },
+            (
+                mode(),
+                prop::collection::vec(".{0,8}", 0..3),
+                data,
+                ".{0,8}",
+                any::<bool>(),
             )
+                .prop_map(
+                    |(mode, entrance_ids, data, credential_id, encoding_required)| Credential {
+                        mode,
+                        driver: "keypad".into(),
+                        entrance_ids,
+                        data,
+                        credential_id,
+                        encoding_required,
+                    },
+                )
         }
 
         prop_compose! {

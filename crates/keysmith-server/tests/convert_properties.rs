@@ -28,9 +28,10 @@ fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
         Just(253_402_300_799),
     ];
     let nanos = prop_oneof![0i32..1_000_000_000, any::<i32>()];
-    proptest::option::weighted(0.9, (seconds, nanos).prop_map(|(seconds, nanos)| {
-        prost_types::Timestamp { seconds, nanos }
-    }))
+    proptest::option::weighted(
+        0.9,
+        (seconds, nanos).prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+    )
 }
 
 fn text() -> impl Strategy<Value = String> {

@@ -76,8 +76,11 @@ pub fn verify(
         return Err(SvixError::Mismatch);
     }
     // Checked after the signature, so that a stale answer means a genuine
-    // but late delivery.
-    if (now_unix - t).abs() > tolerance_seconds {
+    // but late delivery. abs_diff: `now - t` overflows for a timestamp near
+    // i64::MIN (a panic in debug builds, and in release a wrap to i64::MIN
+    // whose abs() stays negative, so the delivery passed as fresh).
+    let tolerance = u64::try_from(tolerance_seconds).unwrap_or(0);
+    if now_unix.abs_diff(t) > tolerance {
         return Err(SvixError::Stale);
     }
     Ok(())
@@ -195,6 +198,32 @@ mod tests {
             ),
             Err(SvixError::Missing)
         );
+    }
+
+    /// Found by the property below: a genuine signature over a timestamp
+    /// 2^63 seconds before now overflowed the freshness check (a panic in
+    /// debug builds; accepted as fresh in release).
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_an_overflow() {
+        let s = secret();
+        let body = b"{}";
+        let now = 1_900_000_000;
+        for t in [i64::MIN, now - (1 << 62) - (1 << 62), i64::MAX] {
+            let sig = sign(&s, "msg_1", t, body).unwrap();
+            assert_eq!(
+                verify(
+                    &s,
+                    Some("msg_1"),
+                    Some(&t.to_string()),
+                    Some(&sig),
+                    body,
+                    now,
+                    300
+                ),
+                Err(SvixError::Stale),
+                "t = {t}"
+            );
+        }
     }
 
     mod properties {
