@@ -132,4 +132,107 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::key::KeyState;
+
+        fn states() -> impl Strategy<Value = Vec<KeyState>> {
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    KeyState::Issuing,
+                    KeyState::Active,
+                    KeyState::EncodingRequired,
+                    KeyState::Revoked,
+                    KeyState::Expired,
+                    KeyState::Revoking,
+                    KeyState::Failed,
+                ]),
+                0..4,
+            )
+        }
+
+        prop_compose! {
+            fn query()(
+                property_id in ".{0,12}",
+                reservation_key in proptest::option::of(".{0,12}"),
+                entrance_id in proptest::option::of(".{0,12}"),
+                holder_id in proptest::option::of(".{0,12}"),
+                states in states(),
+                include_revoked in any::<bool>(),
+                caller in ".{0,12}",
+                page_size in any::<i32>(),
+            ) -> ListKeysRequest {
+                ListKeysRequest {
+                    property_id,
+                    page_size,
+                    page_token: String::new(),
+                    reservation_key,
+                    entrance_id,
+                    holder_id,
+                    states,
+                    include_revoked,
+                    caller,
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// encode then decode gives the key id back, whatever the page
+            /// size and the order of the states asked for.
+            #[test]
+            fn a_token_round_trips(mut q in query(), after in ".{0,40}", size in any::<i32>()) {
+                q.page_token = encode(&q, &after);
+                q.page_size = size;
+                q.states.reverse();
+                prop_assert_eq!(decode(&q).unwrap(), Some(after));
+            }
+
+            /// A token made for one caller or filter is refused for any other.
+            #[test]
+            fn a_token_is_bound_to_its_query(q in query(), other in query(), after in ".{0,40}") {
+                let mut other = other;
+                other.page_token = encode(&q, &after);
+                let same = {
+                    let mut a = q.states.iter().map(|s| s.as_str()).collect::<Vec<_>>();
+                    let mut b = other.states.iter().map(|s| s.as_str()).collect::<Vec<_>>();
+                    a.sort_unstable();
+                    a.dedup();
+                    b.sort_unstable();
+                    b.dedup();
+                    (&q.property_id, &q.reservation_key, &q.entrance_id, &q.holder_id, a, q.include_revoked, &q.caller)
+                        == (&other.property_id, &other.reservation_key, &other.entrance_id, &other.holder_id, b, other.include_revoked, &other.caller)
+                };
+                let decoded = decode(&other);
+                if same {
+                    prop_assert_eq!(decoded.unwrap(), Some(after));
+                } else {
+                    prop_assert_eq!(decoded.unwrap_err().reason(), reasons::INVALID_PAGE_TOKEN);
+                }
+            }
+
+            /// Whatever a caller sends as a token, text or well-formed
+            /// base64 of any bytes: a typed refusal, never a panic.
+            #[test]
+            fn any_other_token_is_refused(
+                mut q in query(),
+                text in ".{1,64}",
+                bytes in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                for token in [text, URL_SAFE_NO_PAD.encode(&bytes)] {
+                    if token.is_empty() {
+                        continue;
+                    }
+                    q.page_token = token;
+                    let err = decode(&q).unwrap_err();
+                    prop_assert_eq!(err.reason(), reasons::INVALID_PAGE_TOKEN);
+                    prop_assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+                }
+            }
+        }
+    }
 }

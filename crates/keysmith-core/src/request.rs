@@ -641,4 +641,136 @@ mod tests {
             reasons::INVALID_PAGE_SIZE
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::time::Timestamp;
+
+        /// Identifiers as a careless or hostile caller sends them: any
+        /// characters, sometimes too long.
+        fn id() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-z0-9-]{0,12}", ".{0,16}", "[a-z]{120,140}",]
+        }
+
+        fn mode() -> impl Strategy<Value = CredentialMode> {
+            prop::sample::select(vec![
+                CredentialMode::Pin,
+                CredentialMode::Card,
+                CredentialMode::MobileKey,
+                CredentialMode::Qr,
+                CredentialMode::KeyStorage,
+            ])
+        }
+
+        prop_compose! {
+            fn issue()(
+                property_id in id(),
+                request_id in proptest::option::of(id()),
+                holder_id in id(),
+                holder_name in proptest::option::of(".{0,20}"),
+                entrance_ids in prop::collection::vec(id(), 0..4),
+                space_ids in prop::collection::vec(id(), 0..3),
+                starts in any::<i64>(),
+                ends in any::<i64>(),
+                reservation_key in proptest::option::of(id()),
+                staff in any::<bool>(),
+                modes in prop::collection::vec(mode(), 0..3),
+                pin in proptest::option::of("[0-9a-z]{0,10}"),
+            ) -> IssueRequest {
+                IssueRequest {
+                    property_id,
+                    request_id,
+                    holder: Holder { id: holder_id, name: holder_name },
+                    entrance_ids,
+                    space_ids,
+                    window: Window {
+                        starts_at: Timestamp::from_micros(starts),
+                        ends_at: Timestamp::from_micros(ends),
+                    },
+                    reservation_key,
+                    role: if staff { Role::Staff } else { Role::Guest },
+                    modes,
+                    pin: pin.map(Secret::new),
+                    origin: None,
+                }
+            }
+        }
+
+        /// The text of every field but the PIN, to tell whether the PIN
+        /// could have reached an error through another field.
+        fn other_fields(r: &IssueRequest) -> String {
+            let mut all = vec![r.property_id.clone(), r.holder.id.clone()];
+            all.extend(r.request_id.clone());
+            all.extend(r.holder.name.clone());
+            all.extend(r.reservation_key.clone());
+            all.extend(r.entrance_ids.iter().cloned());
+            all.extend(r.space_ids.iter().cloned());
+            all.join("\n")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Validation never panics; a refusal is INVALID_ARGUMENT with a
+            /// field violation per problem, and never shows the PIN.
+            #[test]
+            fn issue_validation_is_total_and_typed(r in issue()) {
+                if let Err(err) = r.validate() {
+                    prop_assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
+                    prop_assert!(!err.violations().is_empty());
+                    if let Some(pin) = &r.pin {
+                        let pin = pin.expose();
+                        if pin.len() >= 4 && !other_fields(&r).contains(pin.as_str()) {
+                            let shown = format!("{err} {err:?}");
+                            prop_assert!(!shown.contains(pin.as_str()), "{}", shown);
+                        }
+                    }
+                }
+            }
+
+            /// What passes validation has what the API documents.
+            #[test]
+            fn what_passes_is_well_formed(r in issue()) {
+                if r.validate().is_ok() {
+                    prop_assert!(!r.property_id.is_empty() && r.property_id.len() <= MAX_ID_LEN);
+                    prop_assert!(!r.holder.id.is_empty());
+                    let targets = r.entrance_ids.len() + r.space_ids.len();
+                    prop_assert!((1..=MAX_TARGETS).contains(&targets));
+                    prop_assert!(r.window.starts_at < r.window.ends_at);
+                    prop_assert!(!r.modes.is_empty());
+                    if let Some(pin) = &r.pin {
+                        prop_assert!(check_pin(pin.expose()));
+                        prop_assert!(r.modes.contains(&CredentialMode::Pin));
+                    }
+                }
+            }
+
+            /// Listing requests: any page size and token length, a typed
+            /// answer, and a page size within the documented bounds.
+            #[test]
+            fn list_validation_is_total(
+                property_id in id(),
+                page_size in any::<i32>(),
+                token_len in 0usize..2048,
+                holder_id in proptest::option::of(id()),
+            ) {
+                let r = ListKeysRequest {
+                    property_id,
+                    page_size,
+                    page_token: "A".repeat(token_len),
+                    holder_id,
+                    ..Default::default()
+                };
+                match r.validate() {
+                    Ok(size) => prop_assert!((1..=MAX_PAGE_SIZE).contains(&size)),
+                    Err(err) => {
+                        prop_assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
+                        prop_assert!(!err.violations().is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

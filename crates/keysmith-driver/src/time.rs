@@ -19,10 +19,11 @@ impl Timestamp {
         if !(0..1_000_000_000).contains(&nanos) {
             return None;
         }
-        seconds
-            .checked_mul(1_000_000)?
-            .checked_add(i64::from(nanos) / 1_000)
-            .map(Self)
+        // In i128: the lowest second of the range holds instants that fit in
+        // i64 microseconds (i64::MIN among them) although the second itself,
+        // times a million, does not.
+        let micros = i128::from(seconds) * 1_000_000 + i128::from(nanos / 1_000);
+        i64::try_from(micros).ok().map(Self)
     }
 
     /// From whole seconds since the epoch (saturating).
@@ -107,8 +108,26 @@ mod tests {
         assert_eq!(t.subsec_nanos(), 123_456_000);
         assert!(Timestamp::from_parts(0, -1).is_none());
         assert!(Timestamp::from_parts(i64::MAX, 0).is_none());
+        assert!(Timestamp::from_parts(i64::MIN, 0).is_none());
         let before_epoch = Timestamp::from_parts(-1, 500_000_000).unwrap();
         assert_eq!(before_epoch.unix_seconds(), -1);
         assert_eq!(before_epoch.subsec_nanos(), 500_000_000);
+    }
+
+    /// Found by the plugin boundary's round-trip property: the instants of
+    /// the lowest second of the range went out as a protobuf Timestamp and
+    /// did not come back.
+    #[test]
+    fn the_lowest_instants_round_trip_through_seconds_and_nanos() {
+        for micros in [i64::MIN, i64::MIN + 1, i64::MIN + 224_191, i64::MAX] {
+            let t = Timestamp::from_micros(micros);
+            assert_eq!(
+                Timestamp::from_parts(t.unix_seconds(), t.subsec_nanos()),
+                Some(t),
+                "{micros}"
+            );
+        }
+        // Below the range: the second before i64::MIN's is refused.
+        assert!(Timestamp::from_parts(-9_223_372_036_855, 224_191_000).is_none());
     }
 }

@@ -14,6 +14,8 @@ mod instance;
 mod load;
 
 pub use handle::PluginDriverHandle;
+#[doc(hidden)]
+pub use load::load_table;
 pub use load::{load, LoadError, PluginSpec};
 
 #[cfg(test)]

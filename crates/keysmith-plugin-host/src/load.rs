@@ -77,6 +77,24 @@ pub(crate) fn load_handle(spec: &PluginSpec) -> Result<PluginDriverHandle, LoadE
     unsafe { from_table(spec, table_ptr) }
 }
 
+/// [`from_table`] as a driver, for the fuzz targets (`fuzz/`): they play a
+/// plugin from a table inside the fuzzer's own binary, so that the host's
+/// decoding of a plugin's replies is exercised as keysmith runs it, with no
+/// library to load. Not an API for anything else.
+///
+/// # Safety
+///
+/// As for [`from_table`]: `table_ptr` points to a plugin's table that stays
+/// valid for the life of the process.
+#[doc(hidden)]
+pub unsafe fn load_table(
+    spec: &PluginSpec,
+    table_ptr: *const PluginTable,
+) -> Result<Arc<dyn Driver>, LoadError> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { from_table(spec, table_ptr) }.map(|h| Arc::new(h) as Arc<dyn Driver>)
+}
+
 /// Checks a plugin's table and makes its driver.
 ///
 /// # Safety

@@ -1244,4 +1244,164 @@ mod tests {
         assert_eq!(custom.reason(), "KEYPAD_OFFLINE");
         assert_eq!(custom.kind(), ErrorKind::Unavailable);
     }
+
+    /// The byte boundary's properties: what one side encodes, the other
+    /// decodes to the same thing; any bytes decode to a typed answer.
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn instant() -> impl Strategy<Value = Timestamp> {
+            prop_oneof![
+                any::<i64>(),
+                Just(i64::MIN),
+                Just(i64::MAX),
+                i64::MIN..i64::MIN + 2_000_000,
+            ]
+            .prop_map(Timestamp::from_micros)
+        }
+
+        fn mode() -> impl Strategy<Value = CredentialMode> {
+            prop::sample::select(vec![
+                CredentialMode::Pin,
+                CredentialMode::Card,
+                CredentialMode::MobileKey,
+                CredentialMode::Qr,
+                CredentialMode::KeyStorage,
+            ])
+        }
+
+        fn credential() -> impl Strategy<Value = Credential> {
+            let data = prop_oneof![
+                Just(CredentialData::Pending),
+                ".{0,12}".prop_map(|s| CredentialData::Pin(Secret::new(s))),
+                ".{0,40}".prop_map(|s| CredentialData::Card(Secret::new(s))),
+                ".{0,40}".prop_map(|s| CredentialData::Qr(Secret::new(s))),
+                ".{0,40}".prop_map(|s| CredentialData::MobileKey(Secret::new(s))),
+                ".{0,12}".prop_map(|s| CredentialData::Compartment(Secret::new(s))),
+            ];
+            (
+                mode(),
+                prop::collection::vec(".{0,8}", 0..3),
+                data,
+                ".{0,8}",
+                any::<bool>(),
+            )
+                .prop_map(
+                    |(mode, entrance_ids, data, credential_id, encoding_required)| Credential {
+                        mode,
+                        driver: "keypad".into(),
+                        entrance_ids,
+                        data,
+                        credential_id,
+                        encoding_required,
+                    },
+                )
+        }
+
+        prop_compose! {
+            fn key_slice()(
+                key_id in ".{0,12}",
+                property_id in ".{0,12}",
+                holder_id in ".{0,12}",
+                holder_name in proptest::option::of(".{1,12}"),
+                staff in any::<bool>(),
+                starts_at in instant(),
+                ends_at in instant(),
+                reservation in proptest::option::of((".{0,12}", any::<u64>())),
+                entrances in prop::collection::vec((".{0,8}", 0u8..3), 0..3),
+                credentials in prop::collection::vec(credential(), 0..3),
+                driver_ref in proptest::option::of(".{1,12}"),
+            ) -> KeySlice {
+                KeySlice {
+                    key_id,
+                    property_id,
+                    holder: Holder { id: holder_id, name: holder_name },
+                    role: if staff { Role::Staff } else { Role::Guest },
+                    window: Window { starts_at, ends_at },
+                    reservation: reservation.map(|(key, epoch)| ReservationRef { key, epoch }),
+                    entrances: entrances
+                        .into_iter()
+                        .map(|(entrance_id, b)| EntranceTarget {
+                            entrance_id,
+                            behaviour: [Behaviour::Standard, Behaviour::Override, Behaviour::Join][usize::from(b)],
+                        })
+                        .collect(),
+                    credentials,
+                    driver_ref,
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// A key's part, secrets and instants included, crosses intact.
+            #[test]
+            fn key_slices_round_trip(k in key_slice()) {
+                let back = key_slice_from_proto(Some(key_slice_to_proto(&k)), "keypad").unwrap();
+                prop_assert_eq!(key_slice_to_proto(&back), key_slice_to_proto(&k));
+                prop_assert_eq!(back.window, k.window);
+                prop_assert_eq!(back.credentials, k.credentials);
+                prop_assert_eq!(back.holder, k.holder);
+                prop_assert_eq!(back.entrances, k.entrances);
+                prop_assert_eq!(back.driver_ref, k.driver_ref);
+            }
+
+            /// An error crosses with its kind, reason, message, violations
+            /// and retry delay.
+            #[test]
+            fn errors_round_trip(
+                kind in 0usize..10,
+                reason in "[A-Z][A-Z0-9_]{0,20}",
+                message in ".{0,40}",
+                violations in prop::collection::vec((".{0,8}", ".{0,12}"), 0..3),
+                retry_ms in proptest::option::of(1u64..1_000_000),
+            ) {
+                let kinds = [
+                    ErrorKind::InvalidArgument, ErrorKind::NotFound, ErrorKind::AlreadyExists,
+                    ErrorKind::FailedPrecondition, ErrorKind::PermissionDenied,
+                    ErrorKind::Unauthenticated, ErrorKind::Unavailable, ErrorKind::Unsupported,
+                    ErrorKind::ResourceExhausted, ErrorKind::Internal,
+                ];
+                let interned = intern::reason(&reason).unwrap_or(core_reasons::DRIVER_FAILED);
+                let mut e = Error::new(kinds[kind], interned, message.clone());
+                for (field, why) in &violations {
+                    e = e.with_violation(field.clone(), why.clone());
+                }
+                if let Some(ms) = retry_ms {
+                    e = e.with_retry_after(std::time::Duration::from_millis(ms));
+                }
+                let back = error_from_proto(error_to_proto(&e));
+                prop_assert_eq!(back.kind(), e.kind());
+                prop_assert_eq!(back.reason(), e.reason());
+                prop_assert_eq!(back.message(), message.as_str());
+                prop_assert_eq!(back.violations(), e.violations());
+                prop_assert_eq!(back.retry_after(), e.retry_after());
+            }
+
+            /// Any bytes as a plugin's reply or a host's request: a value
+            /// or a typed PLUGIN_PROTOCOL_ERROR, never a panic.
+            #[test]
+            fn any_bytes_decode_to_a_typed_answer(
+                which in 0u8..6,
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                use prost::Message;
+                let outcome: std::result::Result<Result<()>, prost::DecodeError> = match which {
+                    0 => pb::IssueReply::decode(&bytes[..]).map(|r| issue_reply_from_proto(r, "p").map(drop)),
+                    1 => pb::UpdateReply::decode(&bytes[..]).map(|r| update_reply_from_proto(r, "p").map(drop)),
+                    2 => pb::RefreshReply::decode(&bytes[..]).map(|r| refresh_reply_from_proto(r, "p").map(drop)),
+                    3 => pb::ListReply::decode(&bytes[..]).map(|r| list_reply_from_proto(r).map(drop)),
+                    4 => pb::EntrancesReply::decode(&bytes[..]).map(|r| entrances_from_proto(r).map(drop)),
+                    _ => pb::IssueRequest::decode(&bytes[..]).map(|r| issue_args_from_proto(r).map(drop)),
+                };
+                if let Ok(Err(e)) = outcome {
+                    prop_assert_eq!(e.reason(), reasons::PLUGIN_PROTOCOL_ERROR);
+                    prop_assert_eq!(e.kind(), ErrorKind::Internal);
+                }
+            }
+        }
+    }
 }

@@ -280,4 +280,125 @@ mod tests {
             Err(SvixError::Missing)
         );
     }
+
+    /// Found by the property below: a genuine signature over a timestamp
+    /// 2^63 seconds before now overflowed the freshness check (a panic in
+    /// debug builds; accepted as fresh in release).
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_an_overflow() {
+        let s = secret();
+        let body = b"{}";
+        let now = 1_900_000_000;
+        for t in [i64::MIN, now - (1 << 62) - (1 << 62), i64::MAX] {
+            let sig = sign(&s, "msg_1", t, body).unwrap();
+            assert_eq!(
+                verify(
+                    &s,
+                    Some("msg_1"),
+                    Some(&t.to_string()),
+                    Some(&sig),
+                    body,
+                    now,
+                    300
+                ),
+                Err(SvixError::Stale),
+                "t = {t}"
+            );
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn secret_of(key: &[u8]) -> Secret<String> {
+            Secret::new(format!("whsec_{}", STANDARD.encode(key)))
+        }
+
+        /// Instants as a sender may stamp them, the extremes included.
+        fn instant() -> impl Strategy<Value = i64> {
+            prop_oneof![
+                1_700_000_000i64..1_800_000_000,
+                any::<i64>(),
+                Just(i64::MIN),
+                Just(i64::MAX),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// What is signed verifies when fresh and is Stale otherwise,
+            /// whatever the two clocks say (no overflow on the way).
+            #[test]
+            fn a_signed_delivery_verifies_exactly_when_fresh(
+                key in prop::collection::vec(any::<u8>(), 1..40),
+                id in "[a-zA-Z0-9_]{0,24}",
+                body in prop::collection::vec(any::<u8>(), 0..200),
+                signed_at in instant(),
+                now in instant(),
+            ) {
+                let s = secret_of(&key);
+                let sig = sign(&s, &id, signed_at, &body).unwrap();
+                let fresh = (i128::from(now) - i128::from(signed_at)).abs() <= 300;
+                let expected = if fresh { Ok(()) } else { Err(SvixError::Stale) };
+                prop_assert_eq!(
+                    verify(&s, Some(&id), Some(&signed_at.to_string()), Some(&sig), &body, now, 300),
+                    expected
+                );
+            }
+
+            /// A changed body, id, timestamp or secret is refused.
+            #[test]
+            fn a_tampered_delivery_is_refused(
+                key in prop::collection::vec(any::<u8>(), 1..40),
+                other_key in prop::collection::vec(any::<u8>(), 1..40),
+                id in "[a-zA-Z0-9_]{0,24}",
+                body in prop::collection::vec(any::<u8>(), 1..200),
+                at in any::<prop::sample::Index>(),
+                t in 1_700_000_000i64..1_800_000_000,
+            ) {
+                let s = secret_of(&key);
+                let sig = sign(&s, &id, t, &body).unwrap();
+                let ts = t.to_string();
+                let check = |secret: &Secret<String>, id: &str, ts: &str, body: &[u8]| {
+                    verify(secret, Some(id), Some(ts), Some(&sig), body, t, 300)
+                };
+                let mut tampered = body.clone();
+                tampered[at.index(body.len())] ^= 0x20;
+                prop_assert_eq!(check(&s, &id, &ts, &tampered), Err(SvixError::Mismatch));
+                prop_assert_eq!(check(&s, &format!("{id}x"), &ts, &body), Err(SvixError::Mismatch));
+                prop_assert_eq!(check(&s, &id, &(t + 1).to_string(), &body), Err(SvixError::Mismatch));
+                // HMAC pads keys with zeros: a key and itself plus zeros are one key.
+                let same = other_key.iter().rposition(|b| *b != 0).map(|n| &other_key[..=n])
+                    == key.iter().rposition(|b| *b != 0).map(|n| &key[..=n]);
+                if !same {
+                    prop_assert_eq!(check(&secret_of(&other_key), &id, &ts, &body), Err(SvixError::Mismatch));
+                }
+            }
+
+            /// Whatever arrives in the headers: a typed answer, never a panic.
+            #[test]
+            fn any_headers_are_answered(
+                secret in ".{0,30}",
+                id in proptest::option::of(".{0,20}"),
+                ts in proptest::option::of(prop_oneof![".{0,20}", any::<i64>().prop_map(|t| t.to_string())]),
+                sigs in proptest::option::of(".{0,120}"),
+                body in prop::collection::vec(any::<u8>(), 0..64),
+                now in instant(),
+            ) {
+                let result = verify(
+                    &Secret::new(secret),
+                    id.as_deref(),
+                    ts.as_deref(),
+                    sigs.as_deref(),
+                    &body,
+                    now,
+                    300,
+                );
+                prop_assert!(result.is_err() || sigs.is_some());
+            }
+        }
+    }
 }

@@ -1514,3 +1514,83 @@ fn the_block_list_keeps_the_most_recent_cards_within_its_capacity() {
     s.unblock_card("B");
     assert!(!s.is_card_blocked("B"));
 }
+
+/// The sealed format's properties over any payload and any text.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    prop_compose! {
+        fn payload()(
+            property_code in ".{0,12}",
+            card_id in ".{0,16}",
+            copy in any::<u16>(),
+            staff in proptest::option::of(".{0,12}"),
+            locks in prop::collection::vec((".{0,8}", proptest::option::of(any::<u16>())), 0..4),
+            starts_at in any::<i64>(),
+            ends_at in any::<i64>(),
+            new_key_time in any::<i64>(),
+            deadbolt_override in any::<bool>(),
+        ) -> CredentialPayload {
+            CredentialPayload {
+                property_code,
+                card_id,
+                copy,
+                role: match staff {
+                    None => CredentialRole::Guest,
+                    Some(level) => CredentialRole::Staff { level },
+                },
+                locks: locks
+                    .into_iter()
+                    .map(|(lock_id, sequence)| LockGrant { lock_id, sequence })
+                    .collect(),
+                starts_at,
+                ends_at,
+                new_key_time,
+                deadbolt_override,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// seal then open gives the payload back, with this key only.
+        #[test]
+        fn sealed_cards_open_to_what_was_sealed(p in payload(), other_key in prop::collection::vec(any::<u8>(), 0..48)) {
+            let c = codec();
+            let sealed = c.seal(&p);
+            prop_assert_eq!(c.open(&sealed), Ok(p.clone()));
+            if other_key != SECRET {
+                prop_assert_eq!(CredentialCodec::new(&other_key).open(&sealed), Err(CredentialError::Invalid));
+            }
+        }
+
+        /// Any one character of a sealed card changed, removed or added:
+        /// refused, never a panic.
+        #[test]
+        fn tampered_cards_are_refused(p in payload(), at in any::<prop::sample::Index>(), with in any::<char>(), how in 0u8..3) {
+            let c = codec();
+            let sealed = c.seal(&p);
+            let mut chars: Vec<char> = sealed.chars().collect();
+            let i = at.index(chars.len());
+            match how {
+                0 if chars[i] != with => chars[i] = with,
+                0 => return Ok(()),
+                1 => {
+                    chars.remove(i);
+                }
+                _ => chars.insert(i, with),
+            }
+            let tampered: String = chars.into_iter().collect();
+            prop_assert_eq!(c.open(&tampered), Err(CredentialError::Invalid));
+        }
+
+        /// Any text at the reader: refused without a panic.
+        #[test]
+        fn any_text_is_refused(text in prop_oneof![".{0,200}", "KSC1\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{43}"]) {
+            prop_assert_eq!(codec().open(&text), Err(CredentialError::Invalid));
+        }
+    }
+}

@@ -210,4 +210,49 @@ mod tests {
             event
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON-shaped bytes: events with any member values, and noise.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let event = (
+                ".{0,140}",
+                ".{0,20}",
+                any::<i64>(),
+                ".{0,8}",
+                ".{0,8}",
+                proptest::option::of(prop::collection::vec(".{0,8}", 0..3)),
+            )
+                .prop_map(|(id, kind, created_at, endpoint, object, fields)| {
+                    serde_json::to_vec(&serde_json::json!({
+                        "id": id, "type": kind, "created_at": created_at,
+                        "webhook_endpoint_id": endpoint,
+                        "data": {"object": {"id": object}, "updated_fields": fields},
+                    }))
+                    .unwrap()
+                });
+            prop_oneof![event, prop::collection::vec(any::<u8>(), 0..128)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any body parses into a bounded event or is an INVALID_ARGUMENT
+            /// refusal, never a panic; what parses survives its storage form.
+            #[test]
+            fn any_body_parses_or_is_refused(bytes in body()) {
+                match WebhookEvent::parse(&bytes) {
+                    Ok(event) => {
+                        prop_assert!(!event.id.is_empty() && event.id.len() <= MAX_EVENT_ID_LEN);
+                        let stored = serde_json::to_vec(&event).unwrap();
+                        prop_assert_eq!(serde_json::from_slice::<WebhookEvent>(&stored).unwrap(), event);
+                    }
+                    Err(err) => prop_assert_eq!(err.kind(), ErrorKind::InvalidArgument),
+                }
+            }
+        }
+    }
 }

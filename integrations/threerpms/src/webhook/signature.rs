@@ -412,4 +412,76 @@ mod tests {
             assert!(!shown.contains("whsec_a_5f9c2e7d1b3a8640"));
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn instant() -> impl Strategy<Value = i64> {
+            prop_oneof![
+                NOW - 1_000..NOW + 1_000,
+                any::<i64>(),
+                Just(i64::MIN),
+                Just(i64::MAX),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// What a secret of the endpoint signed verifies when fresh and
+            /// is Stale otherwise, whatever the clocks say.
+            #[test]
+            fn a_signed_delivery_verifies_exactly_when_fresh(
+                secret in "[a-zA-Z0-9_]{1,40}",
+                body in prop::collection::vec(any::<u8>(), 0..200),
+                t in instant(),
+                now in instant(),
+            ) {
+                let header = format!("t={t},signature={}", sign(&secret, t, &body));
+                let fresh = (i128::from(now) - i128::from(t)).abs() <= 300;
+                let expected = if fresh { Ok(()) } else { Err(SignatureError::Stale) };
+                prop_assert_eq!(
+                    verify(&header, &body, &secrets(&[&secret]), now, DEFAULT_TOLERANCE),
+                    expected
+                );
+            }
+
+            /// A changed body, timestamp or secret is refused.
+            #[test]
+            fn a_tampered_delivery_is_refused(
+                secret in "[a-zA-Z0-9_]{1,40}",
+                other in "[a-zA-Z0-9_]{1,40}",
+                body in prop::collection::vec(any::<u8>(), 1..200),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let header = format!("t={NOW},signature={}", sign(&secret, NOW, &body));
+                let mut tampered = body.clone();
+                tampered[at.index(body.len())] ^= 0x20;
+                prop_assert_eq!(check(&header, &tampered, &[&secret]), Err(SignatureError::Mismatch));
+                let moved = format!("t={},signature={}", NOW + 1, sign(&secret, NOW, &body));
+                prop_assert_eq!(check(&moved, &body, &[&secret]), Err(SignatureError::Mismatch));
+                if other != secret {
+                    prop_assert_eq!(check(&header, &body, &[&other]), Err(SignatureError::Mismatch));
+                }
+            }
+
+            /// Any header and body: a typed answer, never a panic, and no
+            /// acceptance without a secret.
+            #[test]
+            fn any_header_is_answered(
+                header in prop_oneof![
+                    ".{0,120}",
+                    (any::<i64>(), "[0-9a-fA-F]{0,70}").prop_map(|(t, s)| format!("t={t},signature={s}")),
+                ],
+                body in prop::collection::vec(any::<u8>(), 0..64),
+                now in instant(),
+            ) {
+                let _ = check(&header, &body, &["whsec_a"]);
+                prop_assert!(verify(&header, &body, &[], now, DEFAULT_TOLERANCE).is_err());
+                prop_assert!(check(&header, &body, &[""]).is_err());
+            }
+        }
+    }
 }
