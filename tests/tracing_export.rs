@@ -91,10 +91,10 @@ impl Interceptor for Headers {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let bearer: MetadataValue<_> = format!("Bearer {}", self.token).parse().unwrap();
         request.metadata_mut().insert("authorization", bearer);
-        for (name, value) in &self.trace {
+        for &(name, value) in &self.trace {
             request
                 .metadata_mut()
-                .insert(*name, MetadataValue::from_static(*value));
+                .insert(name, MetadataValue::from_static(value));
         }
         Ok(request)
     }
