@@ -693,6 +693,9 @@ pub struct SpaceReport {
     pub kinds: BTreeMap<&'static str, (usize, usize, usize)>,
     /// The data directory's files, as the file system counts them.
     pub disk_bytes: u64,
+    /// The same by entry of the data directory (a directory's whole
+    /// contents under its name): sled's `db`, `conf`, `snap.*`, `blobs`.
+    pub files: BTreeMap<String, u64>,
 }
 
 impl SpaceReport {
@@ -724,9 +727,22 @@ impl SpaceReport {
         }
         drop(tree);
         drop(db);
+        let files = std::fs::read_dir(dir)
+            .map_err(|e| Error::internal(format!("reading {}: {e}", dir.display())))?
+            .flatten()
+            .map(|e| {
+                let bytes = match e.metadata() {
+                    Ok(m) if m.is_dir() => disk_usage(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                };
+                (e.file_name().to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
         Ok(Self {
             kinds,
             disk_bytes: disk_usage(dir),
+            files,
         })
     }
 }
