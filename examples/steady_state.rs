@@ -49,6 +49,10 @@ struct Args {
     /// storage.key_retention_days.
     #[arg(long, default_value_t = 90)]
     retention_days: u64,
+    /// storage.audit_retention_days (keysmith's default is 365: with it,
+    /// the audit log grows for the whole first year).
+    #[arg(long, default_value_t = 365)]
+    audit_retention_days: u64,
 }
 
 struct SimClock(AtomicI64);
@@ -87,6 +91,7 @@ fn config(dir: &Path, args: &Args) -> anyhow::Result<Config> {
     config.storage.data_dir = dir.join("data");
     config.storage.encryption.key_file = Some(dir.join("kek"));
     config.storage.key_retention_days = args.retention_days;
+    config.storage.audit_retention_days = args.audit_retention_days;
     // The simulation sweeps at the end of every simulated day itself.
     config.storage.sweep_interval_seconds = 365 * 86_400;
     let mut properties: Vec<serde_json::Value> = (0..args.properties)

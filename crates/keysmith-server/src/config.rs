@@ -31,6 +31,110 @@ pub struct Config {
     /// The Prometheus endpoint, on an address of its own.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// OpenTelemetry trace export (OTLP over gRPC): off unless enabled.
+    #[serde(default)]
+    pub tracing: TracingConfig,
+}
+
+/// One OpenTelemetry span per call, exported in batches over OTLP/gRPC
+/// to a collector; off by default. What a span carries is in README
+/// ("Traces").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The collector's OTLP/gRPC receiver, `http://host:port`.
+    #[serde(default = "default_tracing_endpoint")]
+    pub endpoint: String,
+    /// `service.name` of every span's resource.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// The share of new traces kept, 0.0 to 1.0. A call that continues a
+    /// trace (W3C `traceparent`) follows its caller's sampling decision.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// Ended spans wait at most this long before they are sent in a batch.
+    #[serde(default = "default_batch_delay_ms")]
+    pub batch_delay_ms: u64,
+    /// One export (a batch sent to the collector) gives up after this.
+    #[serde(default = "default_export_timeout_ms")]
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: default_tracing_endpoint(),
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+            batch_delay_ms: default_batch_delay_ms(),
+            export_timeout_ms: default_export_timeout_ms(),
+        }
+    }
+}
+
+fn default_tracing_endpoint() -> String {
+    "http://127.0.0.1:4317".to_owned()
+}
+fn default_service_name() -> String {
+    "keysmith".to_owned()
+}
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_batch_delay_ms() -> u64 {
+    5_000
+}
+fn default_export_timeout_ms() -> u64 {
+    10_000
+}
+
+impl TracingConfig {
+    /// Checked whether or not export is enabled, so that turning it on
+    /// later cannot find a configuration that was wrong all along.
+    fn validate(&self) -> anyhow::Result<()> {
+        let endpoint = &self.endpoint;
+        let uri: http::Uri = endpoint.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid configuration: tracing.endpoint {endpoint:?} is not a URL; give the \
+                 collector's OTLP/gRPC receiver as http://host:port (e.g. \
+                 http://127.0.0.1:4317)"
+            )
+        })?;
+        if uri.scheme_str() != Some("http")
+            || uri.host().is_none_or(str::is_empty)
+            || uri.port_u16().is_none()
+        {
+            anyhow::bail!(
+                "invalid configuration: tracing.endpoint {endpoint:?} must be \
+                 http://host:port, the collector's OTLP/gRPC receiver (TLS to the collector \
+                 is not supported: run it beside keysmith)"
+            );
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            anyhow::bail!(
+                "invalid configuration: tracing.endpoint {endpoint:?} must have no path: \
+                 OTLP/gRPC's path is the service's own"
+            );
+        }
+        if self.service_name.trim().is_empty() {
+            anyhow::bail!("invalid configuration: tracing.service_name must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            anyhow::bail!("invalid configuration: tracing.sample_ratio must be 0.0 to 1.0");
+        }
+        for (name, value) in [
+            ("batch_delay_ms", self.batch_delay_ms),
+            ("export_timeout_ms", self.export_timeout_ms),
+        ] {
+            if value == 0 {
+                anyhow::bail!("invalid configuration: tracing.{name} must be positive");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `GET /metrics` in Prometheus's text format, on its own address, apart
@@ -535,6 +639,7 @@ impl Config {
         }
         self.validate_auth()?;
         self.storage.encryption.validate()?;
+        self.tracing.validate()?;
         if self.storage.idempotency_retention_hours == 0 {
             anyhow::bail!(
                 "invalid configuration: storage.idempotency_retention_hours must be positive"
@@ -713,6 +818,46 @@ mod tests {
         let text = DEFAULT_CONFIG.replace("kind = \"room\"", "kind = \"room\"\ncolour = \"red\"");
         let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn trace_export_is_off_by_default_and_a_malformed_endpoint_is_refused() {
+        let config = Config::load_with_env(Source::Embedded, false).unwrap();
+        assert!(!config.tracing.enabled);
+        assert_eq!(config.tracing.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(config.tracing.service_name, "keysmith");
+        let section = "[tracing]\nenabled = false\n";
+        assert!(DEFAULT_CONFIG.contains(section));
+        let with =
+            |tracing: &str| DEFAULT_CONFIG.replace(section, &format!("[tracing]\n{tracing}\n"));
+        let on = with("enabled = true\nendpoint = \"http://collector:4317\"\nsample_ratio = 0.25");
+        let config = Config::load_with_env(Source::Text(&on), false).unwrap();
+        assert!(config.tracing.enabled);
+        assert_eq!(config.tracing.sample_ratio, 0.25);
+        for (tracing, says) in [
+            ("endpoint = \"127.0.0.1:4317\"", "must be http://host:port"),
+            ("endpoint = \"not a url\"", "is not a URL"),
+            (
+                "endpoint = \"https://collector:4317\"",
+                "TLS to the collector",
+            ),
+            (
+                "endpoint = \"http://collector\"",
+                "must be http://host:port",
+            ),
+            (
+                "endpoint = \"http://collector:4317/v1/traces\"",
+                "must have no path",
+            ),
+            ("sample_ratio = 1.5", "sample_ratio must be 0.0 to 1.0"),
+            ("service_name = \" \"", "service_name must not be empty"),
+            ("batch_delay_ms = 0", "batch_delay_ms must be positive"),
+        ] {
+            let err = Config::load_with_env(Source::Text(&with(tracing)), false).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("tracing."), "{tracing}: {err}");
+            assert!(err.contains(says), "{tracing}: {err}");
+        }
     }
 
     #[test]

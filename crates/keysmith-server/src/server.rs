@@ -34,10 +34,10 @@ use crate::{
     connection::{ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer},
     edge::ContentTypeLayer,
     encryption::{self, EncryptionRpcService},
-    exporter::{self, sampled::Sampler},
+    exporter::{self, sampled::Sampler, traces::TraceExport},
     layers::RpcSpanLayer,
     listing::AccessRoutes,
-    observe::ObserveLayer,
+    observe::{DriverSpans, ObserveLayer},
     pms::PmsRpcService,
     registry, tls,
 };
@@ -69,6 +69,8 @@ pub struct Running {
     pub seam_webhook_addr: Option<SocketAddr>,
     /// Where `GET /metrics` is served, unless metrics are disabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The collector spans are exported to, when trace export is on.
+    pub trace_endpoint: Option<String>,
     /// The 3RPMS hotels (none without 3RPMS), for waiting on their events.
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
@@ -186,6 +188,10 @@ pub async fn start_with_drivers(
     let router =
         Arc::new(Router::new(registered.iter().map(|r| r.built.driver.clone()).collect()).await?);
     let service = Arc::new(AccessService::new(store.clone(), router, clock));
+    if config.tracing.enabled {
+        // Each driver call becomes a span of the call it was made for.
+        service.watch_driver_calls(Arc::new(DriverSpans));
+    }
     let threerpms = match &config.threerpms {
         Some(c) => Some(keysmith_threerpms::start(c, &*store, service.clone()).await?),
         None => None,
@@ -316,6 +322,12 @@ pub async fn start_with_drivers(
             .tls_config(tls)
             .context("cannot use the TLS configuration")?;
     }
+    // Its batch task runs until the server has stopped, then flushes.
+    // Started last, when nothing can fail before the server task owns it.
+    let traces = match &config.tracing {
+        t if t.enabled => Some(TraceExport::start(t)?),
+        _ => None,
+    };
     let server = &config.server;
     let connections = ConnectionLimits::new(ConnectionSettings::from(server));
     let keepalive = Duration::from_millis(server.keepalive_interval_ms);
@@ -328,7 +340,7 @@ pub async fn start_with_drivers(
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_millis(server.keepalive_timeout_ms)))
         .layer(StreamCountLayer::new(connections.clone()))
-        .layer(ObserveLayer::new())
+        .layer(ObserveLayer::new(traces.as_ref().map(TraceExport::tracer)))
         .layer(RpcSpanLayer)
         .layer(ContentTypeLayer)
         .layer(auth)
@@ -387,8 +399,19 @@ pub async fn start_with_drivers(
         }
         // Every answer given was already durable; this flushes the rest.
         store.close();
+        // Every call has ended, and with it its span.
+        if let Some(traces) = traces {
+            traces.shutdown().await;
+        }
         served.context("the gRPC server failed")
     });
+    let trace_endpoint = config
+        .tracing
+        .enabled
+        .then(|| config.tracing.endpoint.clone());
+    if let Some(endpoint) = &trace_endpoint {
+        tracing::info!(%endpoint, "traces are exported over OTLP/gRPC to {endpoint}");
+    }
     tracing::info!(
         %addr,
         tls = config.server.tls.is_some(),
@@ -408,6 +431,7 @@ pub async fn start_with_drivers(
         webhook_addr,
         seam_webhook_addr,
         metrics_addr,
+        trace_endpoint,
         threerpms_hotels,
         follow_now,
         sweep_now,

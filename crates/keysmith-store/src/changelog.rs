@@ -7,6 +7,15 @@
 //! the numbers of a property follow each other with no gap) and writes the
 //! records in the same sled batch as the keys they describe.
 //!
+//! A record names the key's version instead of copying it while the key
+//! stays as the change stored it (the latest change of a key): a reference
+//! entry (`W`, property, key id, sequence) says that the key's current
+//! version is that record's, and the write that changes or purges the key
+//! makes the record whole, holding the version it logged, in the same
+//! atomic batch (as `crate::idempotency` does for first answers). A whole
+//! record is stored as before; one by reference starts with
+//! [`BY_REFERENCE`].
+//!
 //! Retention deletes a property's oldest records and remembers, in the
 //! store's facts (`M`), the last sequence number it deleted: a property
 //! whose every record was purged still knows its head, and a watcher
@@ -14,19 +23,166 @@
 use std::collections::HashMap;
 
 use keysmith_core::{
-    changes::{KeyChange, PendingChange},
-    Result,
+    changes::{ChangeKind, KeyChange, PendingChange},
+    AccessKey, Error, Result, Timestamp,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::{
     codec::{decode, encode, parts, path},
-    layout::META,
+    committer::Op,
+    layout::{key_path, LIVE_KEY, META, REVOKED_KEY},
     sealing::Sealer,
     store_error,
 };
 
 /// Change records: property, then sequence number.
 pub const CHANGE: u8 = b'C';
+/// References from a key's current version to the change record that
+/// logged it: property, key id, sequence.
+pub const REFERENCE: u8 = b'W';
+/// The first byte of a change record that names its key's version.
+const BY_REFERENCE: u8 = 0xA1;
+
+/// A change record that names the key as stored at `updated_at`.
+#[derive(Serialize, Deserialize)]
+struct ByReference {
+    kind: ChangeKind,
+    at: Timestamp,
+    key_id: String,
+    updated_at: Timestamp,
+}
+
+fn reference_path(property_id: &str, key_id: &str, sequence: u64) -> Vec<u8> {
+    path(
+        REFERENCE,
+        &[
+            property_id.as_bytes(),
+            key_id.as_bytes(),
+            &sequence.to_be_bytes(),
+        ],
+    )
+}
+
+fn by_reference(plain: &[u8]) -> Result<Option<ByReference>> {
+    match plain.split_first() {
+        Some((&BY_REFERENCE, body)) => postcard::from_bytes(body)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("decoding a change record: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// The key as stored now, from its record in `tree`.
+fn stored_key(
+    tree: &sled::Tree,
+    sealer: &Sealer,
+    property_id: &str,
+    key_id: &str,
+) -> Result<Option<AccessKey>> {
+    for tag in [LIVE_KEY, REVOKED_KEY] {
+        let at = key_path(tag, property_id, key_id);
+        if let Some(v) = tree.get(&at).map_err(store_error)? {
+            return crate::codec::open(sealer, &at, &v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the change record at `record_path` (sealed `value`) whole: one by
+/// reference gets its key's record, read before the change record is read
+/// again (had the key changed in between, the same batch would have made
+/// the record whole).
+pub fn read(
+    tree: &sled::Tree,
+    sealer: &Sealer,
+    record_path: &[u8],
+    value: &[u8],
+) -> Result<KeyChange> {
+    let mut plain = sealer.open(record_path, value)?;
+    for _ in 0..2 {
+        let Some(reference) = by_reference(&plain)? else {
+            return decode(&plain);
+        };
+        let Some(sequence) = sequence_of(record_path) else {
+            return Err(Error::internal("a change record's path has no sequence"));
+        };
+        let property_id = parts(&record_path[1..])
+            .first()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let key = stored_key(tree, sealer, &property_id, &reference.key_id)?;
+        let Some(again) = tree.get(record_path).map_err(store_error)? else {
+            return Err(Error::internal("a change record went while it was read"));
+        };
+        plain = sealer.open(record_path, &again)?;
+        if by_reference(&plain)?.is_some() {
+            let key = key
+                .filter(|k| k.updated_at == reference.updated_at)
+                .ok_or_else(|| {
+                    Error::internal("a change record names a key version that is gone")
+                })?;
+            return Ok(PendingChange {
+                kind: reference.kind,
+                at: reference.at,
+                key,
+            }
+            .numbered(sequence));
+        }
+    }
+    decode(&plain)
+}
+
+/// When a change record (opened) was made, and its reference if any.
+pub fn made_at(
+    property_id: &str,
+    sequence: u64,
+    plain: &[u8],
+) -> Result<(Timestamp, Option<Vec<u8>>)> {
+    Ok(match by_reference(plain)? {
+        Some(reference) => (
+            reference.at,
+            Some(reference_path(property_id, &reference.key_id, sequence)),
+        ),
+        None => (decode::<KeyChange>(plain)?.at, None),
+    })
+}
+
+/// The ops that make every change record that names `old` (the version a
+/// write replaces or purges) whole again, and drop their references.
+pub fn materialize(tree: &sled::Tree, old: &AccessKey, sealer: &Sealer) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    let prefix = path(
+        REFERENCE,
+        &[old.property_id.as_bytes(), old.key_id.as_bytes()],
+    );
+    for entry in tree.scan_prefix(prefix) {
+        let (reference, _) = entry.map_err(store_error)?;
+        ops.push((reference.to_vec(), None));
+        let Some(sequence) = parts(&reference[1..])
+            .get(2)
+            .and_then(|s| <[u8; 8]>::try_from(*s).ok())
+            .map(u64::from_be_bytes)
+        else {
+            continue;
+        };
+        let at = change_path(&old.property_id, sequence);
+        let Some(value) = tree.get(&at).map_err(store_error)? else {
+            continue;
+        };
+        let Some(named) = by_reference(&sealer.open(&at, &value)?)? else {
+            continue;
+        };
+        let whole = PendingChange {
+            kind: named.kind,
+            at: named.at,
+            key: old.clone(),
+        }
+        .numbered(sequence);
+        ops.push((at.clone(), Some(sealer.seal(&at, &encode(&whole)?)?)));
+    }
+    Ok(ops)
+}
 
 pub fn change_path(property_id: &str, sequence: u64) -> Vec<u8> {
     path(CHANGE, &[property_id.as_bytes(), &sequence.to_be_bytes()])
@@ -119,9 +275,6 @@ pub fn incarnation(tree: &sled::Tree) -> Result<String> {
     Ok(made)
 }
 
-/// A record's path and its sealed value.
-pub type Sealed = (Vec<u8>, Vec<u8>);
-
 /// The committer's numbering: each property's last number given, as far
 /// as the tree and the batches written since say.
 #[derive(Default)]
@@ -130,17 +283,35 @@ pub struct Numbering {
 }
 
 impl Numbering {
-    /// Numbers `pending` and returns the sealed records to write with
-    /// them, and the numbered changes to publish once they are durable.
+    /// Numbers `pending` and returns the ops to write with them (their
+    /// records, and the records of earlier changes to their keys made
+    /// whole), and the numbered changes to publish once they are durable.
+    ///
+    /// The records that name a key's version as the tree has it before this
+    /// batch are made whole here, from the tree itself, since the batch
+    /// replaces that version. Only a key's last change in the batch names
+    /// its version; an earlier one is stored whole.
     pub fn number(
         &mut self,
         tree: &sled::Tree,
         sealer: &Sealer,
         pending: Vec<PendingChange>,
-    ) -> Result<(Vec<Sealed>, Vec<KeyChange>)> {
-        let mut records = Vec::with_capacity(pending.len());
+    ) -> Result<(Vec<Op>, Vec<KeyChange>)> {
+        let mut ops = Vec::with_capacity(pending.len() * 2);
         let mut numbered = Vec::with_capacity(pending.len());
-        for change in pending {
+        let mut last_of_key: HashMap<(String, String), usize> = HashMap::new();
+        for (i, change) in pending.iter().enumerate() {
+            let key = (change.key.property_id.clone(), change.key.key_id.clone());
+            if !last_of_key.contains_key(&key) {
+                if let Some(before) =
+                    stored_key(tree, sealer, &change.key.property_id, &change.key.key_id)?
+                {
+                    ops.extend(materialize(tree, &before, sealer)?);
+                }
+            }
+            last_of_key.insert(key, i);
+        }
+        for (i, change) in pending.into_iter().enumerate() {
             let property = &change.key.property_id;
             let head = match self.heads.get(property) {
                 Some(head) => *head,
@@ -148,13 +319,35 @@ impl Numbering {
             };
             let sequence = head + 1;
             self.heads.insert(property.clone(), sequence);
+            let last = last_of_key
+                .get(&(property.clone(), change.key.key_id.clone()))
+                .is_some_and(|at| *at == i);
             let change = change.numbered(sequence);
             let at = change_path(&change.property_id, sequence);
-            let value = sealer.seal(&at, &encode(&change)?)?;
-            records.push((at, value));
+            let plain = if last {
+                ops.push((
+                    reference_path(&change.property_id, &change.key.key_id, sequence),
+                    Some(Vec::new()),
+                ));
+                let mut plain = vec![BY_REFERENCE];
+                postcard::to_io(
+                    &ByReference {
+                        kind: change.kind,
+                        at: change.at,
+                        key_id: change.key.key_id.clone(),
+                        updated_at: change.key.updated_at,
+                    },
+                    &mut plain,
+                )
+                .map_err(|e| Error::internal(format!("encoding a change record: {e}")))?;
+                plain
+            } else {
+                encode(&change)?
+            };
+            ops.push((at.clone(), Some(sealer.seal(&at, &plain)?)));
             numbered.push(change);
         }
-        Ok((records, numbered))
+        Ok((ops, numbered))
     }
 
     /// Forgets what was numbered: after a failed write, the tree as it is

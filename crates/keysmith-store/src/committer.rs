@@ -35,7 +35,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use keysmith_core::changes::{ChangeFeed, KeyChange, PendingChange};
+use keysmith_core::{
+    audit::AuditRecord,
+    changes::{ChangeFeed, KeyChange, PendingChange},
+};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
@@ -44,6 +47,7 @@ use crate::{
     changelog::Numbering,
     codec::path,
     handle::TreeHandle,
+    journal::{self, Journal, Position},
     layout::META,
     sealing::Sealer,
     MAIN_TREE,
@@ -104,6 +108,9 @@ struct Job {
     /// The key changes to log: numbered and written with the ops, published
     /// once durable.
     logged: Vec<PendingChange>,
+    /// The audit records of the change: appended to the journal in the
+    /// same cycle (`crate::journal`).
+    audit: Vec<AuditRecord>,
     /// Told once the job is durable, or why it is not.
     done: Option<oneshot::Sender<Result<(), String>>>,
     /// The overlay entries of this job carry this number.
@@ -154,6 +161,7 @@ impl Committer {
         catalog: Arc<Catalog>,
         sealer: Arc<Sealer>,
         feed: Arc<ChangeFeed>,
+        journal: Arc<Journal>,
         reopen: Reopen,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -164,7 +172,18 @@ impl Committer {
         let worker = shared.clone();
         let thread = thread::Builder::new()
             .name("keysmith-committer".into())
-            .spawn(move || run(db, &tree, &catalog, &sealer, &feed, &worker, &reopen))
+            .spawn(move || {
+                let context = Context {
+                    handle: &tree,
+                    catalog: &catalog,
+                    sealer: &sealer,
+                    feed: &feed,
+                    journal: &journal,
+                    shared: &worker,
+                    reopen: &reopen,
+                };
+                run(db, &context)
+            })
             .expect("spawn the committer thread");
         Self {
             shared,
@@ -174,18 +193,21 @@ impl Committer {
 
     /// Queues an atomic change and waits until it is applied and durable.
     pub async fn commit(&self, ops: Vec<Op>, changes: Vec<Change>) -> Result<(), String> {
-        self.commit_logged(ops, changes, Vec::new()).await
+        self.commit_logged(ops, changes, Vec::new(), Vec::new())
+            .await
     }
 
-    /// As [`Committer::commit`], with key changes to log in the same batch.
+    /// As [`Committer::commit`], with key changes to log and audit records
+    /// to journal in the same cycle.
     pub async fn commit_logged(
         &self,
         ops: Vec<Op>,
         changes: Vec<Change>,
         logged: Vec<PendingChange>,
+        audit: Vec<AuditRecord>,
     ) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(ops, Vec::new(), changes, logged, false, Some(tx))?;
+        self.submit(ops, Vec::new(), changes, logged, audit, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -200,17 +222,27 @@ impl Committer {
         changes: Vec<Change>,
         overlaid: bool,
     ) -> Result<(), String> {
-        self.submit(ops, Vec::new(), changes, Vec::new(), overlaid, None)
+        self.submit(
+            ops,
+            Vec::new(),
+            changes,
+            Vec::new(),
+            Vec::new(),
+            overlaid,
+            None,
+        )
     }
 
-    /// As [`Committer::enqueue`], with key changes to log in the same batch.
+    /// As [`Committer::enqueue`], with key changes to log and audit records
+    /// to journal in the same cycle.
     pub fn enqueue_logged(
         &self,
         ops: Vec<Op>,
         changes: Vec<Change>,
         logged: Vec<PendingChange>,
+        audit: Vec<AuditRecord>,
     ) -> Result<(), String> {
-        self.submit(ops, Vec::new(), changes, logged, false, None)
+        self.submit(ops, Vec::new(), changes, logged, audit, false, None)
     }
 
     /// Whether writes can be made now, and every change of it.
@@ -223,7 +255,15 @@ impl Committer {
     /// Records sealed with the current key, or gone, are left as they are.
     pub async fn reseal(&self, paths: Vec<Vec<u8>>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Vec::new(), paths, Vec::new(), Vec::new(), false, Some(tx))?;
+        self.submit(
+            Vec::new(),
+            paths,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            false,
+            Some(tx),
+        )?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -234,12 +274,14 @@ impl Committer {
         self.commit(Vec::new(), Vec::new()).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         ops: Vec<Op>,
         reseal: Vec<Vec<u8>>,
         changes: Vec<Change>,
         logged: Vec<PendingChange>,
+        audit: Vec<AuditRecord>,
         overlaid: bool,
         done: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Result<(), String> {
@@ -267,6 +309,7 @@ impl Committer {
                 reseal,
                 changes,
                 logged,
+                audit,
                 done,
                 seq,
             });
@@ -328,15 +371,27 @@ impl Drop for CloseOnExit<'_> {
     }
 }
 
-fn run(
-    mut db: sled::Db,
-    handle: &TreeHandle,
-    catalog: &Catalog,
-    sealer: &Sealer,
-    feed: &ChangeFeed,
-    shared: &Shared,
-    reopen: &Reopen,
-) {
+/// What the committer thread works with.
+struct Context<'a> {
+    handle: &'a TreeHandle,
+    catalog: &'a Catalog,
+    sealer: &'a Sealer,
+    feed: &'a ChangeFeed,
+    journal: &'a Journal,
+    shared: &'a Shared,
+    reopen: &'a Reopen,
+}
+
+fn run(mut db: sled::Db, context: &Context<'_>) {
+    let Context {
+        handle,
+        catalog,
+        feed,
+        journal,
+        shared,
+        reopen,
+        ..
+    } = *context;
     let _close = CloseOnExit(shared);
     let mut tree = match handle.get() {
         Ok(tree) => tree,
@@ -368,15 +423,7 @@ fn run(
             std::mem::take(&mut queue.jobs)
         };
         last_batch = jobs.len();
-        let outcome = write(
-            &db,
-            &tree,
-            catalog,
-            sealer,
-            &mut numbering,
-            &mut jobs,
-            &metrics,
-        );
+        let outcome = write(&db, &tree, context, &mut numbering, &mut jobs, &metrics);
         metrics.batch_writes.record(jobs.len() as f64);
         let failed = outcome.is_err();
         let outcome = match outcome {
@@ -403,7 +450,7 @@ fn run(
             catalog.reset();
             drop(tree);
             handle.release();
-            match reopen_until_writable(db, handle, shared, reopen) {
+            match reopen_until_writable(db, handle, journal, shared, reopen) {
                 Some((new_db, new_tree)) => {
                     db = new_db;
                     tree = new_tree;
@@ -444,6 +491,7 @@ fn refuse_queued(shared: &Shared, outcome: &Result<(), String>) {
 fn reopen_until_writable(
     db: sled::Db,
     handle: &TreeHandle,
+    journal: &Journal,
     shared: &Shared,
     reopen: &Reopen,
 ) -> Option<(sled::Db, sled::Tree)> {
@@ -462,7 +510,15 @@ fn reopen_until_writable(
             }
             // Whatever was submitted meanwhile was refused at submission.
         }
-        match reopen_and_probe(reopen) {
+        // The journal is cut back to what the reopened store says was
+        // committed: a frame of the failed cycle goes with its batch.
+        let reopened = reopen_and_probe(reopen).and_then(|(db, tree)| {
+            journal
+                .recover(journal_end(&tree).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            Ok((db, tree))
+        });
+        match reopened {
             Ok((db, tree)) => {
                 handle.install(tree.clone());
                 return Some((db, tree));
@@ -485,19 +541,43 @@ fn reopen_and_probe(reopen: &Reopen) -> Result<(sled::Db, sled::Tree), String> {
     Ok((db, tree))
 }
 
+/// Where the journal's committed part ends, as `tree` says.
+pub fn journal_end(tree: &sled::Tree) -> keysmith_core::Result<Option<Position>> {
+    Ok(tree
+        .get(journal::end_path())
+        .map_err(crate::store_error)?
+        .and_then(|v| Position::decode(&v)))
+}
+
 /// Writes the jobs as one batch and flushes it; the key changes it logged,
-/// numbered, to publish.
+/// numbered, to publish. The cycle's audit records are appended to the
+/// journal and synced first, and the batch records where the journal ends
+/// now: the frame counts only once the batch is durable.
 fn write(
     db: &sled::Db,
     tree: &sled::Tree,
-    catalog: &Catalog,
-    sealer: &Sealer,
+    context: &Context<'_>,
     numbering: &mut Numbering,
     jobs: &mut [Job],
     metrics: &CommitMetrics,
 ) -> Result<Vec<KeyChange>, String> {
+    let Context {
+        catalog,
+        sealer,
+        journal,
+        ..
+    } = *context;
     let mut batch = sled::Batch::default();
     let mut any = false;
+    let audit: Vec<AuditRecord> = jobs
+        .iter_mut()
+        .flat_map(|j| std::mem::take(&mut j.audit))
+        .collect();
+    if !audit.is_empty() {
+        let end = journal.append(sealer, &audit).map_err(|e| e.to_string())?;
+        batch.insert(journal::end_path(), end.encode());
+        any = true;
+    }
     // Resealed first: a job of this cycle that writes the same record wins.
     let current = sealer.current();
     for path in jobs.iter().flat_map(|j| &j.reseal) {
@@ -529,7 +609,10 @@ fn write(
         .map_err(|e| e.to_string())?;
     for (path, value) in records {
         any = true;
-        batch.insert(path, value);
+        match value {
+            Some(value) => batch.insert(path, value),
+            None => batch.remove(path),
+        }
     }
     if any {
         tree.apply_batch(batch).map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ use crate::{
     committer::Committer,
     committer_error,
     handle::TreeHandle,
+    journal::Journal,
     layout, rewrite,
     sealing::{self, KeyEncryptionKey, KeyRing, Sealer},
     store_error, SledStore,
@@ -90,6 +91,7 @@ impl SledStore {
             tree: self.tree.clone(),
             committer: self.committer.clone(),
             sealer: self.sealer.clone(),
+            journal: self.journal.clone(),
             resealing: self.resealing.clone(),
         };
         std::thread::Builder::new()
@@ -115,6 +117,7 @@ struct Resealer {
     tree: Arc<TreeHandle>,
     committer: Arc<Committer>,
     sealer: Arc<Sealer>,
+    journal: Arc<Journal>,
     resealing: tokio::sync::watch::Sender<bool>,
 }
 
@@ -188,6 +191,9 @@ impl Resealer {
                 break;
             }
         }
+        // The audit journal's frames, in place: a frame the committer
+        // appends meanwhile is sealed with the current key already.
+        resealed += self.journal.reseal(&self.sealer)?;
         let current = self.sealer.current();
         let old: Vec<u32> = self
             .sealer

@@ -16,6 +16,7 @@ use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
 use crate::{
     codec::{encode, path},
     committer::Op,
+    idempotency,
     sealing::Sealer,
 };
 
@@ -23,6 +24,7 @@ pub const LIVE_KEY: u8 = b'K';
 pub const REVOKED_KEY: u8 = b'V';
 pub const RESERVATION: u8 = b'R';
 pub const IDEMPOTENCY: u8 = b'I';
+/// Audit records, until layout 7 moved them into the journal.
 pub const AUDIT: u8 = b'U';
 /// A driver's own state: the driver's name, then the driver's key.
 pub const DRIVER_STATE: u8 = b'D';
@@ -51,8 +53,9 @@ pub const BY_ENDED: u8 = b'P';
 /// among its members (ended and revoked ones too); 4 moves expired keys out
 /// of the live set (under `V`, with the revoked ones) and keeps the `X` and
 /// `P` entries the sweeper walks; 5 drops the `L` entries; 6 seals every
-/// value (`crate::sealing`).
-pub const LAYOUT: u8 = 6;
+/// value (`crate::sealing`); 7 moves the audit records into the journal
+/// (`crate::journal`).
+pub const LAYOUT: u8 = 7;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])
@@ -130,14 +133,33 @@ fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The atomic change a write set makes to the main tree. A later op on the
-/// same key wins, so deletes come before puts.
-pub fn ops(writes: &WriteSet, sealer: &Sealer) -> Result<Vec<Op>> {
+/// The atomic change a write set makes to the main tree, which is read
+/// for the idempotency records that name a key this changes. A later op
+/// on the same key wins, so deletes come before puts.
+pub fn ops(writes: &WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Vec<Op>> {
     let sealed = |path: Vec<u8>, value: Vec<u8>| -> Result<Op> {
         let value = sealer.seal(&path, &value)?;
         Ok((path, Some(value)))
     };
     let mut ops = Vec::new();
+    // The answers that name a version this replaces or purges are made
+    // whole first, once per key (the first old version is the stored one).
+    let mut replaced = BTreeSet::new();
+    let olds = writes
+        .keys
+        .iter()
+        .filter_map(|(key, old)| old.as_ref().filter(|old| *old != key))
+        .chain(&writes.purged);
+    for old in olds {
+        if replaced.insert((&old.property_id, &old.key_id)) {
+            ops.extend(idempotency::materialize(tree, old, sealer)?);
+        }
+    }
+    // So are the change records that name a key purged (the committer
+    // does it for the keys it logs a change of).
+    for old in &writes.purged {
+        ops.extend(crate::changelog::materialize(tree, old, sealer)?);
+    }
     for (key, old) in &writes.keys {
         let new_entries = entries(key);
         let old_entries = old.as_ref().map(entries).unwrap_or_default();
@@ -181,23 +203,11 @@ pub fn ops(writes: &WriteSet, sealer: &Sealer) -> Result<Vec<Op>> {
             encode(r)?,
         )?);
     }
+    let stored: Vec<&AccessKey> = writes.keys.iter().map(|(key, _)| key).collect();
     for record in &writes.idempotency {
-        ops.push(sealed(
-            path(
-                IDEMPOTENCY,
-                &[record.property_id.as_bytes(), record.request_id.as_bytes()],
-            ),
-            encode(record)?,
-        )?);
+        ops.extend(idempotency::store(record, &stored, sealer)?);
     }
-    for record in &writes.audit {
-        ops.push(sealed(
-            path(
-                AUDIT,
-                &[record.property_id.as_bytes(), record.id.as_bytes()],
-            ),
-            encode(record)?,
-        )?);
-    }
+    // The audit records go to the journal (`crate::journal`), in the same
+    // committer cycle.
     Ok(ops)
 }

@@ -1,6 +1,7 @@
 //! keysmith's state in embedded sled: keys, reservations, idempotency records,
-//! audit records and the drivers' own state, all in one tree, written by one
-//! group-commit thread, with the live keys also kept in memory for listings.
+//! the change log and the drivers' own state, all in one tree, and the audit
+//! log in a journal beside it, written by one group-commit thread, with the
+//! live keys also kept in memory for listings.
 pub mod catalog;
 mod changelog;
 mod codec;
@@ -8,6 +9,8 @@ mod committer;
 mod driver_state;
 mod encryption;
 mod handle;
+mod idempotency;
+mod journal;
 mod layout;
 use encryption::open_sealer;
 pub use encryption::EncryptionStatus;
@@ -43,6 +46,7 @@ use crate::{
     committer::{Committer, Op, Reopen},
     driver_state::SledDriverState,
     handle::TreeHandle,
+    journal::Journal,
     layout::{
         index_prefix, key_path, ops, time_bound, AUDIT, BY_END, BY_ENDED, BY_ENTRANCE, BY_HOLDER,
         BY_RESERVATION, DRIVER_STATE, IDEMPOTENCY, LIVE_KEY, RESERVATION, REVOKED_KEY,
@@ -62,6 +66,8 @@ pub struct SledStore {
     audit_ids: AuditIds,
     /// Seals every value written, opens every value read.
     sealer: Arc<Sealer>,
+    /// The audit log.
+    journal: Arc<Journal>,
     /// Whether a data key rotation is still sealing records again.
     resealing: tokio::sync::watch::Sender<bool>,
     /// The data directory, whose size is reported.
@@ -133,14 +139,17 @@ impl SledStore {
         let mut db = open_db(dir, options.sled_cache_bytes())?;
         let mut main = db.open_tree(MAIN_TREE).map_err(store_error)?;
         let mut sealer = open_sealer(&db, &main, options.keys.clone())?;
-        upgrade::upgrade(&db, &main, &sealer)?;
+        let mut journal = open_journal(dir, &main)?;
+        upgrade::upgrade(&db, &main, &sealer, &journal)?;
         if rewrite::is_wanted(&main)? {
-            drop(main);
+            drop((main, journal));
             rewrite::rewrite(db, dir, options.sled_cache_bytes())?;
             db = open_db(dir, options.sled_cache_bytes())?;
             main = db.open_tree(MAIN_TREE).map_err(store_error)?;
             sealer = open_sealer(&db, &main, options.keys.clone())?;
+            journal = open_journal(dir, &main)?;
         }
+        let journal = Arc::new(journal);
         let incarnation = changelog::incarnation(&main)?;
         let feed = Arc::new(ChangeFeed::new(options.watch_buffer));
         for (property_id, head) in changelog::heads(&main)? {
@@ -158,6 +167,7 @@ impl SledStore {
             catalog.clone(),
             sealer.clone(),
             feed.clone(),
+            journal.clone(),
             Reopen {
                 dir: dir.to_path_buf(),
                 cache_bytes: options.sled_cache_bytes(),
@@ -170,6 +180,7 @@ impl SledStore {
             locks: Locks::default(),
             audit_ids: AuditIds::default(),
             sealer,
+            journal,
             resealing: tokio::sync::watch::Sender::new(false),
             dir: dir.to_path_buf(),
             feed,
@@ -254,7 +265,7 @@ impl SledStore {
         for record in writes.audit.iter_mut().filter(|r| r.id.is_empty()) {
             record.id = self.audit_ids.next(record.at);
         }
-        changes(writes, &self.sealer)
+        changes(writes, &self.tree()?, &self.sealer)
     }
 
     /// The tree as it is open now.
@@ -355,17 +366,28 @@ impl SledStore {
 /// key changes to log.
 /// What a write set becomes: the ops, what they change in the listing
 /// cache, and the key changes to log.
-type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>);
+type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>, Vec<AuditRecord>);
 
-fn changes(writes: WriteSet, sealer: &Sealer) -> Result<Prepared> {
-    let ops = ops(&writes, sealer)?;
+fn changes(mut writes: WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Prepared> {
+    let ops = ops(&writes, tree, sealer)?;
     let logged = PendingChange::of(&writes.keys, writes.changed_at);
+    let audit = std::mem::take(&mut writes.audit);
     let changes = writes
         .keys
         .into_iter()
         .map(|(key, _)| Change::of(key))
         .collect();
-    Ok((ops, changes, logged))
+    Ok((ops, changes, logged, audit))
+}
+
+/// Opens the audit journal of the store in `dir`, cut back to what `main`
+/// says is committed.
+fn open_journal(dir: &Path, main: &sled::Tree) -> Result<Journal> {
+    let purged = main
+        .get(journal::purged_path())
+        .map_err(store_error)?
+        .map_or(0, |v| journal::decode_mark(&v));
+    Journal::open(dir, committer::journal_end(main)?, purged)
 }
 
 /// The tree keysmith keeps everything in.
@@ -452,15 +474,42 @@ impl Store for SledStore {
         property_id: &str,
         request_id: &str,
     ) -> Result<Option<IdempotencyRecord>> {
-        let k = path(
-            IDEMPOTENCY,
-            &[property_id.as_bytes(), request_id.as_bytes()],
-        );
-        self.tree()?
-            .get(&k)
-            .map_err(store_error)?
-            .map(|v| open(&self.sealer, &k, &v))
-            .transpose()
+        let at = idempotency::record_path(property_id, request_id);
+        let read = |tree: &sled::Tree| -> Result<Option<idempotency::Read>> {
+            match tree.get(&at).map_err(store_error)? {
+                Some(v) => idempotency::read(property_id, request_id, &self.sealer.open(&at, &v)?)
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let tree = self.tree()?;
+        // A record that names its answer, read again after the key: had the
+        // key changed in between, the same batch would have made it whole.
+        for _ in 0..2 {
+            match read(&tree)? {
+                None => return Ok(None),
+                Some(idempotency::Read::Whole(record)) => return Ok(Some(record)),
+                Some(idempotency::Read::Named {
+                    mut record,
+                    key_id,
+                    updated_at,
+                }) => {
+                    let key = self.key(property_id, &key_id)?;
+                    if let Some(idempotency::Read::Named { .. }) = read(&tree)? {
+                        let key = key.filter(|k| k.updated_at == updated_at).ok_or_else(|| {
+                            Error::internal(
+                                "an idempotency record names a key version that is gone",
+                            )
+                        })?;
+                        record.answer = keysmith_core::store::StoredAnswer::Key(Box::new(key));
+                        return Ok(Some(record));
+                    }
+                }
+            }
+        }
+        Err(Error::internal(
+            "an idempotency record kept changing while read",
+        ))
     }
 
     fn scan_keys(&self, scan: &KeyScan<'_>) -> Result<Vec<Arc<ListedKey>>> {
@@ -492,30 +541,39 @@ impl Store for SledStore {
     }
 
     async fn commit(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes, logged) = self.changes(writes)?;
+        let (ops, changes, logged, audit) = self.changes(writes)?;
         self.committer
-            .commit_logged(ops, changes, logged)
+            .commit_logged(ops, changes, logged, audit)
             .await
             .map_err(committer_error)
     }
 
     fn enqueue(&self, writes: WriteSet) -> Result<()> {
-        let (ops, changes, logged) = self.changes(writes)?;
+        let (ops, changes, logged, audit) = self.changes(writes)?;
         self.committer
-            .enqueue_logged(ops, changes, logged)
+            .enqueue_logged(ops, changes, logged, audit)
             .map_err(committer_error)
     }
 
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
         let mut deletes = Vec::new();
+        let mut expired = 0;
         for entry in self.tree()?.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = entry.map_err(store_error)?;
-            let record: IdempotencyRecord = open(&self.sealer, &k, &v)?;
-            if record.created_at < before {
+            let [property_id, request_id] = parts(&k[1..])[..] else {
+                continue;
+            };
+            let (created_at, reference) = idempotency::expiry(
+                &String::from_utf8_lossy(property_id),
+                &String::from_utf8_lossy(request_id),
+                &self.sealer.open(&k, &v)?,
+            )?;
+            if created_at < before {
                 deletes.push((k.to_vec(), None));
+                deletes.extend(reference.map(|r| (r, None)));
+                expired += 1;
             }
         }
-        let expired = deletes.len();
         self.committer
             .commit(deletes, Vec::new())
             .await
@@ -543,44 +601,24 @@ impl Store for SledStore {
 
     async fn purge_audit(&self, before: Timestamp, limit: usize) -> Result<usize> {
         // Audit ids are ULIDs, which sort by the time they were made: the
-        // records before `before` are the first ones of each property.
-        let cutoff =
-            ulid::Ulid::from_parts(before.as_micros().max(0) as u64 / 1_000, 0).to_string();
-        let mut deletes: Vec<Op> = Vec::new();
-        let mut from = vec![AUDIT];
-        while deletes.len() < limit {
-            let Some(entry) = self.tree()?.range(from.clone()..).next() else {
-                break;
-            };
-            let (k, _) = entry.map_err(store_error)?;
-            if k.first() != Some(&AUDIT) {
-                break;
-            }
-            let Some(property) = parts(&k[1..]).first().map(|p| p.to_vec()) else {
-                break;
-            };
-            let prefix = path(AUDIT, &[&property]);
-            let mut end = prefix.clone();
-            push_part(&mut end, cutoff.as_bytes());
-            for old in self
-                .tree()?
-                .range(prefix.clone()..end)
-                .take(limit - deletes.len())
-            {
-                let (k, _) = old.map_err(store_error)?;
-                deletes.push((k.to_vec(), None));
-            }
-            // The next property: past every record of this one.
-            from = prefix;
-            from.push(0xff);
-        }
-        let purged = deletes.len();
-        if purged > 0 {
-            self.committer
-                .commit(deletes, Vec::new())
-                .await
-                .map_err(committer_error)?;
-        }
+        // records before `before` are those with ids before the first id
+        // of its millisecond.
+        let cutoff = u128::from(ulid::Ulid::from_parts(
+            before.as_micros().max(0) as u64 / 1_000,
+            0,
+        ));
+        let Some((mark, purged)) = self.journal.purge_mark(&self.sealer, cutoff, limit)? else {
+            return Ok(0);
+        };
+        // The mark is durable before any segment goes.
+        self.committer
+            .commit(
+                vec![(journal::purged_path(), Some(mark.to_be_bytes().to_vec()))],
+                Vec::new(),
+            )
+            .await
+            .map_err(committer_error)?;
+        self.journal.purge_through(mark)?;
         Ok(purged)
     }
 
@@ -590,13 +628,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        self.range(&path(AUDIT, &[property_id.as_bytes()]), after)?
-            .take(limit)
-            .map(|r| {
-                r.map_err(store_error)
-                    .and_then(|(k, v)| open(&self.sealer, &k, &v))
-            })
-            .collect()
+        self.journal.page(&self.sealer, property_id, after, limit)
     }
 
     async fn sync(&self) -> Result<()> {
@@ -628,12 +660,13 @@ impl Store for SledStore {
         let from = changelog::change_path(property_id, after.saturating_add(1));
         let prefix = changelog::property_prefix(property_id);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in self.tree()?.range(from..).take(limit) {
+        let tree = self.tree()?;
+        for entry in tree.range(from..).take(limit) {
             let (k, v) = entry.map_err(store_error)?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            out.push(open(&self.sealer, &k, &v)?);
+            out.push(changelog::read(&tree, &self.sealer, &k, &v)?);
         }
         Ok(out)
     }
@@ -656,13 +689,18 @@ impl Store for SledStore {
                 .take(limit - purged)
             {
                 let (k, v) = entry.map_err(store_error)?;
-                let change: KeyChange = open(&self.sealer, &k, &v)?;
+                let Some(sequence) = changelog::sequence_of(&k) else {
+                    continue;
+                };
+                let (at, reference) =
+                    changelog::made_at(&property_id, sequence, &self.sealer.open(&k, &v)?)?;
                 // A property's records are in the order they were made.
-                if change.at >= before {
+                if at >= before {
                     break;
                 }
                 ops.push((k.to_vec(), None));
-                last = Some(change.sequence);
+                ops.extend(reference.map(|r| (r, None)));
+                last = Some(sequence);
                 purged += 1;
             }
             if let Some(last) = last {
@@ -693,6 +731,9 @@ pub struct SpaceReport {
     pub kinds: BTreeMap<&'static str, (usize, usize, usize)>,
     /// The data directory's files, as the file system counts them.
     pub disk_bytes: u64,
+    /// The same by entry of the data directory (a directory's whole
+    /// contents under its name): sled's `db`, `conf`, `snap.*`, `blobs`.
+    pub files: BTreeMap<String, u64>,
 }
 
 impl SpaceReport {
@@ -708,13 +749,15 @@ impl SpaceReport {
                 Some(REVOKED_KEY) => "key records (ended)",
                 Some(RESERVATION) => "reservations",
                 Some(IDEMPOTENCY) => "idempotency records",
-                Some(AUDIT) => "audit records",
+                Some(idempotency::REFERENCE) => "idempotency references",
+                Some(AUDIT) => "audit records (before layout 7)",
                 Some(DRIVER_STATE) => "driver state",
                 Some(layout::INDEX_ALL) => "index entries (all keys)",
                 Some(layout::INDEX_LIVE) => "index entries (live keys)",
                 Some(BY_END) => "sweeper entries (by end)",
                 Some(BY_ENDED) => "sweeper entries (by when ended)",
                 Some(changelog::CHANGE) => "change log (WatchKeys)",
+                Some(changelog::REFERENCE) => "change log references",
                 _ => "other",
             };
             let slot = kinds.entry(kind).or_default();
@@ -724,9 +767,28 @@ impl SpaceReport {
         }
         drop(tree);
         drop(db);
+        // The journal's records are counted in bytes only: reading them
+        // would need the key.
+        let journal = Journal::bytes(dir);
+        if journal > 0 {
+            kinds.insert("audit journal (its files)", (0, 0, journal as usize));
+        }
+        let files = std::fs::read_dir(dir)
+            .map_err(|e| Error::internal(format!("reading {}: {e}", dir.display())))?
+            .flatten()
+            .map(|e| {
+                let bytes = match e.metadata() {
+                    Ok(m) if m.is_dir() => disk_usage(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                };
+                (e.file_name().to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
         Ok(Self {
             kinds,
             disk_bytes: disk_usage(dir),
+            files,
         })
     }
 }

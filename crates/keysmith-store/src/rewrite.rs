@@ -10,6 +10,9 @@
 //! ask for a rewrite, and the next open copies every live entry into a new
 //! directory and removes the old one.
 //!
+//! The audit journal's segments are linked into the copy as they are (a
+//! data key rotation rewrites its own segments, see `crate::journal`).
+//!
 //! The swap survives a crash at any point: `<dir>.rewrite` is complete only
 //! once it has been flushed and `<dir>` has been renamed to `<dir>.old`;
 //! [`finish_interrupted`] completes or undoes whatever an earlier open left.
@@ -119,6 +122,9 @@ pub fn rewrite(db: sled::Db, dir: &Path, cache_bytes: u64) -> Result<()> {
         to.apply_batch(batch).map_err(store_error)?;
     }
     copy.flush().map_err(store_error)?;
+    // The audit journal is not in sled's trees: its segments are linked
+    // into the copy (nothing writes them while the store opens).
+    crate::journal::Journal::link_into(dir, &copy_dir)?;
     // Dropping flushes; a thread of sled's may hold a file a moment longer,
     // which renaming does not disturb, and which the next open waits out.
     drop(copy);

@@ -971,3 +971,420 @@ async fn key_changes_are_logged_in_order_across_a_reopen_and_purged() {
     let store = SledStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(store.change_feed().head("hotel"), 4);
 }
+
+/// An audit record of `property` made at `seconds`, its id given by the
+/// store as it is written.
+fn audit(property: &str, action: &str, seconds: i64) -> keysmith_core::audit::AuditRecord {
+    keysmith_core::audit::AuditRecord::new(
+        &keysmith_core::audit::AuditOrigin {
+            actor: "tester".into(),
+            peer: None,
+            reads_secrets: false,
+        },
+        action,
+        property,
+        Timestamp::from_unix_seconds(seconds),
+    )
+}
+
+async fn write_audit(store: &SledStore, records: Vec<keysmith_core::audit::AuditRecord>) {
+    store
+        .commit(WriteSet {
+            audit: records,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+fn actions(store: &SledStore, property: &str, after: Option<&str>, limit: usize) -> Vec<String> {
+    store
+        .audit_page(property, after, limit)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect()
+}
+
+fn journal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(crate::journal::DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The audit log lives in the journal: records come back by property in
+/// the order written, page after page, across a reopen, and none is a
+/// sled record.
+#[tokio::test]
+async fn audit_records_are_journaled_and_paged_by_property_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        for i in 0..5 {
+            write_audit(
+                &store,
+                vec![audit("hotel", &format!("a{i}"), i), audit("other", "x", i)],
+            )
+            .await;
+        }
+        assert_eq!(actions(&store, "hotel", None, 3), ["a0", "a1", "a2"]);
+        store.close();
+    }
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let first = store.audit_page("hotel", None, 2).unwrap();
+    assert_eq!(
+        actions(&store, "hotel", Some(&first[1].id), 10),
+        ["a2", "a3", "a4"]
+    );
+    assert_eq!(actions(&store, "other", None, 10).len(), 5);
+    assert!(store
+        .tree()
+        .unwrap()
+        .scan_prefix([crate::layout::AUDIT])
+        .next()
+        .is_none());
+    assert!(!journal_files(dir.path()).is_empty());
+}
+
+/// A frame written to the journal whose sled batch never became durable
+/// (a crash between the two), and a torn frame after it, are cut off when
+/// the store opens: only what was committed is read.
+#[tokio::test]
+async fn a_journal_tail_that_sled_never_committed_is_cut_off_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    write_audit(&store, vec![audit("hotel", "committed", 1)]).await;
+    store.close();
+    drop(store);
+    let segment = journal_files(dir.path()).pop().unwrap();
+    let committed_len = std::fs::metadata(&segment).unwrap().len();
+    {
+        // A whole frame the journal would have written, then a torn one.
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let main = db.open_tree(crate::MAIN_TREE).unwrap();
+        let sealer = crate::encryption::open_sealer(
+            &db,
+            &main,
+            crate::sealing::KeyRing::new(crate::sealing::KeyEncryptionKey::insecure_for_tests()),
+        )
+        .unwrap();
+        let end = crate::committer::journal_end(&main).unwrap();
+        let journal = crate::journal::Journal::open(dir.path(), end, 0).unwrap();
+        let mut late = audit("hotel", "never-committed", 2);
+        late.id = ulid::Ulid::new().to_string();
+        journal.append(&sealer, &[late]).unwrap();
+        drop(journal);
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&[0, 0, 1, 0, 7, 7])
+            .unwrap();
+        assert!(std::fs::metadata(&segment).unwrap().len() > committed_len);
+    }
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(actions(&store, "hotel", None, 10), ["committed"]);
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), committed_len);
+    // Appending goes on from the committed end.
+    write_audit(&store, vec![audit("hotel", "next", 3)]).await;
+    store.close();
+    drop(store);
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(actions(&store, "hotel", None, 10), ["committed", "next"]);
+}
+
+/// Retention hides exactly the records before its time, at most a batch
+/// at a time, and deletes the segments that hold nothing else; the mark
+/// survives a reopen.
+#[tokio::test]
+async fn audit_retention_purges_records_and_drops_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    // One frame past a segment's size, so that the next one starts a new
+    // segment.
+    let old: Vec<_> = (0..40_000).map(|_| audit("hotel", "old", 100)).collect();
+    write_audit(&store, old).await;
+    write_audit(&store, vec![audit("hotel", "new", 300)]).await;
+    assert_eq!(journal_files(dir.path()).len(), 2);
+    let before = Timestamp::from_unix_seconds(200);
+    assert_eq!(store.purge_audit(before, 30_000).await.unwrap(), 30_000);
+    assert_eq!(
+        journal_files(dir.path()).len(),
+        2,
+        "the segment still holds records"
+    );
+    assert_eq!(actions(&store, "hotel", None, 1), ["old"]);
+    assert_eq!(store.purge_audit(before, 30_000).await.unwrap(), 10_000);
+    assert_eq!(store.purge_audit(before, 30_000).await.unwrap(), 0);
+    assert_eq!(
+        journal_files(dir.path()).len(),
+        1,
+        "the old segment is gone"
+    );
+    assert_eq!(actions(&store, "hotel", None, 10), ["new"]);
+    store.close();
+    drop(store);
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(actions(&store, "hotel", None, 10), ["new"]);
+}
+
+/// A store of layout 6 keeps its audit records in sled: opening it moves
+/// them into the journal, in id order, and out of the tree.
+#[tokio::test]
+async fn a_store_of_layout_6_moves_its_audit_records_into_the_journal() {
+    use crate::{codec, layout};
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|i| ulid::Ulid::from_parts(1_000 + i, 0).to_string())
+        .collect();
+    {
+        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let main = store.tree().unwrap();
+        // Written as layout 6 did: sealed, under `U`, property then id.
+        for (i, id) in ids.iter().enumerate().rev() {
+            let mut record = audit("hotel", &format!("a{i}"), i as i64);
+            record.id = id.clone();
+            let at = codec::path(layout::AUDIT, &[b"hotel", id.as_bytes()]);
+            let sealed = store
+                .sealer
+                .seal(&at, &codec::encode(&record).unwrap())
+                .unwrap();
+            main.insert(at, sealed).unwrap();
+        }
+        main.insert(layout::layout_marker(), &[6u8]).unwrap();
+        main.flush().unwrap();
+        store.close();
+    }
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(actions(&store, "hotel", None, 10), ["a0", "a1", "a2"]);
+    assert_eq!(actions(&store, "hotel", Some(&ids[0]), 10), ["a1", "a2"]);
+    let main = store.tree().unwrap();
+    assert!(main.scan_prefix([layout::AUDIT]).next().is_none());
+    assert_eq!(
+        main.get(layout::layout_marker()).unwrap().as_deref(),
+        Some(&[layout::LAYOUT][..])
+    );
+}
+
+/// A data key rotation seals the journal's frames again too, and the old
+/// key's bytes leave its files; the records stay readable after the old
+/// key is forgotten.
+#[tokio::test]
+async fn a_data_key_rotation_seals_the_journal_again() {
+    use crate::sealing::Sealer;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    write_audit(&store, vec![audit("hotel", "before", 1)]).await;
+    let first = store.encryption_status().current_data_key;
+    let second = store.rotate_data_key().await.unwrap();
+    store.resealed().await;
+    assert_eq!(store.encryption_status().data_keys, [second]);
+    write_audit(&store, vec![audit("hotel", "after", 2)]).await;
+    assert_eq!(actions(&store, "hotel", None, 10), ["before", "after"]);
+    for file in journal_files(dir.path()) {
+        let bytes = std::fs::read(file).unwrap();
+        // Each frame's sealed part starts after its 36-byte header.
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let sealed = &bytes[at + 36..at + 4 + len];
+            assert_eq!(Sealer::key_of(sealed), Some(second), "not {first}");
+            at += 4 + len;
+        }
+    }
+    store.close();
+    drop(store);
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(actions(&store, "hotel", None, 10), ["before", "after"]);
+}
+
+/// The first answer of a request_id that is the key the same commit stores
+/// names the key instead of copying it; the change that replaces that
+/// version makes the record whole again with the version it answered, so
+/// a retry gets its first answer unchanged; expiry takes the reference too.
+#[tokio::test]
+async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_changes() {
+    use keysmith_core::store::{IdempotencyRecord, StoredAnswer};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let issued = key("k1", "g1", None);
+    let record = IdempotencyRecord {
+        property_id: "hotel".into(),
+        request_id: "r1".into(),
+        method: "Issue".into(),
+        fingerprint: [7; 32],
+        answer: StoredAnswer::Key(Box::new(issued.clone())),
+        created_at: Timestamp::from_unix_seconds(5),
+    };
+    store
+        .commit(WriteSet {
+            keys: vec![(issued.clone(), None)],
+            idempotency: vec![record],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let references = |store: &SledStore| {
+        store
+            .tree()
+            .unwrap()
+            .scan_prefix([crate::idempotency::REFERENCE])
+            .count()
+    };
+    let stored_len = |store: &SledStore| {
+        store
+            .tree()
+            .unwrap()
+            .get(crate::idempotency::record_path("hotel", "r1"))
+            .unwrap()
+            .map(|v| v.len())
+    };
+    assert_eq!(references(&store), 1);
+    let by_reference = stored_len(&store).unwrap();
+    let answer = |store: &SledStore| match store.idempotency("hotel", "r1").unwrap().unwrap() {
+        IdempotencyRecord {
+            answer: StoredAnswer::Key(key),
+            method,
+            fingerprint,
+            ..
+        } => {
+            assert_eq!((method.as_str(), fingerprint), ("Issue", [7; 32]));
+            *key
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(answer(&store), issued);
+
+    let mut revoked = issued.clone();
+    revoked.stored_state = KeyState::Revoked;
+    revoked.updated_at = Timestamp::from_unix_seconds(9);
+    write(&store, revoked, Some(issued.clone())).await;
+    assert_eq!(references(&store), 0);
+    assert!(stored_len(&store).unwrap() > by_reference, "whole again");
+    assert_eq!(answer(&store), issued, "the first answer, not the key now");
+    store.close();
+    drop(store);
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(answer(&store), issued);
+
+    // A record still by reference goes with its reference.
+    let second = key("k2", "g2", None);
+    store
+        .commit(WriteSet {
+            keys: vec![(second.clone(), None)],
+            idempotency: vec![IdempotencyRecord {
+                property_id: "hotel".into(),
+                request_id: "r2".into(),
+                method: "Issue".into(),
+                fingerprint: [8; 32],
+                answer: StoredAnswer::Key(Box::new(second)),
+                created_at: Timestamp::from_unix_seconds(5),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(references(&store), 1);
+    let expired = store
+        .expire_idempotency(Timestamp::from_unix_seconds(6))
+        .await
+        .unwrap();
+    assert_eq!(expired, 2);
+    assert_eq!(references(&store), 0);
+    assert!(store.idempotency("hotel", "r2").unwrap().is_none());
+}
+
+/// A change record names its key's version while the key stays as the
+/// change stored it; a later change, a second change in the same batch, or
+/// the key's purge leaves every record holding the version it logged.
+#[tokio::test]
+async fn change_records_show_the_version_they_logged_after_the_key_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let states = |store: &SledStore| -> Vec<(u64, KeyState)> {
+        store
+            .changes_after("hotel", 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.sequence, c.key.stored_state))
+            .collect()
+    };
+    let references = |store: &SledStore| {
+        store
+            .tree()
+            .unwrap()
+            .scan_prefix([crate::changelog::REFERENCE])
+            .count()
+    };
+    let issued = key("k1", "g1", None);
+    write(&store, issued.clone(), None).await;
+    assert_eq!(references(&store), 1);
+    let mut revoking = issued.clone();
+    revoking.stored_state = KeyState::Revoking;
+    revoking.updated_at = Timestamp::from_unix_seconds(1);
+    write(&store, revoking.clone(), Some(issued.clone())).await;
+    assert_eq!(
+        references(&store),
+        1,
+        "only the latest change names the key"
+    );
+    // Two changes of one key in one batch (queued without waiting).
+    let mut revoked = revoking.clone();
+    revoked.stored_state = KeyState::Revoked;
+    revoked.updated_at = Timestamp::from_unix_seconds(2);
+    let mut again = revoked.clone();
+    again
+        .warnings
+        .push(keysmith_core::key::Warning::new("W", "m"));
+    again.updated_at = Timestamp::from_unix_seconds(3);
+    store
+        .enqueue(WriteSet {
+            keys: vec![(revoked.clone(), Some(revoking.clone()))],
+            ..Default::default()
+        })
+        .unwrap();
+    store
+        .commit(WriteSet {
+            keys: vec![(again.clone(), Some(revoked.clone()))],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expected = vec![
+        (1, KeyState::Active),
+        (2, KeyState::Revoking),
+        (3, KeyState::Revoked),
+        (4, KeyState::Revoked),
+    ];
+    assert_eq!(states(&store), expected);
+    assert_eq!(references(&store), 1);
+    let last = store.changes_after("hotel", 3, 1).unwrap();
+    assert_eq!(last[0].key.key(), &again);
+    // Purged with every entry it has: the log keeps the version it logged.
+    store
+        .commit(WriteSet {
+            purged: vec![again.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.key("hotel", "k1").unwrap().is_none());
+    assert_eq!(references(&store), 0);
+    assert_eq!(states(&store), expected);
+    assert_eq!(
+        store.changes_after("hotel", 3, 1).unwrap()[0].key.key(),
+        &again
+    );
+    // Retention takes a record by reference with its reference.
+    write(&store, key("k2", "g2", None), None).await;
+    assert_eq!(references(&store), 1);
+    store
+        .purge_changes(Timestamp::from_unix_seconds(i64::MAX / 2_000_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(references(&store), 0);
+}

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keysmith_core::{
+    audit::AuditRecord,
     error::reasons,
     reservation::{Member, Reservation},
     AccessKey, Error, Result, Window,
@@ -11,10 +12,11 @@ use serde::Deserialize;
 
 use crate::{
     codec::encode,
-    codec::{decode, parts, path},
+    codec::{decode, open, parts, path},
+    journal::{self, Journal},
     layout::{
-        entries, key_path, layout_marker, BY_END, BY_ENDED, DRIVER_STATE, INDEX_ALL, INDEX_LIVE,
-        LAYOUT, LIVE_KEY, META, RESERVATION, REVOKED_KEY,
+        entries, key_path, layout_marker, AUDIT, BY_END, BY_ENDED, DRIVER_STATE, INDEX_ALL,
+        INDEX_LIVE, LAYOUT, LIVE_KEY, META, RESERVATION, REVOKED_KEY,
     },
     sealing::Sealer,
     store_error,
@@ -26,7 +28,7 @@ const OLD_DRIVER_TREE: &[u8] = b"driver/";
 /// The property index of layout 1.
 const OLD_BY_PROPERTY: &[u8] = b"p";
 
-pub fn upgrade(db: &sled::Db, main: &sled::Tree, sealer: &Sealer) -> Result<()> {
+pub fn upgrade(db: &sled::Db, main: &sled::Tree, sealer: &Sealer, journal: &Journal) -> Result<()> {
     move_old_driver_trees(db, main)?;
     let layout = match main.get(layout_marker()).map_err(store_error)? {
         Some(v) => v.first().copied().unwrap_or(0),
@@ -60,6 +62,10 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree, sealer: &Sealer) -> Result<()> 
     }
     if layout < 6 {
         to_layout_6(main, sealer)?;
+        db.flush().map_err(store_error)?;
+    }
+    if layout < 7 {
+        to_layout_7(main, sealer, journal)?;
         db.flush().map_err(store_error)?;
     }
     Ok(())
@@ -290,6 +296,40 @@ fn to_layout_6(main: &sled::Tree, sealer: &Sealer) -> Result<()> {
         tracing::info!(
             records = sealed,
             "upgraded the store to layout 6: every record is sealed"
+        );
+    }
+    Ok(())
+}
+
+/// Layout 7 keeps the audit log in the journal (`crate::journal`): the
+/// records move there in id order, and leave the tree in the batch that
+/// records where the journal ends. A stop before that batch leaves the tree
+/// as it was, and the next open cuts the journal back to nothing and moves
+/// them again.
+fn to_layout_7(main: &sled::Tree, sealer: &Sealer, journal: &Journal) -> Result<()> {
+    /// Records per frame.
+    const FRAME: usize = 1024;
+    let mut batch = sled::Batch::default();
+    let mut records: Vec<AuditRecord> = Vec::new();
+    for entry in main.scan_prefix([AUDIT]) {
+        let (k, v) = entry.map_err(store_error)?;
+        records.push(open(sealer, &k, &v)?);
+        batch.remove(k);
+    }
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut end = None;
+    for frame in records.chunks(FRAME) {
+        end = Some(journal.append(sealer, frame)?);
+    }
+    if let Some(end) = end {
+        batch.insert(journal::end_path(), end.encode());
+    }
+    batch.insert(layout_marker(), &[7u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if !records.is_empty() {
+        tracing::info!(
+            records = records.len(),
+            "upgraded the store to layout 7: the audit log is a journal"
         );
     }
     Ok(())

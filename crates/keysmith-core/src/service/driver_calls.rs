@@ -3,11 +3,19 @@
 //! embeds the core decides where they go (the server exports them to
 //! Prometheus); without a recorder they cost next to nothing.
 //!
+//! A [`DriverCallWatcher`], when one is set, is told of each call as it
+//! ends too, on the task that made it (the server makes each call a span
+//! of the RPC it served).
+//!
 //! Labels stay bounded: driver names come from the configuration,
 //! operations and outcomes from the enums here. Each handle is made once,
 //! when its series first occurs, so that a call looks nothing up by name in
 //! the registry.
-use std::{collections::HashMap, sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use crate::{
     error::{ErrorKind, Result},
@@ -123,9 +131,30 @@ impl OperationHandles {
     }
 }
 
+/// One call to a driver, as it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverCall<'a> {
+    /// The driver's configured name.
+    pub driver: &'a str,
+    /// `issue`, `revoke`, `update`, `encode` or `refresh`.
+    pub operation: &'static str,
+    /// `ok`, or the kind of the driver's error (`unavailable`, ...).
+    pub outcome: &'static str,
+    /// From the call to the driver's answer.
+    pub took: Duration,
+}
+
+/// Told of every driver call as it ends, on the task that made it, beside
+/// its metrics. Nothing secret is in a [`DriverCall`].
+pub trait DriverCallWatcher: Send + Sync + 'static {
+    /// Called once per driver call, as it ended.
+    fn ended(&self, call: &DriverCall<'_>);
+}
+
 /// The handles of every configured driver's operations.
 pub(super) struct DriverCalls {
     by_driver: HashMap<String, Vec<OperationHandles>>,
+    watcher: OnceLock<Arc<dyn DriverCallWatcher>>,
 }
 
 impl DriverCalls {
@@ -141,7 +170,15 @@ impl DriverCalls {
                 (info.name, handles)
             })
             .collect();
-        Self { by_driver }
+        Self {
+            by_driver,
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// Sets the watcher; the first one set stays.
+    pub(super) fn watch(&self, watcher: Arc<dyn DriverCallWatcher>) {
+        let _ = self.watcher.set(watcher);
     }
 
     /// Records one call to `driver` that took `took` and ended with `result`.
@@ -159,6 +196,14 @@ impl DriverCalls {
         handles.seconds().record(took.as_secs_f64());
         let outcome = outcome_index(result.as_ref().err().map(|e| e.kind()));
         handles.calls(outcome).increment(1);
+        if let Some(watcher) = self.watcher.get() {
+            watcher.ended(&DriverCall {
+                driver,
+                operation: operation.as_str(),
+                outcome: OUTCOME_NAMES[outcome],
+                took,
+            });
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod sweep;
 mod update;
 mod watch;
 
+pub use driver_calls::{DriverCall, DriverCallWatcher};
 pub use encoders::Encoder;
 pub use envelope::Method;
 pub use sweep::{Retention, SweepReport};
@@ -143,6 +144,12 @@ impl AccessService {
             clock,
             observers: parking_lot::RwLock::new(Vec::new()),
         }
+    }
+
+    /// Sets the watcher told of every driver call as it ends (the first one
+    /// set stays).
+    pub fn watch_driver_calls(&self, watcher: Arc<dyn DriverCallWatcher>) {
+        self.driver_calls.watch(watcher);
     }
 
     /// Adds an observer, told of every key revoked from then on.

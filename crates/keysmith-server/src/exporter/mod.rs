@@ -1,5 +1,5 @@
 //! keysmith's metrics in Prometheus's text format, on an address of their
-//! own (`[metrics]`).
+//! own (`[metrics]`), and its traces over OTLP (`[tracing]`, [`traces`]).
 //!
 //! The crates record through the `metrics` facade's macros; this module
 //! alone installs an exporter behind it: the recorder ([`install`]), the
@@ -8,6 +8,7 @@
 //! help text; README's "Metrics" section lists the same.
 pub mod endpoint;
 pub mod sampled;
+pub mod traces;
 
 use std::sync::OnceLock;
 

@@ -1,6 +1,6 @@
 //! Every call, once it has ended: counted and timed by method and status
-//! code ([`rpc_metrics`]), and logged as one access-log line
-//! ([`access_log`]).
+//! code ([`rpc_metrics`]), logged as one access-log line ([`access_log`]),
+//! and, when trace export is on, one OpenTelemetry span ([`server_span`]).
 //!
 //! A call ends when its last frame has gone out: with the trailers that
 //! carry its `grpc-status`, or at once when the status came in the headers
@@ -10,6 +10,8 @@
 pub mod access_log;
 mod notes;
 pub mod rpc_metrics;
+pub mod server_span;
+pub use server_span::DriverSpans;
 
 use std::{
     future::Future,
@@ -24,19 +26,24 @@ use tonic::Code;
 use tower::{Layer, Service};
 
 pub use notes::{note_caller, note_property, CallNotes};
+use opentelemetry_sdk::trace::{SdkTracer, Span};
 use rpc_metrics::RpcMetrics;
+use server_span::ServerSpans;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 #[derive(Clone)]
 pub struct ObserveLayer {
     rpc: Arc<RpcMetrics>,
+    spans: Option<ServerSpans>,
 }
 
 impl ObserveLayer {
-    pub fn new() -> Self {
+    /// With `tracer` when trace export is on.
+    pub fn new(tracer: Option<SdkTracer>) -> Self {
         Self {
             rpc: Arc::new(RpcMetrics::new()),
+            spans: tracer.map(ServerSpans::new),
         }
     }
 }
@@ -48,6 +55,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             rpc: self.rpc.clone(),
+            spans: self.spans.clone(),
         }
     }
 }
@@ -56,6 +64,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     rpc: Arc<RpcMetrics>,
+    spans: Option<ServerSpans>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for Observe<S>
@@ -74,6 +83,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         let method = self.rpc.index(path);
+        let notes = Arc::new(CallNotes::default());
         let mut call = Call {
             started: Instant::now(),
             rpc: self.rpc.clone(),
@@ -82,10 +92,13 @@ where
                 .rpc
                 .is_unknown(method)
                 .then(|| access_log::bounded(path)),
-            notes: Arc::new(CallNotes::default()),
+            span: self
+                .spans
+                .as_ref()
+                .map(|spans| spans.start(self.rpc.at(method), request.headers(), &notes)),
+            notes: notes.clone(),
             ended: false,
         };
-        let notes = call.notes.clone();
         let answer = notes.open_for(|| self.inner.call(request));
         let answer = notes.open_while(answer);
         Box::pin(async move {
@@ -114,6 +127,8 @@ struct Call {
     /// access log.
     path: Option<String>,
     notes: Arc<CallNotes>,
+    /// The call's OpenTelemetry span, when trace export is on.
+    span: Option<Span>,
     ended: bool,
 }
 
@@ -128,6 +143,9 @@ impl Call {
         match &self.path {
             Some(path) => access_log::log(path, code, took, &self.notes),
             None => access_log::log(&method.full_name, code, took, &self.notes),
+        }
+        if let Some(span) = self.span.take() {
+            server_span::end(span, code, &self.notes);
         }
     }
 }

@@ -1,8 +1,11 @@
 //! What the layers and handlers learn about a call that its access-log line
 //! reports: who called (the token id) and for which property. The layer
 //! that observes the call opens the notes; the auth layer and the handlers,
-//! which run inside it, fill them in.
+//! which run inside it, fill them in. With trace export on, the notes also
+//! carry the call's span, for the driver calls made on its behalf.
 use std::sync::{Arc, OnceLock};
+
+use super::server_span::SpanParent;
 
 tokio::task_local! {
     static NOTES: Arc<CallNotes>;
@@ -13,6 +16,7 @@ tokio::task_local! {
 pub struct CallNotes {
     caller: OnceLock<String>,
     property: OnceLock<String>,
+    span: OnceLock<SpanParent>,
 }
 
 impl CallNotes {
@@ -22,6 +26,20 @@ impl CallNotes {
 
     pub fn property(&self) -> Option<&str> {
         self.property.get().map(String::as_str)
+    }
+
+    /// The call's span, when it is exported.
+    pub(super) fn span(&self) -> Option<&SpanParent> {
+        self.span.get()
+    }
+
+    pub(super) fn note_span(&self, span: SpanParent) {
+        let _ = self.span.set(span);
+    }
+
+    /// Runs `f` with the notes of the call being served, if any.
+    pub(super) fn of_current_call<R>(f: impl FnOnce(&CallNotes) -> R) -> Option<R> {
+        NOTES.try_with(|notes| f(notes)).ok()
     }
 
     /// Runs `f` (which makes the call's future) with these notes open.
