@@ -310,6 +310,15 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Where keysmith keeps its state: `sled`, embedded in `data_dir` (the
+    /// default), or `postgres`, a PostgreSQL database (`[storage.postgres]`).
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// The PostgreSQL database, for `backend = "postgres"`.
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+    /// sled's directory. With PostgreSQL it is still made (the development
+    /// key-encryption key may live beside it) but holds no data.
     pub data_dir: PathBuf,
     /// The key-encryption key that wraps the data keys every record is
     /// sealed with. Required: keysmith stores nothing in clear.
@@ -346,6 +355,74 @@ pub struct StorageConfig {
     /// sweeper purges older changes.
     #[serde(default = "default_change_retention_hours")]
     pub change_retention_hours: u64,
+}
+
+/// The storage engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Embedded sled in `storage.data_dir`: nothing else to run.
+    #[default]
+    Sled,
+    /// A PostgreSQL database (tested on PostgreSQL 15), `storage.postgres`.
+    Postgres,
+}
+
+/// How keysmith reaches its PostgreSQL database.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A connection URL (`postgres://user@host:5432/db`) or key=value
+    /// string. It may hold a password: give it as
+    /// `KEYSMITH__STORAGE__POSTGRES__URL` rather than in the file. Never
+    /// logged. No TLS: loopback or a trusted network only, for now.
+    pub url: Secret<String>,
+    /// Connections kept at most. A mutation holds one until it commits
+    /// (its driver calls included), so this bounds the mutations in flight.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a call waits for a connection before it fails
+    /// (UNAVAILABLE, `STORE_UNAVAILABLE`).
+    #[serde(default = "default_acquire_timeout_seconds")]
+    pub acquire_timeout_seconds: u64,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_acquire_timeout_seconds() -> u64 {
+    10
+}
+
+impl StorageConfig {
+    fn validate_backend(&self) -> anyhow::Result<()> {
+        let Some(pg) = &self.postgres else {
+            if self.backend == StorageBackend::Postgres {
+                anyhow::bail!(
+                    "invalid configuration: storage.backend = \"postgres\" needs \
+                     [storage.postgres] with its url"
+                );
+            }
+            return Ok(());
+        };
+        if !keysmith_store_postgres::is_connection_url(pg.url.expose()) {
+            // The URL itself is not repeated: it may hold a password.
+            anyhow::bail!(
+                "invalid configuration: storage.postgres.url is not a PostgreSQL connection URL \
+                 (postgres://user@host:5432/database, or key=value pairs)"
+            );
+        }
+        if pg.pool_size == 0 {
+            anyhow::bail!("invalid configuration: storage.postgres.pool_size must be positive");
+        }
+        if pg.acquire_timeout_seconds == 0 {
+            anyhow::bail!(
+                "invalid configuration: storage.postgres.acquire_timeout_seconds must be positive"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Where keysmith reads its key-encryption key: a file or an environment
@@ -640,6 +717,7 @@ impl Config {
         self.validate_auth()?;
         self.storage.encryption.validate()?;
         self.tracing.validate()?;
+        self.storage.validate_backend()?;
         if self.storage.idempotency_retention_hours == 0 {
             anyhow::bail!(
                 "invalid configuration: storage.idempotency_retention_hours must be positive"
@@ -818,6 +896,55 @@ mod tests {
         let text = DEFAULT_CONFIG.replace("kind = \"room\"", "kind = \"room\"\ncolour = \"red\"");
         let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    /// sled is the default; PostgreSQL needs its section with a URL that
+    /// parses, which an error never repeats (it may hold a password).
+    #[test]
+    fn the_storage_backend_is_sled_unless_postgres_is_configured_whole() {
+        let c = Config::load_with_env(Source::Embedded, false).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Sled);
+        let with = |extra: &str| {
+            let text = DEFAULT_CONFIG.replace(
+                "backend = \"sled\"",
+                &format!("backend = \"postgres\"\n{extra}"),
+            );
+            Config::load_with_env(Source::Text(&text), false)
+        };
+        let err = with("").unwrap_err();
+        assert!(err.to_string().contains("[storage.postgres]"), "{err}");
+        let section = |url: &str, pool: usize| {
+            DEFAULT_CONFIG.replace("backend = \"sled\"", "backend = \"postgres\"")
+                + &format!("\n[storage.postgres]\nurl = \"{url}\"\npool_size = {pool}\n")
+        };
+        let ok = Config::load_with_env(
+            Source::Text(&section(
+                "postgres://keysmith:hunter2@127.0.0.1:5432/keysmith",
+                4,
+            )),
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok.storage.backend, StorageBackend::Postgres);
+        let pg = ok.storage.postgres.as_ref().unwrap();
+        assert_eq!((pg.pool_size, pg.acquire_timeout_seconds), (4, 10));
+        assert!(
+            !format!("{ok:?}").contains("hunter2"),
+            "Debug hides the URL"
+        );
+        let err = Config::load_with_env(
+            Source::Text(&section("postgres://keysmith:hunter2@[::1", 4)),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("storage.postgres.url"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = Config::load_with_env(
+            Source::Text(&section("postgres://127.0.0.1/keysmith", 0)),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("pool_size"), "{err}");
     }
 
     #[test]

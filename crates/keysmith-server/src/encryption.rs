@@ -11,7 +11,7 @@ use keysmith_api::v1::{self as pb, encryption_service_server::EncryptionService}
 use keysmith_core::{reasons, Error};
 use keysmith_store::{
     sealing::{KeyEncryptionKey, KeyRing},
-    EncryptionStatus, SledStore,
+    EncryptionStatus,
 };
 use tonic::{Request, Response, Status};
 
@@ -19,6 +19,7 @@ use crate::{
     auth::caller,
     config::{EncryptionConfig, StorageConfig},
     convert::status as fail,
+    storage::Storage,
 };
 
 /// The key-encryption keys the configuration gives: the current one (made,
@@ -126,11 +127,11 @@ fn check_outside(data_dir: &Path, key_file: Option<&Path>, id: &str) -> anyhow::
 }
 
 pub struct EncryptionRpcService {
-    store: Arc<SledStore>,
+    store: Arc<Storage>,
 }
 
 impl EncryptionRpcService {
-    pub fn new(store: Arc<SledStore>) -> Self {
+    pub fn new(store: Arc<Storage>) -> Self {
         Self { store }
     }
 }

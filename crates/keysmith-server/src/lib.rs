@@ -17,6 +17,7 @@ mod pms;
 mod registry;
 mod server;
 mod simulator;
+pub mod storage;
 pub mod telemetry;
 mod tls;
 mod watch;

@@ -20,7 +20,6 @@ use keysmith_core::{
     sweeper::{SweepNow, Sweeper},
     AccessService, Driver,
 };
-use keysmith_store::{SledStore, StoreOptions};
 use keysmith_threerpms::Hotels;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tower::layer::util::{Identity, Stack};
@@ -39,7 +38,9 @@ use crate::{
     listing::AccessRoutes,
     observe::{DriverSpans, ObserveLayer},
     pms::PmsRpcService,
-    registry, tls,
+    registry,
+    storage::Storage,
+    tls,
 };
 
 /// keysmith's gRPC router, with its tower layers, outermost first: calls
@@ -75,7 +76,7 @@ pub struct Running {
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
     sweep_now: SweepNow,
-    store: Arc<SledStore>,
+    store: Arc<Storage>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -173,14 +174,8 @@ pub async fn start_with_drivers(
         .map(tls::server_config)
         .transpose()?;
     let keys = encryption::key_ring(&config.storage)?;
-    let store = Arc::new(SledStore::open_with(
-        &config.storage.data_dir,
-        StoreOptions {
-            memory_budget_bytes: config.storage.memory_budget_mb.saturating_mul(1024 * 1024),
-            keys,
-            watch_buffer: config.server.watch_buffer,
-        },
-    )?);
+    let storage = Arc::new(Storage::open(&config, keys).await?);
+    let store = storage.store();
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
 
     let mut registered = registry::build_all(&config, &DriverContext::new(store.clone())).await?;
@@ -221,7 +216,7 @@ pub async fn start_with_drivers(
         Some((handle, listener)) => {
             let addr = listener.local_addr()?;
             let sampler = Sampler::new(
-                store.clone(),
+                storage.clone(),
                 service.clone(),
                 Duration::from_secs(config.metrics.sample_interval_seconds),
             );
@@ -262,7 +257,7 @@ pub async fn start_with_drivers(
         .set_serving::<AccessServiceServer<AccessRpcService>>()
         .await;
     background.push(tokio::spawn(report_writes(
-        store.writable(),
+        storage.writable(),
         health.clone(),
         stopping.clone(),
     )));
@@ -276,8 +271,9 @@ pub async fn start_with_drivers(
     );
     let audit_service =
         AuditServiceServer::new(AuditRpcService::new(audit.clone())).max_decoding_message_size(max);
-    let encryption_service = EncryptionServiceServer::new(EncryptionRpcService::new(store.clone()))
-        .max_decoding_message_size(max);
+    let encryption_service =
+        EncryptionServiceServer::new(EncryptionRpcService::new(storage.clone()))
+            .max_decoding_message_size(max);
     let pms = match &threerpms {
         Some(t) => {
             health
@@ -366,7 +362,7 @@ pub async fn start_with_drivers(
     // TLS, when configured, is applied by tonic on top of each connection.
     let incoming = LimitedIncoming::new(accepted, connections);
     let grace = Duration::from_secs(config.server.request_timeout_seconds);
-    let running_store = store.clone();
+    let running_store = storage.clone();
     let task = tokio::spawn(async move {
         let stopping_calls = tokio::sync::Notify::new();
         let serve = router.serve_with_incoming_shutdown(incoming, async {
@@ -398,7 +394,7 @@ pub async fn start_with_drivers(
             threerpms.stop().await;
         }
         // Every answer given was already durable; this flushes the rest.
-        store.close();
+        storage.close();
         // Every call has ended, and with it its span.
         if let Some(traces) = traces {
             traces.shutdown().await;
@@ -415,7 +411,7 @@ pub async fn start_with_drivers(
     tracing::info!(
         %addr,
         tls = config.server.tls.is_some(),
-        data_dir = %config.storage.data_dir.display(),
+        backend = ?config.storage.backend,
         "keysmith is serving"
     );
     if config.auth.mode == AuthMode::Development {

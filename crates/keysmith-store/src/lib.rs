@@ -4,7 +4,7 @@
 //! live keys also kept in memory for listings.
 pub mod catalog;
 mod changelog;
-mod codec;
+pub mod codec;
 mod committer;
 mod driver_state;
 mod encryption;
@@ -16,6 +16,10 @@ use encryption::open_sealer;
 pub use encryption::EncryptionStatus;
 mod rewrite;
 pub mod sealing;
+/// The store suite: every case run against any [`Store`], sled's and
+/// other engines' (the `suite` feature; this crate's tests run it on sled).
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
 mod upgrade;
 
 use std::{

@@ -212,6 +212,18 @@ impl fmt::Debug for Sealer {
     }
 }
 
+/// What [`Sealer::open_keys`] found: the sealer, and the data keys to
+/// store (id and wrapped form).
+pub struct OpenedKeys {
+    pub sealer: Arc<Sealer>,
+    /// Data keys that were wrapped with a previous key-encryption key,
+    /// wrapped now with the current one.
+    pub rewrapped: Vec<(u32, Vec<u8>)>,
+    /// The first data key of a store that had none, which is to be the
+    /// current one.
+    pub created: Option<(u32, Vec<u8>)>,
+}
+
 /// What [`Sealer::open_store`] found, for the logs.
 pub struct Opened {
     pub sealer: Arc<Sealer>,
@@ -224,13 +236,10 @@ pub struct Opened {
 }
 
 impl Sealer {
-    /// Reads the store's data keys and unwraps them with `ring`. A data key
-    /// wrapped with a key the ring does not hold, or that does not open
-    /// with it, stops the store from opening, naming the key.
+    /// Reads the store's data keys from sled's tree and unwraps them with
+    /// `ring` (see [`Sealer::open_keys`]).
     pub fn open_store(tree: &sled::Tree, ring: KeyRing) -> Result<Opened> {
-        let mut ciphers = BTreeMap::new();
-        let mut raw = BTreeMap::new();
-        let mut rewrapped = Vec::new();
+        let mut stored = Vec::new();
         for entry in tree.scan_prefix(data_key_prefix()) {
             let (k, v) = entry.map_err(crate::store_error)?;
             let Some(id) = k
@@ -240,6 +249,46 @@ impl Sealer {
             else {
                 continue;
             };
+            stored.push((id, v.to_vec()));
+        }
+        let current = tree
+            .get(current_data_key_path())
+            .map_err(crate::store_error)?
+            .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
+            .map(u32::from_be_bytes);
+        let opened = Self::open_keys(stored, current, ring)?;
+        let as_writes = |keys: Vec<(u32, Vec<u8>)>| {
+            keys.into_iter()
+                .map(|(id, wrapped)| (data_key_path(id), wrapped))
+                .collect::<Vec<_>>()
+        };
+        let mut created = Vec::new();
+        if let Some((id, wrapped)) = opened.created {
+            created.push((data_key_path(id), wrapped));
+            created.push((current_data_key_path(), id.to_be_bytes().to_vec()));
+        }
+        Ok(Opened {
+            sealer: opened.sealer,
+            rewrapped: as_writes(opened.rewrapped),
+            created,
+        })
+    }
+
+    /// Unwraps a store's data keys, as it keeps them (each id with its
+    /// wrapped form, and the id of the one that seals new values), with
+    /// `ring`; any store keeps them this way, sled's tree or a database. A
+    /// data key wrapped with a key the ring does not hold, or that does not
+    /// open with it, is refused, naming the key. A store with no current
+    /// data key gets a new one, to store.
+    pub fn open_keys(
+        stored: Vec<(u32, Vec<u8>)>,
+        current: Option<u32>,
+        ring: KeyRing,
+    ) -> Result<OpenedKeys> {
+        let mut ciphers = BTreeMap::new();
+        let mut raw = BTreeMap::new();
+        let mut rewrapped = Vec::new();
+        for (id, v) in stored {
             let stored: WrappedDataKey = postcard::from_bytes(&v)
                 .map_err(|e| Error::internal(format!("a data key record: {e}")))?;
             let kek = ring.find(&stored.kek_id).ok_or_else(|| {
@@ -270,22 +319,18 @@ impl Sealer {
                 .try_into()
                 .map_err(|_| Error::internal("a data key of the wrong length"))?;
             if stored.kek_id != ring.current.id {
-                rewrapped.push((data_key_path(id), wrap(&ring.current, id, &key)?));
+                rewrapped.push((id, wrap(&ring.current, id, &key)?));
             }
             ciphers.insert(id, Arc::new(XChaCha20Poly1305::new((&key).into())));
             raw.insert(id, key);
         }
-        let mut created = Vec::new();
-        let current = match tree
-            .get(current_data_key_path())
-            .map_err(crate::store_error)?
-        {
-            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-            _ => {
+        let mut created = None;
+        let current = match current {
+            Some(id) => id,
+            None => {
                 let id = ciphers.keys().max().map_or(1, |m| m + 1);
                 let key = new_data_key();
-                created.push((data_key_path(id), wrap(&ring.current, id, &key)?));
-                created.push((current_data_key_path(), id.to_be_bytes().to_vec()));
+                created = Some((id, wrap(&ring.current, id, &key)?));
                 ciphers.insert(id, Arc::new(XChaCha20Poly1305::new((&key).into())));
                 raw.insert(id, key);
                 id
@@ -296,7 +341,7 @@ impl Sealer {
                 "the store names data key {current} as current but does not hold it"
             )));
         }
-        Ok(Opened {
+        Ok(OpenedKeys {
             sealer: Arc::new(Self {
                 keys: RwLock::new(Keys {
                     current,

@@ -1,203 +1,65 @@
 use std::collections::BTreeMap;
 
 use keysmith_core::{
-    key::{Behaviour, Holder, KeyEntrance, KeyState},
+    key::KeyState,
     store::{KeyIndex, KeyScan, Store, WriteSet},
-    AccessKey, Role, Timestamp, Window,
+    AccessKey, Timestamp, Window,
 };
 
 use super::{SledStore, StoreOptions};
+use crate::{
+    sealing::KeyRing,
+    suite::{key, scan, write, Harness},
+};
 
 fn test_options() -> StoreOptions {
-    StoreOptions::new(crate::sealing::KeyRing::new(
-        crate::sealing::KeyEncryptionKey::insecure_for_tests(),
-    ))
+    StoreOptions::new(crate::suite::test_keys())
 }
 
-fn key(id: &str, holder: &str, rk: Option<&str>) -> AccessKey {
-    AccessKey {
-        key_id: id.into(),
-        property_id: "hotel".into(),
-        holder: Holder {
-            id: holder.into(),
-            name: None,
-        },
-        entrances: vec![KeyEntrance {
-            entrance_id: "room-101".into(),
-            driver: "offline-lock".into(),
-            behaviour: Behaviour::Standard,
-        }],
-        window: Window {
-            starts_at: Timestamp::from_unix_seconds(0),
-            ends_at: Timestamp::from_unix_seconds(10),
-        },
-        reservation: rk.map(|k| keysmith_core::key::ReservationRef {
-            key: k.into(),
-            epoch: 1,
-        }),
-        role: Role::Guest,
-        modes: vec![],
-        credentials: vec![],
-        stored_state: KeyState::Active,
-        warnings: vec![],
-        created_at: Timestamp::from_unix_seconds(0),
-        updated_at: Timestamp::from_unix_seconds(0),
-        revoked_at: None,
-        driver_refs: BTreeMap::new(),
+/// sled in a temporary directory.
+struct SledHarness {
+    dir: tempfile::TempDir,
+}
+
+impl Harness for SledHarness {
+    type Store = SledStore;
+
+    async fn open_with(&self, keys: KeyRing) -> keysmith_core::Result<SledStore> {
+        SledStore::open_with(self.dir.path(), StoreOptions::new(keys))
     }
-}
 
-fn scan(store: &SledStore, index: KeyIndex, live_only: bool, after: Option<&str>) -> Vec<String> {
-    store
-        .scan_keys(&KeyScan {
-            property_id: "hotel",
-            index,
-            live_only,
-            after,
-            limit: 100,
-        })
-        .unwrap()
-        .into_iter()
-        .map(|k| k.key_id.clone())
-        .collect()
-}
-
-#[tokio::test]
-async fn indexes_follow_revocation_and_resume_after_a_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let mut writes = WriteSet::default();
-    for (id, holder, rk) in [
-        ("k1", "g1", Some("s1")),
-        ("k2", "g2", None),
-        ("k3", "g1", Some("s1")),
-    ] {
-        writes.keys.push((key(id, holder, rk), None));
-    }
-    store.commit(writes).await.unwrap();
-
-    assert_eq!(
-        scan(&store, KeyIndex::Property, true, None),
-        ["k1", "k2", "k3"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Property, true, Some("k1")),
-        ["k2", "k3"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Holder("g1".into()), true, None),
-        ["k1", "k3"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Reservation("s1".into()), true, None),
-        ["k1", "k3"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Entrance("room-101".into()), true, None),
-        ["k1", "k2", "k3"]
-    );
-
-    let old = store.key("hotel", "k1").unwrap().unwrap();
-    let mut revoked = old.clone();
-    revoked.stored_state = KeyState::Revoked;
-    store
-        .commit(WriteSet {
-            keys: vec![(revoked, Some(old))],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k2", "k3"]);
-    assert_eq!(
-        scan(&store, KeyIndex::Property, false, None),
-        ["k1", "k2", "k3"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Holder("g1".into()), true, None),
-        ["k3"]
-    );
-}
-
-#[tokio::test]
-async fn everything_committed_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
-        store
-            .commit(WriteSet {
-                keys: vec![(key("k1", "g1", None), None)],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+    fn close(&self, store: &SledStore) {
         store.close();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    assert_eq!(store.key("hotel", "k1").unwrap().unwrap().holder.id, "g1");
+
+    async fn stored_values_hold(&self, store: &SledStore, needle: &[u8]) -> bool {
+        store.tree().unwrap().iter().any(|e| {
+            let (_, v) = e.unwrap();
+            v.windows(needle.len()).any(|w| w == needle)
+        })
+    }
+
+    async fn entries_of_key(&self, store: &SledStore, _property_id: &str, key_id: &str) -> usize {
+        store
+            .tree()
+            .unwrap()
+            .iter()
+            .keys()
+            .map(|k| k.unwrap())
+            .filter(|k| k.windows(key_id.len()).any(|w| w == key_id.as_bytes()))
+            .count()
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_concurrent_commits_all_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(SledStore::open_with_test_key(dir.path()).unwrap());
-    let mut tasks = Vec::new();
-    for i in 0..500 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let id = format!("k{i:04}");
-            store
-                .commit(WriteSet {
-                    keys: vec![(key(&id, "g", None), None)],
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(
-        scan(&store, KeyIndex::Holder("g".into()), true, None).len(),
-        100,
-        "the scan limit"
-    );
-}
+/// The store suite on sled.
+mod sled_suite {
+    use super::SledHarness;
 
-#[tokio::test]
-async fn driver_state_reads_its_own_writes_before_and_after_they_are_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let lock = store.driver_state("lock").unwrap();
-    let other = store.driver_state("lock2").unwrap();
-    lock.apply(vec![
-        (b"a/1".to_vec(), Some(b"one".to_vec())),
-        (b"a/2".to_vec(), Some(b"two".to_vec())),
-        (b"b/1".to_vec(), Some(b"three".to_vec())),
-    ])
-    .unwrap();
-    lock.apply(vec![(b"a/2".to_vec(), None)]).unwrap();
-    // Seen at once, whether or not the committer has written them yet.
-    assert_eq!(lock.get(b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(lock.get(b"a/2").unwrap(), None);
-    assert_eq!(
-        lock.scan_prefix(b"a/").unwrap(),
-        [(b"a/1".to_vec(), b"one".to_vec())]
-    );
-    // Namespaces do not overlap, even when one driver's name starts another's.
-    assert_eq!(other.get(b"a/1").unwrap(), None);
-    assert!(other.scan_prefix(b"").unwrap().is_empty());
-
-    lock.sync().await.unwrap();
-    assert_eq!(lock.get(b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(lock.scan_prefix(b"").unwrap().len(), 2);
-    store.close();
-    drop((lock, other, store));
-
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let lock = store.driver_state("lock").unwrap();
-    assert_eq!(lock.get(b"b/1").unwrap().as_deref(), Some(&b"three"[..]));
-    assert_eq!(lock.get(b"a/2").unwrap(), None);
+    crate::store_suite!(async {
+        Some(SledHarness {
+            dir: tempfile::tempdir().unwrap(),
+        })
+    });
 }
 
 #[tokio::test]
@@ -220,21 +82,6 @@ async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
         !db.tree_names().iter().any(|n| n.starts_with(b"driver/")),
         "the old tree is dropped once moved"
     );
-}
-
-#[tokio::test]
-async fn a_commit_after_close_fails_instead_of_waiting_forever() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    store.close();
-    let error = store
-        .commit(WriteSet {
-            keys: vec![(key("k1", "g1", None), None)],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind(), keysmith_core::ErrorKind::Unavailable);
 }
 
 #[tokio::test]
@@ -379,49 +226,6 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     );
 }
 
-#[tokio::test]
-async fn a_listing_with_revoked_keys_merges_both_in_key_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let mut writes = WriteSet::default();
-    for id in ["k1", "k2", "k3", "k4", "k5"] {
-        writes.keys.push((key(id, "g", None), None));
-    }
-    store.commit(writes).await.unwrap();
-    let mut writes = WriteSet::default();
-    for id in ["k2", "k3", "k5"] {
-        let old = store.key("hotel", id).unwrap().unwrap();
-        let mut revoked = old.clone();
-        revoked.stored_state = KeyState::Revoked;
-        writes.keys.push((revoked, Some(old)));
-    }
-    store.commit(writes).await.unwrap();
-
-    assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k1", "k4"]);
-    assert_eq!(
-        scan(&store, KeyIndex::Property, false, None),
-        ["k1", "k2", "k3", "k4", "k5"]
-    );
-    assert_eq!(
-        scan(&store, KeyIndex::Property, false, Some("k2")),
-        ["k3", "k4", "k5"]
-    );
-    let two = store
-        .scan_keys(&KeyScan {
-            property_id: "hotel",
-            index: KeyIndex::Property,
-            live_only: false,
-            after: Some("k1"),
-            limit: 2,
-        })
-        .unwrap();
-    assert_eq!(
-        two.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
-        ["k2", "k3"]
-    );
-    assert!(store.key("hotel", "k3").unwrap().unwrap().is_revoked());
-}
-
 fn in_property(property: &str, id: &str) -> AccessKey {
     let mut k = key(id, "g1", None);
     k.property_id = property.into();
@@ -462,16 +266,6 @@ fn served_from_memory(store: &SledStore, property: &str) -> bool {
     store.settle_listing_cache();
     let (a, b) = (live_page(store, property), live_page(store, property));
     !a.is_empty() && a.iter().zip(&b).all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
-}
-
-async fn write(store: &SledStore, key: AccessKey, old: Option<AccessKey>) {
-    store
-        .commit(WriteSet {
-            keys: vec![(key, old)],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -596,63 +390,6 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     );
 }
 
-/// The sweeper's entries follow a key through its life, and a purge leaves
-/// nothing of the key behind.
-#[tokio::test]
-async fn a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let live = key("k1", "g1", Some("s1"));
-    store
-        .commit(WriteSet {
-            keys: vec![(live.clone(), None)],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let at = |s| Timestamp::from_unix_seconds(s);
-    let due = store.ended_live_keys(at(11), None, 10).unwrap();
-    assert_eq!(due.len(), 1);
-    assert_eq!((due[0].at, due[0].key_id.as_str()), (at(10), "k1"));
-    assert!(store.ended_live_keys(at(10), None, 10).unwrap().is_empty());
-
-    let mut ended = live.clone();
-    ended.stored_state = KeyState::Expired;
-    store
-        .commit(WriteSet {
-            keys: vec![(ended.clone(), Some(live))],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(store.ended_live_keys(at(100), None, 10).unwrap().is_empty());
-    assert_eq!(
-        scan(&store, KeyIndex::Property, true, None),
-        Vec::<String>::new()
-    );
-    assert_eq!(scan(&store, KeyIndex::Property, false, None), ["k1"]);
-    let purgeable = store.purgeable_keys(at(11), None, 10).unwrap();
-    assert_eq!(purgeable.len(), 1);
-
-    store
-        .commit(WriteSet {
-            purged: vec![ended],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let left: Vec<_> = store
-        .tree()
-        .unwrap()
-        .iter()
-        .keys()
-        .map(|k| k.unwrap())
-        .filter(|k| k.windows(2).any(|w| w == b"k1"))
-        .collect();
-    assert!(left.is_empty(), "{} entries of the key remain", left.len());
-    assert!(store.key("hotel", "k1").unwrap().is_none());
-}
-
 fn with_keys(
     current: &crate::sealing::KeyEncryptionKey,
     previous: &[&crate::sealing::KeyEncryptionKey],
@@ -661,69 +398,6 @@ fn with_keys(
         current: current.clone(),
         previous: previous.iter().map(|k| (*k).clone()).collect(),
     })
-}
-
-/// Every value is sealed: a credential's data is nowhere in the tree in
-/// clear, and the store opens only with the key that wraps its data keys,
-/// or refuses, naming the key.
-#[tokio::test]
-async fn records_are_sealed_and_a_wrong_key_is_refused_by_name() {
-    use crate::sealing::KeyEncryptionKey;
-    use keysmith_core::key::{Credential, CredentialData};
-    let dir = tempfile::tempdir().unwrap();
-    let k1 = KeyEncryptionKey::generate("k1");
-    let store = SledStore::open_with(dir.path(), with_keys(&k1, &[])).unwrap();
-    let mut secret = key("k1", "g1", None);
-    secret.credentials.push(Credential {
-        mode: keysmith_core::CredentialMode::Pin,
-        driver: "offline-lock".into(),
-        entrance_ids: vec!["room-101".into()],
-        data: CredentialData::Pin(keysmith_core::Secret::new("SECRET-481516".into())),
-        credential_id: "c1".into(),
-        encoding_required: false,
-    });
-    write(&store, secret, None).await;
-    let state = store.driver_state("lock").unwrap();
-    state
-        .apply(vec![(
-            b"pin".to_vec(),
-            Some(b"DRIVER-SECRET-2342".to_vec()),
-        )])
-        .unwrap();
-    state.sync().await.unwrap();
-    assert_eq!(
-        state.get(b"pin").unwrap().as_deref(),
-        Some(&b"DRIVER-SECRET-2342"[..])
-    );
-    let in_clear = |store: &SledStore| {
-        store.tree().unwrap().iter().any(|e| {
-            let (_, v) = e.unwrap();
-            v.windows(6).any(|w| w == b"SECRET")
-        })
-    };
-    assert!(!in_clear(&store), "no value holds a secret in clear");
-    store.close();
-    drop((state, store));
-
-    let wrong = KeyEncryptionKey::generate("k1");
-    let err = SledStore::open_with(dir.path(), with_keys(&wrong, &[]))
-        .err()
-        .expect("refused");
-    assert!(err.message().contains("does not open"), "{}", err.message());
-    let other = KeyEncryptionKey::generate("k2");
-    let err = SledStore::open_with(dir.path(), with_keys(&other, &[]))
-        .err()
-        .expect("refused");
-    assert!(err.message().contains("\"k1\""), "{}", err.message());
-
-    // The new key with the old one as previous: the data keys are rewrapped,
-    // and from then on the new key alone opens the store.
-    let store = SledStore::open_with(dir.path(), with_keys(&other, &[&k1])).unwrap();
-    store.close();
-    drop(store);
-    let store = SledStore::open_with(dir.path(), with_keys(&other, &[])).unwrap();
-    let read = store.key("hotel", "k1").unwrap().unwrap();
-    assert_eq!(read.credentials.len(), 1);
 }
 
 /// A data key rotation seals every record again with a new key, online,
@@ -878,98 +552,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         })
         .collect()
-}
-
-/// Each key change is numbered in its property's change log in the same
-/// commit; the numbers go on after a reopen, a change that shows nothing
-/// new is not logged, and retention's purge keeps the head and marks what
-/// it purged.
-#[tokio::test]
-async fn key_changes_are_logged_in_order_across_a_reopen_and_purged() {
-    use keysmith_core::changes::ChangeKind;
-    let dir = tempfile::tempdir().unwrap();
-    let logged = |store: &SledStore| -> Vec<(u64, ChangeKind, String)> {
-        store
-            .changes_after("hotel", 0, 100)
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.sequence, c.kind, c.key.key_id.clone()))
-            .collect()
-    };
-    let incarnation;
-    {
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
-        incarnation = store.incarnation().to_owned();
-        let (_head, mut live) = store.change_feed().subscribe("hotel");
-        store
-            .commit(WriteSet {
-                keys: vec![(key("k1", "g1", None), None), (key("k2", "g2", None), None)],
-                changed_at: Some(Timestamp::from_unix_seconds(100)),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let published: Vec<u64> = live
-            .recv()
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.sequence)
-            .collect();
-        assert_eq!(published, vec![1, 2], "published once durable, in order");
-        let old = store.key("hotel", "k1").unwrap().unwrap();
-        let mut revoked = old.clone();
-        revoked.stored_state = KeyState::Revoked;
-        store
-            .commit(WriteSet {
-                keys: vec![(revoked, Some(old)), {
-                    let same = store.key("hotel", "k2").unwrap().unwrap();
-                    (same.clone(), Some(same))
-                }],
-                changed_at: Some(Timestamp::from_unix_seconds(200)),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            logged(&store),
-            vec![
-                (1, ChangeKind::Issued, "k1".into()),
-                (2, ChangeKind::Issued, "k2".into()),
-                (3, ChangeKind::Revoked, "k1".into()),
-            ]
-        );
-        store.close();
-    }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    assert_eq!(store.incarnation(), incarnation);
-    assert_eq!(store.change_feed().head("hotel"), 3);
-    assert_eq!(store.changes_after("hotel", 1, 100).unwrap().len(), 2);
-
-    // Purged up to 150: the two changes made at 100.
-    let purged = store
-        .purge_changes(Timestamp::from_unix_seconds(150), 10)
-        .await
-        .unwrap();
-    assert_eq!(purged, 2);
-    assert_eq!(store.changes_purged_through("hotel").unwrap(), 2);
-    assert_eq!(logged(&store), vec![(3, ChangeKind::Revoked, "k1".into())]);
-    // Everything purged: the numbers still go on from the head.
-    store
-        .purge_changes(Timestamp::from_unix_seconds(300), 10)
-        .await
-        .unwrap();
-    store
-        .commit(WriteSet {
-            keys: vec![(key("k3", "g3", None), None)],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(logged(&store), vec![(4, ChangeKind::Issued, "k3".into())]);
-    drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    assert_eq!(store.change_feed().head("hotel"), 4);
 }
 
 /// An audit record of `property` made at `seconds`, its id given by the

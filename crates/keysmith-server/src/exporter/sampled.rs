@@ -10,15 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::storage::Storage;
 use keysmith_core::AccessService;
-use keysmith_store::SledStore;
 use parking_lot::Mutex;
 
 /// Labels of one `keysmith_keys` series: property, driver, state.
 type KeyLabels = (String, String, &'static str);
 
 pub struct Sampler {
-    store: Arc<SledStore>,
+    store: Arc<Storage>,
     service: Arc<AccessService>,
     every: Duration,
     state: Mutex<State>,
@@ -38,7 +38,7 @@ struct State {
 }
 
 impl Sampler {
-    pub fn new(store: Arc<SledStore>, service: Arc<AccessService>, every: Duration) -> Self {
+    pub fn new(store: Arc<Storage>, service: Arc<AccessService>, every: Duration) -> Self {
         Self {
             store,
             service,
@@ -59,12 +59,16 @@ impl Sampler {
         if state.last.is_some_and(|at| at.elapsed() < self.every) {
             return;
         }
-        self.size.set(self.store.size_on_disk() as f64);
-        let cache = self.store.listing_cache();
-        self.cache_bytes.set(cache.bytes as f64);
-        self.cache_properties.set(cache.properties as f64);
-        self.cache_keys.set(cache.keys as f64);
-        self.cache_evictions.absolute(cache.evictions);
+        // A database's size and a listing cache are sled's alone.
+        if let Some(size) = self.store.size_on_disk() {
+            self.size.set(size as f64);
+        }
+        if let Some(cache) = self.store.listing_cache() {
+            self.cache_bytes.set(cache.bytes as f64);
+            self.cache_properties.set(cache.properties as f64);
+            self.cache_keys.set(cache.keys as f64);
+            self.cache_evictions.absolute(cache.evictions);
+        }
         self.keys_by_state(&mut state);
         state.last = Some(Instant::now());
     }

@@ -1,0 +1,69 @@
+//! Publishing committed changes to the feed in each property's sequence.
+//!
+//! Sequence numbers are given inside the transactions, by the property's
+//! head row, which each one holds until it commits: so the numbers are
+//! committed in order. But two commits return to their callers in no
+//! particular order, so a change is held here until every earlier number
+//! of its property has been published.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use keysmith_core::changes::{ChangeFeed, KeyChange};
+use parking_lot::Mutex;
+
+pub(crate) struct Publisher {
+    feed: Arc<ChangeFeed>,
+    /// Per property: changes committed, held for an earlier one.
+    held: Mutex<HashMap<String, BTreeMap<u64, KeyChange>>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(feed: Arc<ChangeFeed>) -> Self {
+        Self {
+            feed,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes changes that are committed (durable), and publishes every
+    /// change that now follows its property's head.
+    pub(crate) fn committed(&self, changes: Vec<KeyChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        // One publisher at a time, so that the feed sees each property's
+        // changes in order.
+        let mut held = self.held.lock();
+        let mut touched = Vec::new();
+        for change in changes {
+            if !touched.contains(&change.property_id) {
+                touched.push(change.property_id.clone());
+            }
+            held.entry(change.property_id.clone())
+                .or_default()
+                .insert(change.sequence, change);
+        }
+        let mut ready = Vec::new();
+        for property in touched {
+            let Some(waiting) = held.get_mut(&property) else {
+                continue;
+            };
+            let mut next = self.feed.head(&property) + 1;
+            while let Some(entry) = waiting.first_entry() {
+                if *entry.key() > next {
+                    break;
+                }
+                let change = entry.remove();
+                // One at or below the head was published already.
+                if change.sequence == next {
+                    ready.push(change);
+                    next += 1;
+                }
+            }
+            if waiting.is_empty() {
+                held.remove(&property);
+            }
+        }
+        self.feed.publish(ready);
+    }
+}
