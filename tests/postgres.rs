@@ -6,88 +6,20 @@
 //! skipped and passes.
 mod common;
 
-use std::io::Write as _;
-
 use common::*;
 use keysmith_api::v1 as pb;
 use keysmith_core::Secret;
 use keysmith_server::config::{PostgresConfig, StorageBackend};
+use keysmith_store_postgres::testing::TestDatabase;
 use pb::KeyEventType as Event;
 use tonic::Streaming;
 
-const URL_VARIABLE: &str = "KEYSMITH_TEST_POSTGRES_URL";
-
-/// A database of the test's own, dropped when this is.
-struct Database {
-    admin: tokio_postgres::Config,
-    name: String,
-}
-
-async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("{URL_VARIABLE} is set but PostgreSQL is not reachable: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-impl Database {
-    async fn create() -> Option<Self> {
-        let Ok(url) = std::env::var(URL_VARIABLE) else {
-            let _ = writeln!(
-                std::io::stderr(),
-                "\ntests/postgres.rs: SKIPPED, {URL_VARIABLE} is not set. To run it: \
-                 {URL_VARIABLE}=postgres://postgres@127.0.0.1:5432/test cargo test --test postgres\n"
-            );
-            return None;
-        };
-        let admin: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("keysmith_e2e_{}_{nanos}", std::process::id());
-        connect(&admin)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        Some(Self { admin, name })
-    }
-
-    /// The server's configuration for this database.
-    fn storage(&self) -> PostgresConfig {
-        let host = match self.admin.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        let port = self.admin.get_ports().first().copied().unwrap_or(5432);
-        let user = self.admin.get_user().unwrap_or("postgres");
-        PostgresConfig {
-            url: Secret::new(format!("postgres://{user}@{host}:{port}/{}", self.name)),
-            pool_size: 8,
-            acquire_timeout_seconds: 30,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let _ = connect(&admin)
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
+/// The server's configuration for `db`.
+fn storage(db: &TestDatabase) -> PostgresConfig {
+    PostgresConfig {
+        url: Secret::new(db.url()),
+        pool_size: 8,
+        acquire_timeout_seconds: 30,
     }
 }
 
@@ -116,12 +48,12 @@ async fn listed(s: &TestServer, include_revoked: bool) -> Vec<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_list_revoke_and_watch_on_postgres() {
-    let Some(db) = Database::create().await else {
+    let Some(db) = TestDatabase::create("tests/postgres.rs", "cargo test --test postgres").await else {
         return;
     };
     let on_postgres = |c: &mut keysmith_server::Config| {
         c.storage.backend = StorageBackend::Postgres;
-        c.storage.postgres = Some(db.storage());
+        c.storage.postgres = Some(storage(&db));
     };
     let server = TestServer::start_with(on_postgres).await;
     let mut watch = server

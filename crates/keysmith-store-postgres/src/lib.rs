@@ -37,6 +37,7 @@ mod driver_state;
 mod migrate;
 mod publish;
 mod records;
+pub mod testing;
 mod transaction;
 mod write;
 

@@ -2,106 +2,40 @@
 //! `KEYSMITH_TEST_POSTGRES_URL` names a server to test against: each case
 //! makes a fresh database of its own there and drops it at the end. Without
 //! the variable every case passes at once, and the run says so plainly.
-use std::{io::Write as _, sync::Once, time::Duration};
+use std::{sync::Once, time::Duration};
 
 use keysmith_store::{sealing::KeyRing, suite::Harness};
-use keysmith_store_postgres::{PgOptions, PgStore};
-
-const URL_VARIABLE: &str = "KEYSMITH_TEST_POSTGRES_URL";
+use keysmith_store_postgres::{
+    testing::{TestDatabase, URL_VARIABLE},
+    PgOptions, PgStore,
+};
 
 /// A database made for one case, dropped when the harness is.
 struct PgHarness {
-    /// Where databases are made and dropped (the URL given).
-    admin: tokio_postgres::Config,
-    /// The case's own database.
-    config: tokio_postgres::Config,
-    name: String,
-}
-
-async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("{URL_VARIABLE} is set but PostgreSQL is not reachable: {e}"));
-    tokio::spawn(connection);
-    client
+    database: TestDatabase,
 }
 
 impl PgHarness {
     /// A fresh database, or None (said once) when no server is named.
     async fn from_env() -> Option<Self> {
-        let Ok(url) = std::env::var(URL_VARIABLE) else {
+        if std::env::var_os(URL_VARIABLE).is_none() {
             static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                // Straight to stderr, past the test harness's capture.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\nkeysmith-store-postgres: the PostgreSQL store suite was SKIPPED: \
-                     {URL_VARIABLE} is not set. To run it: \
-                     {URL_VARIABLE}=postgres://postgres@127.0.0.1:5432/test cargo test \
-                     -p keysmith-store-postgres\n"
-                );
-            });
-            return None;
-        };
-        let admin: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
-        let name = format!(
-            "keysmith_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        connect(&admin)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        let mut config = admin.clone();
-        config.dbname(&name);
-        Some(Self {
-            admin,
-            config,
-            name,
-        })
+            let mut said = false;
+            SAID.call_once(|| said = true);
+            if !said {
+                return None;
+            }
+        }
+        let database = TestDatabase::create(
+            "keysmith-store-postgres: the PostgreSQL store suite",
+            "cargo test -p keysmith-store-postgres",
+        )
+        .await?;
+        Some(Self { database })
     }
 
     fn url(&self) -> String {
-        // Everything from the given URL, with the case's database.
-        let host = match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let user = self.config.get_user().unwrap_or("postgres");
-        let password = self
-            .config
-            .get_password()
-            .map(|p| format!(" password={}", String::from_utf8_lossy(p)))
-            .unwrap_or_default();
-        format!(
-            "host={host} port={port} user={user} dbname={}{password}",
-            self.name
-        )
-    }
-}
-
-impl Drop for PgHarness {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
-        // On a thread of its own: a drop may happen while a runtime is
-        // shutting down, or during a panic.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let client = connect(&admin).await;
-                let _ = client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
+        self.database.url()
     }
 }
 
@@ -124,7 +58,7 @@ impl Harness for PgHarness {
     }
 
     async fn stored_values_hold(&self, _store: &PgStore, needle: &[u8]) -> bool {
-        let client = connect(&self.config).await;
+        let client = self.database.client().await;
         let mut found = false;
         for (table, column) in [
             ("keys", "record"),
@@ -150,7 +84,7 @@ impl Harness for PgHarness {
     }
 
     async fn entries_of_key(&self, _store: &PgStore, property_id: &str, key_id: &str) -> usize {
-        let client = connect(&self.config).await;
+        let client = self.database.client().await;
         let n: i64 = client
             .query_one(
                 "SELECT (SELECT count(*) FROM keys WHERE property_id = $1 AND key_id = $2) \
@@ -179,7 +113,7 @@ async fn a_schema_newer_than_the_build_is_refused() {
         .unwrap();
     store.close();
     drop(store);
-    let client = connect(&harness.config).await;
+    let client = harness.database.client().await;
     let versions: i64 = client
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .await
