@@ -455,3 +455,77 @@ async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
     }
     running.stop().await.unwrap();
 }
+
+const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
+/// One reflection request: list the services.
+fn list_services() -> Bytes {
+    use tonic_reflection::pb::v1::{
+        server_reflection_request::MessageRequest, ServerReflectionRequest,
+    };
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// Server reflection is a stream both ways, so it is not read whole before
+/// it is served; it is paced instead: a message begun (here, half a frame
+/// header) must arrive within the request-body timeout, or the call ends.
+/// Without that, the stream held its connection open for ever.
+#[tokio::test]
+async fn a_reflection_stream_with_half_a_message_is_ended() {
+    let (running, _dir) = start(
+        |c| {
+            c.server.request_body_timeout_ms = 200;
+        },
+        vec![],
+    )
+    .await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let half = grpc_frame(list_services()).slice(..3);
+    let (response, _send) = h2.start(REFLECTION, None, half, false).await;
+    tokio::time::timeout(GUARD, answer(response))
+        .await
+        .expect("the call ends while its client holds the stream open");
+    running.stop().await.unwrap();
+}
+
+/// A reflection stream that asked and was answered, then sends nothing, is
+/// ended after the idle timeout, and then its connection is closed as idle:
+/// an open reflection stream no longer keeps a connection from being idle.
+#[tokio::test]
+async fn a_reflection_stream_idle_between_messages_is_ended_and_its_connection_closed() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let (response, _send) = h2
+        .start(REFLECTION, None, grpc_frame(list_services()), false)
+        .await;
+    let response = tokio::time::timeout(GUARD, response)
+        .await
+        .expect("response headers")
+        .expect("response headers");
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(GUARD, body.data())
+        .await
+        .expect("an answer to the first message")
+        .expect("an answer")
+        .expect("an answer");
+    assert!(!first.is_empty());
+    let _ = body.flow_control().release_capacity(first.len());
+    // The client keeps its request stream open and sends nothing more.
+    let trailers = tokio::time::timeout(GUARD, body.trailers())
+        .await
+        .expect("the call ends while its client holds the stream open")
+        .expect("trailers")
+        .expect("trailers");
+    assert_eq!(
+        Status::from_header_map(&trailers).map(|s| s.code()),
+        Some(Code::Ok)
+    );
+    let ended = tokio::time::timeout(GUARD, h2.connection).await;
+    assert!(ended.is_ok(), "the server closes the connection once idle");
+    running.stop().await.unwrap();
+}

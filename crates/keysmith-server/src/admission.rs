@@ -8,8 +8,8 @@
 //! own), held until the call has answered. A body that has arrived but is
 //! not one well-formed message frame is refused before it takes a permit
 //! (`edge::check_unary_body`: INVALID_ARGUMENT, as the caller's mistake).
-//! Server reflection is a stream both ways and passes through; the stream
-//! and connection limits bound it.
+//! Server reflection is a stream both ways: it is not read whole but held
+//! to the same pace, message by message (`paced.rs`).
 use std::{
     convert::Infallible,
     future::Future,
@@ -32,6 +32,7 @@ use crate::{
     auth::methods::{self, Access},
     config::ServerConfig,
     convert, edge,
+    paced::PacedBody,
 };
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -79,6 +80,8 @@ pub struct AdmissionLayer {
 
 struct State {
     body_timeout: Duration,
+    /// How long a streamed request may go without beginning a message.
+    idle_timeout: Duration,
     max_body_bytes: usize,
     health: Budget,
 }
@@ -88,6 +91,7 @@ impl AdmissionLayer {
         Self {
             state: Arc::new(State {
                 body_timeout: Duration::from_millis(config.request_body_timeout_ms),
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
                 max_body_bytes: config.max_request_bytes.saturating_add(FRAME_HEADER),
                 health: Budget::new(config.health_concurrency, health_checks_limited),
             }),
@@ -132,7 +136,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let access = methods::access(request.uri().path());
         let budget = match access {
-            Access::Reflection => return Box::pin(inner.call(request)),
+            Access::Reflection => {
+                let (body_timeout, idle_timeout) =
+                    (self.state.body_timeout, self.state.idle_timeout);
+                let paced =
+                    request.map(|body| Body::new(PacedBody::new(body, body_timeout, idle_timeout)));
+                return Box::pin(inner.call(paced));
+            }
             Access::Open => Some(self.state.health.clone()),
             // None in development mode: no token, no token budget.
             Access::Scoped(_) => request.extensions().get::<Budget>().cloned(),

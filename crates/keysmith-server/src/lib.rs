@@ -13,6 +13,7 @@ mod exporter;
 mod layers;
 mod listing;
 mod observe;
+mod paced;
 mod pms;
 mod registry;
 mod server;
