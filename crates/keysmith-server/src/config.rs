@@ -413,8 +413,10 @@ impl StorageConfig {
                  (postgres://user@host:5432/database, or key=value pairs)"
             );
         }
-        if pg.pool_size == 0 {
-            anyhow::bail!("invalid configuration: storage.postgres.pool_size must be positive");
+        if pg.pool_size < 2 {
+            // One connection is kept for what a driver does inside a
+            // transaction (keysmith-store-postgres's transaction turns).
+            anyhow::bail!("invalid configuration: storage.postgres.pool_size must be at least 2");
         }
         if pg.acquire_timeout_seconds == 0 {
             anyhow::bail!(
@@ -940,7 +942,7 @@ mod tests {
         assert!(err.to_string().contains("storage.postgres.url"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         let err = Config::load_with_env(
-            Source::Text(&section("postgres://127.0.0.1/keysmith", 0)),
+            Source::Text(&section("postgres://127.0.0.1/keysmith", 1)),
             false,
         )
         .unwrap_err();

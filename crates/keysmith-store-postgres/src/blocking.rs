@@ -1,26 +1,67 @@
-//! The Store trait's plain reads are synchronous, because the embedded store
-//! answers them from memory. Here they are database queries: each one
-//! blocks its worker thread for a round trip, handing the thread's other
-//! tasks to another worker first (`block_in_place`). This needs tokio's
-//! multi-thread runtime, which the server runs; on a current-thread runtime
-//! (or outside any) the read fails instead of panicking.
-use std::future::Future;
+//! Where the store's database I/O runs, and how synchronous code waits for
+//! it.
+//!
+//! Every connection to PostgreSQL is made, and its socket driven, on one
+//! runtime of the store's own ([`io`]), never on the caller's. The Store
+//! trait's plain reads are synchronous (the embedded store answers them
+//! from memory), and drivers call the store from under their own locks:
+//! with the connections on the server's runtime, a few threads waiting
+//! synchronously (for a read, or for a driver's lock held by one that
+//! reads) left no worker to drive the sockets they waited on, and every
+//! call stopped (seen with 400 concurrent Issues on two workers). On a
+//! runtime of their own the sockets progress whatever the server's
+//! workers are doing.
+//!
+//! A synchronous read blocks its thread for the round trip: on tokio's
+//! multi-thread runtime its worker's other tasks move to another worker
+//! first (`block_in_place`); on a current-thread runtime (tests, an
+//! embedding) the read is run on a scoped thread of its own.
+use std::{future::Future, sync::OnceLock};
 
-use keysmith_core::{reasons, Error, Result};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use deadpool_postgres::{Object, Pool};
+use keysmith_core::Result;
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
-/// Runs `work` to completion from synchronous code inside the runtime.
-pub(crate) fn wait<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
-    let handle = Handle::try_current().map_err(|_| not_here())?;
-    if handle.runtime_flavor() == RuntimeFlavor::CurrentThread {
-        return Err(not_here());
-    }
-    tokio::task::block_in_place(|| handle.block_on(work))
+use crate::db_error;
+
+/// The runtime that drives every PostgreSQL connection of the process: two
+/// threads, which only move bytes between sockets and the clients' channels.
+fn io() -> &'static Runtime {
+    static IO: OnceLock<Runtime> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("keysmith-postgres")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL I/O runtime starts")
+    })
 }
 
-fn not_here() -> Error {
-    Error::unavailable(
-        reasons::STORE_UNAVAILABLE,
-        "the PostgreSQL store is read from tokio's multi-thread runtime only",
-    )
+/// A connection from the pool, made (when the pool makes one) on the I/O
+/// runtime, so that its socket is driven there. The client it returns may
+/// be used from any runtime: it talks to its connection over a channel.
+pub(crate) async fn connection(pool: &Pool) -> Result<Object> {
+    let pool = pool.clone();
+    io().spawn(async move { pool.get().await })
+        .await
+        .map_err(db_error)?
+        .map_err(db_error)
+}
+
+/// Runs `work` to completion from synchronous code, on the I/O runtime's
+/// context, blocking this thread until it is done.
+pub(crate) fn wait<T: Send>(work: impl Future<Output = Result<T>> + Send) -> Result<T> {
+    let io = io().handle();
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| io.block_on(work))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        Ok(_) => tokio::task::block_in_place(|| io.block_on(work)),
+        // Outside any runtime: this thread may wait on the I/O runtime.
+        Err(_) => io.block_on(work),
+    }
 }

@@ -108,6 +108,16 @@ pub struct PgStore {
     feed: Arc<ChangeFeed>,
     publisher: Publisher,
     incarnation: String,
+    /// Transactions open at once: one connection fewer than the pool. A
+    /// transaction holds its connection across driver calls, and a driver
+    /// call may read or write the driver's state on a connection of its
+    /// own: with every connection held by a transaction, those would wait
+    /// for each other until the acquire timeout. One connection always
+    /// left for such short calls (which never wait for another) keeps them
+    /// moving.
+    transactions: Arc<tokio::sync::Semaphore>,
+    /// How long a transaction waits for its turn, as for a connection.
+    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -128,10 +138,7 @@ pub(crate) fn db_error(e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// A connection from the pool.
-pub(crate) async fn connection(pool: &Pool) -> Result<Object> {
-    pool.get().await.map_err(db_error)
-}
+pub(crate) use blocking::connection;
 
 impl PgStore {
     /// Connects, brings the schema up to date, and opens the data keys with
@@ -152,7 +159,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
+            .max_size(options.pool_size.max(2))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.acquire_timeout))
             .create_timeout(Some(options.acquire_timeout))
@@ -182,7 +189,21 @@ impl PgStore {
             publisher: Publisher::new(feed.clone()),
             feed,
             incarnation,
+            transactions: Arc::new(tokio::sync::Semaphore::new(options.pool_size.max(2) - 1)),
+            acquire_timeout: options.acquire_timeout,
         })
+    }
+
+    /// A turn to hold a transaction open, waited for no longer than a
+    /// connection is.
+    pub(crate) async fn transaction_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(
+            self.acquire_timeout,
+            self.transactions.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| db_error("every connection is held by a transaction: waited too long"))?
+        .map_err(db_error)
     }
 
     /// Closes the pool: every later call fails with `STORE_UNAVAILABLE`.

@@ -39,6 +39,8 @@ pub(crate) struct PgTransaction<'a> {
     /// The connection, with its transaction open; taken by commit.
     client: Option<Object>,
     _guards: Vec<OwnedMutexGuard<()>>,
+    /// Held while the transaction is open (see `PgStore::transactions`).
+    _turn: tokio::sync::OwnedSemaphorePermit,
     writes: WriteSet,
 }
 
@@ -46,6 +48,7 @@ impl<'a> PgTransaction<'a> {
     pub(crate) async fn begin(store: &'a PgStore, locks: &[LockName]) -> Result<Self> {
         // The process's own waiters queue in memory, not on connections.
         let guards = store.locks.acquire(locks).await;
+        let turn = store.transaction_turn().await?;
         let client = store.connection().await?;
         client
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -55,6 +58,7 @@ impl<'a> PgTransaction<'a> {
             store,
             client: Some(client),
             _guards: guards,
+            _turn: turn,
             writes: WriteSet::default(),
         };
         let mut ids: Vec<i64> = locks.iter().map(advisory_id).collect();
