@@ -18,7 +18,11 @@ use keysmith_api::{
     v1::{self as pb, access_service_client::AccessServiceClient},
 };
 use keysmith_core::{service::Clock, Timestamp};
-use keysmith_server::{Config, Running, Source};
+use keysmith_server::{
+    config::{PostgresConfig, StorageBackend},
+    Config, Running, Source,
+};
+use keysmith_store_postgres::testing::{TestDatabase, URL_VARIABLE};
 use tonic::{transport::Channel, Code, Status};
 use tonic_types::StatusExt;
 
@@ -59,6 +63,49 @@ pub struct TestServer {
     /// apart, as keysmith requires.
     pub root: PathBuf,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database the server stores in, when the tests run
+    /// on PostgreSQL (see [`backend`]); kept across restarts.
+    database: Option<Arc<TestDatabase>>,
+}
+
+/// The variable that runs the end-to-end tests on another store:
+/// `KEYSMITH_TEST_BACKEND=postgres` (with `KEYSMITH_TEST_POSTGRES_URL`
+/// naming the server) puts every server `TestServer::start` and
+/// `start_with` make on a fresh PostgreSQL database of its own. Unset, or
+/// `sled`, they use the embedded default.
+pub const BACKEND_VARIABLE: &str = "KEYSMITH_TEST_BACKEND";
+
+/// Whether this run's servers store in PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VARIABLE).as_deref() {
+        Ok("postgres") => true,
+        Ok("sled") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VARIABLE}={other}: expected sled or postgres"),
+    }
+}
+
+/// A database for a server of this run, when the run is on PostgreSQL.
+async fn backend() -> Option<Arc<TestDatabase>> {
+    if !on_postgres() {
+        return None;
+    }
+    let database = TestDatabase::create(
+        "KEYSMITH_TEST_BACKEND=postgres",
+        "KEYSMITH_TEST_BACKEND=postgres cargo test",
+    )
+    .await
+    .unwrap_or_else(|| panic!("{BACKEND_VARIABLE}=postgres needs {URL_VARIABLE}"));
+    Some(Arc::new(database))
+}
+
+/// Puts `config` on `database`.
+pub fn store_in(config: &mut Config, database: &TestDatabase) {
+    config.storage.backend = StorageBackend::Postgres;
+    config.storage.postgres = Some(PostgresConfig {
+        url: keysmith_core::Secret::new(database.url()),
+        pool_size: 8,
+        acquire_timeout_seconds: 30,
+    });
 }
 
 /// The embedded default, on an ephemeral loopback port, with data in
@@ -78,20 +125,22 @@ pub const T0: i64 = 1_900_000_000;
 
 impl TestServer {
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_path_buf();
-        let mut server =
-            Self::start_in(config(&path), Arc::new(TestClock(AtomicI64::new(T0)))).await;
-        server._dir = Some(dir);
-        server
+        Self::start_with(|_| {}).await
     }
 
+    /// The default configuration as `edit` changes it, on this run's
+    /// backend (`KEYSMITH_TEST_BACKEND`).
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let database = backend().await;
         let mut c = config(dir.path());
+        if let Some(database) = &database {
+            store_in(&mut c, database);
+        }
         edit(&mut c);
         let mut server = Self::start_in(c, Arc::new(TestClock(AtomicI64::new(T0)))).await;
         server._dir = Some(dir);
+        server.database = database;
         server
     }
 
@@ -115,6 +164,7 @@ impl TestServer {
             data_dir,
             root,
             _dir: None,
+            database: None,
         }
     }
 
@@ -131,10 +181,14 @@ impl TestServer {
             running.stop().await.unwrap();
         }
         let mut c = config(&self.root);
+        if let Some(database) = &self.database {
+            store_in(&mut c, database);
+        }
         edit(&mut c);
         let dir = self._dir.take();
         let mut next = Self::start_in(c, self.clock.clone()).await;
         next._dir = dir;
+        next.database = self.database.take();
         next
     }
 
