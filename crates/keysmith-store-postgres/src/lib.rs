@@ -34,6 +34,7 @@
 //!   their advisory locks differ, and the design leans on them.
 mod blocking;
 mod driver_state;
+mod lease;
 mod migrate;
 mod publish;
 mod records;
@@ -49,6 +50,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use keysmith_core::{
     audit::{AuditIds, AuditRecord},
     changes::{ChangeFeed, KeyChange},
+    lease::Leases,
     locks::Locks,
     reasons,
     reservation::Reservation,
@@ -62,7 +64,8 @@ use keysmith_store::sealing::{KeyRing, Sealer};
 use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
-    blocking::wait, driver_state::PgDriverState, publish::Publisher, transaction::PgTransaction,
+    blocking::wait, driver_state::PgDriverState, lease::PgLeases, publish::Publisher,
+    transaction::PgTransaction,
     write::Prepared,
 };
 
@@ -714,6 +717,12 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(purged)
+    }
+
+    fn leases(&self) -> Arc<dyn Leases> {
+        Arc::new(PgLeases {
+            pool: self.pool.clone(),
+        })
     }
 }
 
