@@ -135,11 +135,7 @@ impl KeyFollower {
     /// [`Follow::DEFAULT_KEYS`] when some driver refreshes), refreshing
     /// keys while it holds `lease`, and a handle to ask it for a round at
     /// once.
-    pub fn new(
-        service: Arc<AccessService>,
-        follow: Follow,
-        lease: Lease,
-    ) -> (Self, FollowNow) {
+    pub fn new(service: Arc<AccessService>, follow: Follow, lease: Lease) -> (Self, FollowNow) {
         let (tx, asked) = mpsc::channel(8);
         let follow = Follow {
             keys: follow.keys.map(|d| d.max(Follow::MIN)),

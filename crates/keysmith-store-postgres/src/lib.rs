@@ -65,8 +65,7 @@ use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
     blocking::wait, driver_state::PgDriverState, lease::PgLeases, publish::Publisher,
-    transaction::PgTransaction,
-    write::Prepared,
+    transaction::PgTransaction, write::Prepared,
 };
 
 pub use migrate::SCHEMA_VERSION;

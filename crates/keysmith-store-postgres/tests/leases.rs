@@ -64,7 +64,10 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released() {
     let store = open(&database).await;
     let leases: Arc<dyn Leases> = store.leases();
 
-    assert!(leases.hold("sweeper", "a", TTL).await.unwrap(), "free: taken");
+    assert!(
+        leases.hold("sweeper", "a", TTL).await.unwrap(),
+        "free: taken"
+    );
     let (holder, left) = row(&database, "sweeper").await.unwrap();
     assert_eq!(holder, "a");
     assert!(left > 25.0 && left <= 30.0, "{left} s left of 30");
@@ -113,7 +116,11 @@ async fn askers_at_once_get_one_holder() {
     };
     let (one, two) = (open(&database).await, open(&database).await);
     let asks = (0..16).map(|i| {
-        let leases = if i % 2 == 0 { one.leases() } else { two.leases() };
+        let leases = if i % 2 == 0 {
+            one.leases()
+        } else {
+            two.leases()
+        };
         tokio::spawn(async move { leases.hold("follower", &format!("r{i}"), TTL).await })
     });
     let mut granted = Vec::new();
