@@ -18,6 +18,10 @@
 //!   a per-property head row and published after the commit, in order.
 //!   Only this process's commits are published: a second keysmith on the
 //!   same database is not yet told of them (LISTEN/NOTIFY is to come).
+//! - **Leases** on background work (`lease.rs`): one row per
+//!   lease in `leases`, taken or renewed by one statement that compares
+//!   expiry with the database's `now()`, so that replicas sharing the
+//!   database run the sweeper, the key follower and each 3RPMS hotel once.
 //! - **Known cost**: the trait's plain reads (`key`, `scan_keys`, ...) are
 //!   synchronous because sled answers them from memory. Here each is a
 //!   database round trip run with `tokio::task::block_in_place`, which
