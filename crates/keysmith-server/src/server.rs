@@ -101,7 +101,8 @@ impl Running {
 
     /// Refreshes every key still being issued at a driver that issues
     /// asynchronously, once, now, as the key follower does on its own every
-    /// few seconds; returns when that is done.
+    /// few seconds; returns when that is done (at once, doing nothing, when
+    /// another replica holds the key follower's lease).
     pub async fn follow_keys_now(&self) {
         self.follow_now.round().await;
     }
@@ -113,7 +114,8 @@ impl Running {
 
     /// Sweeps the store once, now, as the sweeper does on its own every
     /// `storage.sweep_interval_seconds`: keys whose window ended leave the
-    /// live set, and what is past its retention is purged.
+    /// live set, and what is past its retention is purged. Nothing (an
+    /// empty report) when another replica holds the sweeper's lease.
     pub async fn sweep_now(&self) -> SweepReport {
         self.sweep_now.sweep().await
     }
