@@ -20,6 +20,7 @@ fn storage(db: &TestDatabase) -> PostgresConfig {
         url: Secret::new(db.url()),
         pool_size: 8,
         acquire_timeout_seconds: 30,
+        lease_seconds: 10,
     }
 }
 

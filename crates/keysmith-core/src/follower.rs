@@ -6,6 +6,11 @@
 //! one reported). A key whose refresh fails (its provider is down or asks
 //! to wait) is asked again after a back-off that grows with each failure
 //! ([`Backoff`]); a round asked for explicitly asks every key at once.
+//!
+//! Refreshing keys changes the store: it runs only while this replica holds
+//! [`FOLLOWER_LEASE`], so replicas sharing a database ask each driver once.
+//! Re-reading the entrances updates this replica's own router, in memory:
+//! every replica does it.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -17,7 +22,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{key::KeyState, request::ListKeysRequest, AccessService};
+use crate::{key::KeyState, lease::Lease, request::ListKeysRequest, AccessService};
+
+/// The lease the follower holds while it refreshes keys.
+pub const FOLLOWER_LEASE: &str = "key-follower";
 
 /// How often to follow: each driver asks for what it needs, and the
 /// follower takes the most frequent.
@@ -56,7 +64,8 @@ pub struct FollowNow(mpsc::Sender<oneshot::Sender<()>>);
 
 impl FollowNow {
     /// Refreshes every key still being issued once, now, and returns when
-    /// that is done (at once if the follower has stopped).
+    /// that is done (at once if the follower has stopped, or when another
+    /// replica holds its lease).
     pub async fn round(&self) {
         let (done, wait) = oneshot::channel();
         if self.0.send(done).await.is_ok() {
@@ -116,15 +125,17 @@ impl Backoff {
 pub struct KeyFollower {
     service: Arc<AccessService>,
     follow: Follow,
+    lease: Lease,
     asked: mpsc::Receiver<oneshot::Sender<()>>,
     backoff: Backoff,
 }
 
 impl KeyFollower {
     /// A follower at the pace `follow` asks for (keys at least every
-    /// [`Follow::DEFAULT_KEYS`] when some driver refreshes), and a handle to
-    /// ask it for a round at once.
-    pub fn new(service: Arc<AccessService>, follow: Follow) -> (Self, FollowNow) {
+    /// [`Follow::DEFAULT_KEYS`] when some driver refreshes), refreshing
+    /// keys while it holds `lease`, and a handle to ask it for a round at
+    /// once.
+    pub fn new(service: Arc<AccessService>, follow: Follow, lease: Lease) -> (Self, FollowNow) {
         let (tx, asked) = mpsc::channel(8);
         let follow = Follow {
             keys: follow.keys.map(|d| d.max(Follow::MIN)),
@@ -134,6 +145,7 @@ impl KeyFollower {
             Self {
                 service,
                 follow,
+                lease,
                 asked,
                 backoff: Backoff::default(),
             },
@@ -169,8 +181,13 @@ impl KeyFollower {
     /// Refreshes every key still being issued at a driver that refreshes,
     /// page by page. A key whose driver cannot answer now stays issuing and
     /// is asked again once its back-off has passed; with `every_key`, at
-    /// once (a round asked for explicitly).
+    /// once (a round asked for explicitly). Nothing while another replica
+    /// holds the lease.
     pub async fn refresh_issuing(&mut self, every_key: bool) {
+        if !self.lease.held() {
+            tracing::debug!("another replica holds the key follower's lease: no refresh here");
+            return;
+        }
         let every = self.follow.keys.unwrap_or(Follow::DEFAULT_KEYS);
         let mut followed = HashSet::new();
         let properties = self.service.router().properties_where(|c| c.refresh);
@@ -191,6 +208,10 @@ impl KeyFollower {
                     }
                 };
                 for key in &page.keys {
+                    // Lost in the middle of a round: the holder's rounds go on.
+                    if !self.lease.held() {
+                        return;
+                    }
                     let id = (property.clone(), key.key_id.clone());
                     followed.insert(id.clone());
                     if !every_key && !self.backoff.due(&id, Instant::now()) {

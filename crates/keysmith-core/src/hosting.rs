@@ -32,7 +32,10 @@ impl DriverContext {
 }
 
 /// Work a driver runs beside requests, started once the access service
-/// exists, until the stop signal changes.
+/// exists, until the stop signal changes. It runs on every replica of a
+/// shared database, without a lease (`crate::lease`): fit for a webhook
+/// receiver, the only driver task there is, not for rounds of work that
+/// must run once.
 pub type Task = Box<
     dyn FnOnce(
             Arc<AccessService>,

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod follower;
 pub mod hosting;
 pub mod key;
+pub mod lease;
 pub mod listed;
 pub mod locks;
 pub mod page;

@@ -12,6 +12,7 @@ use crate::{
     changes::{ChangeFeed, KeyChange},
     error::Result,
     key::{AccessKey, Warning},
+    lease::Leases,
     listed::ListedKey,
     reservation::Reservation,
     time::Timestamp,
@@ -308,6 +309,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` logged changes made before `before`, the
     /// oldest of each property first, and returns how many, once durable.
     async fn purge_changes(&self, before: Timestamp, limit: usize) -> Result<usize>;
+
+    /// The leases under which background work runs once across the
+    /// processes that share this store (see [`crate::lease`]): a store one
+    /// process owns alone grants every lease.
+    fn leases(&self) -> Arc<dyn Leases>;
 }
 
 /// A [`Transaction`] over any [`Store`] whose writes are atomic batches:

@@ -1,13 +1,19 @@
 //! The background task that runs [`AccessService::sweep`] now and then,
-//! and on demand, and says in the logs what it purged.
+//! and on demand, and says in the logs what it purged. It sweeps only while
+//! this replica holds its lease ([`SWEEPER_LEASE`]): replicas sharing a
+//! database sweep it once, not once each.
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
+    lease::Lease,
     service::{Retention, SweepReport},
     AccessService,
 };
+
+/// The lease the sweeper holds while it sweeps.
+pub const SWEEPER_LEASE: &str = "sweeper";
 
 /// Asks the sweeper for one sweep now, and waits for it.
 #[derive(Clone)]
@@ -15,7 +21,8 @@ pub struct SweepNow(mpsc::Sender<oneshot::Sender<SweepReport>>);
 
 impl SweepNow {
     /// Sweeps once, now; the report, or an empty one if the sweeper has
-    /// stopped or the sweep failed (the failure is logged).
+    /// stopped, another replica holds its lease, or the sweep failed (the
+    /// failure is logged).
     pub async fn sweep(&self) -> SweepReport {
         let (done, wait) = oneshot::channel();
         if self.0.send(done).await.is_err() {
@@ -31,16 +38,19 @@ pub struct Sweeper {
     retention: Retention,
     every: Duration,
     batch: usize,
+    lease: Lease,
     asked: mpsc::Receiver<oneshot::Sender<SweepReport>>,
 }
 
 impl Sweeper {
-    /// A sweeper and the handle that asks it for a sweep at once.
+    /// A sweeper that sweeps while it holds `lease`, and the handle that
+    /// asks it for a sweep at once.
     pub fn new(
         service: Arc<AccessService>,
         retention: Retention,
         every: Duration,
         batch: usize,
+        lease: Lease,
     ) -> (Self, SweepNow) {
         let (tx, asked) = mpsc::channel(4);
         (
@@ -49,6 +59,7 @@ impl Sweeper {
                 retention,
                 every,
                 batch,
+                lease,
                 asked,
             },
             SweepNow(tx),
@@ -76,7 +87,12 @@ impl Sweeper {
     }
 
     async fn sweep(&self) -> SweepReport {
-        match self.service.sweep(&self.retention, self.batch).await {
+        if !self.lease.held() {
+            tracing::debug!("another replica holds the sweeper's lease: no sweep here");
+            return SweepReport::default();
+        }
+        let held = || self.lease.held();
+        match self.service.sweep(&self.retention, self.batch, &held).await {
             Ok(report) => {
                 if !report.is_empty() {
                     tracing::info!(

@@ -385,7 +385,17 @@ pub struct PostgresConfig {
     /// (UNAVAILABLE, `STORE_UNAVAILABLE`).
     #[serde(default = "default_acquire_timeout_seconds")]
     pub acquire_timeout_seconds: u64,
+    /// How long a lease on background work (the sweeper, the key follower,
+    /// a hotel's 3RPMS worker) lasts without renewal: its holder renews it
+    /// every third of this, and a replica that dies loses it after this.
+    /// Shorter hands work over sooner, at three renewals per lease per
+    /// period. Every replica on one database should use the same value.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
 }
+
+/// The largest `lease_seconds`: a dead replica's work waits this long at most.
+const MAX_LEASE_SECONDS: u64 = 3600;
 
 fn default_pool_size() -> usize {
     16
@@ -395,7 +405,19 @@ fn default_acquire_timeout_seconds() -> u64 {
     10
 }
 
+fn default_lease_seconds() -> u64 {
+    10
+}
+
 impl StorageConfig {
+    /// How long a lease on background work lasts: `storage.postgres`'s
+    /// `lease_seconds`, or its default where nothing else shares the store.
+    pub fn lease_seconds(&self) -> u64 {
+        self.postgres
+            .as_ref()
+            .map_or_else(default_lease_seconds, |pg| pg.lease_seconds)
+    }
+
     fn validate_backend(&self) -> anyhow::Result<()> {
         let Some(pg) = &self.postgres else {
             if self.backend == StorageBackend::Postgres {
@@ -421,6 +443,12 @@ impl StorageConfig {
         if pg.acquire_timeout_seconds == 0 {
             anyhow::bail!(
                 "invalid configuration: storage.postgres.acquire_timeout_seconds must be positive"
+            );
+        }
+        if !(1..=MAX_LEASE_SECONDS).contains(&pg.lease_seconds) {
+            anyhow::bail!(
+                "invalid configuration: storage.postgres.lease_seconds must be between 1 and \
+                 {MAX_LEASE_SECONDS}"
             );
         }
         Ok(())
@@ -929,7 +957,10 @@ mod tests {
         .unwrap();
         assert_eq!(ok.storage.backend, StorageBackend::Postgres);
         let pg = ok.storage.postgres.as_ref().unwrap();
-        assert_eq!((pg.pool_size, pg.acquire_timeout_seconds), (4, 10));
+        assert_eq!(
+            (pg.pool_size, pg.acquire_timeout_seconds, pg.lease_seconds),
+            (4, 10, 10)
+        );
         assert!(
             !format!("{ok:?}").contains("hunter2"),
             "Debug hides the URL"
@@ -947,6 +978,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("pool_size"), "{err}");
+        for lease_seconds in [0, 3601] {
+            let text = section("postgres://127.0.0.1/keysmith", 4)
+                + &format!("lease_seconds = {lease_seconds}\n");
+            let err = Config::load_with_env(Source::Text(&text), false).unwrap_err();
+            assert!(err.to_string().contains("lease_seconds"), "{err}");
+        }
     }
 
     #[test]

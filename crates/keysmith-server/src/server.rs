@@ -13,11 +13,12 @@ use keysmith_api::{
     FILE_DESCRIPTOR_SET,
 };
 use keysmith_core::{
-    follower::{Follow, FollowNow, KeyFollower},
+    follower::{Follow, FollowNow, KeyFollower, FOLLOWER_LEASE},
     hosting::{Built, DriverContext},
+    lease::LeaseKeeper,
     router::Router,
     service::{Clock, Retention, SweepReport, SystemClock},
-    sweeper::{SweepNow, Sweeper},
+    sweeper::{SweepNow, Sweeper, SWEEPER_LEASE},
     AccessService, Driver,
 };
 use keysmith_threerpms::Hotels;
@@ -76,6 +77,7 @@ pub struct Running {
     threerpms_hotels: Hotels,
     follow_now: FollowNow,
     sweep_now: SweepNow,
+    leases: Arc<LeaseKeeper>,
     store: Arc<Storage>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -99,7 +101,8 @@ impl Running {
 
     /// Refreshes every key still being issued at a driver that issues
     /// asynchronously, once, now, as the key follower does on its own every
-    /// few seconds; returns when that is done.
+    /// few seconds; returns when that is done (at once, doing nothing, when
+    /// another replica holds the key follower's lease).
     pub async fn follow_keys_now(&self) {
         self.follow_now.round().await;
     }
@@ -111,9 +114,33 @@ impl Running {
 
     /// Sweeps the store once, now, as the sweeper does on its own every
     /// `storage.sweep_interval_seconds`: keys whose window ended leave the
-    /// live set, and what is past its retention is purged.
+    /// live set, and what is past its retention is purged. Nothing (an
+    /// empty report) when another replica holds the sweeper's lease.
     pub async fn sweep_now(&self) -> SweepReport {
         self.sweep_now.sweep().await
+    }
+
+    /// The leases on background work this replica holds now (see
+    /// `keysmith_core::lease`): every one with sled, which one process owns.
+    pub fn leases_held(&self) -> Vec<String> {
+        self.leases.held()
+    }
+
+    /// Resolves once this replica holds the lease `name` (at once when it
+    /// does); never for a lease it does not keep.
+    pub async fn lease_taken(&self, name: &str) {
+        match self.leases.lease(name) {
+            Some(mut lease) => lease.taken().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves once this replica no longer holds the lease `name` (at
+    /// once when it does not).
+    pub async fn lease_lost(&self, name: &str) {
+        if let Some(mut lease) = self.leases.lease(name) {
+            lease.lost().await;
+        }
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -177,6 +204,12 @@ pub async fn start_with_drivers(
     let storage = Arc::new(Storage::open(&config, keys).await?);
     let store = storage.store();
     let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
+    // Background work that changes the store runs under a lease, once
+    // across the replicas that share a database.
+    let leases = Arc::new(LeaseKeeper::new(
+        store.leases(),
+        Duration::from_secs(config.storage.lease_seconds()),
+    ));
 
     let mut registered = registry::build_all(&config, &DriverContext::new(store.clone())).await?;
     registered.extend(extra_drivers.into_iter().map(|d| Built::driver(d).into()));
@@ -188,7 +221,7 @@ pub async fn start_with_drivers(
         service.watch_driver_calls(Arc::new(DriverSpans));
     }
     let threerpms = match &config.threerpms {
-        Some(c) => Some(keysmith_threerpms::start(c, &*store, service.clone()).await?),
+        Some(c) => Some(keysmith_threerpms::start(c, &*store, service.clone(), &leases).await?),
         None => None,
     };
 
@@ -207,9 +240,12 @@ pub async fn start_with_drivers(
         },
         Duration::from_secs(config.storage.sweep_interval_seconds),
         config.storage.sweep_batch,
+        leases.keep(SWEEPER_LEASE).await,
     );
     let mut background = vec![
         tokio::spawn(sweeper.run(stopping.clone())),
+        // Not under a lease: it writes the audit records of this replica's
+        // own calls, which no other replica has.
         tokio::spawn(audit.clone().run(stopping.clone())),
     ];
     let metrics_addr = match metrics {
@@ -234,13 +270,17 @@ pub async fn start_with_drivers(
     let follow = registered
         .iter()
         .fold(Follow::default(), |pace, r| pace.merge(r.built.follow));
-    let (follower, follow_now) = KeyFollower::new(service.clone(), follow);
+    let (follower, follow_now) =
+        KeyFollower::new(service.clone(), follow, leases.keep(FOLLOWER_LEASE).await);
     background.push(tokio::spawn(follower.run(stopping.clone())));
     let mut listening = Vec::new();
     let mut grpc = Vec::new();
     for r in registered {
         listening.extend(r.built.listening);
         grpc.extend(r.grpc);
+        // A driver's tasks run on every replica: Seam's is a webhook
+        // receiver, whose events any replica may take (drivers/seam's
+        // webhook.rs says why that needs no lease).
         for task in r.built.tasks {
             background.push(tokio::spawn(task(service.clone(), stopping.clone())));
         }
@@ -363,6 +403,7 @@ pub async fn start_with_drivers(
     let incoming = LimitedIncoming::new(accepted, connections);
     let grace = Duration::from_secs(config.server.request_timeout_seconds);
     let running_store = storage.clone();
+    let running_leases = leases.clone();
     let task = tokio::spawn(async move {
         let stopping_calls = tokio::sync::Notify::new();
         let serve = router.serve_with_incoming_shutdown(incoming, async {
@@ -393,6 +434,9 @@ pub async fn start_with_drivers(
         if let Some(threerpms) = threerpms {
             threerpms.stop().await;
         }
+        // The work under the leases has stopped: another replica may take
+        // them now rather than when they expire.
+        leases.release_all().await;
         // Every answer given was already durable; this flushes the rest.
         storage.close();
         // Every call has ended, and with it its span.
@@ -431,6 +475,7 @@ pub async fn start_with_drivers(
         threerpms_hotels,
         follow_now,
         sweep_now,
+        leases: running_leases,
         store: running_store,
         shutdown: Some(shutdown_tx),
         task,

@@ -18,6 +18,10 @@
 //!   a per-property head row and published after the commit, in order.
 //!   Only this process's commits are published: a second keysmith on the
 //!   same database is not yet told of them (LISTEN/NOTIFY is to come).
+//! - **Leases** on background work (`lease.rs`): one row per
+//!   lease in `leases`, taken or renewed by one statement that compares
+//!   expiry with the database's `now()`, so that replicas sharing the
+//!   database run the sweeper, the key follower and each 3RPMS hotel once.
 //! - **Known cost**: the trait's plain reads (`key`, `scan_keys`, ...) are
 //!   synchronous because sled answers them from memory. Here each is a
 //!   database round trip run with `tokio::task::block_in_place`, which
@@ -34,6 +38,7 @@
 //!   their advisory locks differ, and the design leans on them.
 mod blocking;
 mod driver_state;
+mod lease;
 mod migrate;
 mod publish;
 mod records;
@@ -49,6 +54,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use keysmith_core::{
     audit::{AuditIds, AuditRecord},
     changes::{ChangeFeed, KeyChange},
+    lease::Leases,
     locks::Locks,
     reasons,
     reservation::Reservation,
@@ -62,8 +68,8 @@ use keysmith_store::sealing::{KeyRing, Sealer};
 use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
-    blocking::wait, driver_state::PgDriverState, publish::Publisher, transaction::PgTransaction,
-    write::Prepared,
+    blocking::wait, driver_state::PgDriverState, lease::PgLeases, publish::Publisher,
+    transaction::PgTransaction, write::Prepared,
 };
 
 pub use migrate::SCHEMA_VERSION;
@@ -735,6 +741,12 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(purged)
+    }
+
+    fn leases(&self) -> Arc<dyn Leases> {
+        Arc::new(PgLeases {
+            pool: self.pool.clone(),
+        })
     }
 }
 

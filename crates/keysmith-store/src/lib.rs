@@ -35,6 +35,7 @@ use keysmith_core::{
     audit::{AuditIds, AuditRecord},
     changes::{ChangeFeed, KeyChange, PendingChange},
     error::reasons,
+    lease::{Leases, SoleOwner},
     locks::Locks,
     reservation::Reservation,
     store::{
@@ -721,6 +722,13 @@ impl Store for SledStore {
                 .map_err(committer_error)?;
         }
         Ok(purged)
+    }
+
+    /// Every lease is granted: sled takes an exclusive lock on its data
+    /// directory's files at open (`open_db` waits for it and then refuses,
+    /// "could not acquire lock"), so no other process shares this store.
+    fn leases(&self) -> Arc<dyn Leases> {
+        Arc::new(SoleOwner)
     }
 }
 

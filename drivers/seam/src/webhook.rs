@@ -8,6 +8,15 @@
 //! (one method can serve several) in the arrays `access_grant_ids` and
 //! `access_grant_keys`. keysmith finds its key by the grant id it stored at
 //! issue, or by the grant key, which is the keysmith key id.
+//!
+//! No lease (`keysmith_core::lease`): with several replicas on one
+//! database, whichever replica Svix's delivery reaches refreshes, inline.
+//! A refresh reads the key's state at Seam and stores it under the key's
+//! transaction lock, so two refreshes of one key (a redelivery, or the
+//! follower meanwhile) store the same state one after the other: it is
+//! idempotent, and a lease would only add a hop and a failure mode. Only
+//! the follower's rounds, which would otherwise ask Seam once per replica,
+//! are under a lease.
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{

@@ -3,7 +3,7 @@
 //! [`Handle`] it returns is all the server keeps of it.
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use keysmith_core::{store::Store, AccessService, Error};
+use keysmith_core::{lease::LeaseKeeper, store::Store, AccessService, Error};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
     sync::HotelSync,
     transport::Transport,
     webhook::{self, HotelWebhooks, Inbox, ReceiverConfig},
-    worker::{RetryPolicy, Worker},
+    worker::{lease_name, RetryPolicy, Worker},
 };
 
 /// The driver-state tree of the 3RPMS integration: stay records, inboxes,
@@ -53,12 +53,14 @@ pub struct Handle {
 }
 
 /// Starts every configured hotel (each one's worker runs the initial sync
-/// when configured) and the webhook receiver when `webhook_listen` is set.
-/// Every hotel's property must be one of `service`'s.
+/// when configured, once it holds the hotel's lease from `leases`) and the
+/// webhook receiver when `webhook_listen` is set. Every hotel's property
+/// must be one of `service`'s.
 pub async fn start(
     config: &ThreeRpmsConfig,
     store: &dyn Store,
     service: Arc<AccessService>,
+    leases: &LeaseKeeper,
 ) -> Result<Handle, StartError> {
     let state = store.driver_state(STATE_TREE)?;
     // 3RPMS limits per client IP: every hotel shares one egress.
@@ -109,6 +111,7 @@ pub async fn start(
         let worker = Worker::new(
             sync.clone(),
             inbox.clone(),
+            leases.keep(&lease_name(&hotel.property_id)).await,
             config.initial_sync,
             RetryPolicy {
                 first_wait: Duration::from_millis(config.retry_backoff_ms),
@@ -206,7 +209,11 @@ mod tests {
         }))
         .unwrap();
 
-        let refused = start(&config, &*store, service).await.err().unwrap();
+        let leases = LeaseKeeper::new(store.leases(), Duration::from_secs(10));
+        let refused = start(&config, &*store, service, &leases)
+            .await
+            .err()
+            .unwrap();
 
         assert!(
             matches!(&refused, StartError::Hotel { property_id, .. } if property_id == "nowhere"),

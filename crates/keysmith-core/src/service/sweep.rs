@@ -63,14 +63,25 @@ impl SweepReport {
 
 impl AccessService {
     /// Sweeps once: expires what has ended, purges what is past its
-    /// retention, `batch` keys (or audit records) per transaction.
-    pub async fn sweep(&self, retention: &Retention, batch: usize) -> Result<SweepReport> {
+    /// retention, `batch` keys (or audit records) per transaction. Each
+    /// batch starts only while `held()` (this replica holds the sweeper's
+    /// lease); once it is not, the sweep stops with what it did, and the
+    /// holder's next sweep goes on from there.
+    pub async fn sweep(
+        &self,
+        retention: &Retention,
+        batch: usize,
+        held: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<SweepReport> {
         let batch = batch.max(1);
         let now = self.clock.now();
         let mut report = SweepReport::default();
 
         let mut after: Option<Due> = None;
         loop {
+            if !held() {
+                return Ok(report);
+            }
             // A window ends at its end: a key whose end is `now` is due.
             let due_by = Timestamp::from_micros(now.as_micros().saturating_add(1));
             let due = self.store.ended_live_keys(due_by, after.as_ref(), batch)?;
@@ -84,6 +95,9 @@ impl AccessService {
         let keys_before = before(now, retention.keys);
         let mut after: Option<Due> = None;
         loop {
+            if !held() {
+                return Ok(report);
+            }
             let due = self
                 .store
                 .purgeable_keys(keys_before, after.as_ref(), batch)?;
@@ -98,6 +112,9 @@ impl AccessService {
 
         let audit_before = before(now, retention.audit);
         loop {
+            if !held() {
+                return Ok(report);
+            }
             let purged = self.store.purge_audit(audit_before, batch).await?;
             report.purged_audit += purged;
             if purged < batch {
@@ -106,11 +123,17 @@ impl AccessService {
         }
         let changes_before = before(now, retention.changes);
         loop {
+            if !held() {
+                return Ok(report);
+            }
             let purged = self.store.purge_changes(changes_before, batch).await?;
             report.purged_changes += purged;
             if purged < batch {
                 break;
             }
+        }
+        if !held() {
+            return Ok(report);
         }
         report.forgotten_request_ids = self
             .store

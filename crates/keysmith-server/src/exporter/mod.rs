@@ -115,6 +115,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Suspected 3RPMS rate-limit blocks begun (nothing is sent until each ends)",
     ),
     (
+        "keysmith_leases_held",
+        Kind::Gauge,
+        "Leases on background work this replica holds (1) or not (0), by lease: sweeper, key-follower, 3rpms/<property>",
+    ),
+    (
         "keysmith_webhook_deliveries_total",
         Kind::Counter,
         "Webhook deliveries by source (seam, threerpms) and outcome: accepted, duplicate, rejected, retry_later",

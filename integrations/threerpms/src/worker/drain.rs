@@ -36,9 +36,13 @@ struct Outcome {
 impl Worker {
     /// Handles every due event. Returns when the next event waiting for its
     /// back-off is due, if any; `Err` only for a failure of the whole hotel
-    /// (the caller waits before trying again).
+    /// (the caller waits before trying again). Returns at once, before the
+    /// next group, when the hotel's lease is lost.
     pub(super) async fn drain(&self) -> Result<Option<Instant>> {
         loop {
+            if !self.lease.held() {
+                return Ok(None);
+            }
             let pending = self.inbox.pending()?;
             let now = Instant::now();
             let due: Vec<Queued> = {

@@ -5,9 +5,14 @@
 //! A failure of the whole hotel (3RPMS unreachable or blocking) waits
 //! before the next try (as long as the block, when one is suspected), never
 //! a tight loop.
+//!
+//! Replicas sharing a database work for a hotel one at a time: the worker
+//! syncs and drains only while this replica holds the hotel's lease
+//! ([`lease_name`]), checked before each sync and each group of events.
 use std::{sync::Arc, time::Duration};
 
 use jiff::civil::Time;
+use keysmith_core::lease::Lease;
 use rand::Rng;
 use tokio::{sync::watch, time::Instant};
 
@@ -64,9 +69,16 @@ impl RetryPolicy {
     }
 }
 
+/// The lease under which one replica works for the hotel of `property_id`.
+pub fn lease_name(property_id: &str) -> String {
+    format!("3rpms/{property_id}")
+}
+
 pub struct Worker {
     hotel: Arc<HotelSync>,
     inbox: Arc<Inbox>,
+    /// The hotel's lease: nothing is synced or drained without it.
+    lease: Lease,
     initial_sync: bool,
     retry: RetryPolicy,
     /// When each event that failed may be tried again, by queue number.
@@ -79,21 +91,28 @@ impl Worker {
     pub fn new(
         hotel: Arc<HotelSync>,
         inbox: Arc<Inbox>,
+        lease: Lease,
         initial_sync: bool,
         retry: RetryPolicy,
     ) -> Self {
         Self {
             hotel,
             inbox,
+            lease,
             initial_sync,
             retry,
             backoff: Default::default(),
         }
     }
 
-    /// Runs until `stop` turns true.
+    /// Runs until `stop` turns true. The initial sync waits for the
+    /// hotel's lease: a replica that takes the lease over syncs the window
+    /// again before it drains.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let property = self.hotel.property_id().to_owned();
+        if self.until_leased(&mut stop).await {
+            return;
+        }
         if self.initial_sync {
             loop {
                 match self.hotel.sync_window().await {
@@ -112,6 +131,9 @@ impl Worker {
             }
         }
         loop {
+            if self.until_leased(&mut stop).await {
+                return;
+            }
             // Events left queued by a stop are handled before anything new.
             let next_due = match self.drain().await {
                 Ok(next_due) => next_due,
@@ -124,8 +146,11 @@ impl Worker {
                 }
             };
             let nightly = self.until_nightly();
+            let mut lease = self.lease.clone();
             tokio::select! {
                 _ = stop.changed() => return,
+                // Lost: the loop waits until it is taken again.
+                _ = lease.lost() => {}
                 _ = tokio::time::sleep(nightly) => {
                     self.forget_old_events().await;
                     match self.hotel.sync_window().await {
@@ -144,6 +169,23 @@ impl Worker {
                 _ = self.inbox.notified() => {}
                 _ = until(next_due) => {}
             }
+        }
+    }
+
+    /// Waits until this replica holds the hotel's lease; true when asked
+    /// to stop meanwhile.
+    async fn until_leased(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        if self.lease.held() {
+            return false;
+        }
+        tracing::debug!(
+            property = self.hotel.property_id(),
+            "another replica works for this hotel: waiting for its lease"
+        );
+        let mut lease = self.lease.clone();
+        tokio::select! {
+            _ = stop.changed() => true,
+            _ = lease.taken() => false,
         }
     }
 
