@@ -5,7 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use keysmith_driver::state::DriverState;
+pub use keysmith_driver::{
+    section,
+    state::{Change, DriverState, StateSection},
+};
 
 use crate::{
     audit::AuditRecord,

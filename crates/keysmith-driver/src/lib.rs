@@ -20,6 +20,7 @@ pub mod driver;
 pub mod error;
 pub mod key;
 pub mod secret;
+pub mod section;
 pub mod state;
 pub mod time;
 

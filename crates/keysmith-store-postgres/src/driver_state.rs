@@ -1,21 +1,39 @@
 //! A driver's private key-value space: its rows of `driver_state`, each
 //! value sealed. Each `apply` is its own transaction, committed before it
 //! returns (the trait allows later; sooner is simpler and as safe).
+//!
+//! A section is one transaction holding a transaction-scoped advisory lock
+//! on the section's name, so that it excludes every keysmith process on the
+//! database; its reads are the transaction's (READ COMMITTED: under the
+//! lock, whatever the last holder committed), its writes applied at commit.
+//! This process's waiters for a section queue in memory first, as
+//! transactions do (`transaction.rs`), not on pooled connections.
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use backon::Retryable;
-use keysmith_core::{store::DriverState, Result};
-
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
+use keysmith_core::{
+    locks::Locks,
+    store::{section::Writes, Change, DriverState, StateSection},
+    Result,
+};
 use keysmith_store::sealing::Sealer;
+use tokio::sync::OwnedMutexGuard;
+use tokio_postgres::Client;
 
-use crate::{blocking::wait, connection, records, transaction::backoff, write::Failure};
+use crate::{
+    blocking::wait,
+    connection, db_error, records,
+    transaction::{backoff, hashed_lock_id, release_uncommitted},
+    write::Failure,
+};
 
 pub(crate) struct PgDriverState {
     pub(crate) namespace: String,
     pub(crate) pool: Pool,
     pub(crate) sealer: Arc<Sealer>,
+    pub(crate) sections: Arc<Locks>,
 }
 
 /// The first key after every key that starts with `prefix`; None when
@@ -33,9 +51,9 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Puts and deletes, in order (a later change of the same key wins).
 async fn apply(
-    client: &tokio_postgres::Client,
+    client: &Client,
     namespace: &str,
-    changes: &[(Vec<u8>, Option<Vec<u8>>)],
+    changes: &[Change],
 ) -> std::result::Result<(), tokio_postgres::Error> {
     for (k, v) in changes {
         match v {
@@ -61,32 +79,10 @@ async fn apply(
     Ok(())
 }
 
-#[async_trait]
-impl DriverState for PgDriverState {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        wait(async {
-            let client = connection(&self.pool).await?;
-            let row = client
-                .query_opt(
-                    "SELECT value FROM driver_state WHERE namespace = $1 AND key = $2",
-                    &[&self.namespace, &key],
-                )
-                .await
-                .map_err(crate::db_error)?;
-            row.map(|r| {
-                let sealed: Vec<u8> = r.get(0);
-                self.sealer
-                    .open(&records::driver_state(&self.namespace, key), &sealed)
-            })
-            .transpose()
-        })
-    }
-
-    fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let sealed = changes
+impl PgDriverState {
+    /// The values of `changes` sealed, each bound to where it lives.
+    fn seal(&self, changes: Vec<Change>) -> Result<Vec<Change>> {
+        changes
             .into_iter()
             .map(|(k, v)| {
                 let v = v
@@ -97,69 +93,206 @@ impl DriverState for PgDriverState {
                     .transpose()?;
                 Ok((k, v))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect()
+    }
+
+    async fn read(&self, client: &Client, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let row = client
+            .query_opt(
+                "SELECT value FROM driver_state WHERE namespace = $1 AND key = $2",
+                &[&self.namespace, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        row.map(|r| {
+            let sealed: Vec<u8> = r.get(0);
+            self.sealer
+                .open(&records::driver_state(&self.namespace, key), &sealed)
+        })
+        .transpose()
+    }
+
+    async fn scan(&self, client: &Client, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = prefix_end(prefix);
+        let rows = match &end {
+            Some(end) => {
+                client
+                    .query(
+                        "SELECT key, value FROM driver_state WHERE namespace = $1 \
+                         AND key >= $2 AND key < $3 ORDER BY key",
+                        &[&self.namespace, &prefix, end],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT key, value FROM driver_state WHERE namespace = $1 \
+                         AND key >= $2 ORDER BY key",
+                        &[&self.namespace, &prefix],
+                    )
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| {
+                let key: Vec<u8> = r.get(0);
+                let sealed: Vec<u8> = r.get(1);
+                let value = self
+                    .sealer
+                    .open(&records::driver_state(&self.namespace, &key), &sealed)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
+    /// Applies sealed `changes` in the transaction open on `client`, inside
+    /// a savepoint: a deadlock or serialization failure among the rows
+    /// rolls back to it and they are applied again, with back-off.
+    async fn apply_in_transaction(&self, client: &Client, sealed: &[Change]) -> Result<()> {
+        let namespace = &self.namespace;
+        let attempt = || async move {
+            client.batch_execute("SAVEPOINT driver_state").await?;
+            match apply(client, namespace, sealed).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = client
+                        .batch_execute("ROLLBACK TO SAVEPOINT driver_state")
+                        .await;
+                    Err(Failure::from(e))
+                }
+            }
+        };
+        attempt
+            .retry(backoff())
+            .when(Failure::retryable)
+            .await
+            .map_err(Failure::into_error)
+    }
+}
+
+#[async_trait]
+impl DriverState for PgDriverState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         wait(async {
             let client = connection(&self.pool).await?;
-            let (client, sealed, namespace) = (&client, &sealed, &self.namespace);
-            let attempt = move || async move {
-                client.batch_execute("BEGIN").await?;
-                match apply(client, namespace, sealed).await {
-                    Ok(()) => client.batch_execute("COMMIT").await.map_err(Failure::from),
-                    Err(e) => {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        Err(Failure::from(e))
-                    }
+            self.read(&client, key).await
+        })
+    }
+
+    fn apply(&self, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let sealed = self.seal(changes)?;
+        wait(async {
+            let client = connection(&self.pool).await?;
+            client.batch_execute("BEGIN").await.map_err(db_error)?;
+            match self.apply_in_transaction(&client, &sealed).await {
+                Ok(()) => client.batch_execute("COMMIT").await.map_err(db_error),
+                Err(e) => {
+                    release_uncommitted(client);
+                    Err(e)
                 }
-            };
-            attempt
-                .retry(backoff())
-                .when(Failure::retryable)
-                .await
-                .map_err(Failure::into_error)
+            }
         })
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         wait(async {
             let client = connection(&self.pool).await?;
-            let end = prefix_end(prefix);
-            let rows = match &end {
-                Some(end) => {
-                    client
-                        .query(
-                            "SELECT key, value FROM driver_state WHERE namespace = $1 \
-                             AND key >= $2 AND key < $3 ORDER BY key",
-                            &[&self.namespace, &prefix, end],
-                        )
-                        .await
-                }
-                None => {
-                    client
-                        .query(
-                            "SELECT key, value FROM driver_state WHERE namespace = $1 \
-                             AND key >= $2 ORDER BY key",
-                            &[&self.namespace, &prefix],
-                        )
-                        .await
-                }
-            }
-            .map_err(crate::db_error)?;
-            rows.into_iter()
-                .map(|r| {
-                    let key: Vec<u8> = r.get(0);
-                    let sealed: Vec<u8> = r.get(1);
-                    let value = self
-                        .sealer
-                        .open(&records::driver_state(&self.namespace, &key), &sealed)?;
-                    Ok((key, value))
-                })
-                .collect()
+            self.scan(&client, prefix).await
         })
     }
 
     async fn sync(&self) -> Result<()> {
         // Every apply was committed before it returned.
         Ok(())
+    }
+
+    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
+        let id = hashed_lock_id(b"driver section", &[self.namespace.as_bytes(), name]);
+        wait(async {
+            let local = self.sections.acquire(&[id]).await;
+            let section = PgSection {
+                state: self,
+                client: Some(connection(&self.pool).await?),
+                _local: local,
+                writes: Writes::default(),
+            };
+            let client = section.client();
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await
+                .map_err(db_error)?;
+            client
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&id])
+                .await
+                .map_err(db_error)?;
+            Ok(Box::new(section) as Box<dyn StateSection + '_>)
+        })
+    }
+}
+
+/// An open section: its transaction, holding the section's advisory lock.
+struct PgSection<'a> {
+    state: &'a PgDriverState,
+    /// The connection, its transaction open; taken once committed.
+    client: Option<Object>,
+    _local: Vec<OwnedMutexGuard<()>>,
+    writes: Writes,
+}
+
+impl PgSection<'_> {
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("open until committed")
+    }
+}
+
+impl StateSection for PgSection<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.writes
+            .get(key, || wait(self.state.read(self.client(), key)))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let committed = wait(self.state.scan(self.client(), prefix))?;
+        Ok(self.writes.scan(prefix, committed))
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) {
+        self.writes.record(changes);
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let sealed = self
+            .state
+            .seal(std::mem::take(&mut self.writes).into_changes())?;
+        wait(async {
+            if !sealed.is_empty() {
+                self.state
+                    .apply_in_transaction(self.client(), &sealed)
+                    .await?;
+            }
+            self.client()
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db_error)
+        })?;
+        // Committed: the connection goes back to the pool as it is.
+        self.client.take();
+        Ok(())
+    }
+}
+
+impl Drop for PgSection<'_> {
+    fn drop(&mut self) {
+        // Left without a commit (or a failed one): its writes are undone
+        // and its lock let go.
+        if let Some(client) = self.client.take() {
+            release_uncommitted(client);
+        }
     }
 }
 

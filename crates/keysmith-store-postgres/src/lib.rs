@@ -110,6 +110,9 @@ pub struct PgStore {
     /// The process's own waiters for a lock name queue here before they
     /// take a connection; the advisory locks hold across processes.
     locks: Locks,
+    /// The in-process half of the drivers' state sections: this process's
+    /// waiters for a section queue here, not on connections.
+    sections: Arc<Locks>,
     audit_ids: AuditIds,
     feed: Arc<ChangeFeed>,
     publisher: Publisher,
@@ -191,6 +194,7 @@ impl PgStore {
             pool,
             sealer,
             locks: Locks::default(),
+            sections: Arc::default(),
             audit_ids: AuditIds::default(),
             publisher: Publisher::new(feed.clone()),
             feed,
@@ -648,6 +652,7 @@ impl Store for PgStore {
             namespace: driver.to_owned(),
             pool: self.pool.clone(),
             sealer: self.sealer.clone(),
+            sections: self.sections.clone(),
         }))
     }
 

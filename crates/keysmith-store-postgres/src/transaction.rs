@@ -97,12 +97,19 @@ pub(crate) fn advisory_id(name: &LockName) -> i64 {
             key_id,
         } => (b"key", [property_id, key_id]),
     };
+    hashed_lock_id(tag, &parts.map(str::as_bytes))
+}
+
+/// An advisory lock id for `tag` and `parts`: the first 8 bytes of a
+/// SHA-256 of them, each part length-prefixed so that no two lists of parts
+/// hash the same bytes.
+pub(crate) fn hashed_lock_id(tag: &[u8], parts: &[&[u8]]) -> i64 {
     let mut hash = Sha256::new();
     hash.update(b"keysmith lock ");
     hash.update(tag);
     for part in parts {
         hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
+        hash.update(part);
     }
     let digest = hash.finalize();
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
@@ -217,19 +224,23 @@ impl Transaction for PgTransaction<'_> {
 
 impl Drop for PgTransaction<'_> {
     fn drop(&mut self) {
-        // Dropped without a commit: roll back before the connection goes
-        // back to the pool (which lets go of the advisory locks).
         if let Some(client) = self.client.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    if client.batch_execute("ROLLBACK").await.is_err() {
-                        // A connection in an unknown state is not reused.
-                        let _ = Object::take(client);
-                    }
-                });
-            } else {
+            release_uncommitted(client);
+        }
+    }
+}
+
+/// Rolls back the transaction open on `client`, dropped without a commit,
+/// before the connection goes back to the pool (which lets go of its
+/// advisory locks); a connection whose rollback fails is not reused.
+pub(crate) fn release_uncommitted(client: Object) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            if client.batch_execute("ROLLBACK").await.is_err() {
                 let _ = Object::take(client);
             }
-        }
+        });
+    } else {
+        let _ = Object::take(client);
     }
 }

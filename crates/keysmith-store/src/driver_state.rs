@@ -2,7 +2,13 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
-use keysmith_core::{store::DriverState, Result};
+use keysmith_core::{
+    store::{
+        section::{LocalSection, LocalSections},
+        Change, DriverState, StateSection,
+    },
+    Result,
+};
 
 use crate::{
     committer::{Committer, Overlaid},
@@ -18,6 +24,9 @@ pub(crate) struct SledDriverState {
     pub(crate) tree: Arc<TreeHandle>,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) committer: Arc<Committer>,
+    /// The store's open sections: one process opens a sled store, so a
+    /// section excludes within it alone.
+    pub(crate) sections: Arc<LocalSections>,
 }
 
 impl SledDriverState {
@@ -52,7 +61,7 @@ impl DriverState for SledDriverState {
         sealed.map(|v| self.open(&key, &v)).transpose()
     }
 
-    fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+    fn apply(&self, changes: Vec<Change>) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -92,5 +101,11 @@ impl DriverState for SledDriverState {
 
     async fn sync(&self) -> Result<()> {
         self.committer.sync().await.map_err(committer_error)
+    }
+
+    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
+        // Named within the driver's namespace: drivers never wait on each other.
+        let name = self.full(name);
+        Ok(Box::new(LocalSection::open(self, &self.sections, name)))
     }
 }

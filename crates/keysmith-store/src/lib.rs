@@ -39,8 +39,8 @@ use keysmith_core::{
     locks::Locks,
     reservation::Reservation,
     store::{
-        DriverState, Due, IdempotencyRecord, KeyIndex, KeyScan, LockName, LockedTransaction, Store,
-        Transaction, WriteSet,
+        section::LocalSections, DriverState, Due, IdempotencyRecord, KeyIndex, KeyScan, LockName,
+        LockedTransaction, Store, Transaction, WriteSet,
     },
     AccessKey, Error, ListedKey, Result, Timestamp,
 };
@@ -81,6 +81,8 @@ pub struct SledStore {
     feed: Arc<ChangeFeed>,
     /// What tells this store's change sequences from another's.
     incarnation: String,
+    /// The drivers' open state sections (`DriverState::section`).
+    sections: Arc<LocalSections>,
 }
 
 /// How the store uses memory.
@@ -190,6 +192,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             feed,
             incarnation,
+            sections: Arc::default(),
         };
         // A rotation that a stop interrupted goes on where it was.
         if store.sealer.data_keys().len() > 1 {
@@ -650,6 +653,7 @@ impl Store for SledStore {
             tree: self.tree.clone(),
             sealer: self.sealer.clone(),
             committer: self.committer.clone(),
+            sections: self.sections.clone(),
         }))
     }
 

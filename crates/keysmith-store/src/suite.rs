@@ -53,6 +53,7 @@ macro_rules! store_suite {
             everything_committed_survives_a_reopen,
             many_concurrent_commits_all_complete,
             driver_state_reads_its_own_writes_and_keeps_them,
+            a_driver_state_section_excludes_the_next_and_writes_only_when_committed,
             a_commit_after_close_fails_instead_of_waiting_forever,
             a_listing_with_revoked_keys_merges_both_in_key_order,
             a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole,
@@ -284,6 +285,84 @@ pub async fn driver_state_reads_its_own_writes_and_keeps_them<H: Harness>(h: &H)
     let lock = store.driver_state("lock").unwrap();
     assert_eq!(lock.get(b"b/1").unwrap().as_deref(), Some(&b"three"[..]));
     assert_eq!(lock.get(b"a/2").unwrap(), None);
+}
+
+/// A driver's state section excludes the next one of its name until it
+/// commits, which reads what the first wrote; a section dropped without a
+/// commit writes nothing and lets the next in. (The PostgreSQL store's
+/// sections exclude across processes too: tests/replicas_lock.rs.)
+pub async fn a_driver_state_section_excludes_the_next_and_writes_only_when_committed<H: Harness>(
+    h: &H,
+) {
+    let store = open(h).await;
+    let state = store.driver_state("lock").unwrap();
+    let mut first = state.section(b"counter").unwrap();
+    assert_eq!(first.get(b"n").unwrap(), None);
+    first.apply(vec![(b"n".to_vec(), Some(b"1".to_vec()))]);
+    assert_eq!(
+        first.get(b"n").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "its own write"
+    );
+    assert_eq!(
+        state.get(b"n").unwrap(),
+        None,
+        "nothing written before the commit"
+    );
+
+    // The next section of the name increments what it reads.
+    let increment = |state: Arc<dyn keysmith_core::store::DriverState>| {
+        move || {
+            let mut section = state.section(b"counter").unwrap();
+            let seen = section.get(b"n").unwrap();
+            let n: u32 = seen
+                .as_deref()
+                .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+            section.apply(vec![(
+                b"n".to_vec(),
+                Some((n + 1).to_string().into_bytes()),
+            )]);
+            section.commit().unwrap();
+            seen
+        }
+    };
+    let (began_tx, began) = tokio::sync::oneshot::channel();
+    let second = tokio::task::spawn_blocking({
+        let next = increment(state.clone());
+        move || {
+            let _ = began_tx.send(());
+            next()
+        }
+    });
+    began.await.unwrap();
+    first.commit().unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second section opened")
+        .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"1"[..]),
+        "the second opened only after the first committed"
+    );
+    assert_eq!(state.get(b"n").unwrap().as_deref(), Some(&b"2"[..]));
+
+    let mut dropped = state.section(b"counter").unwrap();
+    dropped.apply(vec![(b"n".to_vec(), Some(b"99".to_vec()))]);
+    drop(dropped);
+    let seen = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(increment(state.clone())),
+    )
+    .await
+    .expect("a dropped section lets the next in")
+    .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"2"[..]),
+        "a dropped section wrote nothing"
+    );
+    assert_eq!(state.get(b"n").unwrap().as_deref(), Some(&b"3"[..]));
 }
 
 pub async fn a_commit_after_close_fails_instead_of_waiting_forever<H: Harness>(h: &H) {

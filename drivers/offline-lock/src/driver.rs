@@ -11,7 +11,7 @@ use keysmith_driver::{
     error::quoted,
     key::{warnings, Behaviour, Credential, CredentialData, Warning},
     reasons,
-    state::DriverState,
+    state::{Change, DriverState, StateSection},
     CredentialMode, Driver, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Role,
     Secret, Timestamp,
 };
@@ -55,13 +55,82 @@ impl OfflineLock {
                 });
             }
         }
-        let sim = Sim::load(store.as_ref(), locks)?;
-        Ok(Self {
+        let properties: Vec<String> = config
+            .properties
+            .iter()
+            .map(|p| p.property_id.clone())
+            .collect();
+        let lock = Self {
             config,
             codec,
-            sim: Mutex::new(sim),
+            sim: Mutex::new(Sim::new(locks)),
             store,
-        })
+        };
+        // Each property is read now, so that a store that cannot be read
+        // fails the start, and PINs stored the earlier ways are moved.
+        for property in &properties {
+            lock.transact(property, |_, _| Ok(()))?;
+        }
+        Ok(lock)
+    }
+
+    /// Runs `decide` on the simulator in `property`'s section of the
+    /// store, and writes the changes it returns in `changes` through before
+    /// leaving it. The section excludes every other process on the store
+    /// (replicas on one PostgreSQL database), and the copy in memory is
+    /// read again first when the property's stored version is not the one
+    /// it holds: what `decide` sees is what was last committed, by
+    /// whichever process. Within one process the copy stays current, so a
+    /// sled store is read once. When anything fails, the copy (which
+    /// `decide` may have changed in part) is read again at the next section.
+    pub(crate) fn transact<T>(
+        &self,
+        property: &str,
+        decide: impl FnOnce(&mut Sim, &mut Vec<Change>) -> Result<T>,
+    ) -> Result<T> {
+        let section = self.store.section(&state::section_name(property))?;
+        let mut sim = self.sim.lock();
+        match Self::decide_in(section, &mut sim, property, decide) {
+            Ok((out, version)) => {
+                sim.versions.insert(property.to_owned(), version);
+                Ok(out)
+            }
+            Err(e) => {
+                sim.versions.remove(property);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::transact`]'s work in the open section; returns what `decide`
+    /// did and the version of the property's state now stored.
+    fn decide_in<T>(
+        mut section: Box<dyn StateSection + '_>,
+        sim: &mut Sim,
+        property: &str,
+        decide: impl FnOnce(&mut Sim, &mut Vec<Change>) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let version_key = state::version_key(property);
+        let stored: u64 = match section.get(&version_key)? {
+            Some(bytes) => state::decode(&bytes)?,
+            None => 0,
+        };
+        let mut changes = if sim.versions.get(property) == Some(&stored) {
+            Vec::new()
+        } else {
+            sim.reload(section.as_ref(), property)?
+        };
+        let out = decide(sim, &mut changes)?;
+        let version = if changes.is_empty() {
+            stored
+        } else {
+            let next = stored.wrapping_add(1);
+            changes.push((version_key, Some(state::encode(&next)?)));
+            next
+        };
+        section.apply(changes);
+        section.commit()?;
+        Ok((out, version))
     }
 
     /// The staff level a staff holder's credentials belong to: each staff
@@ -108,7 +177,7 @@ impl OfflineLock {
         generation: u32,
         copy: u16,
         grants: &[LockGrant],
-        changes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        changes: &mut Vec<Change>,
     ) -> Result<Vec<Credential>> {
         let now = Timestamp::now();
         let entrance_ids: Vec<String> = key
@@ -315,112 +384,112 @@ impl Driver for OfflineLock {
             credentials: Vec::new(),
             driver_ref: None,
         };
-        let mut sim = self.sim.lock();
-        for e in &args.entrances {
-            self.lock_exists(&sim, &args.property_id, &e.entrance_id)?;
-        }
-        let mut changes = Vec::new();
-        let pin = if args.modes.contains(&CredentialMode::Pin) {
-            Some(self.choose_pin(&sim, &key, args.pin.as_ref().map(|p| p.expose().as_str()))?)
-        } else {
-            None
-        };
+        let (credentials, superseded_at) = self.transact(&args.property_id, |sim, changes| {
+            for e in &args.entrances {
+                self.lock_exists(sim, &args.property_id, &e.entrance_id)?;
+            }
+            let pin = if args.modes.contains(&CredentialMode::Pin) {
+                Some(self.choose_pin(sim, &key, args.pin.as_ref().map(|p| p.expose().as_str()))?)
+            } else {
+                None
+            };
 
-        // Sequence values: a new reservation takes the lock's next value, a
-        // joiner the reservation's, staff their level's next code.
-        let mut grants = Vec::with_capacity(args.entrances.len());
-        let mut superseded_at = Vec::new();
-        for e in &args.entrances {
-            let at = (args.property_id.clone(), e.entrance_id.clone());
-            let lock = sim.locks.get_mut(&at).expect("checked above");
-            let sequence: Option<Sequence> = match (args.role, e.behaviour) {
-                (Role::Staff, _) => {
-                    let level = Self::staff_level(&args.holder.id);
-                    let next = lock
-                        .encoder
-                        .staff_last
-                        .get(&level)
+            // Sequence values: a new reservation takes the lock's next value, a
+            // joiner the reservation's, staff their level's next code.
+            let mut grants = Vec::with_capacity(args.entrances.len());
+            let mut superseded_at = Vec::new();
+            for e in &args.entrances {
+                let at = (args.property_id.clone(), e.entrance_id.clone());
+                let lock = sim.locks.get_mut(&at).expect("checked above");
+                let sequence: Option<Sequence> = match (args.role, e.behaviour) {
+                    (Role::Staff, _) => {
+                        let level = Self::staff_level(&args.holder.id);
+                        let next = lock
+                            .encoder
+                            .staff_last
+                            .get(&level)
+                            .copied()
+                            .unwrap_or(0)
+                            .wrapping_add(1);
+                        lock.encoder.staff_last.insert(level, next);
+                        changes.push((
+                            state::encoder_key(&at.0, &at.1),
+                            Some(state::encode(&lock.encoder)?),
+                        ));
+                        Some(next)
+                    }
+                    (Role::Guest, Behaviour::Standard) => None,
+                    (Role::Guest, Behaviour::Override) => {
+                        let r = args.reservation.as_ref().ok_or_else(|| {
+                            Error::internal("offline-lock: an override without a reservation")
+                        })?;
+                        let next = lock.encoder.guest_last.wrapping_add(1);
+                        lock.encoder.guest_last = next;
+                        changes.push((
+                            state::encoder_key(&at.0, &at.1),
+                            Some(state::encode(&lock.encoder)?),
+                        ));
+                        let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                        changes.push((state::reservation_key(&slot), Some(state::encode(&next)?)));
+                        sim.reservation_values.insert(slot, next);
+                        Some(next)
+                    }
+                    (Role::Guest, Behaviour::Join) => {
+                        let r = args.reservation.as_ref().ok_or_else(|| {
+                            Error::internal("offline-lock: a joiner without a reservation")
+                        })?;
+                        let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                        let value = *sim.reservation_values.get(&slot).ok_or_else(|| {
+                            Error::internal(format!(
+                                "offline-lock: reservation {:?} has no value at {:?}",
+                                r.key, at.1
+                            ))
+                        })?;
+                        // The encoder has handed out a newer guest value here
+                        // since: a newer reservation overrides this one at its
+                        // first use (it may have been used already).
+                        let newest = sim.locks.get(&at).map(|l| l.encoder.guest_last);
+                        if newest != Some(value) {
+                            superseded_at.push(e.entrance_id.clone());
+                        }
+                        Some(value)
+                    }
+                };
+                grants.push(LockGrant {
+                    lock_id: e.entrance_id.clone(),
+                    sequence,
+                });
+            }
+            let copy = match &args.reservation {
+                Some(r) => {
+                    let slot = (args.property_id.clone(), r.key.clone(), r.epoch);
+                    let copy = sim
+                        .copies
+                        .get(&slot)
                         .copied()
                         .unwrap_or(0)
-                        .wrapping_add(1);
-                    lock.encoder.staff_last.insert(level, next);
+                        .saturating_add(1);
+                    sim.copies.insert(slot, copy);
                     changes.push((
-                        state::encoder_key(&at.0, &at.1),
-                        Some(state::encode(&lock.encoder)?),
+                        state::copies_key(&args.property_id, &r.key, r.epoch),
+                        Some(state::encode(&copy)?),
                     ));
-                    Some(next)
+                    copy
                 }
-                (Role::Guest, Behaviour::Standard) => None,
-                (Role::Guest, Behaviour::Override) => {
-                    let r = args.reservation.as_ref().ok_or_else(|| {
-                        Error::internal("offline-lock: an override without a reservation")
-                    })?;
-                    let next = lock.encoder.guest_last.wrapping_add(1);
-                    lock.encoder.guest_last = next;
-                    changes.push((
-                        state::encoder_key(&at.0, &at.1),
-                        Some(state::encode(&lock.encoder)?),
-                    ));
-                    let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
-                    changes.push((state::reservation_key(&slot), Some(state::encode(&next)?)));
-                    sim.reservation_values.insert(slot, next);
-                    Some(next)
-                }
-                (Role::Guest, Behaviour::Join) => {
-                    let r = args.reservation.as_ref().ok_or_else(|| {
-                        Error::internal("offline-lock: a joiner without a reservation")
-                    })?;
-                    let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
-                    let value = *sim.reservation_values.get(&slot).ok_or_else(|| {
-                        Error::internal(format!(
-                            "offline-lock: reservation {:?} has no value at {:?}",
-                            r.key, at.1
-                        ))
-                    })?;
-                    // The encoder has handed out a newer guest value here
-                    // since: a newer reservation overrides this one at its
-                    // first use (it may have been used already).
-                    let newest = sim.locks.get(&at).map(|l| l.encoder.guest_last);
-                    if newest != Some(value) {
-                        superseded_at.push(e.entrance_id.clone());
-                    }
-                    Some(value)
-                }
+                None => 1,
             };
-            grants.push(LockGrant {
-                lock_id: e.entrance_id.clone(),
-                sequence,
-            });
-        }
-        let copy = match &args.reservation {
-            Some(r) => {
-                let slot = (args.property_id.clone(), r.key.clone(), r.epoch);
-                let copy = sim
-                    .copies
-                    .get(&slot)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_add(1);
-                sim.copies.insert(slot, copy);
-                changes.push((
-                    state::copies_key(&args.property_id, &r.key, r.epoch),
-                    Some(state::encode(&copy)?),
-                ));
-                copy
-            }
-            None => 1,
-        };
-        let credentials = self.credentials(
-            &mut sim,
-            &key,
-            &args.modes,
-            pin.as_deref(),
-            1,
-            copy,
-            &grants,
-            &mut changes,
-        )?;
-        self.store.apply(changes)?;
+            let credentials = self.credentials(
+                sim,
+                &key,
+                &args.modes,
+                pin.as_deref(),
+                1,
+                copy,
+                &grants,
+                changes,
+            )?;
+            Ok((credentials, superseded_at))
+        })?;
         let mut warnings = Vec::new();
         if !superseded_at.is_empty() {
             warnings.push(Warning::new(
@@ -493,49 +562,49 @@ impl Driver for OfflineLock {
 
     async fn encode(&self, args: EncodeArgs) -> Result<EncodeReply> {
         let key = &args.key;
-        let mut sim = self.sim.lock();
-        let old = self.existing_payload(&sim, key)?;
-        // The re-encoded credential carries the same sequence values: it
-        // joins its reservation instead of cancelling the co-guests.
-        let generation = key
-            .credentials
-            .iter()
-            .filter_map(|c| c.credential_id.rsplit('-').next()?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(1)
-            + 1;
-        let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
-        let old_pin = key.credentials.iter().find_map(|c| match &c.data {
-            CredentialData::Pin(p) => Some(p.expose().clone()),
-            _ => None,
-        });
-        // The new window may overlap another key that took this PIN after
-        // the old window: two people must never share a PIN at once, so
-        // the key gets a new one.
-        let mut warnings = Vec::new();
-        let pin = match old_pin {
-            Some(p) if !pin_is_free(&sim, key, &p) => {
-                warnings.push(Warning::new(
-                    warnings::PIN_CHANGED,
-                    "the key's PIN is held by another key for part of the new window: \
+        let (credentials, warnings) = self.transact(&key.property_id, |sim, changes| {
+            let old = self.existing_payload(sim, key)?;
+            // The re-encoded credential carries the same sequence values: it
+            // joins its reservation instead of cancelling the co-guests.
+            let generation = key
+                .credentials
+                .iter()
+                .filter_map(|c| c.credential_id.rsplit('-').next()?.parse::<u32>().ok())
+                .max()
+                .unwrap_or(1)
+                + 1;
+            let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
+            let old_pin = key.credentials.iter().find_map(|c| match &c.data {
+                CredentialData::Pin(p) => Some(p.expose().clone()),
+                _ => None,
+            });
+            // The new window may overlap another key that took this PIN after
+            // the old window: two people must never share a PIN at once, so
+            // the key gets a new one.
+            let mut warnings = Vec::new();
+            let pin = match old_pin {
+                Some(p) if !pin_is_free(sim, key, &p) => {
+                    warnings.push(Warning::new(
+                        warnings::PIN_CHANGED,
+                        "the key's PIN is held by another key for part of the new window: \
                      the re-encoded key has a new PIN",
-                ));
-                Some(self.choose_pin(&sim, key, None)?)
-            }
-            other => other,
-        };
-        let mut changes = Vec::new();
-        let credentials = self.credentials(
-            &mut sim,
-            key,
-            &modes,
-            pin.as_deref(),
-            generation,
-            old.copy,
-            &old.locks,
-            &mut changes,
-        )?;
-        self.store.apply(changes)?;
+                    ));
+                    Some(self.choose_pin(sim, key, None)?)
+                }
+                other => other,
+            };
+            let credentials = self.credentials(
+                sim,
+                key,
+                &modes,
+                pin.as_deref(),
+                generation,
+                old.copy,
+                &old.locks,
+                changes,
+            )?;
+            Ok((credentials, warnings))
+        })?;
         Ok(EncodeReply {
             credentials,
             warnings,
@@ -547,55 +616,52 @@ impl Driver for OfflineLock {
     /// encoder kept for it. The locks' own state is theirs: untouched.
     async fn forget(&self, args: ForgetArgs) -> Result<()> {
         let key = &args.key;
-        let mut sim = self.sim.lock();
-        let mut changes = Vec::new();
-        let pins: Vec<String> = key
-            .credentials
-            .iter()
-            .filter_map(|c| match &c.data {
-                CredentialData::Pin(pin) => Some(pin.expose().clone()),
-                _ => None,
-            })
-            .collect();
-        for e in &key.entrances {
-            let at = (key.property_id.clone(), e.entrance_id.clone());
-            if let Some(lock) = sim.locks.get_mut(&at) {
-                let mut removed = false;
-                for pin in &pins {
-                    removed |= lock.pins.remove(pin, &key.key_id);
-                }
-                if removed {
-                    changes.push(state::pins_record(&lock.pins, &at.0, &at.1, &key.key_id)?);
-                }
-            }
-        }
-        if let (true, Some(r)) = (args.reservation_forgotten, &key.reservation) {
-            let of_it = |p: &str, rk: &str| p == key.property_id && rk == r.key;
-            let values: Vec<_> = sim
-                .reservation_values
-                .keys()
-                .filter(|(p, rk, _, _)| of_it(p, rk))
-                .cloned()
+        self.transact(&key.property_id, |sim, changes| {
+            let pins: Vec<String> = key
+                .credentials
+                .iter()
+                .filter_map(|c| match &c.data {
+                    CredentialData::Pin(pin) => Some(pin.expose().clone()),
+                    _ => None,
+                })
                 .collect();
-            for slot in values {
-                sim.reservation_values.remove(&slot);
-                changes.push((state::reservation_key(&slot), None));
+            for e in &key.entrances {
+                let at = (key.property_id.clone(), e.entrance_id.clone());
+                if let Some(lock) = sim.locks.get_mut(&at) {
+                    let mut removed = false;
+                    for pin in &pins {
+                        removed |= lock.pins.remove(pin, &key.key_id);
+                    }
+                    if removed {
+                        changes.push(state::pins_record(&lock.pins, &at.0, &at.1, &key.key_id)?);
+                    }
+                }
             }
-            let copies: Vec<_> = sim
-                .copies
-                .keys()
-                .filter(|(p, rk, _)| of_it(p, rk))
-                .cloned()
-                .collect();
-            for (p, rk, epoch) in copies {
-                sim.copies.remove(&(p.clone(), rk.clone(), epoch));
-                changes.push((state::copies_key(&p, &rk, epoch), None));
+            if let (true, Some(r)) = (args.reservation_forgotten, &key.reservation) {
+                let of_it = |p: &str, rk: &str| p == key.property_id && rk == r.key;
+                let values: Vec<_> = sim
+                    .reservation_values
+                    .keys()
+                    .filter(|(p, rk, _, _)| of_it(p, rk))
+                    .cloned()
+                    .collect();
+                for slot in values {
+                    sim.reservation_values.remove(&slot);
+                    changes.push((state::reservation_key(&slot), None));
+                }
+                let copies: Vec<_> = sim
+                    .copies
+                    .keys()
+                    .filter(|(p, rk, _)| of_it(p, rk))
+                    .cloned()
+                    .collect();
+                for (p, rk, epoch) in copies {
+                    sim.copies.remove(&(p.clone(), rk.clone(), epoch));
+                    changes.push((state::copies_key(&p, &rk, epoch), None));
+                }
             }
-        }
-        if !changes.is_empty() {
-            self.store.apply(changes)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

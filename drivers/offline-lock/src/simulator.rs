@@ -85,12 +85,7 @@ impl OfflineLock {
     }
 
     pub fn lock_state(&self, property_id: &str, entrance_id: &str) -> Result<LockView> {
-        let sim = self.sim.lock();
-        let lock = sim
-            .locks
-            .get(&(property_id.to_owned(), entrance_id.to_owned()))
-            .ok_or_else(|| no_lock(property_id, entrance_id))?;
-        Ok(view(lock))
+        self.read_lock(property_id, entrance_id, view)
     }
 
     pub async fn set_clock_skew(
@@ -148,33 +143,46 @@ impl OfflineLock {
 
     /// The lock's audit trail, oldest first.
     pub fn audit_events(&self, property_id: &str, entrance_id: &str) -> Result<Vec<AuditRecord>> {
-        let sim = self.sim.lock();
-        let lock = sim
-            .locks
-            .get(&(property_id.to_owned(), entrance_id.to_owned()))
-            .ok_or_else(|| no_lock(property_id, entrance_id))?;
-        Ok(lock.state.audit.iter().cloned().collect())
+        self.read_lock(property_id, entrance_id, |lock| {
+            lock.state.audit.iter().cloned().collect()
+        })
     }
 
-    /// Runs `f` on one lock and writes its state through to the store.
+    /// Reads one lock as its property's stored state has it now.
+    fn read_lock<T>(
+        &self,
+        property_id: &str,
+        entrance_id: &str,
+        read: impl FnOnce(&Lock) -> T,
+    ) -> Result<T> {
+        self.transact(property_id, |sim, _| {
+            sim.locks
+                .get(&(property_id.to_owned(), entrance_id.to_owned()))
+                .map(read)
+                .ok_or_else(|| no_lock(property_id, entrance_id))
+        })
+    }
+
+    /// Runs `f` on one lock, as its property's stored state has it, and
+    /// writes the lock's state through to the store.
     fn with_lock<T>(
         &self,
         property_id: &str,
         entrance_id: &str,
         f: impl FnOnce(&mut Lock, &crate::model::CredentialCodec) -> T,
     ) -> Result<T> {
-        let mut sim = self.sim.lock();
-        let lock = sim
-            .locks
-            .get_mut(&(property_id.to_owned(), entrance_id.to_owned()))
-            .ok_or_else(|| no_lock(property_id, entrance_id))?;
-        let out = f(lock, &self.codec);
-        let bytes = state::encode(&lock.state)?;
-        self.store.apply(vec![(
-            state::lock_key(property_id, entrance_id),
-            Some(bytes),
-        )])?;
-        Ok(out)
+        self.transact(property_id, |sim, changes| {
+            let lock = sim
+                .locks
+                .get_mut(&(property_id.to_owned(), entrance_id.to_owned()))
+                .ok_or_else(|| no_lock(property_id, entrance_id))?;
+            let out = f(lock, &self.codec);
+            changes.push((
+                state::lock_key(property_id, entrance_id),
+                Some(state::encode(&lock.state)?),
+            ));
+            Ok(out)
+        })
     }
 }
 

@@ -1,9 +1,15 @@
 //! The simulator's state: each lock's own state, the encoder's counters per
 //! lock, the sequence value each reservation got at each lock, and the PINs
-//! programmed at keypads. Kept in memory and written through to the store.
+//! programmed at keypads. Kept in memory and written through to the store;
+//! the copy in memory is read again whenever the property's stored version
+//! is not the one it holds (another keysmith process on the same store
+//! changed it).
 use std::collections::{BTreeMap, HashMap};
 
-use keysmith_driver::{state::DriverState, Error, Result, Secret};
+use keysmith_driver::{
+    state::{Change, StateSection},
+    Error, Result, Secret,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
@@ -45,8 +51,22 @@ pub struct Sim {
     pub reservation_values: HashMap<ReservationAtLock, Sequence>,
     /// How many credentials each reservation incarnation has had (copy numbers).
     pub copies: HashMap<(String, String, u64), u16>,
+    /// The version of each property's stored state this copy holds; a
+    /// property not here is read again at its next section.
+    pub versions: HashMap<String, u64>,
 }
 
+/// The section every change of a property's simulated state is made in:
+/// one property's locks, PINs and reservations are decided together.
+pub fn section_name(property: &str) -> Vec<u8> {
+    format!("property\0{property}").into_bytes()
+}
+/// Where the version of a property's stored state is kept: one more with
+/// each section that changes it, so that a process whose copy is of an
+/// older version reads it again.
+pub fn version_key(property: &str) -> Vec<u8> {
+    format!("ver\0{property}").into_bytes()
+}
 pub fn lock_key(property: &str, lock: &str) -> Vec<u8> {
     format!("lock\0{property}\0{lock}").into_bytes()
 }
@@ -58,9 +78,6 @@ pub fn encoder_key(property: &str, lock: &str) -> Vec<u8> {
 pub fn pins_key(property: &str, lock: &str, key_id: &str) -> Vec<u8> {
     format!("pins\0{property}\0{lock}\0{key_id}").into_bytes()
 }
-
-/// A put (Some) or delete (None) of driver state.
-pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
 /// The PINs of a key at a lock, as stored.
 type HeldPins = Vec<(Secret<String>, PinEntry)>;
@@ -100,106 +117,135 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
-/// Moves PIN entries stored the earlier ways, one per PIN and key with the
-/// PIN in the path (`pin\0…\0{pin}\0{key_id}`), or one per PIN before a PIN
-/// could stand for several keys over time (`pin\0…\0{pin}`), into one
-/// record per key; returns the writes.
-fn upgrade_pin_entries(
-    store: &dyn DriverState,
-    p: &str,
-    l: &str,
-    pins: &mut PinTable,
-) -> Result<Vec<Change>> {
-    let prefix = format!("pin\0{p}\0{l}\0").into_bytes();
-    let mut writes = Vec::new();
-    let mut keys = std::collections::BTreeSet::new();
-    for (k, v) in store.scan_prefix(&prefix)? {
-        let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        let (pin, entry) = match rest.split_once('\0') {
-            Some((pin, _key_id)) => (pin.to_owned(), decode::<PinEntry>(&v)?),
-            // Its start was not kept: it counts from the beginning of time.
-            None => {
-                let old: PinEntryV1 = decode(&v)?;
-                let entry = PinEntry {
-                    key_id: old.key_id,
-                    sealed: old.sealed,
-                    starts_at: UnixSeconds::MIN,
-                    ends_at: old.ends_at,
-                };
-                (rest, entry)
-            }
-        };
-        writes.push((k.clone(), None));
-        keys.insert(entry.key_id.clone());
-        pins.restore(pin, entry);
-    }
-    for key_id in keys {
-        writes.push(pins_record(pins, p, l, &key_id)?);
-    }
-    Ok(writes)
+/// The parts of `key` after `prefix`, split at NUL.
+fn parts_after(key: &[u8], prefix: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(&key[prefix.len()..])
+        .split('\0')
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Sim {
-    /// Loads every lock of `configs` with what the store remembers of it.
-    pub fn load(store: &dyn DriverState, configs: Vec<LockConfig>) -> Result<Self> {
-        let mut locks = HashMap::new();
-        for config in configs {
-            let (p, l) = (config.property_code.clone(), config.lock_id.clone());
-            let state = match store.get(&lock_key(&p, &l))? {
-                Some(bytes) => decode(&bytes)?,
-                None => LockState::default(),
-            };
-            let encoder = match store.get(&encoder_key(&p, &l))? {
-                Some(bytes) => decode(&bytes)?,
-                None => EncoderState::default(),
-            };
-            let mut pins = PinTable::default();
-            for (_, v) in store.scan_prefix(&format!("pins\0{p}\0{l}\0").into_bytes())? {
+    /// The simulator of the locks `configs` describes, before anything is
+    /// read: each property is read at its first section.
+    pub fn new(configs: Vec<LockConfig>) -> Self {
+        let locks = configs
+            .into_iter()
+            .map(|config| {
+                let at = (config.property_code.clone(), config.lock_id.clone());
+                let lock = Lock {
+                    config,
+                    state: LockState::default(),
+                    encoder: EncoderState::default(),
+                    pins: PinTable::default(),
+                };
+                (at, lock)
+            })
+            .collect();
+        Self {
+            locks,
+            reservation_values: HashMap::new(),
+            copies: HashMap::new(),
+            versions: HashMap::new(),
+        }
+    }
+
+    /// Reads everything stored of `property` (its locks' state, encoder
+    /// counters and PINs, its reservations' values and copy counters) from
+    /// `stored`, in place of what this copy held; returns the writes that
+    /// move PIN entries stored the earlier ways into today's records.
+    pub fn reload(&mut self, stored: &dyn StateSection, property: &str) -> Result<Vec<Change>> {
+        let p = property;
+        for ((lp, _), lock) in self.locks.iter_mut() {
+            if lp == p {
+                lock.state = LockState::default();
+                lock.encoder = EncoderState::default();
+                lock.pins = PinTable::default();
+            }
+        }
+        let prefix = format!("lock\0{p}\0").into_bytes();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
+                lock.state = decode(&v)?;
+            }
+        }
+        let prefix = format!("enc\0{p}\0").into_bytes();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
+                lock.encoder = decode(&v)?;
+            }
+        }
+        let prefix = format!("pins\0{p}\0").into_bytes();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
                 let held: HeldPins = decode(&v)?;
                 for (pin, entry) in held {
-                    pins.restore(pin.expose().clone(), entry);
+                    lock.pins.restore(pin.expose().clone(), entry);
                 }
             }
-            let upgraded = upgrade_pin_entries(store, &p, &l, &mut pins)?;
-            if !upgraded.is_empty() {
-                store.apply(upgraded)?;
-            }
-            locks.insert(
-                (p, l),
-                Lock {
-                    config,
-                    state,
-                    encoder,
-                    pins,
-                },
-            );
         }
-        let mut reservation_values = HashMap::new();
-        for (k, v) in store.scan_prefix(b"res\0")? {
-            let text = String::from_utf8_lossy(&k[4..]).into_owned();
-            let parts: Vec<&str> = text.split('\0').collect();
-            if let [p, rk, epoch, lock] = parts[..] {
+        let upgraded = self.upgrade_pin_entries(stored, p)?;
+
+        self.reservation_values.retain(|(rp, ..), _| rp != p);
+        let prefix = format!("res\0{p}\0").into_bytes();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            if let [rk, epoch, lock] = &parts_after(&k, &prefix)[..] {
                 let epoch = epoch.parse().unwrap_or_default();
-                reservation_values.insert(
-                    (p.to_owned(), rk.to_owned(), epoch, lock.to_owned()),
-                    decode(&v)?,
-                );
+                self.reservation_values
+                    .insert((p.to_owned(), rk.clone(), epoch, lock.clone()), decode(&v)?);
             }
         }
-        let mut copies = HashMap::new();
-        for (k, v) in store.scan_prefix(b"copy\0")? {
-            let text = String::from_utf8_lossy(&k[5..]).into_owned();
-            let parts: Vec<&str> = text.split('\0').collect();
-            if let [p, rk, epoch] = parts[..] {
+        self.copies.retain(|(cp, ..), _| cp != p);
+        let prefix = format!("copy\0{p}\0").into_bytes();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            if let [rk, epoch] = &parts_after(&k, &prefix)[..] {
                 let epoch = epoch.parse().unwrap_or_default();
-                copies.insert((p.to_owned(), rk.to_owned(), epoch), decode(&v)?);
+                self.copies
+                    .insert((p.to_owned(), rk.clone(), epoch), decode(&v)?);
             }
         }
-        Ok(Self {
-            locks,
-            reservation_values,
-            copies,
-        })
+        Ok(upgraded)
+    }
+
+    fn lock_mut(&mut self, property: &str, lock: &str) -> Option<&mut Lock> {
+        self.locks.get_mut(&(property.to_owned(), lock.to_owned()))
+    }
+
+    /// Moves PIN entries stored the earlier ways, one per PIN and key with
+    /// the PIN in the path (`pin\0…\0{pin}\0{key_id}`), or one per PIN before
+    /// a PIN could stand for several keys over time (`pin\0…\0{pin}`), into
+    /// one record per key; returns the writes.
+    fn upgrade_pin_entries(&mut self, stored: &dyn StateSection, p: &str) -> Result<Vec<Change>> {
+        let prefix = format!("pin\0{p}\0").into_bytes();
+        let mut writes = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (k, v) in stored.scan_prefix(&prefix)? {
+            let (lock, pin, entry) = match &parts_after(&k, &prefix)[..] {
+                [lock, pin, _key_id] => (lock.clone(), pin.clone(), decode::<PinEntry>(&v)?),
+                // Its start was not kept: it counts from the beginning of time.
+                [lock, pin] => {
+                    let old: PinEntryV1 = decode(&v)?;
+                    let entry = PinEntry {
+                        key_id: old.key_id,
+                        sealed: old.sealed,
+                        starts_at: UnixSeconds::MIN,
+                        ends_at: old.ends_at,
+                    };
+                    (lock.clone(), pin.clone(), entry)
+                }
+                _ => continue,
+            };
+            writes.push((k.clone(), None));
+            if let Some(at) = self.lock_mut(p, &lock) {
+                keys.insert((lock, entry.key_id.clone()));
+                at.pins.restore(pin, entry);
+            }
+        }
+        for (lock, key_id) in keys {
+            let pins = &self.locks[&(p.to_owned(), lock.clone())].pins;
+            writes.push(pins_record(pins, p, &lock, &key_id)?);
+        }
+        Ok(writes)
     }
 }
 
@@ -207,17 +253,22 @@ impl Sim {
 mod tests {
     use std::{collections::BTreeMap, sync::Mutex};
 
+    use keysmith_driver::{
+        section::{LocalSection, LocalSections},
+        state::DriverState,
+    };
+
     use super::*;
 
     #[derive(Default)]
-    struct Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+    struct Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>, LocalSections);
 
     #[async_trait::async_trait]
     impl DriverState for Memory {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
             Ok(self.0.lock().unwrap().get(key).cloned())
         }
-        fn apply(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        fn apply(&self, changes: Vec<Change>) -> Result<()> {
             let mut map = self.0.lock().unwrap();
             for (k, v) in changes {
                 match v {
@@ -239,6 +290,9 @@ mod tests {
         }
         async fn sync(&self) -> Result<()> {
             Ok(())
+        }
+        fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
+            Ok(Box::new(LocalSection::open(self, &self.1, name.to_vec())))
         }
     }
 
@@ -275,7 +329,11 @@ mod tests {
             .unwrap();
         let at = ("hotel".to_owned(), "room-101".to_owned());
         for _ in 0..2 {
-            let sim = Sim::load(&store, vec![LockConfig::room("hotel", "room-101")]).unwrap();
+            let mut sim = Sim::new(vec![LockConfig::room("hotel", "room-101")]);
+            let mut section = store.section(&section_name("hotel")).unwrap();
+            let upgraded = sim.reload(section.as_ref(), "hotel").unwrap();
+            section.apply(upgraded);
+            section.commit().unwrap();
             let pins = &sim.locks[&at].pins;
             assert_eq!(pins.entry_of("482913", "k1").unwrap().starts_at, 10);
             assert_eq!(

@@ -7,7 +7,7 @@
 //! Stored beside the queue (`wh/{property}\0parked/{item id}`, JSON), and
 //! moved between the two in one atomic write each way, so an event is
 //! always either queued or parked, never both or neither, across restarts.
-use keysmith_core::{reasons, Error, Result};
+use keysmith_core::{reasons, store::StateSection, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -43,8 +43,8 @@ impl Inbox {
         now_unix: i64,
     ) -> Result<(ParkedItem, usize)> {
         let (item, count) = {
-            let _numbering = self.next_seq.lock();
-            let parked = self.parked_items()?;
+            let mut section = self.section()?;
+            let parked = self.parked_items_in(section.as_ref())?;
             let item = ParkedItem {
                 item_id: parked.iter().map(|p| p.item_id + 1).max().unwrap_or(1),
                 event: queued.event.clone(),
@@ -54,10 +54,11 @@ impl Inbox {
             };
             let value = serde_json::to_vec(&item)
                 .map_err(|e| Error::internal(format!("cannot encode a parked event: {e}")))?;
-            self.state.apply(vec![
+            section.apply(vec![
                 (self.queue_key(queued.seq), None),
                 (self.parked_key(item.item_id), Some(value)),
-            ])?;
+            ]);
+            section.commit()?;
             (item, parked.len() + 1)
         };
         self.state.sync().await?;
@@ -68,8 +69,17 @@ impl Inbox {
     /// The parked events, oldest first. One that cannot be decoded is
     /// logged and left out.
     pub fn parked_items(&self) -> Result<Vec<ParkedItem>> {
+        self.decode_parked(self.state.scan_prefix(&self.parked)?)
+    }
+
+    /// The parked events as `section` reads them.
+    fn parked_items_in(&self, section: &dyn StateSection) -> Result<Vec<ParkedItem>> {
+        self.decode_parked(section.scan_prefix(&self.parked)?)
+    }
+
+    fn decode_parked(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<ParkedItem>> {
         let mut items = Vec::new();
-        for (key, value) in self.state.scan_prefix(&self.parked)? {
+        for (key, value) in entries {
             match serde_json::from_slice::<ParkedItem>(&value) {
                 Ok(item) => items.push(item),
                 Err(error) => tracing::error!(
@@ -88,9 +98,9 @@ impl Inbox {
     /// failed attempts, behind what is queued; returns it.
     pub async fn retry_parked(&self, item_id: u64) -> Result<ParkedItem> {
         let item = {
-            let mut next_seq = self.next_seq.lock();
+            let mut section = self.section()?;
             let item = self
-                .parked_items()?
+                .parked_items_in(section.as_ref())?
                 .into_iter()
                 .find(|p| p.item_id == item_id)
                 .ok_or_else(|| {
@@ -103,21 +113,18 @@ impl Inbox {
                     )
                     .with_context("item_id", item_id.to_string())
                 })?;
-            let seq = *next_seq;
-            let following = seq.checked_add(1).ok_or_else(|| {
-                Error::internal("the webhook inbox has run out of sequence numbers")
-            })?;
+            let seq = self.number(section.as_mut())?;
             let value = encode(&Queued {
                 seq,
                 event: item.event.clone(),
                 attempts: 0,
                 last_failure: None,
             })?;
-            self.state.apply(vec![
+            section.apply(vec![
                 (self.parked_key(item_id), None),
                 (self.queue_key(seq), Some(value)),
-            ])?;
-            *next_seq = following;
+            ]);
+            self.commit_numbered(section, seq)?;
             item
         };
         self.state.sync().await?;

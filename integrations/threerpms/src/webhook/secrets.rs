@@ -14,8 +14,11 @@
 //! Stored as JSON under `wh/{property}\0endpoint` in the driver's state.
 use std::time::Duration;
 
-use keysmith_core::{reasons, store::DriverState, Error, Result, Secret};
-use parking_lot::Mutex;
+use keysmith_core::{
+    reasons,
+    store::{DriverState, StateSection},
+    Error, Result, Secret,
+};
 use serde::{Deserialize, Serialize};
 
 use super::keys;
@@ -27,10 +30,6 @@ pub const RETIRED_SECRET_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_RETIRED_SECRETS: usize = 4;
 
 const MAX_ENDPOINT_ID_LEN: usize = 128;
-
-/// Serialises the read-modify-write of [`store`]: without it, two
-/// concurrent rotations could each drop the secret the other retired.
-static WRITES: Mutex<()> = Mutex::new(());
 
 /// The endpoint 3RPMS delivers a property's events to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +90,11 @@ pub(crate) async fn store_at(
     validate(record)?;
     let key = endpoint_key(property_id)?;
     {
-        let _writing = WRITES.lock();
-        let mut retired = match read(state, &key)? {
+        // The read-modify-write is one section (every replica's rotations
+        // wait for it): two concurrent rotations could otherwise each drop
+        // the secret the other retired.
+        let mut section = state.section(&key)?;
+        let mut retired = match read_in(section.as_ref(), &key)? {
             Some(previous) => {
                 let mut retired = previous.retired;
                 if previous.current.secret != record.secret {
@@ -130,7 +132,8 @@ pub(crate) async fn store_at(
         let value = serde_json::to_vec(&stored).map_err(|e| {
             Error::internal(format!("cannot encode a webhook endpoint record: {e}"))
         })?;
-        state.apply(vec![(key, Some(value))])?;
+        section.apply(vec![(key, Some(value))]);
+        section.commit()?;
     }
     state.sync().await
 }
@@ -159,8 +162,8 @@ pub async fn mark_inactive(
 ) -> Result<()> {
     let key = endpoint_key(property_id)?;
     {
-        let _writing = WRITES.lock();
-        let Some(mut stored) = read(state, &key)? else {
+        let mut section = state.section(&key)?;
+        let Some(mut stored) = read_in(section.as_ref(), &key)? else {
             return Ok(());
         };
         for r in &mut stored.retired {
@@ -171,7 +174,8 @@ pub async fn mark_inactive(
         let value = serde_json::to_vec(&stored).map_err(|e| {
             Error::internal(format!("cannot encode a webhook endpoint record: {e}"))
         })?;
-        state.apply(vec![(key, Some(value))])?;
+        section.apply(vec![(key, Some(value))]);
+        section.commit()?;
     }
     state.sync().await
 }
@@ -239,8 +243,16 @@ fn endpoint_key(property_id: &str) -> Result<Vec<u8>> {
 }
 
 fn read(state: &dyn DriverState, key: &[u8]) -> Result<Option<Stored>> {
-    state
-        .get(key)?
+    decode(state.get(key)?)
+}
+
+/// The record as `section` reads it.
+fn read_in(section: &dyn StateSection, key: &[u8]) -> Result<Option<Stored>> {
+    decode(section.get(key)?)
+}
+
+fn decode(value: Option<Vec<u8>>) -> Result<Option<Stored>> {
+    value
         .map(|value| {
             // serde_json's message could quote the stored value, which holds
             // a secret, so only the position is reported.

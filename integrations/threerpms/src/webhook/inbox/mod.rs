@@ -12,12 +12,24 @@
 //! - `wh/{property}\0queue/{seq}` -> the event and its failed attempts, JSON;
 //!   `seq` a big-endian u64 so that the store's key order is arrival order.
 //! - `wh/{property}\0parked/{item id}` -> an event set aside (`dead_letter.rs`).
+//! - `wh/{property}\0next/` -> the next sequence number, u64 big-endian.
+//!
+//! Several keysmith replicas on one store may each receive deliveries for
+//! the same property: each change that reads, numbers and writes the queue
+//! (accepting, counting a failure, parking, retrying a parked event) is
+//! made in the inbox's [`DriverState::section`], which excludes every
+//! replica, and takes its number from the stored counter, so that two
+//! replicas never give two events one number (the second would overwrite
+//! the first: an event answered 2xx and lost).
 //!
 //! Queue entries are JSON rather than postcard so that a field added to
 //! [`WebhookEvent`] later can still read entries written before an upgrade.
 use std::{future::Future, sync::Arc, time::Duration};
 
-use keysmith_core::{store::DriverState, Error, Result};
+use keysmith_core::{
+    store::{DriverState, StateSection},
+    Error, Result,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -61,10 +73,12 @@ pub struct Inbox {
     queue: Vec<u8>,
     /// Where parked events are kept (`dead_letter.rs`).
     pub(super) parked: Vec<u8>,
-    /// The next sequence number. The lock also spans the dedup check and the
-    /// write, so two concurrent deliveries of one event cannot both queue it
-    /// and two events never get the same number; parking and retrying a
-    /// parked event take it too.
+    /// Where the next sequence number is stored.
+    next: Vec<u8>,
+    /// The lowest number this process may give next: past every entry
+    /// queued when the inbox opened (a store written before the counter was
+    /// kept has none) and every number it gave since. Read and set inside
+    /// the inbox's section only.
     pub(super) next_seq: Mutex<u64>,
     pub(super) notify: Notify,
     /// Events queued and not yet completed or parked, for [`Inbox::idle`].
@@ -81,14 +95,14 @@ impl std::fmt::Debug for Inbox {
 
 impl Inbox {
     /// Opens the inbox of `property_id`, continuing the numbering after the
-    /// highest entry still queued. Numbers are unique among queued entries
-    /// and grow with arrival; once the queue has been drained, a restart may
-    /// reuse numbers of entries completed before it.
+    /// stored counter and the highest entry still queued. Numbers are
+    /// unique and grow with arrival, across restarts and replicas.
     pub fn new(state: Arc<dyn DriverState>, property_id: &str) -> Result<Self> {
         let prefix = keys::property_prefix(property_id)?;
         let seen = keys::section(&prefix, "seen");
         let queue = keys::section(&prefix, "queue");
         let parked = keys::section(&prefix, "parked");
+        let next = keys::section(&prefix, "next");
         let queued: Vec<u64> = state
             .scan_prefix(&queue)?
             .iter()
@@ -111,6 +125,7 @@ impl Inbox {
             seen,
             queue,
             parked,
+            next,
             next_seq: Mutex::new(next_seq),
             notify,
             outstanding: tokio::sync::watch::Sender::new(queued.len()),
@@ -139,18 +154,16 @@ impl Inbox {
         let seen_key = keys::entry(&self.seen, event.id.as_bytes());
 
         let outcome = {
-            let mut next_seq = self.next_seq.lock();
-            if self.state.get(&seen_key)?.is_some() {
+            let mut section = self.section()?;
+            if section.get(&seen_key)?.is_some() {
                 Accepted::Duplicate
             } else {
-                let seq = *next_seq;
-                let following = seq.checked_add(1).ok_or_else(exhausted)?;
-                self.state.apply(vec![
+                let seq = self.number(section.as_mut())?;
+                section.apply(vec![
                     (seen_key, Some(now_unix.to_be_bytes().to_vec())),
                     (self.queue_key(seq), Some(value)),
-                ])?;
-                // Only after the write: a failed one leaves the number free.
-                *next_seq = following;
+                ]);
+                self.commit_numbered(section, seq)?;
                 Accepted::New
             }
         };
@@ -201,12 +214,13 @@ impl Inbox {
         })?;
         let key = self.queue_key(queued.seq);
         {
-            let _numbering = self.next_seq.lock();
+            let mut section = self.section()?;
             // Completed or parked meanwhile: nothing to count.
-            if self.state.get(&key)?.is_none() {
+            if section.get(&key)?.is_none() {
                 return Ok(attempts);
             }
-            self.state.apply(vec![(key, Some(value))])?;
+            section.apply(vec![(key, Some(value))]);
+            section.commit()?;
         }
         self.state.sync().await?;
         Ok(attempts)
@@ -285,6 +299,45 @@ impl Inbox {
 
     pub(super) fn queue_key(&self, seq: u64) -> Vec<u8> {
         keys::entry(&self.queue, &seq.to_be_bytes())
+    }
+
+    /// The inbox's section: what reads and then writes the queue is done in
+    /// it, excluding every other change of this inbox, in any replica.
+    pub(super) fn section(&self) -> Result<Box<dyn StateSection + '_>> {
+        self.state.section(&self.queue)
+    }
+
+    /// The number the next queued entry gets, in `section`: the stored
+    /// counter's, unless this process knows of a higher one.
+    pub(super) fn number(&self, section: &mut dyn StateSection) -> Result<u64> {
+        let stored = match section.get(&self.next)? {
+            Some(raw) => u64::from_be_bytes(
+                raw.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::internal("the webhook inbox's counter is damaged"))?,
+            ),
+            None => 0,
+        };
+        let seq = stored.max(*self.next_seq.lock());
+        let following = seq.checked_add(1).ok_or_else(exhausted)?;
+        section.apply(vec![(
+            self.next.clone(),
+            Some(following.to_be_bytes().to_vec()),
+        )]);
+        Ok(seq)
+    }
+
+    /// Commits `section`, which queued an entry numbered `seq`; only then is
+    /// the number used (a failed commit leaves it free).
+    pub(super) fn commit_numbered(
+        &self,
+        section: Box<dyn StateSection + '_>,
+        seq: u64,
+    ) -> Result<()> {
+        section.commit()?;
+        let mut next_seq = self.next_seq.lock();
+        *next_seq = (*next_seq).max(seq + 1);
+        Ok(())
     }
 }
 

@@ -290,3 +290,26 @@ async fn an_undecodable_entry_does_not_stall_the_others() {
     let reopened = Inbox::new(state, "hotel").unwrap();
     assert_eq!(*reopened.next_seq.lock(), 8);
 }
+
+/// Two replicas on one store each open the property's inbox; each numbers
+/// what it accepts from the stored counter, so neither overwrites an event
+/// the other accepted (and answered 2xx).
+#[tokio::test]
+async fn two_replicas_never_give_two_events_one_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, state) = open(dir.path());
+    let one = Inbox::new(state.clone(), "hotel").unwrap();
+    let other = Inbox::new(state, "hotel").unwrap();
+    assert_eq!(one.accept(event("e1")).await.unwrap(), Accepted::New);
+    assert_eq!(other.accept(event("e2")).await.unwrap(), Accepted::New);
+    assert_eq!(
+        other.accept(event("e1")).await.unwrap(),
+        Accepted::Duplicate
+    );
+    assert_eq!(one.accept(event("e3")).await.unwrap(), Accepted::New);
+    assert_eq!(
+        ids(&one),
+        ["e1", "e2", "e3"],
+        "no accepted event overwritten"
+    );
+}
