@@ -8,21 +8,9 @@ mod common;
 
 use common::*;
 use keysmith_api::v1 as pb;
-use keysmith_core::Secret;
-use keysmith_server::config::{PostgresConfig, StorageBackend};
 use keysmith_store_postgres::testing::TestDatabase;
 use pb::KeyEventType as Event;
 use tonic::Streaming;
-
-/// The server's configuration for `db`.
-fn storage(db: &TestDatabase) -> PostgresConfig {
-    PostgresConfig {
-        url: Secret::new(db.url()),
-        pool_size: 8,
-        acquire_timeout_seconds: 30,
-        lease_seconds: 10,
-    }
-}
 
 async fn next(stream: &mut Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
     tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
@@ -53,10 +41,7 @@ async fn issue_list_revoke_and_watch_on_postgres() {
     else {
         return;
     };
-    let on_postgres = |c: &mut keysmith_server::Config| {
-        c.storage.backend = StorageBackend::Postgres;
-        c.storage.postgres = Some(storage(&db));
-    };
+    let on_postgres = |c: &mut keysmith_server::Config| store_in(c, &db);
     let server = TestServer::start_with(on_postgres).await;
     let mut watch = server
         .client

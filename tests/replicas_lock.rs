@@ -9,22 +9,13 @@ mod common;
 
 use common::*;
 use keysmith_api::v1 as pb;
-use keysmith_core::Secret;
-use keysmith_server::config::{PostgresConfig, StorageBackend};
 use keysmith_store_postgres::testing::TestDatabase;
 use tonic::Code;
 
 /// Two servers on `db`, sharing the key-encryption key that wraps its data
 /// keys.
 async fn replicas(db: &TestDatabase) -> (TestServer, TestServer) {
-    let on = |c: &mut keysmith_server::Config| {
-        c.storage.backend = StorageBackend::Postgres;
-        c.storage.postgres = Some(PostgresConfig {
-            url: Secret::new(db.url()),
-            pool_size: 8,
-            acquire_timeout_seconds: 30,
-        });
-    };
+    let on = |c: &mut keysmith_server::Config| store_in(c, db);
     let a = TestServer::start_with(on).await;
     let kek = a.root.join("kek");
     let b = TestServer::start_with(|c| {

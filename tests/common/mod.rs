@@ -105,6 +105,7 @@ pub fn store_in(config: &mut Config, database: &TestDatabase) {
         url: keysmith_core::Secret::new(database.url()),
         pool_size: 8,
         acquire_timeout_seconds: 30,
+        lease_seconds: 10,
     });
 }
 
