@@ -8,28 +8,8 @@ mod common;
 
 use common::*;
 use keysmith_api::v1 as pb;
-use keysmith_core::Secret;
-use keysmith_server::config::{PostgresConfig, StorageBackend};
 use keysmith_store_postgres::testing::TestDatabase;
 use pb::KeyEventType as Event;
-use tonic::Streaming;
-
-/// The server's configuration for `db`.
-fn storage(db: &TestDatabase) -> PostgresConfig {
-    PostgresConfig {
-        url: Secret::new(db.url()),
-        pool_size: 8,
-        acquire_timeout_seconds: 30,
-    }
-}
-
-async fn next(stream: &mut Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
-    tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
-        .await
-        .expect("a change within 30 s")
-        .expect("a message, not an error")
-        .expect("the watch goes on")
-}
 
 async fn listed(s: &TestServer, include_revoked: bool) -> Vec<(String, i32)> {
     s.list(pb::ListKeysRequest {
@@ -48,13 +28,11 @@ async fn listed(s: &TestServer, include_revoked: bool) -> Vec<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_list_revoke_and_watch_on_postgres() {
-    let Some(db) = TestDatabase::create("tests/postgres.rs", "cargo test --test postgres").await else {
+    let Some(db) = TestDatabase::create("tests/postgres.rs", "cargo test --test postgres").await
+    else {
         return;
     };
-    let on_postgres = |c: &mut keysmith_server::Config| {
-        c.storage.backend = StorageBackend::Postgres;
-        c.storage.postgres = Some(storage(&db));
-    };
+    let on_postgres = common::postgres::on_postgres(&db);
     let server = TestServer::start_with(on_postgres).await;
     let mut watch = server
         .client

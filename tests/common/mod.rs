@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod plugins;
+pub mod postgres;
 
 use std::{
     path::PathBuf,
@@ -393,4 +394,13 @@ pub mod reflection {
 
     reflection_client!(v1);
     reflection_client!(v1alpha);
+}
+
+/// The next message of a watch: within 30 s, and not an error.
+pub async fn next(stream: &mut tonic::Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
+    tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+        .await
+        .expect("a change within 30 s")
+        .expect("a message, not an error")
+        .expect("the watch goes on")
 }

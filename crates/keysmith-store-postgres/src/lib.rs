@@ -16,8 +16,14 @@
 //!   for.
 //! - **The change feed**: changes are numbered inside the transaction from
 //!   a per-property head row and published after the commit, in order.
-//!   Only this process's commits are published: a second keysmith on the
-//!   same database is not yet told of them (LISTEN/NOTIFY is to come).
+//!   Several keysmith processes may share the database: each commit
+//!   notifies its properties' new heads (`NOTIFY`, sent only if it
+//!   commits), and each process's listener reads the changes it did not
+//!   make from the log and publishes them too, so that WatchKeys delivers
+//!   every process's changes with the same numbers and a resume token
+//!   from one process resumes on another (see [`listen`](crate::listen)).
+//!   Listings read the database, so a key one process answered for is
+//!   listed by every other at once.
 //! - **Known cost**: the trait's plain reads (`key`, `scan_keys`, ...) are
 //!   synchronous because sled answers them from memory. Here each is a
 //!   database round trip run with `tokio::task::block_in_place`, which
@@ -34,6 +40,7 @@
 //!   their advisory locks differ, and the design leans on them.
 mod blocking;
 mod driver_state;
+mod listen;
 mod migrate;
 mod publish;
 mod records;
@@ -62,8 +69,8 @@ use keysmith_store::sealing::{KeyRing, Sealer};
 use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
-    blocking::wait, driver_state::PgDriverState, publish::Publisher, transaction::PgTransaction,
-    write::Prepared,
+    blocking::wait, driver_state::PgDriverState, listen::Listener, publish::Publisher,
+    transaction::PgTransaction, write::Prepared,
 };
 
 pub use migrate::SCHEMA_VERSION;
@@ -106,7 +113,9 @@ pub struct PgStore {
     locks: Locks,
     audit_ids: AuditIds,
     feed: Arc<ChangeFeed>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
+    /// Publishes the other processes' commits.
+    listener: Listener,
     incarnation: String,
 }
 
@@ -145,7 +154,7 @@ impl PgStore {
             )
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -174,19 +183,24 @@ impl PgStore {
             feed.set_head(row.get(0), head as u64);
         }
         drop(client);
+        let publisher = Arc::new(Publisher::new(feed.clone()));
+        let listener = Listener::start(config, sealer.clone(), publisher.clone());
         Ok(Self {
             pool,
             sealer,
             locks: Locks::default(),
             audit_ids: AuditIds::default(),
-            publisher: Publisher::new(feed.clone()),
+            publisher,
+            listener,
             feed,
             incarnation,
         })
     }
 
-    /// Closes the pool: every later call fails with `STORE_UNAVAILABLE`.
+    /// Closes the pool and stops the listener: every later call fails with
+    /// `STORE_UNAVAILABLE`.
     pub fn close(&self) {
+        self.listener.stop();
         self.pool.close();
     }
 
@@ -369,6 +383,35 @@ impl PgStore {
         self.publisher.committed(changes);
         Ok(())
     }
+}
+
+/// A property's logged changes after `after`, in order, at most `limit`.
+pub(crate) async fn changes_after(
+    client: &tokio_postgres::Client,
+    sealer: &Sealer,
+    property_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<KeyChange>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT sequence, record FROM changes WHERE property_id = $1 AND sequence > $2 \
+             ORDER BY sequence LIMIT $3",
+            &[&property_id, &after, &limit_of(limit)],
+        )
+        .await
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|r| {
+            let sequence: i64 = r.get(0);
+            records::open(
+                sealer,
+                &records::change(property_id, sequence as u64),
+                r.get(1),
+            )
+        })
+        .collect()
 }
 
 /// A limit as PostgreSQL takes it.
@@ -633,22 +676,25 @@ impl Store for PgStore {
     }
 
     fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = self.rows(
-            "SELECT sequence, record FROM changes WHERE property_id = $1 AND sequence > $2 \
-             ORDER BY sequence LIMIT $3",
-            &[&property_id, &after, &limit_of(limit)],
-        )?;
-        rows.into_iter()
-            .map(|r| {
-                let sequence: i64 = r.get(0);
-                records::open(
-                    &self.sealer,
-                    &records::change(property_id, sequence as u64),
-                    r.get(1),
+        wait(async {
+            let client = self.connection().await?;
+            changes_after(&client, &self.sealer, property_id, after, limit).await
+        })
+    }
+
+    fn catch_up_changes(&self, property_id: &str) -> Result<()> {
+        wait(async {
+            let client = self.connection().await?;
+            let head = client
+                .query_opt(
+                    "SELECT head FROM change_heads WHERE property_id = $1",
+                    &[&property_id],
                 )
-            })
-            .collect()
+                .await
+                .map_err(db_error)?
+                .map_or(0, |r| r.get::<_, i64>(0) as u64);
+            listen::catch_up(&client, &self.sealer, &self.publisher, property_id, head).await
+        })
     }
 
     fn changes_purged_through(&self, property_id: &str) -> Result<u64> {
