@@ -14,6 +14,10 @@
 //! in the database is beyond the feed's. That catch-up also publishes a
 //! change held for an earlier one this process never learned of: one whose
 //! COMMIT's outcome was unknown here, and turned out committed.
+//!
+//! Known cost: PostgreSQL serializes the commits of transactions that
+//! notified (a lock held until each has committed, so that notifications
+//! arrive in commit order).
 use std::{collections::HashMap, future::poll_fn, sync::Arc, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
