@@ -10,15 +10,6 @@ use common::*;
 use keysmith_api::v1 as pb;
 use keysmith_store_postgres::testing::TestDatabase;
 use pb::KeyEventType as Event;
-use tonic::Streaming;
-
-async fn next(stream: &mut Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
-    tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
-        .await
-        .expect("a change within 30 s")
-        .expect("a message, not an error")
-        .expect("the watch goes on")
-}
 
 async fn listed(s: &TestServer, include_revoked: bool) -> Vec<(String, i32)> {
     s.list(pb::ListKeysRequest {
@@ -41,7 +32,7 @@ async fn issue_list_revoke_and_watch_on_postgres() {
     else {
         return;
     };
-    let on_postgres = |c: &mut keysmith_server::Config| store_in(c, &db);
+    let on_postgres = common::postgres::on_postgres(&db);
     let server = TestServer::start_with(on_postgres).await;
     let mut watch = server
         .client

@@ -15,7 +15,7 @@ use tonic::Code;
 /// Two servers on `db`, sharing the key-encryption key that wraps its data
 /// keys.
 async fn replicas(db: &TestDatabase) -> (TestServer, TestServer) {
-    let on = |c: &mut keysmith_server::Config| store_in(c, db);
+    let on = postgres::on_postgres(db);
     let a = TestServer::start_with(on).await;
     let kek = a.root.join("kek");
     let b = TestServer::start_with(|c| {

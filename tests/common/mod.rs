@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod plugins;
+pub mod postgres;
 
 use std::{
     path::PathBuf,
@@ -18,10 +19,7 @@ use keysmith_api::{
     v1::{self as pb, access_service_client::AccessServiceClient},
 };
 use keysmith_core::{service::Clock, Timestamp};
-use keysmith_server::{
-    config::{PostgresConfig, StorageBackend},
-    Config, Running, Source,
-};
+use keysmith_server::{Config, Running, Source};
 use keysmith_store_postgres::testing::{TestDatabase, URL_VARIABLE};
 use tonic::{transport::Channel, Code, Status};
 use tonic_types::StatusExt;
@@ -76,7 +74,7 @@ pub struct TestServer {
 pub const BACKEND_VARIABLE: &str = "KEYSMITH_TEST_BACKEND";
 
 /// Whether this run's servers store in PostgreSQL.
-pub fn on_postgres() -> bool {
+pub fn run_on_postgres() -> bool {
     match std::env::var(BACKEND_VARIABLE).as_deref() {
         Ok("postgres") => true,
         Ok("sled") | Err(_) => false,
@@ -86,7 +84,7 @@ pub fn on_postgres() -> bool {
 
 /// A database for a server of this run, when the run is on PostgreSQL.
 async fn backend() -> Option<Arc<TestDatabase>> {
-    if !on_postgres() {
+    if !run_on_postgres() {
         return None;
     }
     let database = TestDatabase::create(
@@ -96,17 +94,6 @@ async fn backend() -> Option<Arc<TestDatabase>> {
     .await
     .unwrap_or_else(|| panic!("{BACKEND_VARIABLE}=postgres needs {URL_VARIABLE}"));
     Some(Arc::new(database))
-}
-
-/// Puts `config` on `database`.
-pub fn store_in(config: &mut Config, database: &TestDatabase) {
-    config.storage.backend = StorageBackend::Postgres;
-    config.storage.postgres = Some(PostgresConfig {
-        url: keysmith_core::Secret::new(database.url()),
-        pool_size: 8,
-        acquire_timeout_seconds: 30,
-        lease_seconds: 10,
-    });
 }
 
 /// The embedded default, on an ephemeral loopback port, with data in
@@ -136,7 +123,7 @@ impl TestServer {
         let database = backend().await;
         let mut c = config(dir.path());
         if let Some(database) = &database {
-            store_in(&mut c, database);
+            postgres::store_in(&mut c, database);
         }
         edit(&mut c);
         let mut server = Self::start_in(c, Arc::new(TestClock(AtomicI64::new(T0)))).await;
@@ -183,7 +170,7 @@ impl TestServer {
         }
         let mut c = config(&self.root);
         if let Some(database) = &self.database {
-            store_in(&mut c, database);
+            postgres::store_in(&mut c, database);
         }
         edit(&mut c);
         let dir = self._dir.take();
@@ -448,4 +435,13 @@ pub mod reflection {
 
     reflection_client!(v1);
     reflection_client!(v1alpha);
+}
+
+/// The next message of a watch: within 30 s, and not an error.
+pub async fn next(stream: &mut tonic::Streaming<pb::WatchKeysResponse>) -> pb::WatchKeysResponse {
+    tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+        .await
+        .expect("a change within 30 s")
+        .expect("a message, not an error")
+        .expect("the watch goes on")
 }

@@ -305,6 +305,15 @@ pub trait Store: Send + Sync + 'static {
     /// order, at most `limit`; only durable ones.
     fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>>;
 
+    /// Publishes to the change feed every change of the property that is
+    /// durable in the store but not yet published, for a store that other
+    /// processes write too (a resume token one of them gave may be ahead of
+    /// this process's feed). A store only this process writes publishes
+    /// each change as it commits it: nothing to do.
+    fn catch_up_changes(&self, _property_id: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// The last sequence number of the property whose change was purged
     /// (0: none): a watcher that stands before it has missed changes.
     fn changes_purged_through(&self, property_id: &str) -> Result<u64>;

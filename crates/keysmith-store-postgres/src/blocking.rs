@@ -49,6 +49,16 @@ pub(crate) async fn connection(pool: &Pool) -> Result<Object> {
         .map_err(db_error)
 }
 
+/// Runs `task` on the I/O runtime: a task that holds a connection of its
+/// own (the change listener), so that its socket is driven there too.
+pub(crate) fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    io().spawn(task)
+}
+
 /// Runs `work` to completion from synchronous code, on the I/O runtime's
 /// context, blocking this thread until it is done.
 pub(crate) fn wait<T: Send>(work: impl Future<Output = Result<T>> + Send) -> Result<T> {

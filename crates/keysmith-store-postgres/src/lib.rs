@@ -16,18 +16,24 @@
 //!   for.
 //! - **The change feed**: changes are numbered inside the transaction from
 //!   a per-property head row and published after the commit, in order.
-//!   Only this process's commits are published: a second keysmith on the
-//!   same database is not yet told of them (LISTEN/NOTIFY is to come).
+//!   Several keysmith processes may share the database: each commit
+//!   notifies its properties' new heads (`NOTIFY`, sent only if it
+//!   commits), and each process's listener reads the changes it did not
+//!   make from the log and publishes them too, so that WatchKeys delivers
+//!   every process's changes with the same numbers and a resume token
+//!   from one process resumes on another (see [`listen`](crate::listen)).
+//!   Listings read the database, so a key one process answered for is
+//!   listed by every other at once.
 //! - **Leases** on background work (`lease.rs`): one row per
 //!   lease in `leases`, taken or renewed by one statement that compares
 //!   expiry with the database's `now()`, so that replicas sharing the
 //!   database run the sweeper, the key follower and each 3RPMS hotel once.
 //! - **Known cost**: the trait's plain reads (`key`, `scan_keys`, ...) are
 //!   synchronous because sled answers them from memory. Here each is a
-//!   database round trip run with `tokio::task::block_in_place`, which
-//!   needs tokio's multi-thread runtime (the server's); on a current-thread
-//!   runtime such a read fails with `STORE_UNAVAILABLE`. There is no
-//!   listing cache: listings read the database.
+//!   database round trip that blocks its thread (`block_in_place` on a
+//!   multi-thread runtime), while every connection is driven on a runtime
+//!   of the store's own (`blocking.rs` says why). There
+//!   is no listing cache: listings read the database.
 //! - **Connections**: plain TCP without TLS (`tokio-postgres` is built
 //!   without a TLS connector): for a database on loopback or a trusted
 //!   network only, for now. A transaction holds its connection until it
@@ -39,6 +45,7 @@
 mod blocking;
 mod driver_state;
 mod lease;
+mod listen;
 mod migrate;
 mod publish;
 mod records;
@@ -68,8 +75,8 @@ use keysmith_store::sealing::{KeyRing, Sealer};
 use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
-    blocking::wait, driver_state::PgDriverState, lease::PgLeases, publish::Publisher,
-    transaction::PgTransaction, write::Prepared,
+    blocking::wait, driver_state::PgDriverState, lease::PgLeases, listen::Listener,
+    publish::Publisher, transaction::PgTransaction, write::Prepared,
 };
 
 pub use migrate::SCHEMA_VERSION;
@@ -115,7 +122,9 @@ pub struct PgStore {
     sections: Arc<Locks>,
     audit_ids: AuditIds,
     feed: Arc<ChangeFeed>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
+    /// Publishes the other processes' commits.
+    listener: Listener,
     incarnation: String,
     /// Transactions open at once: one connection fewer than the pool. A
     /// transaction holds its connection across driver calls, and a driver
@@ -161,7 +170,7 @@ impl PgStore {
             )
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -190,13 +199,16 @@ impl PgStore {
             feed.set_head(row.get(0), head as u64);
         }
         drop(client);
+        let publisher = Arc::new(Publisher::new(feed.clone()));
+        let listener = Listener::start(config, sealer.clone(), publisher.clone());
         Ok(Self {
             pool,
             sealer,
             locks: Locks::default(),
             sections: Arc::default(),
             audit_ids: AuditIds::default(),
-            publisher: Publisher::new(feed.clone()),
+            publisher,
+            listener,
             feed,
             incarnation,
             transactions: Arc::new(tokio::sync::Semaphore::new(options.pool_size.max(2) - 1)),
@@ -216,8 +228,10 @@ impl PgStore {
         .map_err(db_error)
     }
 
-    /// Closes the pool: every later call fails with `STORE_UNAVAILABLE`.
+    /// Closes the pool and stops the listener: every later call fails with
+    /// `STORE_UNAVAILABLE`.
     pub fn close(&self) {
+        self.listener.stop();
         self.pool.close();
     }
 
@@ -400,6 +414,35 @@ impl PgStore {
         self.publisher.committed(changes);
         Ok(())
     }
+}
+
+/// A property's logged changes after `after`, in order, at most `limit`.
+pub(crate) async fn changes_after(
+    client: &tokio_postgres::Client,
+    sealer: &Sealer,
+    property_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<KeyChange>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT sequence, record FROM changes WHERE property_id = $1 AND sequence > $2 \
+             ORDER BY sequence LIMIT $3",
+            &[&property_id, &after, &limit_of(limit)],
+        )
+        .await
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|r| {
+            let sequence: i64 = r.get(0);
+            records::open(
+                sealer,
+                &records::change(property_id, sequence as u64),
+                r.get(1),
+            )
+        })
+        .collect()
 }
 
 /// A limit as PostgreSQL takes it.
@@ -665,22 +708,25 @@ impl Store for PgStore {
     }
 
     fn changes_after(&self, property_id: &str, after: u64, limit: usize) -> Result<Vec<KeyChange>> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = self.rows(
-            "SELECT sequence, record FROM changes WHERE property_id = $1 AND sequence > $2 \
-             ORDER BY sequence LIMIT $3",
-            &[&property_id, &after, &limit_of(limit)],
-        )?;
-        rows.into_iter()
-            .map(|r| {
-                let sequence: i64 = r.get(0);
-                records::open(
-                    &self.sealer,
-                    &records::change(property_id, sequence as u64),
-                    r.get(1),
+        wait(async {
+            let client = self.connection().await?;
+            changes_after(&client, &self.sealer, property_id, after, limit).await
+        })
+    }
+
+    fn catch_up_changes(&self, property_id: &str) -> Result<()> {
+        wait(async {
+            let client = self.connection().await?;
+            let head = client
+                .query_opt(
+                    "SELECT head FROM change_heads WHERE property_id = $1",
+                    &[&property_id],
                 )
-            })
-            .collect()
+                .await
+                .map_err(db_error)?
+                .map_or(0, |r| r.get::<_, i64>(0) as u64);
+            listen::catch_up(&client, &self.sealer, &self.publisher, property_id, head).await
+        })
     }
 
     fn changes_purged_through(&self, property_id: &str) -> Result<u64> {

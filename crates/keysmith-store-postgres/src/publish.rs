@@ -5,6 +5,11 @@
 //! committed in order. But two commits return to their callers in no
 //! particular order, so a change is held here until every earlier number
 //! of its property has been published.
+//!
+//! Changes come from this process's commits (at once) and from the
+//! database, read by the listener (`listen`) when another process
+//! commits, or at a catch-up: the same change may come twice, and the
+//! later one is dropped.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -23,6 +28,11 @@ impl Publisher {
             feed,
             held: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The property's last published sequence number.
+    pub(crate) fn head(&self, property_id: &str) -> u64 {
+        self.feed.head(property_id)
     }
 
     /// Takes changes that are committed (durable), and publishes every

@@ -16,7 +16,7 @@ use keysmith_core::{
 use keysmith_store::sealing::Sealer;
 use tokio_postgres::{error::SqlState, Client};
 
-use crate::records;
+use crate::{listen, records};
 
 /// A key's row.
 pub(crate) struct KeyRow {
@@ -275,13 +275,17 @@ pub(crate) async fn apply(
     for (property_id, pending) in &writes.changes {
         let count = pending.len() as i64;
         // The head row stays locked by this transaction until it ends: the
-        // next writer of the property numbers after this one's changes.
+        // next writer of the property numbers after this one's changes. The
+        // notification of the new head goes out only if the transaction
+        // commits (and not if the savepoint is rolled back): every keysmith
+        // on the database then reads the changes (see `listen`).
         let head: i64 = client
             .query_one(
-                "INSERT INTO change_heads (property_id, head) VALUES ($1, $2) \
+                "WITH moved AS (INSERT INTO change_heads (property_id, head) VALUES ($1, $2) \
                  ON CONFLICT (property_id) DO UPDATE SET head = change_heads.head + $2 \
-                 RETURNING head",
-                &[property_id, &count],
+                 RETURNING head) \
+                 SELECT head, pg_notify($3, head::text || ' ' || $1::text) FROM moved",
+                &[property_id, &count, &listen::CHANNEL],
             )
             .await?
             .get(0);

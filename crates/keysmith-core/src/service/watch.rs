@@ -118,7 +118,7 @@ impl AccessService {
         self.router.require_property(&request.property_id)?;
         let store = self.store.clone();
         let incarnation = store.incarnation().to_owned();
-        let head = store.change_feed().head(&request.property_id);
+        let mut head = store.change_feed().head(&request.property_id);
         let position = match &request.resume_token {
             None => head,
             Some(token) => {
@@ -135,6 +135,12 @@ impl AccessService {
                         "the resume token is of another store, or of this one before it \
                          was made anew",
                     ));
+                }
+                if token.sequence > head {
+                    // Another process on the store may have made the change
+                    // and this one not published it yet.
+                    store.catch_up_changes(&request.property_id)?;
+                    head = store.change_feed().head(&request.property_id);
                 }
                 if token.sequence > head {
                     return Err(expired(
