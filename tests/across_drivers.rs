@@ -91,7 +91,7 @@ fn offline_card(key: &pb::AccessKey) -> String {
         .expect("an offline card")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_issue_failing_at_one_driver_is_withdrawn_everywhere_and_a_retry_issues_it() {
     let s = server().await;
     let req = three_drivers("flaky-issue", "stay-i");
@@ -123,7 +123,7 @@ async fn an_issue_failing_at_one_driver_is_withdrawn_everywhere_and_a_retry_issu
     assert!(r.granted, "{r:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_revocation_failing_at_one_driver_is_revoking_until_a_retry_completes_it() {
     let s = server().await;
     let key = s
@@ -182,7 +182,7 @@ async fn a_revocation_failing_at_one_driver_is_revoking_until_a_retry_completes_
     assert_eq!(again.keys, done.keys);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_window_change_failing_at_one_driver_is_put_back_and_a_retry_changes_it() {
     let s = server().await;
     let key = s
@@ -219,7 +219,7 @@ async fn a_window_change_failing_at_one_driver_is_put_back_and_a_retry_changes_i
     assert_eq!(held(&s, "tk-b").await, [(key.key_id.clone(), T0 + 4 * DAY)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_encoding_failing_at_one_driver_keeps_what_was_encoded_and_a_retry_finishes() {
     let s = server().await;
     let key = s
@@ -280,7 +280,7 @@ async fn an_encoding_failing_at_one_driver_keeps_what_was_encoded_and_a_retry_fi
 /// A key whose driver was removed from the configuration can still be
 /// revoked (with a warning naming the driver), by key and by reservation;
 /// other changes are refused with a reason, never INTERNAL.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_key_whose_driver_is_gone_is_revoked_in_keysmith_with_a_warning() {
     let s = server().await;
     let single = s
@@ -323,7 +323,7 @@ async fn a_key_whose_driver_is_gone_is_revoked_in_keysmith_with_a_warning() {
 /// The key follower refreshes keys still being issued for every driver
 /// whose capability says `refresh`, a plugin's too: a key the test-kit
 /// plugin issues asynchronously becomes ACTIVE without a RefreshKey call.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_key_follower_refreshes_a_plugins_asynchronous_keys() {
     let s = server().await;
     let issuing = s

@@ -11,7 +11,7 @@ fn with_request_id(mut req: pb::IssueRequest, id: &str) -> pb::IssueRequest {
     req
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_retried_issue_returns_the_first_answer_and_changes_nothing() {
     let s = TestServer::start().await;
     let req = with_request_id(guest("g1", &["room-101"], T0, T0 + DAY, "stay-1"), "req-1");
@@ -37,7 +37,7 @@ async fn a_retried_issue_returns_the_first_answer_and_changes_nothing() {
     assert_eq!(violations(&err), ["request_id"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_retried_revoke_and_update_return_the_first_answer() {
     let s = TestServer::start().await;
     let key = s
@@ -82,7 +82,7 @@ async fn a_retried_revoke_and_update_return_the_first_answer() {
 
 /// Listings answer from each key version's kept encoding: a change, a
 /// revocation and the passing of time must all show in the next page.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
     let s = TestServer::start().await;
     let key = s
@@ -142,7 +142,7 @@ async fn a_listed_key_shows_every_change_and_its_expiry_in_the_next_listing() {
     assert_eq!(states, [pb::KeyState::Expired, pb::KeyState::Revoked]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn list_keys_pages_through_everything_exactly_once() {
     let s = TestServer::start().await;
     let mut issued = Vec::new();
@@ -258,7 +258,7 @@ async fn list_keys_pages_through_everything_exactly_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let s = TestServer::start().await;
     let ok = || guest("g1", &["room-101"], T0, T0 + DAY, "stay-g1");
@@ -458,7 +458,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(all.keys.is_empty(), "nothing was created");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn several_field_violations_come_back_together() {
     let s = TestServer::start().await;
     let mut r = guest("", &["room-101"], T0, T0, "");
@@ -467,7 +467,7 @@ async fn several_field_violations_come_back_together() {
     assert_eq!(violations(&err), ["holder_id", "ends_at", "modes"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn pins_are_delivered_unique_and_open_the_keypad() {
     let s = TestServer::start().await;
     let mut r = guest("g1", &["room-101", "gym"], T0, T0 + DAY, "stay-pin");
@@ -495,7 +495,7 @@ async fn pins_are_delivered_unique_and_open_the_keypad() {
     assert_ne!(generated, "4821");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn entrances_and_drivers_are_listed_with_capabilities() {
     let s = TestServer::start().await;
     let drivers = s
@@ -546,7 +546,7 @@ async fn entrances_and_drivers_are_listed_with_capabilities() {
     assert_eq!(reason(&err), (Code::NotFound, "PROPERTY_NOT_FOUND".into()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_loses_no_key_reservation_or_lock_state() {
     let s = TestServer::start().await;
     let a = s
@@ -660,7 +660,7 @@ async fn hundreds_of_concurrent_issues_all_complete_durably() {
     assert_eq!(count, 400);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn health_reports_each_service_and_reflection_lists_them() {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let s = TestServer::start().await;
@@ -718,7 +718,7 @@ async fn health_reports_each_service_and_reflection_lists_them() {
 
 /// A request_id is remembered for storage.idempotency_retention_hours (72
 /// by default), across restarts; after that the same id is a new request.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_forgotten_after_their_retention() {
     let s = TestServer::start().await;
     let mut first = guest("retained", &["room-101"], T0, T0 + 10 * DAY, "stay-r");

@@ -110,7 +110,7 @@ async fn raw_call(
     (http_status, status)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn malformed_frames_and_undecodable_messages_are_invalid_argument_and_change_nothing() {
     let (s, _key) = with_one_key().await;
     let before = all_keys(&s).await;
@@ -236,7 +236,7 @@ async fn malformed_frames_and_undecodable_messages_are_invalid_argument_and_chan
     assert_eq!(ok.code(), Code::Ok, "{ok:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn other_content_types_are_refused_with_415_for_every_service() {
     let (s, _key) = with_one_key().await;
     let before = all_keys(&s).await;
@@ -286,7 +286,7 @@ async fn other_content_types_are_refused_with_415_for_every_service() {
     assert_eq!((http_status, ok.code()), (http::StatusCode::OK, Code::Ok));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn timestamps_outside_the_protobuf_range_or_the_horizon_are_refused_naming_the_field() {
     let (mut s, key) = with_one_key().await;
     let before = all_keys(&s).await;
@@ -361,7 +361,7 @@ async fn timestamps_outside_the_protobuf_range_or_the_horizon_are_refused_naming
     assert_eq!(s.lock_state("room-101").await, lock_before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_clock_skew_of_i64_min_is_refused_and_the_lock_keeps_its_clock() {
     let (mut s, _key) = with_one_key().await;
     let before = s.lock_state("room-101").await;
@@ -385,7 +385,7 @@ async fn a_clock_skew_of_i64_min_is_refused_and_the_lock_keeps_its_clock() {
     assert_eq!(s.lock_state("room-101").await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn invisible_and_direction_changing_characters_in_ids_are_refused_naming_the_field() {
     let (mut s, _key) = with_one_key().await;
     let before = all_keys(&s).await;
@@ -462,7 +462,7 @@ fn authorized<T>(message: T) -> tonic::Request<T> {
 
 /// Issue 18: a 70 KB property_id was echoed into 52 KB of trailers, and the
 /// client saw RESOURCE_EXHAUSTED instead of NOT_FOUND.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn errors_quote_a_short_escaped_prefix_of_what_the_caller_sent() {
     let mut s = TestServer::start_with(secured).await;
     let huge = "p".repeat(70_000);

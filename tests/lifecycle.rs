@@ -55,7 +55,7 @@ fn pin_key(holder: &str, entrance: &str, end: i64, rk: &str, pin: &str) -> pb::I
     r
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn ended_keys_leave_the_live_set_then_the_store_after_the_retention() {
     let s = TestServer::start().await;
     let stay = s
@@ -123,7 +123,7 @@ async fn ended_keys_leave_the_live_set_then_the_store_after_the_retention() {
     assert_eq!((report.expired, report.purged_keys), (0, 0), "{report:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_expired_key_given_a_new_window_is_live_again() {
     let s = TestServer::start().await;
     let key = s
@@ -144,7 +144,7 @@ async fn an_expired_key_given_a_new_window_is_live_again() {
     assert_eq!(s.running.as_ref().unwrap().sweep_now().await.expired, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn audit_records_are_purged_after_their_retention() {
     let s = TestServer::start().await;
     s.issue(guest("g1", &["lobby"], T0, T0 + 400 * DAY, ""))
@@ -167,7 +167,7 @@ async fn audit_records_are_purged_after_their_retention() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_locks_block_list_keeps_only_its_capacity_dropping_the_oldest() {
     let s = TestServer::start_with(|c| {
         for p in &mut c.drivers.offline_lock.as_mut().unwrap().properties {

@@ -16,7 +16,7 @@ async fn flags(s: &TestServer, entrance: &str, edit: impl FnOnce(&mut sim::SetLo
     s.sim.clone().set_lock_flags(req).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn cases_1_to_5_override_and_join() {
     let s = TestServer::start().await;
     let a = s
@@ -96,7 +96,7 @@ async fn cases_1_to_5_override_and_join() {
     assert_eq!(audit.len(), 7);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn case_10_clock_skew_is_judged_by_the_lock() {
     let s = TestServer::start().await;
     let k = s
@@ -126,7 +126,7 @@ async fn case_10_clock_skew_is_judged_by_the_lock() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn cases_11_13_14_deadbolt_inhibit_and_blocked_cards() {
     let s = TestServer::start().await;
     let a = s
@@ -178,7 +178,7 @@ async fn cases_11_13_14_deadbolt_inhibit_and_blocked_cards() {
     assert!(!s.lock_state("room-201").await.guest_cancelled);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn case_15_wrong_room_wrong_property_and_forgeries_change_nothing() {
     let s = TestServer::start().await;
     let a = s
@@ -205,7 +205,7 @@ async fn case_15_wrong_room_wrong_property_and_forgeries_change_nothing() {
     assert_eq!(s.lock_state("room-101").await.guest_sequence, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn revoking_an_offline_key_warns_that_the_card_still_opens() {
     let s = TestServer::start().await;
     let a = s

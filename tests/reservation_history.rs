@@ -37,7 +37,7 @@ async fn keys_of_reservation(s: &TestServer, rk: &str) -> pb::ListKeysResponse {
 /// Defect 1: stay A ended, the next guest B has used the room; one more
 /// card under A's reservation_key joins A's stay. It carries A's value, so
 /// the lock refuses it as superseded, and B keeps getting in.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_late_card_for_an_ended_stay_never_overrides_the_next_guest() {
     let s = TestServer::start().await;
     let a_end = T0 + 2 * DAY;
@@ -93,7 +93,7 @@ async fn a_late_card_for_an_ended_stay_never_overrides_the_next_guest() {
 /// Defect 2: a key that ended, then was extended after a co-guest joined,
 /// is still a member; Revoke by reservation_key clears it with the rest, in
 /// one answer, before the reservation is established on other doors.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn revoke_by_reservation_clears_a_key_extended_after_it_ended() {
     let s = TestServer::start().await;
     let first = s
@@ -183,7 +183,7 @@ async fn revoke_by_reservation_clears_a_key_extended_after_it_ended() {
 
 /// Defect 3: rule 4 holds against keys that have ended, for Issue and for
 /// UpdateKey; the refused request changes nothing at the door.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn time_frames_must_overlap_ended_keys_too() {
     let s = TestServer::start().await;
     let a = s
@@ -254,7 +254,7 @@ async fn time_frames_must_overlap_ended_keys_too() {
 /// Defect 4: a guest key without a reservation_key on a room that can
 /// belong to a reservation is refused, so no guest credential leaves the
 /// previous guest's card working. Common doors and staff keys are as before.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_key_on_a_reservation_capable_room_needs_a_reservation_key() {
     let s = TestServer::start().await;
     let previous = s
@@ -322,7 +322,7 @@ async fn a_guest_key_on_a_reservation_capable_room_needs_a_reservation_key() {
 
 /// A joiner issued after the reservation's last key ended, before any
 /// newer reservation: it joins and opens, overriding nothing, with no warning.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_late_joiner_before_any_override_opens_and_changes_nothing() {
     let s = TestServer::start().await;
     let a = s
@@ -356,7 +356,7 @@ async fn a_late_joiner_before_any_override_opens_and_changes_nothing() {
 
 /// The same after a newer reservation overrode one of the stay's two rooms:
 /// the late card is refused at that room only, and the warning names it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_late_joiner_after_an_override_at_one_of_two_rooms() {
     let s = TestServer::start().await;
     let a = s
@@ -429,7 +429,7 @@ async fn a_late_joiner_after_an_override_at_one_of_two_rooms() {
 
 /// Revoking single keys does not clear the reservation: its door set and
 /// its keys' time frames still hold; only Revoke by reservation_key clears.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn revoking_single_keys_does_not_clear_the_reservation() {
     let s = TestServer::start().await;
     let only = s
@@ -477,7 +477,7 @@ async fn revoking_single_keys_does_not_clear_the_reservation() {
 }
 
 /// Membership survives a restart: it is stored, not rebuilt from the clock.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn membership_is_stored_history_across_a_restart() {
     let s = TestServer::start().await;
     s.issue(guest("g1", &["room-101"], T0, T0 + DAY, "stay-r"))
@@ -514,7 +514,7 @@ fn pin_key_request(holder: &str, start: i64, end: i64, rk: &str, pin: &str) -> p
 /// overlaps another holder of its PIN gives it a new PIN instead of taking
 /// the other guest's over. (The windows lie before the machine's real
 /// clock, where the encoder used to forget "ended" PINs.)
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_pin_stands_for_one_key_at_a_time_whatever_the_wall_clock() {
     const PAST: i64 = 1_600_000_000; // 2020, before any machine running this
     let s = TestServer::start().await;

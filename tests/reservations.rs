@@ -7,7 +7,7 @@ use keysmith_api::v1 as pb;
 use pb::ReservationBehaviour::{Join, Override, Standard};
 use tonic::Code;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn back_to_back_reservations_override_on_first_use() {
     let s = TestServer::start().await;
     let a = s
@@ -49,7 +49,7 @@ async fn back_to_back_reservations_override_on_first_use() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn several_guests_on_one_reservation_join() {
     let s = TestServer::start().await;
     let g1 = s
@@ -82,7 +82,7 @@ async fn several_guests_on_one_reservation_join() {
     assert_eq!(listed.keys.len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn relocation_clears_the_reservation_then_issues_anew() {
     let s = TestServer::start().await;
     let old = s
@@ -131,7 +131,7 @@ async fn relocation_clears_the_reservation_then_issues_anew() {
     assert!(s.present("room-203", &card(&new), T0 + DAY).await.granted);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn changing_the_window_requires_re_encoding_as_a_joiner() {
     let s = TestServer::start().await;
     let g1 = s
@@ -222,7 +222,7 @@ async fn changing_the_window_requires_re_encoding_as_a_joiner() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_window_change_must_still_overlap_the_co_guests() {
     let s = TestServer::start().await;
     let _g1 = s
@@ -250,7 +250,7 @@ async fn a_window_change_must_still_overlap_the_co_guests() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn mixed_grants_apply_reservation_behaviour_per_entrance() {
     let s = TestServer::start().await;
     let key = s
@@ -298,7 +298,7 @@ async fn mixed_grants_apply_reservation_behaviour_per_entrance() {
     assert_eq!(s.lock_state("lobby").await.guest_sequence, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn each_rule_has_its_error_and_changes_nothing() {
     let s = TestServer::start().await;
     let base = s
@@ -352,7 +352,7 @@ async fn each_rule_has_its_error_and_changes_nothing() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn staff_keys_never_take_part_in_reservations() {
     let s = TestServer::start().await;
     let guest_key = s
@@ -402,7 +402,7 @@ async fn staff_keys_never_take_part_in_reservations() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn spaces_expand_to_their_entrances() {
     let s = TestServer::start().await;
     let mut req = guest("g1", &[], T0, T0 + DAY, "suite-stay");
@@ -441,7 +441,7 @@ async fn spaces_expand_to_their_entrances() {
 /// reservation_key is reused for other doors only after Revoke by
 /// reservation_key clears it (the guide: non-overlapping stays use another
 /// reservation_key).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_expired_reservation_is_established_anew_only_after_a_clear() {
     let s = TestServer::start().await;
     let old = s

@@ -139,7 +139,7 @@ impl Seam {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn entrances_come_from_seam_with_their_capabilities() {
     let s = seam().await;
     let entrances = s.entrances(false).await;
@@ -167,7 +167,7 @@ async fn entrances_come_from_seam_with_their_capabilities() {
     assert!(!after.iter().any(|e| e.entrance_id == s.room_b));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_key_is_issued_asynchronously_and_becomes_active_with_its_code() {
     let s = seam().await;
     let issued = s
@@ -208,7 +208,7 @@ async fn a_key_is_issued_asynchronously_and_becomes_active_with_its_code() {
     assert_eq!(s.fake.user_identities(WS).len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn reservation_key_goes_to_seam_only_with_a_capable_door() {
     let s = seam().await;
     let mixed = s
@@ -236,7 +236,7 @@ async fn reservation_key_goes_to_seam_only_with_a_capable_door() {
     assert_eq!(of(&standard.key_id).reservation_key, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn seams_own_rule_errors_map_to_the_cores_reasons() {
     let s = seam().await;
     // Visionline-like: a guest card needs a reservation. keysmith cannot know
@@ -251,7 +251,7 @@ async fn seams_own_rule_errors_map_to_the_cores_reasons() {
     assert!(s.fake.grants(WS).is_empty(), "nothing created");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn update_revoke_and_relocation_reach_seam() {
     let s = seam().await;
     let key = s
@@ -322,7 +322,7 @@ async fn update_revoke_and_relocation_reach_seam() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_card_is_encoded_at_an_encoder() {
     // The encoder finishes on its own, as a real one does once the card is on it.
     let s = seam_with(FakeSeamConfig {
@@ -357,7 +357,7 @@ async fn a_card_is_encoded_at_an_encoder() {
         .all(|m| !m.is_encoding_required));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_create_whose_answer_is_lost_is_found_not_duplicated() {
     let s = seam().await;
     s.fake.fail_next(
@@ -383,7 +383,7 @@ async fn a_create_whose_answer_is_lost_is_found_not_duplicated() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn outages_and_rate_limits_are_retried_then_surface_unavailable() {
     let s = seam().await;
     let key = s
@@ -442,7 +442,7 @@ async fn outages_and_rate_limits_are_retried_then_surface_unavailable() {
     let _ = HOUR;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn signed_events_make_an_issued_key_active_without_polling() {
     // The receiver's address is chosen first: the fake's endpoint secret goes
     // into keysmith's configuration.
@@ -476,7 +476,7 @@ async fn signed_events_make_an_issued_key_active_without_polling() {
 /// both drivers, and Revoke by reservation_key clears every key on both in
 /// one answer. At the simulated door the next stay then overrides, and
 /// Seam's grants are being deleted.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn revoke_by_reservation_clears_a_stay_over_two_drivers() {
     let s = seam().await;
     let card = |holder: &str, start: i64, end: i64| {
@@ -586,7 +586,7 @@ impl Seam {
 /// Seam names an access method's grants in the arrays `access_grant_ids`
 /// and `access_grant_keys` (its `event` schema); after a window change only
 /// `access_method.*` events say the code was reissued.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn access_method_events_alone_make_a_reissued_key_active() {
     let addr = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -633,7 +633,7 @@ async fn access_method_events_alone_make_a_reissued_key_active() {
 /// Whatever goes wrong when keysmith reads the access methods of a grant it
 /// has just created, the key is not ACTIVE without its credential: it stays
 /// ISSUING and the key follower completes it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_key_is_never_active_without_its_credential() {
     let s = seam().await;
     let list = "/access_methods/list";
@@ -688,7 +688,7 @@ async fn a_key_is_never_active_without_its_credential() {
 
 /// A grant whose access methods Seam cannot create is not ACTIVE: it fails,
 /// with Seam's error named in a warning.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_grant_whose_methods_cannot_be_created_fails_with_seams_error() {
     let s = seam().await;
     s.fake.refuse_access_methods(WS, 1);
@@ -717,7 +717,7 @@ async fn a_grant_whose_methods_cannot_be_created_fails_with_seams_error() {
 
 /// Seam's reservation refusals are recognised by every text the guide
 /// documents for them (its message, and its title), not by one wording.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn seams_reservation_refusals_are_recognised_by_every_text_the_guide_gives() {
     for text in [
         fake_seam::ReservationErrorText::Message,
@@ -764,7 +764,7 @@ async fn seams_reservation_refusals_are_recognised_by_every_text_the_guide_gives
 /// An operator finds the encoder EncodeKey needs with ListEncoders, and a
 /// property with one encoder needs none named; entrances keep Seam's
 /// display names, and a Seam space is the keysmith space of its space_key.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn encoders_are_listed_and_the_only_one_is_used() {
     let s = seam_with(FakeSeamConfig {
         encode_delay: Some(std::time::Duration::ZERO),
@@ -826,7 +826,7 @@ async fn encoders_are_listed_and_the_only_one_is_used() {
 /// Seam's Retry-After may be an HTTP date (RFC 9110): keysmith reads it, and
 /// one longer than it waits out itself reaches the caller as the retry
 /// delay of an UNAVAILABLE answer.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn retry_after_as_an_http_date_reaches_the_caller() {
     let s = seam().await;
     let key = s
@@ -862,7 +862,7 @@ async fn retry_after_as_an_http_date_reaches_the_caller() {
 /// WatchKeys: a client that watches the property sees a Seam key issued
 /// ISSUING, then ACTIVE with its code once Seam's signed event says the
 /// code is set, without asking (no RefreshKey, no polling).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_watch_sees_a_seam_key_go_from_issuing_to_active() {
     let addr = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -329,7 +329,7 @@ fn code_of(result: &Result<(), Status>) -> Code {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn every_rpc_against_every_kind_of_caller() {
     let (t, configs) = tokens();
     let s = TestServer::start_with(secured(configs, 10_000)).await;
@@ -408,7 +408,7 @@ async fn every_rpc_against_every_kind_of_caller() {
     assert_eq!(served.into_inner().status, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn another_property_cannot_see_or_touch_a_key_and_changes_nothing() {
     let (t, configs) = tokens();
     let s = TestServer::start_with(secured(configs, 10_000)).await;
@@ -471,7 +471,7 @@ async fn another_property_cannot_see_or_touch_a_key_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audited() {
     let (t, configs) = tokens();
     let s = TestServer::start_with(secured(configs, 10_000)).await;
@@ -593,7 +593,7 @@ async fn credentials_are_withheld_without_read_secrets_and_secret_reads_are_audi
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_audit_log_records_refusals_pages_and_survives_a_restart() {
     let s = TestServer::start().await;
     let key = s
@@ -657,7 +657,7 @@ async fn the_audit_log_records_refusals_pages_and_survives_a_restart() {
     assert!(pages.iter().all(|r| r.token_id == "development"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn page_tokens_cannot_be_replayed_by_another_token() {
     let (t, configs) = tokens();
     let s = TestServer::start_with(secured(configs, 10_000)).await;
@@ -698,7 +698,7 @@ async fn page_tokens_cannot_be_replayed_by_another_token() {
     assert!(own.is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn repeated_authentication_failures_are_refused_for_a_while() {
     let (t, configs) = tokens();
     let s = TestServer::start_with(secured(configs, 3)).await;
@@ -716,7 +716,7 @@ async fn repeated_authentication_failures_are_refused_for_a_while() {
     assert!(err.get_error_details().retry_info().is_some());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_token_past_its_rate_is_refused() {
     let limited = generate_token();
     let mut config = token("limited", &limited, &[PROPERTY], &["keys.read"]);
@@ -732,7 +732,7 @@ async fn a_token_past_its_rate_is_refused() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_request_is_refused_and_changes_nothing() {
     let s = TestServer::start_with(|c| c.server.max_request_bytes = 4096).await;
     let mut req = guest("big", &["room-101"], T0, T0 + DAY, "stay-big");
@@ -749,7 +749,7 @@ async fn an_oversized_request_is_refused_and_changes_nothing() {
     assert!(listed.keys.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn reflection_can_require_a_token() {
     use tonic_reflection::pb::v1::{
         server_reflection_client::ServerReflectionClient,
@@ -805,7 +805,7 @@ fn development_mode_refuses_a_network_address_and_says_how_to_fix_it() {
     assert!(err.contains("no [[auth.tokens]]"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn start_refuses_a_network_address_without_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
@@ -873,7 +873,7 @@ async fn list_drivers(channel: Channel) -> Result<(), Status> {
         .map(drop)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn tls_serves_a_client_that_verifies_a_self_signed_certificate() {
     let (running, _dir) = tls_server("self-signed", false).await;
     let channel = tls_channel(running.addr, "self-signed", false)
@@ -897,7 +897,7 @@ async fn tls_serves_a_client_that_verifies_a_self_signed_certificate() {
     running.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_requires_a_client_certificate() {
     let (running, _dir) = tls_server("server", true).await;
     let with = tls_channel(running.addr, "ca", true)

@@ -82,7 +82,7 @@ async fn listed(s: &TestServer, key_id: &str) -> pb::AccessKey {
     .expect("listed")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn issue_update_and_revoke_are_seen_in_order_as_listkeys_shows_them() {
     let s = TestServer::start().await;
     let (mut all, _) = watch(&s.client, request("")).await;
@@ -130,7 +130,7 @@ async fn issue_update_and_revoke_are_seen_in_order_as_listkeys_shows_them() {
     assert_eq!(last, vec![(Event::Revoked as i32, bob.key_id.clone())]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_watcher_resumes_after_a_disconnect_and_a_restart_with_nothing_lost_or_repeated() {
     let s = TestServer::start().await;
     let (mut stream, _) = watch(&s.client, request("")).await;
@@ -176,7 +176,7 @@ async fn a_watcher_resumes_after_a_disconnect_and_a_restart_with_nothing_lost_or
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn resume_tokens_past_retention_of_another_property_or_garbled_are_refused() {
     let s = TestServer::start_with(|c| c.storage.change_retention_hours = 1).await;
     let (mut stream, before) = watch(&s.client, request("")).await;
@@ -239,7 +239,7 @@ async fn resume_tokens_past_retention_of_another_property_or_garbled_are_refused
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_sweeper_recording_an_ended_window_is_an_expired_event() {
     let s = TestServer::start().await;
     let mut short = stay("a");
@@ -259,7 +259,7 @@ async fn the_sweeper_recording_an_ended_window_is_an_expired_event() {
 /// answered, the watcher's stream ends with WATCH_BUFFER_OVERFLOW after
 /// what it could hold, and resuming from its last token gives the rest,
 /// each once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_watcher_that_never_reads_is_told_to_resume_and_never_holds_issue_back() {
     const KEYS: usize = 400;
     let s = TestServer::start_with(|c| c.server.watch_buffer = 8).await;

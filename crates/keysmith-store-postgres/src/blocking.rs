@@ -14,8 +14,12 @@
 //!
 //! A synchronous read blocks its thread for the round trip: on tokio's
 //! multi-thread runtime its worker's other tasks move to another worker
-//! first (`block_in_place`); on a current-thread runtime (tests, an
-//! embedding) the read is run on a scoped thread of its own.
+//! first (`block_in_place`); on a current-thread runtime (an embedding)
+//! the read is run on a scoped thread of its own, and that runtime's one
+//! thread waits for it: under concurrency such a read can wait for a
+//! connection that only the blocked thread's own tasks would give back
+//! (seen: a pool timeout), so keysmith on PostgreSQL wants the
+//! multi-thread runtime, as the server runs it and its tests do.
 use std::{future::Future, sync::OnceLock};
 
 use deadpool_postgres::{Object, Pool};
