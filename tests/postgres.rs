@@ -48,7 +48,8 @@ async fn listed(s: &TestServer, include_revoked: bool) -> Vec<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_list_revoke_and_watch_on_postgres() {
-    let Some(db) = TestDatabase::create("tests/postgres.rs", "cargo test --test postgres").await else {
+    let Some(db) = TestDatabase::create("tests/postgres.rs", "cargo test --test postgres").await
+    else {
         return;
     };
     let on_postgres = |c: &mut keysmith_server::Config| {

@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod plugins;
+pub mod process;
 
 use std::{
     path::PathBuf,

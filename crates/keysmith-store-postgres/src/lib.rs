@@ -34,6 +34,7 @@
 //!   their advisory locks differ, and the design leans on them.
 mod blocking;
 mod driver_state;
+mod io_thread;
 mod migrate;
 mod publish;
 mod records;
@@ -59,7 +60,7 @@ use keysmith_core::{
     AccessKey, Error, ErrorKind, ListedKey, Result, Timestamp,
 };
 use keysmith_store::sealing::{KeyRing, Sealer};
-use tokio_postgres::{types::ToSql, NoTls};
+use tokio_postgres::types::ToSql;
 
 use crate::{
     blocking::wait, driver_state::PgDriverState, publish::Publisher, transaction::PgTransaction,
@@ -100,6 +101,10 @@ impl std::fmt::Debug for PgOptions {
 
 pub struct PgStore {
     pool: Pool,
+    /// The drivers' state, apart: a driver stores its state while its
+    /// request's transaction holds a connection of `pool`, and other
+    /// requests may hold every other one while they wait for that driver.
+    driver_pool: Pool,
     sealer: Arc<Sealer>,
     /// The process's own waiters for a lock name queue here before they
     /// take a connection; the advisory locks hold across processes.
@@ -128,6 +133,28 @@ pub(crate) fn db_error(e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// Connections kept for the drivers' state, beside `pool_size`: one driver
+/// call at a time stores state per driver lock, and few drivers run.
+const DRIVER_STATE_POOL_SIZE: usize = 4;
+
+/// A pool of at most `size` connections, made and driven on the IO thread.
+fn new_pool(config: &tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool> {
+    let manager = Manager::from_connect(
+        config.clone(),
+        io_thread::OnIoThread,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .build()
+        .map_err(db_error)
+}
+
 /// A connection from the pool.
 pub(crate) async fn connection(pool: &Pool) -> Result<Object> {
     pool.get().await.map_err(db_error)
@@ -144,20 +171,8 @@ impl PgStore {
                 "storage.postgres.url is not a PostgreSQL connection URL",
             )
         })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.acquire_timeout))
-            .create_timeout(Some(options.acquire_timeout))
-            .build()
-            .map_err(db_error)?;
+        let pool = new_pool(&config, options.pool_size.max(1), options.acquire_timeout)?;
+        let driver_pool = new_pool(&config, DRIVER_STATE_POOL_SIZE, options.acquire_timeout)?;
         let mut client = connection(&pool).await?;
         let applied = migrate::migrate(&mut client).await?;
         if !applied.is_empty() {
@@ -176,6 +191,7 @@ impl PgStore {
         drop(client);
         Ok(Self {
             pool,
+            driver_pool,
             sealer,
             locks: Locks::default(),
             audit_ids: AuditIds::default(),
@@ -188,6 +204,7 @@ impl PgStore {
     /// Closes the pool: every later call fails with `STORE_UNAVAILABLE`.
     pub fn close(&self) {
         self.pool.close();
+        self.driver_pool.close();
     }
 
     /// The key-encryption key's id and the data keys, as the encryption
@@ -619,7 +636,7 @@ impl Store for PgStore {
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
         Ok(Arc::new(PgDriverState {
             namespace: driver.to_owned(),
-            pool: self.pool.clone(),
+            pool: self.driver_pool.clone(),
             sealer: self.sealer.clone(),
         }))
     }
