@@ -358,9 +358,14 @@ fn issuing_clients(
         .collect()
 }
 
+/// Waits for `n` more acknowledgements; a stall (no progress within a
+/// minute, as when the replicas deadlock) fails the test instead of hanging.
 async fn some_acks(acks: &mut tokio::sync::mpsc::UnboundedReceiver<()>, n: usize) {
-    for _ in 0..n {
-        acks.recv().await.expect("the clients are issuing");
+    for got in 0..n {
+        tokio::time::timeout(Duration::from_secs(60), acks.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no Issue answered for a minute ({got} of {n} came)"))
+            .expect("the clients are issuing");
     }
 }
 
