@@ -29,7 +29,9 @@
 //!   network only, for now. A transaction holds its connection until it
 //!   ends, driver calls included, so the pool bounds how many mutations
 //!   run at once; waiting longer than the pool's timeout for a connection
-//!   fails with `STORE_UNAVAILABLE`.
+//!   fails with `STORE_UNAVAILABLE`. The drivers' state has a small pool
+//!   of its own, and every connection is driven on an IO thread of its own
+//!   ([`io_thread`](crate::io_thread) says why: a deadlock otherwise).
 //! - Tested on PostgreSQL 15. Not tested on CockroachDB or YugabyteDB:
 //!   their advisory locks differ, and the design leans on them.
 mod blocking;
