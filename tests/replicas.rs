@@ -206,7 +206,7 @@ async fn one_request_id_sent_to_two_replicas_at_once_makes_one_key() {
         assert_eq!(on_a, on_b, "round {round}: the same answer from both");
         assert_eq!(
             keys_of(&a.client, &holder).await,
-            [on_a.key_id.clone()],
+            [on_a.key_id],
             "round {round}: one key"
         );
     }
@@ -284,7 +284,10 @@ async fn a_key_issued_on_one_replica_is_read_on_the_others_at_once() {
             .await
             .unwrap();
         assert_eq!(get(&reader.client, &key.key_id).await.unwrap(), key);
-        assert_eq!(keys_of(&reader.client, &holder).await, [key.key_id.clone()]);
+        assert_eq!(
+            keys_of(&reader.client, &holder).await,
+            std::slice::from_ref(&key.key_id)
+        );
 
         // And a revoke on the reader is seen by the writer.
         reader
