@@ -44,8 +44,8 @@ struct Replicas {
 }
 
 impl Replicas {
-    /// Replicas of `db`, reaching it at `url` (the database's own, or a
-    /// proxy's in front of it).
+    /// Replicas of one database, reached at `url` (the database's own, or
+    /// a proxy's in front of it).
     fn on(url: String) -> Self {
         let root = tempfile::tempdir().unwrap();
         let config = write_config(root.path(), "");
