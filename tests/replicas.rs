@@ -106,12 +106,18 @@ async fn database(test: &str) -> Option<TestDatabase> {
     .await
 }
 
-/// The binary runs on the real clock: keys start now.
+/// The binary runs on the real clock: keys start when the test process
+/// did. Fixed once, so that a retry sends the very request it retries (a
+/// later start would be another request under the same request_id, refused
+/// REQUEST_ID_REUSED).
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    })
 }
 
 /// A lobby card for `holder`, sent with `request_id`.
