@@ -3,32 +3,14 @@
 //! SIGTERM and through being killed outright.
 mod common;
 
-use std::{path::Path, process::Stdio};
+use std::process::Stdio;
 
+use common::process::{serve, sigterm, write_config, BIN};
 use keysmith_api::v1::{self as pb, access_service_client::AccessServiceClient};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+    process::Command,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_keysmith");
-
-fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let text = keysmith_server::config::DEFAULT_CONFIG
-        .replace("listen = \"127.0.0.1:50051\"", "listen = \"127.0.0.1:0\"")
-        .replace("listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:0\"")
-        .replace(
-            "data_dir = \"./keysmith-data\"",
-            &format!("data_dir = {:?}", dir.join("data").display().to_string()),
-        )
-        .replace(
-            "key_file = \"./keysmith-dev.key\"",
-            &format!("key_file = {:?}", dir.join("kek").display().to_string()),
-        );
-    let path = dir.join("keysmith.toml");
-    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
-    path
-}
 
 #[test]
 fn check_config_accepts_the_example_and_names_an_unknown_key() {
@@ -81,52 +63,6 @@ fn environment_variables_override_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-/// Starts `keysmith serve` and reads its JSON log until it says where it
-/// serves: the log line is the synchronisation, not a sleep.
-async fn serve(config: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String>>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("KEYSMITH__LOG__FORMAT", "json")
-        .env("KEYSMITH__LOG__FILTER", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("keysmith exited before serving");
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        // The JSON log puts an event's fields at the top level.
-        if value["message"] == "keysmith is serving" {
-            break value["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    let rest = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.push(line);
-        }
-        seen
-    });
-    (child, addr, rest)
-}
-
-async fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

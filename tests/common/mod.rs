@@ -5,6 +5,7 @@
 pub mod metrics;
 pub mod plugins;
 pub mod postgres;
+pub mod process;
 
 use std::{
     path::PathBuf,

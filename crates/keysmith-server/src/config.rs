@@ -1049,6 +1049,10 @@ mod tests {
                 "keysmith-bench.toml",
                 include_str!("../../../examples/keysmith-bench.toml"),
             ),
+            (
+                "keysmith-replicas.toml",
+                include_str!("../../../examples/keysmith-replicas.toml"),
+            ),
         ] {
             let c = Config::load_with_env(Source::Text(text), false)
                 .unwrap_or_else(|e| panic!("examples/{name}: {e}"));

@@ -51,10 +51,22 @@ pub fn status(error: Error) -> Status {
             capped(&v.description, MAX_METADATA_VALUE_BYTES),
         );
     }
-    if let Some(after) = error.retry_after() {
+    if let Some(after) = error.retry_after().or_else(|| default_retry_after(&error)) {
         details.set_retry_info(Some(after));
     }
     Status::with_error_details(code, capped(error.message(), MAX_MESSAGE_BYTES), details)
+}
+
+/// How long a caller is told to wait when the store is unavailable and did
+/// not say for how long: a reconnect to PostgreSQL, or a reopen of sled
+/// (every 0.1 s to 2 s), may succeed by then, and a client told nothing may
+/// retry at once and in a loop. Here, once for every store, so that no path
+/// of either engine answers without it.
+const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn default_retry_after(error: &Error) -> Option<std::time::Duration> {
+    (error.kind() == ErrorKind::Unavailable && error.reason() == reasons::STORE_UNAVAILABLE)
+        .then_some(STORE_RETRY_AFTER)
 }
 
 /// The longest error message sent, in bytes. Messages quote callers' values
@@ -610,6 +622,25 @@ mod tests {
             assert_eq!(err.reason(), reasons::FIELD_INVALID);
             assert_eq!(err.violations()[0].field, "ends_at");
         }
+    }
+
+    #[test]
+    fn an_unavailable_store_is_answered_with_a_retry_info() {
+        let retry_delay = |e| {
+            status(e)
+                .get_error_details()
+                .retry_info()
+                .and_then(|r| r.retry_delay)
+        };
+        let store = Error::unavailable(reasons::STORE_UNAVAILABLE, "store: connection closed");
+        assert_eq!(retry_delay(store), Some(STORE_RETRY_AFTER));
+        let told = Error::unavailable(reasons::STORE_UNAVAILABLE, "store: reopening")
+            .with_retry_after(std::time::Duration::from_secs(5));
+        assert_eq!(
+            retry_delay(told),
+            Some(std::time::Duration::from_secs(5)),
+            "what the store said is kept"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@
 //!
 //! Each phase runs `--warmup` seconds (not recorded) and then `--duration`
 //! seconds (recorded). The `--clients` clients share `--connections` HTTP/2
-//! channels round-robin. Latencies of successful requests are recorded in
+//! channels round-robin. `--addr` may name several servers (replicas of
+//! one keysmith on one database), comma-separated: the connections are
+//! spread over them round-robin, and so are the watchers' connections. Latencies of successful requests are recorded in
 //! microseconds; errors are counted by gRPC code (a request that does not
 //! answer within a few seconds after the end of the phase is counted as
 //! `ClientTimeout`). `requests` counts every answer of the measured window,
@@ -81,9 +83,10 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Load generator for a running keysmith server")]
 struct Args {
-    /// Address of the keysmith server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    addr: String,
+    /// Address of the keysmith server; several, comma-separated, for
+    /// replicas: the connections go to each in turn.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    addr: Vec<String>,
     /// Property to issue and list keys in.
     #[arg(long, default_value = "demo-hotel")]
     property: String,
@@ -495,17 +498,36 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The endpoints of `--addr`, in order.
+fn endpoints(args: &Args) -> Result<Vec<Endpoint>, String> {
+    args.addr
+        .iter()
+        .map(|addr| {
+            Endpoint::from_shared(addr.clone())
+                .map(|e| e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true))
+                .map_err(|e| format!("invalid --addr {addr:?}: {e}"))
+        })
+        .collect()
+}
+
+/// `--connections` connections, to the `--addr` servers in turn: each
+/// server gets as many as the others, give or take one.
 async fn connect(args: &Args) -> Result<Vec<Channel>, String> {
-    let endpoint = Endpoint::from_shared(args.addr.clone())
-        .map_err(|e| format!("invalid --addr {:?}: {e}", args.addr))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+    let endpoints = endpoints(args)?;
+    if (args.connections as usize) < endpoints.len() {
+        return Err(format!(
+            "--connections {} is fewer than the {} addresses of --addr",
+            args.connections,
+            endpoints.len()
+        ));
+    }
     let mut channels = Vec::with_capacity(args.connections as usize);
-    for _ in 0..args.connections {
+    for c in 0..args.connections as usize {
+        let endpoint = &endpoints[c % endpoints.len()];
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {}", args.addr, error_chain(&e)))?;
+            .map_err(|e| format!("cannot connect to {}: {}", endpoint.uri(), error_chain(&e)))?;
         channels.push(channel);
     }
     Ok(channels)
@@ -665,16 +687,14 @@ impl WatchStats {
 /// Opens `--watchers` watches, each established (its first message read)
 /// before this returns, and leaves them reading.
 async fn start_watchers(args: &Arc<Args>, stats: &Arc<WatchStats>) -> Result<(), String> {
-    let endpoint = Endpoint::from_shared(args.addr.clone())
-        .map_err(|e| format!("invalid --addr {:?}: {e}", args.addr))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+    let endpoints = endpoints(args)?;
     let mut channel = None;
     let mut ready = Vec::with_capacity(args.watchers as usize);
     for w in 0..args.watchers {
         if w % args.watchers_per_connection == 0 {
+            let connection = (w / args.watchers_per_connection) as usize;
             channel = Some(
-                endpoint
+                endpoints[connection % endpoints.len()]
                     .connect()
                     .await
                     .map_err(|e| format!("cannot connect watchers: {}", error_chain(&e)))?,
