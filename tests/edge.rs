@@ -89,8 +89,10 @@ async fn raw_call(
         .send_request(request.body(()).unwrap(), body.is_empty())
         .expect("the request is sent");
     if !body.is_empty() {
-        send.send_data(Bytes::from(body), true)
-            .expect("the body is sent");
+        // The server may answer (and end the stream) from the headers alone,
+        // a refused content-type for one, before the body goes out: then
+        // sending it fails, and the answer below is what the test checks.
+        let _ = send.send_data(Bytes::from(body), true);
     }
     let response = response.await.expect("response headers");
     let http_status = response.status();
