@@ -529,3 +529,21 @@ async fn a_reflection_stream_idle_between_messages_is_ended_and_its_connection_c
     assert!(ended.is_ok(), "the server closes the connection once idle");
     running.stop().await.unwrap();
 }
+
+/// With `max_connection_age_seconds`, a connection that reached its age is
+/// asked to go (GOAWAY) and closed once its calls are done, although it is
+/// far from idle-timed-out: clients reconnect, and spread over replicas.
+#[tokio::test]
+async fn a_connection_past_its_max_age_is_sent_away() {
+    let (running, _dir) = start(|c| c.server.max_connection_age_seconds = 1, vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let ended = tokio::time::timeout(GUARD, h2.connection)
+        .await
+        .expect("the server ends the connection at its age");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "a graceful end (GOAWAY), not an error: {ended:?}"
+    );
+    running.stop().await.unwrap();
+}

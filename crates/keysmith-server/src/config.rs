@@ -292,6 +292,13 @@ pub struct ServerConfig {
     /// A connection whose ping is not answered within this is closed.
     #[serde(default = "default_keepalive_timeout_ms")]
     pub keepalive_timeout_ms: u64,
+    /// A connection this old is asked to go (HTTP/2 GOAWAY): it takes no
+    /// new call, its open calls finish, and the client connects again, so
+    /// that clients behind a connection-level load balancer spread over
+    /// replicas that started later. 0: connections live as long as they
+    /// are used.
+    #[serde(default)]
+    pub max_connection_age_seconds: u64,
     /// Health checks served at once, server-wide, apart from every other
     /// call: more are refused RESOURCE_EXHAUSTED (`HEALTH_CHECKS_LIMITED`).
     #[serde(default = "default_health_concurrency")]

@@ -367,6 +367,12 @@ pub async fn start_with_drivers(
     let server = &config.server;
     let connections = ConnectionLimits::new(ConnectionSettings::from(server));
     let keepalive = Duration::from_millis(server.keepalive_interval_ms);
+    let builder = match server.max_connection_age_seconds {
+        0 => builder,
+        // Graceful (GOAWAY, then the open calls finish): tonic forces the
+        // close only when a grace period is also set, and it sets none here.
+        age => builder.max_connection_age(Duration::from_secs(age)),
+    };
     // hyper's own bounds stay as they are: 20 streams reset before being
     // served, 1,024 streams it had to reset itself, 16 KB of headers.
     let mut router: GrpcRouter = builder
