@@ -37,6 +37,11 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     pending: Mutex<Vec<AuditRecord>>,
+    /// Held from taking the pending records until the store has them, so
+    /// that a listing's own flush waits for a batch another flush took
+    /// (on PostgreSQL its commit is a round trip): a record queued before
+    /// a listing is always listed.
+    flushing: Mutex<()>,
     /// Wakes the writer when the first record of a batch is queued.
     queued: tokio::sync::Notify,
 }
@@ -54,6 +59,7 @@ impl AuditLog {
             store,
             clock,
             pending: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
             queued: tokio::sync::Notify::new(),
         }
     }
@@ -84,6 +90,7 @@ impl AuditLog {
 
     /// Writes every queued record to the store in one batch.
     pub fn flush_pending(&self) {
+        let _flushing = self.flushing.lock();
         let audit = std::mem::take(&mut *self.pending.lock());
         if audit.is_empty() {
             return;
