@@ -5,13 +5,15 @@
 use std::path::PathBuf;
 
 mod admin;
+mod memory;
 
 use clap::{Parser, Subcommand};
 use keysmith_server::{auth, telemetry, Config, Source};
 
-// glibc's malloc took about 40% of the CPU of a ListKeys load (BENCHMARKS.md).
+// glibc's malloc took about 40% of the CPU of a ListKeys load (BENCHMARKS.md);
+// mimalloc, giving freed memory back when a worker goes idle (memory.rs).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::ReturningAllocator = memory::ReturningAllocator;
 
 #[derive(Parser)]
 #[command(
@@ -106,9 +108,18 @@ enum TokenCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(|| {
+            memory::return_freed_memory();
+        })
+        .build()?
+        .block_on(run(Cli::parse()))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve { config } => {
             let config = match &config {
                 Some(path) => Config::load(Source::File(path))?,
