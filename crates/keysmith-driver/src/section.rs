@@ -68,25 +68,34 @@ pub struct LocalSections {
     closed: Condvar,
 }
 
-/// Holds a name of [`LocalSections`] until dropped.
+/// Holds names of [`LocalSections`] until dropped.
 pub struct LocalGuard<'a> {
     sections: &'a LocalSections,
-    name: Vec<u8>,
+    names: Vec<Vec<u8>>,
 }
 
 impl LocalSections {
     /// Waits until no section named `name` is open, and opens one.
     pub fn enter(&self, name: Vec<u8>) -> LocalGuard<'_> {
+        self.enter_all(vec![name])
+    }
+
+    /// Waits until none of `names` is open, and opens them all at once:
+    /// taking them together (never one by one while holding others) is
+    /// what keeps two overlapping sets from waiting on each other.
+    pub fn enter_all(&self, mut names: Vec<Vec<u8>>) -> LocalGuard<'_> {
+        names.sort();
+        names.dedup();
         // A poisoned set is still a correct set: entering and leaving do
         // not panic between their changes.
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        while open.contains(&name) {
+        while names.iter().any(|name| open.contains(name)) {
             open = self.closed.wait(open).unwrap_or_else(|e| e.into_inner());
         }
-        open.insert(name.clone());
+        open.extend(names.iter().cloned());
         LocalGuard {
             sections: self,
-            name,
+            names,
         }
     }
 }
@@ -94,7 +103,9 @@ impl LocalSections {
 impl Drop for LocalGuard<'_> {
     fn drop(&mut self) {
         let mut open = self.sections.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.remove(&self.name);
+        for name in &self.names {
+            open.remove(name);
+        }
         self.sections.closed.notify_all();
     }
 }
@@ -109,10 +120,11 @@ pub struct LocalSection<'a, S: DriverState + ?Sized> {
 }
 
 impl<'a, S: DriverState + ?Sized> LocalSection<'a, S> {
-    /// Opens the section `name` of `state`, whose sections `sections` keeps.
-    pub fn open(state: &'a S, sections: &'a LocalSections, name: Vec<u8>) -> Self {
+    /// Opens the section holding `names` of `state`, whose sections
+    /// `sections` keeps.
+    pub fn open(state: &'a S, sections: &'a LocalSections, names: Vec<Vec<u8>>) -> Self {
         Self {
-            _guard: sections.enter(name),
+            _guard: sections.enter_all(names),
             state,
             writes: Writes::default(),
         }
@@ -184,6 +196,34 @@ mod tests {
             released.store(true, Ordering::SeqCst);
             drop(first);
             waiter.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn names_taken_together_wait_for_any_of_them_and_hold_all() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sections = LocalSections::default();
+        let first = sections.enter(b"b".to_vec());
+        // Names none of which is held go in at once.
+        drop(sections.enter_all(vec![b"c".to_vec(), b"a".to_vec()]));
+        let released = AtomicBool::new(false);
+        let again = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let both = sections.enter_all(vec![b"c".to_vec(), b"b".to_vec()]);
+                assert!(released.load(Ordering::SeqCst), "entered while b held");
+                both
+            });
+            released.store(true, Ordering::SeqCst);
+            drop(first);
+            let both = waiter.join().unwrap();
+            let c = s.spawn(|| {
+                let _c = sections.enter(b"c".to_vec());
+                assert!(again.load(Ordering::SeqCst), "c entered while held");
+            });
+            again.store(true, Ordering::SeqCst);
+            drop(both);
+            c.join().unwrap();
         });
     }
 }

@@ -41,8 +41,19 @@ pub trait DriverState: Send + Sync + 'static {
     /// another process may have changed (or checking a version it keeps
     /// beside it): that is what makes its decisions hold when several
     /// replicas share the store. Sections of one name never nest; a task
-    /// holds at most one at a time.
-    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>>;
+    /// holds at most one at a time (several names at once are one
+    /// [`DriverState::sections`]).
+    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
+        self.sections(&[name.to_vec()])
+    }
+    /// Opens one section that holds every name of `names` together, as
+    /// [`DriverState::section`] holds one: it waits until none of them is
+    /// open elsewhere, and a section of any one of them waits for it. The
+    /// names are taken in one order in every process, so two sections whose
+    /// names overlap never wait on each other forever. A decision that
+    /// spans several things (several doors) takes all their sections here,
+    /// while decisions on other things go on beside it.
+    fn sections(&self, names: &[Vec<u8>]) -> Result<Box<dyn StateSection + '_>>;
 }
 
 /// An open critical section of a [`DriverState`]; see

@@ -211,10 +211,17 @@ impl DriverState for PgDriverState {
         Ok(())
     }
 
-    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
-        let id = hashed_lock_id(b"driver section", &[self.namespace.as_bytes(), name]);
+    fn sections(&self, names: &[Vec<u8>]) -> Result<Box<dyn StateSection + '_>> {
+        // One order in every process (the ids'), as transactions take
+        // theirs: two sections whose names overlap never deadlock.
+        let mut ids: Vec<i64> = names
+            .iter()
+            .map(|name| hashed_lock_id(b"driver section", &[self.namespace.as_bytes(), name]))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         wait(async {
-            let local = self.sections.acquire(&[id]).await;
+            let local = self.sections.acquire(&ids).await;
             let section = PgSection {
                 state: self,
                 client: Some(connection(&self.pool).await?),
@@ -226,10 +233,12 @@ impl DriverState for PgDriverState {
                 .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                 .await
                 .map_err(db_error)?;
-            client
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&id])
-                .await
-                .map_err(db_error)?;
+            for id in &ids {
+                client
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[id])
+                    .await
+                    .map_err(db_error)?;
+            }
             Ok(Box::new(section) as Box<dyn StateSection + '_>)
         })
     }

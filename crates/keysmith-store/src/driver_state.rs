@@ -103,9 +103,9 @@ impl DriverState for SledDriverState {
         self.committer.sync().await.map_err(committer_error)
     }
 
-    fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
+    fn sections(&self, names: &[Vec<u8>]) -> Result<Box<dyn StateSection + '_>> {
         // Named within the driver's namespace: drivers never wait on each other.
-        let name = self.full(name);
-        Ok(Box::new(LocalSection::open(self, &self.sections, name)))
+        let names = names.iter().map(|name| self.full(name)).collect();
+        Ok(Box::new(LocalSection::open(self, &self.sections, names)))
     }
 }

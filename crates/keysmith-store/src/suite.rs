@@ -54,6 +54,7 @@ macro_rules! store_suite {
             many_concurrent_commits_all_complete,
             driver_state_reads_its_own_writes_and_keeps_them,
             a_driver_state_section_excludes_the_next_and_writes_only_when_committed,
+            driver_state_sections_of_several_names_hold_each_and_leave_the_others,
             a_commit_after_close_fails_instead_of_waiting_forever,
             a_listing_with_revoked_keys_merges_both_in_key_order,
             a_key_is_found_by_its_end_then_by_when_it_ended_then_purged_whole,
@@ -363,6 +364,97 @@ pub async fn a_driver_state_section_excludes_the_next_and_writes_only_when_commi
         "a dropped section wrote nothing"
     );
     assert_eq!(state.get(b"n").unwrap().as_deref(), Some(&b"3"[..]));
+}
+
+/// A section of several names holds each of them: a section of any one
+/// waits until it commits (and reads what it wrote), a section of another
+/// name goes on beside it, and two overlapping sets named in opposite
+/// orders both get through (one order is taken everywhere).
+pub async fn driver_state_sections_of_several_names_hold_each_and_leave_the_others<H: Harness>(
+    h: &H,
+) {
+    let store = open(h).await;
+    let state = store.driver_state("lock").unwrap();
+    let mut both = state
+        .sections(&[b"door-b".to_vec(), b"door-a".to_vec()])
+        .unwrap();
+    both.apply(vec![
+        (b"a".to_vec(), Some(b"1".to_vec())),
+        (b"b".to_vec(), Some(b"1".to_vec())),
+    ]);
+
+    // Another name is not held up by them.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking({
+            let state = state.clone();
+            move || {
+                let mut other = state.section(b"door-c").unwrap();
+                other.apply(vec![(b"c".to_vec(), Some(b"1".to_vec()))]);
+                other.commit().unwrap();
+            }
+        }),
+    )
+    .await
+    .expect("a section of another name opened while both were held")
+    .unwrap();
+
+    // One of the names waits for the commit, and reads what it wrote.
+    let (began_tx, began) = tokio::sync::oneshot::channel();
+    let second = tokio::task::spawn_blocking({
+        let state = state.clone();
+        move || {
+            let _ = began_tx.send(());
+            let section = state.section(b"door-a").unwrap();
+            section.get(b"a").unwrap()
+        }
+    });
+    began.await.unwrap();
+    both.commit().unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the section of one name opened")
+        .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"1"[..]),
+        "it opened only after the section of both committed"
+    );
+
+    // Overlapping sets, named in opposite orders, many times over: none
+    // waits on the other forever.
+    let racers = [
+        vec![b"door-a".to_vec(), b"door-b".to_vec()],
+        vec![b"door-b".to_vec(), b"door-a".to_vec()],
+    ]
+    .map(|names| {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..20 {
+                let mut section = state.sections(&names).unwrap();
+                let n: u32 = section
+                    .get(b"n")
+                    .unwrap()
+                    .map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap());
+                section.apply(vec![(
+                    b"n".to_vec(),
+                    Some((n + 1).to_string().into_bytes()),
+                )]);
+                section.commit().unwrap();
+            }
+        })
+    });
+    for racer in racers {
+        tokio::time::timeout(Duration::from_secs(60), racer)
+            .await
+            .expect("overlapping sections got through")
+            .unwrap();
+    }
+    assert_eq!(
+        state.get(b"n").unwrap().as_deref(),
+        Some(&b"40"[..]),
+        "each increment saw the one before"
+    );
 }
 
 pub async fn a_commit_after_close_fails_instead_of_waiting_forever<H: Harness>(h: &H) {

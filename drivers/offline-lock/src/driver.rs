@@ -1,6 +1,9 @@
 //! The simulated offline lock as a keysmith driver: issuing encodes sealed
 //! credentials carrying sequence values, as a front-desk encoder would.
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use keysmith_driver::{
@@ -15,14 +18,14 @@ use keysmith_driver::{
     CredentialMode, Driver, DriverCapability, EntranceCapability, Error, ErrorKind, Result, Role,
     Secret, Timestamp,
 };
-use parking_lot::Mutex;
+use parking_lot::MutexGuard;
 use rand::Rng;
 
 use crate::{
     config::{EntranceKind, OfflineLockConfig},
     model::{CredentialCodec, CredentialPayload, CredentialRole, LockConfig, LockGrant, Sequence},
     pins::PinEntry,
-    state::{self, Sim},
+    state::{self, Doors, Sim},
     time::rfc3339,
 };
 
@@ -31,7 +34,7 @@ pub const DRIVER_NAME: &str = "offline-lock";
 pub struct OfflineLock {
     pub(crate) config: OfflineLockConfig,
     pub(crate) codec: CredentialCodec,
-    pub(crate) sim: Mutex<Sim>,
+    pub(crate) sim: Sim,
     pub(crate) store: Arc<dyn DriverState>,
 }
 
@@ -55,82 +58,134 @@ impl OfflineLock {
                 });
             }
         }
-        let properties: Vec<String> = config
+        let properties: Vec<(String, Vec<String>)> = config
             .properties
             .iter()
-            .map(|p| p.property_id.clone())
+            .map(|p| {
+                let doors = p.entrances.iter().map(|e| e.id.clone()).collect();
+                (p.property_id.clone(), doors)
+            })
             .collect();
         let lock = Self {
             config,
             codec,
-            sim: Mutex::new(Sim::new(locks)),
+            sim: Sim::new(locks),
             store,
         };
-        // Each property is read now, so that a store that cannot be read
-        // fails the start, and PINs stored the earlier ways are moved.
-        for property in &properties {
-            lock.transact(property, |_, _| Ok(()))?;
+        // Each lock is read now, so that a store that cannot be read fails
+        // the start, and PINs stored the earlier ways are moved.
+        for (property, doors) in &properties {
+            lock.transact(property, doors, None, |_, _| Ok(()))?;
         }
         Ok(lock)
     }
 
-    /// Runs `decide` on the simulator in `property`'s section of the
+    /// Runs `decide` on the locks `doors` of `property` (and, with
+    /// `reservation`, that reservation's records) in their sections of the
     /// store, and writes the changes it returns in `changes` through before
-    /// leaving it. The section excludes every other process on the store
-    /// (replicas on one PostgreSQL database), and the copy in memory is
-    /// read again first when the property's stored version is not the one
-    /// it holds: what `decide` sees is what was last committed, by
-    /// whichever process. Within one process the copy stays current, so a
-    /// sled store is read once. When anything fails, the copy (which
-    /// `decide` may have changed in part) is read again at the next section.
+    /// leaving them. The sections exclude every other process on the store
+    /// (replicas on one PostgreSQL database) from these locks and this
+    /// reservation only: decisions on other rooms go on beside this one.
+    /// Each lock's copy in memory is read again first when its stored
+    /// version is not the one it holds: what `decide` sees is what was last
+    /// committed, by whichever process. Within one process the copies stay
+    /// current, so a sled store is read once. When anything fails, the
+    /// copies (which `decide` may have changed in part) are read again at
+    /// their next section. Doors not configured are left out; `decide`
+    /// finds them missing.
     pub(crate) fn transact<T>(
         &self,
         property: &str,
-        decide: impl FnOnce(&mut Sim, &mut Vec<Change>) -> Result<T>,
+        doors: &[impl AsRef<str>],
+        reservation: Option<&str>,
+        decide: impl FnOnce(&mut Doors<'_>, &mut Vec<Change>) -> Result<T>,
     ) -> Result<T> {
-        let section = self.store.section(&state::section_name(property))?;
-        let mut sim = self.sim.lock();
-        match Self::decide_in(section, &mut sim, property, decide) {
-            Ok((out, version)) => {
-                sim.versions.insert(property.to_owned(), version);
-                Ok(out)
+        let mut doors: Vec<&str> = doors
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|d| self.sim.has(property, d))
+            .collect();
+        doors.sort_unstable();
+        doors.dedup();
+        let mut names: Vec<Vec<u8>> = doors
+            .iter()
+            .map(|d| state::lock_section(property, d))
+            .collect();
+        if let Some(rk) = reservation {
+            names.push(state::reservation_section(property, rk));
+        }
+        let section = self.store.sections(&names)?;
+        // Each slot is taken under its lock's section, in one order.
+        let mut locks = BTreeMap::new();
+        for d in doors {
+            if let Some(slot) = self.sim.slot(property, d) {
+                locks.insert(d.to_owned(), slot);
             }
+        }
+        match Self::decide_in(section, &mut locks, property, decide) {
+            Ok(out) => Ok(out),
             Err(e) => {
-                sim.versions.remove(property);
+                for slot in locks.values_mut() {
+                    slot.version = None;
+                }
                 Err(e)
             }
         }
     }
 
-    /// [`Self::transact`]'s work in the open section; returns what `decide`
-    /// did and the version of the property's state now stored.
-    fn decide_in<T>(
+    /// [`Self::transact`]'s work in the open sections; on success, each
+    /// slot holds the version of its lock's records now stored.
+    fn decide_in<'a, T>(
         mut section: Box<dyn StateSection + '_>,
-        sim: &mut Sim,
+        locks: &mut BTreeMap<String, MutexGuard<'a, state::Slot>>,
         property: &str,
-        decide: impl FnOnce(&mut Sim, &mut Vec<Change>) -> Result<T>,
-    ) -> Result<(T, u64)> {
-        let version_key = state::version_key(property);
-        let stored: u64 = match section.get(&version_key)? {
-            Some(bytes) => state::decode(&bytes)?,
-            None => 0,
-        };
-        let mut changes = if sim.versions.get(property) == Some(&stored) {
-            Vec::new()
-        } else {
-            sim.reload(section.as_ref(), property)?
-        };
-        let out = decide(sim, &mut changes)?;
-        let version = if changes.is_empty() {
-            stored
-        } else {
-            let next = stored.wrapping_add(1);
-            changes.push((version_key, Some(state::encode(&next)?)));
-            next
-        };
+        decide: impl FnOnce(&mut Doors<'_>, &mut Vec<Change>) -> Result<T>,
+    ) -> Result<T> {
+        let mut changes = Vec::new();
+        let mut versions = BTreeMap::new();
+        for (door, slot) in locks.iter_mut() {
+            let stored: u64 = match section.get(&state::version_key(property, door))? {
+                Some(bytes) => state::decode(&bytes)?,
+                None => 0,
+            };
+            if slot.version != Some(stored) {
+                let first = slot.version.is_none();
+                changes.extend(slot.lock.reload(section.as_ref(), first)?);
+            }
+            versions.insert(door.clone(), stored);
+        }
+        let out = decide(
+            &mut Doors {
+                locks: locks
+                    .iter_mut()
+                    .map(|(door, slot)| (door.as_str(), &mut **slot))
+                    .collect(),
+                section: section.as_ref(),
+            },
+            &mut changes,
+        )?;
+        // Each lock whose records change gets its next version.
+        let changed: BTreeSet<String> = changes
+            .iter()
+            .filter_map(|(k, _)| state::lock_of_record(k))
+            .filter(|(p, _)| p == property)
+            .map(|(_, l)| l)
+            .collect();
+        for door in changed {
+            if let Some(version) = versions.get_mut(&door) {
+                *version = version.wrapping_add(1);
+                changes.push((
+                    state::version_key(property, &door),
+                    Some(state::encode(version)?),
+                ));
+            }
+        }
         section.apply(changes);
         section.commit()?;
-        Ok((out, version))
+        for (door, slot) in locks.iter_mut() {
+            slot.version = versions.get(door).copied();
+        }
+        Ok(out)
     }
 
     /// The staff level a staff holder's credentials belong to: each staff
@@ -170,7 +225,7 @@ impl OfflineLock {
     #[allow(clippy::too_many_arguments)]
     fn credentials(
         &self,
-        sim: &mut Sim,
+        sim: &mut Doors<'_>,
         key: &KeySlice,
         modes: &[CredentialMode],
         pin: Option<&str>,
@@ -214,8 +269,7 @@ impl OfflineLock {
                             starts_at: key.window.starts_at.unix_seconds(),
                             ends_at: key.window.ends_at.unix_seconds(),
                         };
-                        if let Some(lock) = sim.locks.get_mut(&(key.property_id.clone(), e.clone()))
-                        {
+                        if let Some(lock) = sim.lock_mut(e) {
                             let dropped = lock.pins.program(pin, entry);
                             for id in std::iter::once(&key.key_id).chain(&dropped) {
                                 changes.push(state::pins_record(
@@ -249,7 +303,7 @@ impl OfflineLock {
     /// A PIN free at every lock of the key for its whole window: the
     /// caller's, or a generated one. A PIN is shared over time only by keys
     /// whose windows do not overlap, as stored; no clock is read.
-    fn choose_pin(&self, sim: &Sim, key: &KeySlice, wanted: Option<&str>) -> Result<String> {
+    fn choose_pin(&self, sim: &Doors<'_>, key: &KeySlice, wanted: Option<&str>) -> Result<String> {
         if let Some(pin) = wanted {
             if !pin_is_free(sim, key, pin) {
                 return Err(Error::new(
@@ -275,11 +329,8 @@ impl OfflineLock {
         ))
     }
 
-    fn lock_exists(&self, sim: &Sim, property: &str, entrance: &str) -> Result<()> {
-        if sim
-            .locks
-            .contains_key(&(property.to_owned(), entrance.to_owned()))
-        {
+    fn lock_exists(&self, sim: &Doors<'_>, property: &str, entrance: &str) -> Result<()> {
+        if sim.lock(entrance).is_some() {
             Ok(())
         } else {
             Err(Error::not_found(
@@ -294,15 +345,14 @@ impl OfflineLock {
     }
 
     /// The sealed credential a key already carries, to re-encode it.
-    fn existing_payload(&self, sim: &Sim, key: &KeySlice) -> Result<CredentialPayload> {
+    fn existing_payload(&self, sim: &Doors<'_>, key: &KeySlice) -> Result<CredentialPayload> {
         for c in &key.credentials {
             let sealed = match &c.data {
                 CredentialData::Card(s) | CredentialData::MobileKey(s) | CredentialData::Qr(s) => {
                     Some(s.expose().clone())
                 }
                 CredentialData::Pin(pin) => key.entrances.iter().find_map(|e| {
-                    sim.locks
-                        .get(&(key.property_id.clone(), e.entrance_id.clone()))
+                    sim.lock(&e.entrance_id)
                         .and_then(|l| l.pins.entry_of(pin.expose(), &key.key_id))
                         .map(|p| p.sealed.expose().clone())
                 }),
@@ -384,112 +434,119 @@ impl Driver for OfflineLock {
             credentials: Vec::new(),
             driver_ref: None,
         };
-        let (credentials, superseded_at) = self.transact(&args.property_id, |sim, changes| {
-            for e in &args.entrances {
-                self.lock_exists(sim, &args.property_id, &e.entrance_id)?;
-            }
-            let pin = if args.modes.contains(&CredentialMode::Pin) {
-                Some(self.choose_pin(sim, &key, args.pin.as_ref().map(|p| p.expose().as_str()))?)
-            } else {
-                None
-            };
-
-            // Sequence values: a new reservation takes the lock's next value, a
-            // joiner the reservation's, staff their level's next code.
-            let mut grants = Vec::with_capacity(args.entrances.len());
-            let mut superseded_at = Vec::new();
-            for e in &args.entrances {
-                let at = (args.property_id.clone(), e.entrance_id.clone());
-                let lock = sim.locks.get_mut(&at).expect("checked above");
-                let sequence: Option<Sequence> = match (args.role, e.behaviour) {
-                    (Role::Staff, _) => {
-                        let level = Self::staff_level(&args.holder.id);
-                        let next = lock
-                            .encoder
-                            .staff_last
-                            .get(&level)
-                            .copied()
-                            .unwrap_or(0)
-                            .wrapping_add(1);
-                        lock.encoder.staff_last.insert(level, next);
-                        changes.push((
-                            state::encoder_key(&at.0, &at.1),
-                            Some(state::encode(&lock.encoder)?),
-                        ));
-                        Some(next)
-                    }
-                    (Role::Guest, Behaviour::Standard) => None,
-                    (Role::Guest, Behaviour::Override) => {
-                        let r = args.reservation.as_ref().ok_or_else(|| {
-                            Error::internal("offline-lock: an override without a reservation")
-                        })?;
-                        let next = lock.encoder.guest_last.wrapping_add(1);
-                        lock.encoder.guest_last = next;
-                        changes.push((
-                            state::encoder_key(&at.0, &at.1),
-                            Some(state::encode(&lock.encoder)?),
-                        ));
-                        let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
-                        changes.push((state::reservation_key(&slot), Some(state::encode(&next)?)));
-                        sim.reservation_values.insert(slot, next);
-                        Some(next)
-                    }
-                    (Role::Guest, Behaviour::Join) => {
-                        let r = args.reservation.as_ref().ok_or_else(|| {
-                            Error::internal("offline-lock: a joiner without a reservation")
-                        })?;
-                        let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
-                        let value = *sim.reservation_values.get(&slot).ok_or_else(|| {
-                            Error::internal(format!(
-                                "offline-lock: reservation {:?} has no value at {:?}",
-                                r.key, at.1
-                            ))
-                        })?;
-                        // The encoder has handed out a newer guest value here
-                        // since: a newer reservation overrides this one at its
-                        // first use (it may have been used already).
-                        let newest = sim.locks.get(&at).map(|l| l.encoder.guest_last);
-                        if newest != Some(value) {
-                            superseded_at.push(e.entrance_id.clone());
-                        }
-                        Some(value)
-                    }
-                };
-                grants.push(LockGrant {
-                    lock_id: e.entrance_id.clone(),
-                    sequence,
-                });
-            }
-            let copy = match &args.reservation {
-                Some(r) => {
-                    let slot = (args.property_id.clone(), r.key.clone(), r.epoch);
-                    let copy = sim
-                        .copies
-                        .get(&slot)
-                        .copied()
-                        .unwrap_or(0)
-                        .saturating_add(1);
-                    sim.copies.insert(slot, copy);
-                    changes.push((
-                        state::copies_key(&args.property_id, &r.key, r.epoch),
-                        Some(state::encode(&copy)?),
-                    ));
-                    copy
+        let doors: Vec<&str> = args
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.as_str())
+            .collect();
+        let rk = args.reservation.as_ref().map(|r| r.key.as_str());
+        let (credentials, superseded_at) =
+            self.transact(&key.property_id, &doors, rk, |sim, changes| {
+                for e in &args.entrances {
+                    self.lock_exists(sim, &args.property_id, &e.entrance_id)?;
                 }
-                None => 1,
-            };
-            let credentials = self.credentials(
-                sim,
-                &key,
-                &args.modes,
-                pin.as_deref(),
-                1,
-                copy,
-                &grants,
-                changes,
-            )?;
-            Ok((credentials, superseded_at))
-        })?;
+                let pin = if args.modes.contains(&CredentialMode::Pin) {
+                    Some(self.choose_pin(
+                        sim,
+                        &key,
+                        args.pin.as_ref().map(|p| p.expose().as_str()),
+                    )?)
+                } else {
+                    None
+                };
+
+                // Sequence values: a new reservation takes the lock's next value, a
+                // joiner the reservation's, staff their level's next code.
+                let mut grants = Vec::with_capacity(args.entrances.len());
+                let mut superseded_at = Vec::new();
+                for e in &args.entrances {
+                    let at = (args.property_id.clone(), e.entrance_id.clone());
+                    let lock = sim.lock_mut(&at.1).expect("checked above");
+                    let sequence: Option<Sequence> = match (args.role, e.behaviour) {
+                        (Role::Staff, _) => {
+                            let level = Self::staff_level(&args.holder.id);
+                            let next = lock
+                                .encoder
+                                .staff_last
+                                .get(&level)
+                                .copied()
+                                .unwrap_or(0)
+                                .wrapping_add(1);
+                            lock.encoder.staff_last.insert(level, next);
+                            changes.push((
+                                state::encoder_key(&at.0, &at.1),
+                                Some(state::encode(&lock.encoder)?),
+                            ));
+                            Some(next)
+                        }
+                        (Role::Guest, Behaviour::Standard) => None,
+                        (Role::Guest, Behaviour::Override) => {
+                            let r = args.reservation.as_ref().ok_or_else(|| {
+                                Error::internal("offline-lock: an override without a reservation")
+                            })?;
+                            let next = lock.encoder.guest_last.wrapping_add(1);
+                            lock.encoder.guest_last = next;
+                            changes.push((
+                                state::encoder_key(&at.0, &at.1),
+                                Some(state::encode(&lock.encoder)?),
+                            ));
+                            let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                            changes
+                                .push((state::reservation_key(&slot), Some(state::encode(&next)?)));
+                            Some(next)
+                        }
+                        (Role::Guest, Behaviour::Join) => {
+                            let r = args.reservation.as_ref().ok_or_else(|| {
+                                Error::internal("offline-lock: a joiner without a reservation")
+                            })?;
+                            let slot = (at.0.clone(), r.key.clone(), r.epoch, at.1.clone());
+                            let value =
+                                sim.reservation_value(&slot, changes)?.ok_or_else(|| {
+                                    Error::internal(format!(
+                                        "offline-lock: reservation {:?} has no value at {:?}",
+                                        r.key, at.1
+                                    ))
+                                })?;
+                            // The encoder has handed out a newer guest value here
+                            // since: a newer reservation overrides this one at its
+                            // first use (it may have been used already).
+                            let newest = sim.lock(&at.1).map(|l| l.encoder.guest_last);
+                            if newest != Some(value) {
+                                superseded_at.push(e.entrance_id.clone());
+                            }
+                            Some(value)
+                        }
+                    };
+                    grants.push(LockGrant {
+                        lock_id: e.entrance_id.clone(),
+                        sequence,
+                    });
+                }
+                let copy = match &args.reservation {
+                    Some(r) => {
+                        let copy = sim
+                            .copies(&args.property_id, &r.key, r.epoch, changes)?
+                            .saturating_add(1);
+                        changes.push((
+                            state::copies_key(&args.property_id, &r.key, r.epoch),
+                            Some(state::encode(&copy)?),
+                        ));
+                        copy
+                    }
+                    None => 1,
+                };
+                let credentials = self.credentials(
+                    sim,
+                    &key,
+                    &args.modes,
+                    pin.as_deref(),
+                    1,
+                    copy,
+                    &grants,
+                    changes,
+                )?;
+                Ok((credentials, superseded_at))
+            })?;
         let mut warnings = Vec::new();
         if !superseded_at.is_empty() {
             warnings.push(Warning::new(
@@ -562,49 +619,55 @@ impl Driver for OfflineLock {
 
     async fn encode(&self, args: EncodeArgs) -> Result<EncodeReply> {
         let key = &args.key;
-        let (credentials, warnings) = self.transact(&key.property_id, |sim, changes| {
-            let old = self.existing_payload(sim, key)?;
-            // The re-encoded credential carries the same sequence values: it
-            // joins its reservation instead of cancelling the co-guests.
-            let generation = key
-                .credentials
-                .iter()
-                .filter_map(|c| c.credential_id.rsplit('-').next()?.parse::<u32>().ok())
-                .max()
-                .unwrap_or(1)
-                + 1;
-            let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
-            let old_pin = key.credentials.iter().find_map(|c| match &c.data {
-                CredentialData::Pin(p) => Some(p.expose().clone()),
-                _ => None,
-            });
-            // The new window may overlap another key that took this PIN after
-            // the old window: two people must never share a PIN at once, so
-            // the key gets a new one.
-            let mut warnings = Vec::new();
-            let pin = match old_pin {
-                Some(p) if !pin_is_free(sim, key, &p) => {
-                    warnings.push(Warning::new(
-                        warnings::PIN_CHANGED,
-                        "the key's PIN is held by another key for part of the new window: \
+        let doors: Vec<&str> = key
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.as_str())
+            .collect();
+        let (credentials, warnings) =
+            self.transact(&key.property_id, &doors, None, |sim, changes| {
+                let old = self.existing_payload(sim, key)?;
+                // The re-encoded credential carries the same sequence values: it
+                // joins its reservation instead of cancelling the co-guests.
+                let generation = key
+                    .credentials
+                    .iter()
+                    .filter_map(|c| c.credential_id.rsplit('-').next()?.parse::<u32>().ok())
+                    .max()
+                    .unwrap_or(1)
+                    + 1;
+                let modes: Vec<CredentialMode> = key.credentials.iter().map(|c| c.mode).collect();
+                let old_pin = key.credentials.iter().find_map(|c| match &c.data {
+                    CredentialData::Pin(p) => Some(p.expose().clone()),
+                    _ => None,
+                });
+                // The new window may overlap another key that took this PIN after
+                // the old window: two people must never share a PIN at once, so
+                // the key gets a new one.
+                let mut warnings = Vec::new();
+                let pin = match old_pin {
+                    Some(p) if !pin_is_free(sim, key, &p) => {
+                        warnings.push(Warning::new(
+                            warnings::PIN_CHANGED,
+                            "the key's PIN is held by another key for part of the new window: \
                      the re-encoded key has a new PIN",
-                    ));
-                    Some(self.choose_pin(sim, key, None)?)
-                }
-                other => other,
-            };
-            let credentials = self.credentials(
-                sim,
-                key,
-                &modes,
-                pin.as_deref(),
-                generation,
-                old.copy,
-                &old.locks,
-                changes,
-            )?;
-            Ok((credentials, warnings))
-        })?;
+                        ));
+                        Some(self.choose_pin(sim, key, None)?)
+                    }
+                    other => other,
+                };
+                let credentials = self.credentials(
+                    sim,
+                    key,
+                    &modes,
+                    pin.as_deref(),
+                    generation,
+                    old.copy,
+                    &old.locks,
+                    changes,
+                )?;
+                Ok((credentials, warnings))
+            })?;
         Ok(EncodeReply {
             credentials,
             warnings,
@@ -616,7 +679,16 @@ impl Driver for OfflineLock {
     /// encoder kept for it. The locks' own state is theirs: untouched.
     async fn forget(&self, args: ForgetArgs) -> Result<()> {
         let key = &args.key;
-        self.transact(&key.property_id, |sim, changes| {
+        let doors: Vec<&str> = key
+            .entrances
+            .iter()
+            .map(|e| e.entrance_id.as_str())
+            .collect();
+        let reservation = match (args.reservation_forgotten, &key.reservation) {
+            (true, Some(r)) => Some(r.key.as_str()),
+            _ => None,
+        };
+        self.transact(&key.property_id, &doors, reservation, |sim, changes| {
             let pins: Vec<String> = key
                 .credentials
                 .iter()
@@ -627,7 +699,7 @@ impl Driver for OfflineLock {
                 .collect();
             for e in &key.entrances {
                 let at = (key.property_id.clone(), e.entrance_id.clone());
-                if let Some(lock) = sim.locks.get_mut(&at) {
+                if let Some(lock) = sim.lock_mut(&at.1) {
                     let mut removed = false;
                     for pin in &pins {
                         removed |= lock.pins.remove(pin, &key.key_id);
@@ -638,27 +710,7 @@ impl Driver for OfflineLock {
                 }
             }
             if let (true, Some(r)) = (args.reservation_forgotten, &key.reservation) {
-                let of_it = |p: &str, rk: &str| p == key.property_id && rk == r.key;
-                let values: Vec<_> = sim
-                    .reservation_values
-                    .keys()
-                    .filter(|(p, rk, _, _)| of_it(p, rk))
-                    .cloned()
-                    .collect();
-                for slot in values {
-                    sim.reservation_values.remove(&slot);
-                    changes.push((state::reservation_key(&slot), None));
-                }
-                let copies: Vec<_> = sim
-                    .copies
-                    .keys()
-                    .filter(|(p, rk, _)| of_it(p, rk))
-                    .cloned()
-                    .collect();
-                for (p, rk, epoch) in copies {
-                    sim.copies.remove(&(p.clone(), rk.clone(), epoch));
-                    changes.push((state::copies_key(&p, &rk, epoch), None));
-                }
+                changes.extend(sim.forget_reservation(&key.property_id, &r.key)?);
             }
             Ok(())
         })
@@ -666,10 +718,9 @@ impl Driver for OfflineLock {
 }
 
 /// Whether `pin` is free for `key`'s window at every lock of the key.
-fn pin_is_free(sim: &Sim, key: &KeySlice, pin: &str) -> bool {
+fn pin_is_free(sim: &Doors<'_>, key: &KeySlice, pin: &str) -> bool {
     key.entrances.iter().all(|e| {
-        sim.locks
-            .get(&(key.property_id.clone(), e.entrance_id.clone()))
+        sim.lock(&e.entrance_id)
             .is_none_or(|l| l.pins.is_free_for(pin, &key.key_id, &key.window))
     })
 }

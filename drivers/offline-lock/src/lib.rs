@@ -6,22 +6,25 @@
 //! The encoder's counters, each lock's state, the PINs and the values each
 //! reservation got are the driver's stored state ([`DriverState`]), of
 //! which it keeps a copy in memory. Every operation, the simulated doors'
-//! included, runs in its property's [`DriverState::section`] on that copy
-//! as last committed: read again when the version stored beside the
-//! property's records is not the copy's. Several keysmith replicas on one
+//! included, runs in the sections of the locks it touches (and of the
+//! reservation it reads or changes, [`DriverState::sections`]) on that copy
+//! as last committed: each lock is read again when the version stored
+//! beside its records is not the copy's. Several keysmith replicas on one
 //! PostgreSQL database therefore decide as one encoder and one set of
 //! doors: a guest value is handed out once, a PIN is known to every
 //! replica, and a door asked of any replica judges by what the others
 //! encoded and what it saw before.
 //!
 //! [`DriverState`]: keysmith_driver::state::DriverState
-//! [`DriverState::section`]: keysmith_driver::state::DriverState::section
+//! [`DriverState::sections`]: keysmith_driver::state::DriverState::sections
 pub mod config;
 mod driver;
 pub mod model;
 mod pins;
 mod simulator;
 mod state;
+#[cfg(test)]
+mod tests;
 mod time;
 
 pub use config::OfflineLockConfig;

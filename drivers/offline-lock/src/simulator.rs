@@ -148,22 +148,21 @@ impl OfflineLock {
         })
     }
 
-    /// Reads one lock as its property's stored state has it now.
+    /// Reads one lock as its stored state has it now.
     fn read_lock<T>(
         &self,
         property_id: &str,
         entrance_id: &str,
         read: impl FnOnce(&Lock) -> T,
     ) -> Result<T> {
-        self.transact(property_id, |sim, _| {
-            sim.locks
-                .get(&(property_id.to_owned(), entrance_id.to_owned()))
+        self.transact(property_id, &[entrance_id], None, |sim, _| {
+            sim.lock(entrance_id)
                 .map(read)
                 .ok_or_else(|| no_lock(property_id, entrance_id))
         })
     }
 
-    /// Runs `f` on one lock, as its property's stored state has it, and
+    /// Runs `f` on one lock, as its stored state has it, and
     /// writes the lock's state through to the store.
     fn with_lock<T>(
         &self,
@@ -171,10 +170,9 @@ impl OfflineLock {
         entrance_id: &str,
         f: impl FnOnce(&mut Lock, &crate::model::CredentialCodec) -> T,
     ) -> Result<T> {
-        self.transact(property_id, |sim, changes| {
+        self.transact(property_id, &[entrance_id], None, |sim, changes| {
             let lock = sim
-                .locks
-                .get_mut(&(property_id.to_owned(), entrance_id.to_owned()))
+                .lock_mut(entrance_id)
                 .ok_or_else(|| no_lock(property_id, entrance_id))?;
             let out = f(lock, &self.codec);
             changes.push((

@@ -1,15 +1,26 @@
 //! The simulator's state: each lock's own state, the encoder's counters per
-//! lock, the sequence value each reservation got at each lock, and the PINs
-//! programmed at keypads. Kept in memory and written through to the store;
-//! the copy in memory is read again whenever the property's stored version
-//! is not the one it holds (another keysmith process on the same store
-//! changed it).
+//! lock, the PINs programmed at keypads, and the sequence value each
+//! reservation got at each lock and its copy counters. A lock's records are
+//! kept in memory and written through to the store; the copy in memory is
+//! read again whenever the lock's stored version is not the one it holds
+//! (another keysmith process on the same store changed it). A
+//! reservation's records are read from the store whenever they are needed:
+//! they are read once or twice per Issue, never scanned in bulk.
+//!
+//! Each lock has its own section and version, and so does each
+//! reservation: Issues to different rooms of a property neither wait on
+//! each other nor make each other's copies stale. What the model decides is
+//! all per lock (a lock's sequence, staff codes, PINs and audit trail are
+//! its own; offline locks never hear of each other), except a
+//! reservation's copy numbers and the values it got at each lock, which
+//! live under the reservation's section.
 use std::collections::{BTreeMap, HashMap};
 
 use keysmith_driver::{
     state::{Change, StateSection},
     Error, Result, Secret,
 };
+use parking_lot::{Mutex, MutexGuard};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
@@ -43,29 +54,53 @@ pub struct Lock {
     pub pins: PinTable,
 }
 
+/// One lock as this process holds it.
+pub struct Slot {
+    pub lock: Lock,
+    /// The version of the lock's stored records this copy is of; None: read
+    /// them at the lock's next section (never read, or a section failed
+    /// part way).
+    pub version: Option<u64>,
+}
+
 /// Where a reservation stands at one lock: (property, reservation key, epoch, lock).
 pub type ReservationAtLock = (String, String, u64, String);
 
+/// Every configured lock, each behind its own mutex: it is taken only by
+/// the holder of the lock's section, so it is never waited on for long.
 pub struct Sim {
-    pub locks: HashMap<(String, String), Lock>,
-    pub reservation_values: HashMap<ReservationAtLock, Sequence>,
-    /// How many credentials each reservation incarnation has had (copy numbers).
-    pub copies: HashMap<(String, String, u64), u16>,
-    /// The version of each property's stored state this copy holds; a
-    /// property not here is read again at its next section.
-    pub versions: HashMap<String, u64>,
+    locks: HashMap<(String, String), Mutex<Slot>>,
 }
 
-/// The section every change of a property's simulated state is made in:
-/// one property's locks, PINs and reservations are decided together.
-pub fn section_name(property: &str) -> Vec<u8> {
-    format!("property\0{property}").into_bytes()
+/// The section every change of one lock's records (state, encoder, PINs)
+/// is made in.
+pub fn lock_section(property: &str, lock: &str) -> Vec<u8> {
+    format!("lock\0{property}\0{lock}").into_bytes()
 }
-/// Where the version of a property's stored state is kept: one more with
-/// each section that changes it, so that a process whose copy is of an
-/// older version reads it again.
-pub fn version_key(property: &str) -> Vec<u8> {
-    format!("ver\0{property}").into_bytes()
+/// The section every change of one reservation's records (its value at
+/// each lock, its copy counters) is made in.
+pub fn reservation_section(property: &str, reservation_key: &str) -> Vec<u8> {
+    format!("reservation\0{property}\0{reservation_key}").into_bytes()
+}
+/// Where the version of a lock's stored records is kept: one more with
+/// each section that changes them, so that a process whose copy is of an
+/// older version reads them again.
+pub fn version_key(property: &str, lock: &str) -> Vec<u8> {
+    format!("ver\0{property}\0{lock}").into_bytes()
+}
+/// The lock whose records `key` is one of (state, encoder, PINs, or PINs
+/// stored the earlier ways), or None for any other record.
+pub fn lock_of_record(key: &[u8]) -> Option<(String, String)> {
+    let key = std::str::from_utf8(key).ok()?;
+    let mut parts = key.split('\0');
+    match parts.next()? {
+        "lock" | "enc" | "pins" | "pin" => {
+            let property = parts.next()?;
+            let lock = parts.next()?;
+            Some((property.to_owned(), lock.to_owned()))
+        }
+        _ => None,
+    }
 }
 pub fn lock_key(property: &str, lock: &str) -> Vec<u8> {
     format!("lock\0{property}\0{lock}").into_bytes()
@@ -127,7 +162,7 @@ fn parts_after(key: &[u8], prefix: &[u8]) -> Vec<String> {
 
 impl Sim {
     /// The simulator of the locks `configs` describes, before anything is
-    /// read: each property is read at its first section.
+    /// read: each lock is read at its first section.
     pub fn new(configs: Vec<LockConfig>) -> Self {
         let locks = configs
             .into_iter()
@@ -139,91 +174,84 @@ impl Sim {
                     encoder: EncoderState::default(),
                     pins: PinTable::default(),
                 };
-                (at, lock)
+                let slot = Slot {
+                    lock,
+                    version: None,
+                };
+                (at, Mutex::new(slot))
             })
             .collect();
-        Self {
-            locks,
-            reservation_values: HashMap::new(),
-            copies: HashMap::new(),
-            versions: HashMap::new(),
-        }
+        Self { locks }
     }
 
-    /// Reads everything stored of `property` (its locks' state, encoder
-    /// counters and PINs, its reservations' values and copy counters) from
-    /// `stored`, in place of what this copy held; returns the writes that
-    /// move PIN entries stored the earlier ways into today's records.
-    pub fn reload(&mut self, stored: &dyn StateSection, property: &str) -> Result<Vec<Change>> {
-        let p = property;
-        for ((lp, _), lock) in self.locks.iter_mut() {
-            if lp == p {
-                lock.state = LockState::default();
-                lock.encoder = EncoderState::default();
-                lock.pins = PinTable::default();
-            }
-        }
-        let prefix = format!("lock\0{p}\0").into_bytes();
-        for (k, v) in stored.scan_prefix(&prefix)? {
-            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
-                lock.state = decode(&v)?;
-            }
-        }
-        let prefix = format!("enc\0{p}\0").into_bytes();
-        for (k, v) in stored.scan_prefix(&prefix)? {
-            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
-                lock.encoder = decode(&v)?;
-            }
-        }
-        let prefix = format!("pins\0{p}\0").into_bytes();
-        for (k, v) in stored.scan_prefix(&prefix)? {
-            if let Some(lock) = self.lock_mut(p, &parts_after(&k, &prefix)[0]) {
-                let held: HeldPins = decode(&v)?;
-                for (pin, entry) in held {
-                    lock.pins.restore(pin.expose().clone(), entry);
-                }
-            }
-        }
-        let upgraded = self.upgrade_pin_entries(stored, p)?;
-
-        self.reservation_values.retain(|(rp, ..), _| rp != p);
-        let prefix = format!("res\0{p}\0").into_bytes();
-        for (k, v) in stored.scan_prefix(&prefix)? {
-            if let [rk, epoch, lock] = &parts_after(&k, &prefix)[..] {
-                let epoch = epoch.parse().unwrap_or_default();
-                self.reservation_values
-                    .insert((p.to_owned(), rk.clone(), epoch, lock.clone()), decode(&v)?);
-            }
-        }
-        self.copies.retain(|(cp, ..), _| cp != p);
-        let prefix = format!("copy\0{p}\0").into_bytes();
-        for (k, v) in stored.scan_prefix(&prefix)? {
-            if let [rk, epoch] = &parts_after(&k, &prefix)[..] {
-                let epoch = epoch.parse().unwrap_or_default();
-                self.copies
-                    .insert((p.to_owned(), rk.clone(), epoch), decode(&v)?);
-            }
-        }
-        Ok(upgraded)
+    /// Whether `lock` of `property` is configured.
+    pub fn has(&self, property: &str, lock: &str) -> bool {
+        self.locks
+            .contains_key(&(property.to_owned(), lock.to_owned()))
     }
 
-    fn lock_mut(&mut self, property: &str, lock: &str) -> Option<&mut Lock> {
-        self.locks.get_mut(&(property.to_owned(), lock.to_owned()))
+    /// Takes the slot of `lock`, when it is configured. Only the holder of
+    /// the lock's section takes it.
+    pub fn slot(&self, property: &str, lock: &str) -> Option<MutexGuard<'_, Slot>> {
+        self.locks
+            .get(&(property.to_owned(), lock.to_owned()))
+            .map(|slot| slot.lock())
+    }
+}
+
+impl Lock {
+    /// Reads everything stored of this lock (its state, encoder counters
+    /// and PINs) from `stored`, in place of what this copy held. At the
+    /// `first` read (no earlier one this process holds), also moves PIN
+    /// entries stored the earlier ways into today's records and returns
+    /// those writes: every keysmith since writes only today's, so a later
+    /// read need not look for them.
+    pub fn reload(&mut self, stored: &dyn StateSection, first: bool) -> Result<Vec<Change>> {
+        let (p, l) = (
+            self.config.property_code.clone(),
+            self.config.lock_id.clone(),
+        );
+        self.state = match stored.get(&lock_key(&p, &l))? {
+            Some(v) => decode(&v)?,
+            None => LockState::default(),
+        };
+        self.encoder = match stored.get(&encoder_key(&p, &l))? {
+            Some(v) => decode(&v)?,
+            None => EncoderState::default(),
+        };
+        self.pins = PinTable::default();
+        let prefix = format!("pins\0{p}\0{l}\0").into_bytes();
+        for (_, v) in stored.scan_prefix(&prefix)? {
+            let held: HeldPins = decode(&v)?;
+            for (pin, entry) in held {
+                self.pins.restore(pin.expose().clone(), entry);
+            }
+        }
+        if first {
+            self.upgrade_pin_entries(stored, &p, &l)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// Moves PIN entries stored the earlier ways, one per PIN and key with
     /// the PIN in the path (`pin\0…\0{pin}\0{key_id}`), or one per PIN before
     /// a PIN could stand for several keys over time (`pin\0…\0{pin}`), into
     /// one record per key; returns the writes.
-    fn upgrade_pin_entries(&mut self, stored: &dyn StateSection, p: &str) -> Result<Vec<Change>> {
-        let prefix = format!("pin\0{p}\0").into_bytes();
+    fn upgrade_pin_entries(
+        &mut self,
+        stored: &dyn StateSection,
+        p: &str,
+        l: &str,
+    ) -> Result<Vec<Change>> {
+        let prefix = format!("pin\0{p}\0{l}\0").into_bytes();
         let mut writes = Vec::new();
         let mut keys = std::collections::BTreeSet::new();
         for (k, v) in stored.scan_prefix(&prefix)? {
-            let (lock, pin, entry) = match &parts_after(&k, &prefix)[..] {
-                [lock, pin, _key_id] => (lock.clone(), pin.clone(), decode::<PinEntry>(&v)?),
+            let (pin, entry) = match &parts_after(&k, &prefix)[..] {
+                [pin, _key_id] => (pin.clone(), decode::<PinEntry>(&v)?),
                 // Its start was not kept: it counts from the beginning of time.
-                [lock, pin] => {
+                [pin] => {
                     let old: PinEntryV1 = decode(&v)?;
                     let entry = PinEntry {
                         key_id: old.key_id,
@@ -231,70 +259,95 @@ impl Sim {
                         starts_at: UnixSeconds::MIN,
                         ends_at: old.ends_at,
                     };
-                    (lock.clone(), pin.clone(), entry)
+                    (pin.clone(), entry)
                 }
                 _ => continue,
             };
             writes.push((k.clone(), None));
-            if let Some(at) = self.lock_mut(p, &lock) {
-                keys.insert((lock, entry.key_id.clone()));
-                at.pins.restore(pin, entry);
-            }
+            keys.insert(entry.key_id.clone());
+            self.pins.restore(pin, entry);
         }
-        for (lock, key_id) in keys {
-            let pins = &self.locks[&(p.to_owned(), lock.clone())].pins;
-            writes.push(pins_record(pins, p, &lock, &key_id)?);
+        for key_id in keys {
+            writes.push(pins_record(&self.pins, p, l, &key_id)?);
         }
         Ok(writes)
     }
 }
 
+/// What one decision holds: the locks it named (each read as last
+/// committed) and the section, through which it reads the reservation's
+/// records.
+pub struct Doors<'a> {
+    pub(crate) locks: BTreeMap<&'a str, &'a mut Slot>,
+    pub(crate) section: &'a dyn StateSection,
+}
+
+impl Doors<'_> {
+    /// `lock` as last committed, when the decision named it and it is
+    /// configured.
+    pub fn lock(&self, lock: &str) -> Option<&Lock> {
+        self.locks.get(lock).map(|slot| &slot.lock)
+    }
+
+    pub fn lock_mut(&mut self, lock: &str) -> Option<&mut Lock> {
+        self.locks.get_mut(lock).map(|slot| &mut slot.lock)
+    }
+
+    /// The value under `key` as the decision sees it: its own latest write
+    /// in `changes`, else what is committed.
+    fn stored<T: DeserializeOwned>(&self, key: &[u8], changes: &[Change]) -> Result<Option<T>> {
+        let value = match changes.iter().rev().find(|(k, _)| k == key) {
+            Some((_, written)) => written.clone(),
+            None => self.section.get(key)?,
+        };
+        value.map(|v| decode(&v)).transpose()
+    }
+
+    /// The sequence value a reservation got at a lock. The decision must
+    /// hold the reservation's section.
+    pub fn reservation_value(
+        &self,
+        slot: &ReservationAtLock,
+        changes: &[Change],
+    ) -> Result<Option<Sequence>> {
+        self.stored(&reservation_key(slot), changes)
+    }
+
+    /// How many credentials a reservation incarnation has had (copy
+    /// numbers). The decision must hold the reservation's section.
+    pub fn copies(&self, p: &str, rk: &str, epoch: u64, changes: &[Change]) -> Result<u16> {
+        Ok(self
+            .stored(&copies_key(p, rk, epoch), changes)?
+            .unwrap_or(0))
+    }
+
+    /// The writes that delete every record of a reservation (its values at
+    /// each lock and its copy counters, of every epoch). The decision must
+    /// hold the reservation's section.
+    pub fn forget_reservation(&self, p: &str, rk: &str) -> Result<Vec<Change>> {
+        let mut deletes = Vec::new();
+        let prefix = format!("res\0{p}\0{rk}\0").into_bytes();
+        for (k, _) in self.section.scan_prefix(&prefix)? {
+            if let [_epoch, _lock] = &parts_after(&k, &prefix)[..] {
+                deletes.push((k, None));
+            }
+        }
+        let prefix = format!("copy\0{p}\0{rk}\0").into_bytes();
+        for (k, _) in self.section.scan_prefix(&prefix)? {
+            if let [_epoch] = &parts_after(&k, &prefix)[..] {
+                deletes.push((k, None));
+            }
+        }
+        Ok(deletes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, sync::Mutex};
-
-    use keysmith_driver::{
-        section::{LocalSection, LocalSections},
-        state::DriverState,
-    };
+    use keysmith_driver::state::DriverState;
 
     use super::*;
-
-    #[derive(Default)]
-    struct Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>, LocalSections);
-
-    #[async_trait::async_trait]
-    impl DriverState for Memory {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-        fn apply(&self, changes: Vec<Change>) -> Result<()> {
-            let mut map = self.0.lock().unwrap();
-            for (k, v) in changes {
-                match v {
-                    Some(v) => map.insert(k, v),
-                    None => map.remove(&k),
-                };
-            }
-            Ok(())
-        }
-        fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect())
-        }
-        async fn sync(&self) -> Result<()> {
-            Ok(())
-        }
-        fn section(&self, name: &[u8]) -> Result<Box<dyn StateSection + '_>> {
-            Ok(Box::new(LocalSection::open(self, &self.1, name.to_vec())))
-        }
-    }
+    use crate::tests::Memory;
 
     /// The store seals values, not paths: PINs stored with the PIN in the
     /// path (both earlier ways) move into one record per key, and load again
@@ -327,14 +380,14 @@ mod tests {
                 ),
             ])
             .unwrap();
-        let at = ("hotel".to_owned(), "room-101".to_owned());
         for _ in 0..2 {
-            let mut sim = Sim::new(vec![LockConfig::room("hotel", "room-101")]);
-            let mut section = store.section(&section_name("hotel")).unwrap();
-            let upgraded = sim.reload(section.as_ref(), "hotel").unwrap();
+            let sim = Sim::new(vec![LockConfig::room("hotel", "room-101")]);
+            let mut slot = sim.slot("hotel", "room-101").unwrap();
+            let mut section = store.section(&lock_section("hotel", "room-101")).unwrap();
+            let upgraded = slot.lock.reload(section.as_ref(), true).unwrap();
             section.apply(upgraded);
             section.commit().unwrap();
-            let pins = &sim.locks[&at].pins;
+            let pins = &slot.lock.pins;
             assert_eq!(pins.entry_of("482913", "k1").unwrap().starts_at, 10);
             assert_eq!(
                 pins.entry_of("739104", "k2").unwrap().starts_at,
