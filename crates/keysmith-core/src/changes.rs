@@ -241,6 +241,8 @@ struct Buffer {
 struct BufferState {
     pending: VecDeque<Arc<KeyChange>>,
     overflowed: bool,
+    /// Changes it had yet to get can no longer be published ([`ChangeFeed::skip_to`]).
+    skipped: bool,
     /// The receiver is gone: the next publish drops the buffer.
     closed: bool,
 }
@@ -250,19 +252,29 @@ pub struct Subscription {
     buffer: Arc<Buffer>,
 }
 
-/// The watcher fell further behind than its buffer.
+/// Why a watcher's subscription gets nothing more.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Overflowed;
+pub enum Ended {
+    /// The watcher fell further behind than its buffer.
+    Overflowed,
+    /// The feed skipped changes the watcher had yet to get: they were
+    /// purged from the log before this process could publish them
+    /// ([`ChangeFeed::skip_to`]).
+    Skipped,
+}
 
 impl Subscription {
     /// The changes published since the last receive, in sequence order;
     /// waits for some.
-    pub async fn recv(&mut self) -> std::result::Result<Vec<Arc<KeyChange>>, Overflowed> {
+    pub async fn recv(&mut self) -> std::result::Result<Vec<Arc<KeyChange>>, Ended> {
         loop {
             {
                 let mut state = self.buffer.changes.lock();
+                if state.skipped {
+                    return Err(Ended::Skipped);
+                }
                 if state.overflowed {
-                    return Err(Overflowed);
+                    return Err(Ended::Overflowed);
                 }
                 if !state.pending.is_empty() {
                     return Ok(state.pending.drain(..).collect());
@@ -363,6 +375,29 @@ impl ChangeFeed {
         }
     }
 
+    /// Moves the property's head on to `head` without publishing the
+    /// changes up to it, which can no longer be read (a process that was
+    /// not listening while the change log was purged past them): every
+    /// watcher of the property is ended ([`Ended::Skipped`]) rather than
+    /// left waiting for them, and resumes from the log, which refuses its
+    /// token if it is too old. Nothing happens when the head is there
+    /// already.
+    pub fn skip_to(&self, property_id: &str, head: u64) {
+        let mut properties = self.properties.lock();
+        let channel = properties.entry(property_id.to_owned()).or_default();
+        if channel.head >= head {
+            return;
+        }
+        channel.head = head;
+        for watcher in channel.watchers.drain(..) {
+            let mut state = watcher.changes.lock();
+            state.skipped = true;
+            state.pending.clear();
+            drop(state);
+            watcher.wake.notify_one();
+        }
+    }
+
     /// How many watch the property now.
     pub fn watchers(&self, property_id: &str) -> usize {
         self.properties
@@ -416,7 +451,7 @@ mod tests {
         assert_eq!(got, vec![6, 7]);
         feed.publish(vec![change(8)]);
         assert_eq!(feed.head("p"), 8);
-        assert_eq!(slow.recv().await.unwrap_err(), Overflowed);
+        assert_eq!(slow.recv().await.unwrap_err(), Ended::Overflowed);
         assert_eq!(quick.recv().await.unwrap()[0].sequence, 8);
         drop(slow);
         feed.publish(vec![change(9)]);

@@ -4,6 +4,7 @@
 //! (`keysmith-driver`), re-exported here under the same paths.
 #![warn(missing_docs)]
 pub mod audit;
+pub mod budget;
 pub mod changes;
 pub mod follower;
 pub mod hosting;

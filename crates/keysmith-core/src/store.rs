@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 
 pub use keysmith_driver::{
     section,
-    state::{Change, DriverState, StateSection},
+    state::{Change, DriverState, StateSection, Wake},
 };
 
 use crate::{
     audit::AuditRecord,
+    budget::RateBudgets,
     changes::{ChangeFeed, KeyChange},
     error::Result,
     key::{AccessKey, Warning},
@@ -326,6 +327,13 @@ pub trait Store: Send + Sync + 'static {
     /// processes that share this store (see [`crate::lease`]): a store one
     /// process owns alone grants every lease.
     fn leases(&self) -> Arc<dyn Leases>;
+
+    /// The rate budgets shared by the processes on this store (see
+    /// [`crate::budget`]); None for a store one process owns alone, whose
+    /// callers' limiters in memory are the whole budget.
+    fn rate_budgets(&self) -> Option<Arc<dyn RateBudgets>> {
+        None
+    }
 }
 
 /// A [`Transaction`] over any [`Store`] whose writes are atomic batches:

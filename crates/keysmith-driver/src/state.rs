@@ -54,7 +54,33 @@ pub trait DriverState: Send + Sync + 'static {
     /// spans several things (several doors) takes all their sections here,
     /// while decisions on other things go on beside it.
     fn sections(&self, names: &[Vec<u8>]) -> Result<Box<dyn StateSection + '_>>;
+
+    /// Tells every other keysmith process on this store that `topic` of
+    /// this state changed, so that one waiting for it (see
+    /// [`DriverState::on_signal`]) looks now rather than at its next
+    /// round. Call it once the change is committed. A store that one
+    /// process owns (sled) has nobody else to tell: the caller wakes its
+    /// own waiters, as it must in any case. A signal that fails to go out
+    /// delays the others, never loses anything: they still look at their
+    /// next round.
+    async fn signal(&self, topic: &str) -> Result<()> {
+        let _ = topic;
+        Ok(())
+    }
+
+    /// Calls `wake` whenever another process signals `topic` of this state
+    /// ([`DriverState::signal`]), and whenever signals may have been missed
+    /// (the store lost its way of hearing them for a while). `wake` must
+    /// not block. For the store's lifetime; a store one process owns never
+    /// calls it.
+    fn on_signal(&self, topic: &str, wake: Wake) {
+        let _ = (topic, wake);
+    }
 }
+
+/// What [`DriverState::on_signal`] calls: cheap, never blocking (a
+/// `Notify::notify_one`).
+pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// An open critical section of a [`DriverState`]; see
 /// [`DriverState::section`].

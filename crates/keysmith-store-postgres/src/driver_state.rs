@@ -15,7 +15,7 @@ use backon::Retryable;
 use deadpool_postgres::{Object, Pool};
 use keysmith_core::{
     locks::Locks,
-    store::{section::Writes, Change, DriverState, StateSection},
+    store::{section::Writes, Change, DriverState, StateSection, Wake},
     Result,
 };
 use keysmith_store::sealing::Sealer;
@@ -25,6 +25,7 @@ use tokio_postgres::Client;
 use crate::{
     blocking::wait,
     connection, db_error, records,
+    signals::{self, Signals},
     transaction::{backoff, hashed_lock_id, release_uncommitted},
     write::Failure,
 };
@@ -34,6 +35,8 @@ pub(crate) struct PgDriverState {
     pub(crate) pool: Pool,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) sections: Arc<Locks>,
+    /// This process's waiters for other processes' signals (`signals.rs`).
+    pub(crate) signals: Arc<Signals>,
 }
 
 /// The first key after every key that starts with `prefix`; None when
@@ -209,6 +212,14 @@ impl DriverState for PgDriverState {
     async fn sync(&self) -> Result<()> {
         // Every apply was committed before it returned.
         Ok(())
+    }
+
+    async fn signal(&self, topic: &str) -> Result<()> {
+        signals::send(&self.pool, &self.namespace, topic).await
+    }
+
+    fn on_signal(&self, topic: &str, wake: Wake) {
+        self.signals.register(&self.namespace, topic, wake);
     }
 
     fn sections(&self, names: &[Vec<u8>]) -> Result<Box<dyn StateSection + '_>> {

@@ -48,7 +48,9 @@ mod lease;
 mod listen;
 mod migrate;
 mod publish;
+mod rate;
 mod records;
+mod signals;
 pub mod testing;
 mod transaction;
 mod write;
@@ -60,6 +62,7 @@ use backon::Retryable as _;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use keysmith_core::{
     audit::{AuditIds, AuditRecord},
+    budget::RateBudgets,
     changes::{ChangeFeed, KeyChange},
     lease::Leases,
     locks::Locks,
@@ -76,7 +79,8 @@ use tokio_postgres::{types::ToSql, NoTls};
 
 use crate::{
     blocking::wait, driver_state::PgDriverState, lease::PgLeases, listen::Listener,
-    publish::Publisher, transaction::PgTransaction, write::Prepared,
+    publish::Publisher, rate::PgRateBudgets, signals::Signals, transaction::PgTransaction,
+    write::Prepared,
 };
 
 pub use migrate::SCHEMA_VERSION;
@@ -123,6 +127,8 @@ pub struct PgStore {
     audit_ids: AuditIds,
     feed: Arc<ChangeFeed>,
     publisher: Arc<Publisher>,
+    /// This process's waiters for the drivers' signals (`signals.rs`).
+    signals: Arc<Signals>,
     /// Publishes the other processes' commits.
     listener: Listener,
     incarnation: String,
@@ -200,7 +206,8 @@ impl PgStore {
         }
         drop(client);
         let publisher = Arc::new(Publisher::new(feed.clone()));
-        let listener = Listener::start(config, sealer.clone(), publisher.clone());
+        let signals = Arc::new(Signals::default());
+        let listener = Listener::start(config, sealer.clone(), publisher.clone(), signals.clone());
         Ok(Self {
             pool,
             sealer,
@@ -209,6 +216,7 @@ impl PgStore {
             audit_ids: AuditIds::default(),
             publisher,
             listener,
+            signals,
             feed,
             incarnation,
             transactions: Arc::new(tokio::sync::Semaphore::new(options.pool_size.max(2) - 1)),
@@ -696,6 +704,7 @@ impl Store for PgStore {
             pool: self.pool.clone(),
             sealer: self.sealer.clone(),
             sections: self.sections.clone(),
+            signals: self.signals.clone(),
         }))
     }
 
@@ -792,6 +801,12 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(purged)
+    }
+
+    fn rate_budgets(&self) -> Option<Arc<dyn RateBudgets>> {
+        Some(Arc::new(PgRateBudgets {
+            pool: self.pool.clone(),
+        }))
     }
 
     fn leases(&self) -> Arc<dyn Leases> {

@@ -15,6 +15,15 @@
 //! change held for an earlier one this process never learned of: one whose
 //! COMMIT's outcome was unknown here, and turned out committed.
 //!
+//! A property whose changes the listener missed and can no longer read
+//! (the change log was purged past the feed's head while it was away:
+//! retention shorter than the time away) has its feed moved on to the
+//! oldest change still logged, and its watchers ended as a too-old resume
+//! token is (`Publisher::skip_to`): they list and watch again rather than
+//! wait for changes that will never come.
+//!
+//! The same connection hears the drivers' signals (`signals.rs`).
+//!
 //! Known cost: PostgreSQL serializes the commits of transactions that
 //! notified (a lock held until each has committed, so that notifications
 //! arrive in commit order).
@@ -26,7 +35,11 @@ use keysmith_store::sealing::Sealer;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use crate::{db_error, publish::Publisher};
+use crate::{
+    db_error,
+    publish::Publisher,
+    signals::{self, Signals},
+};
 
 /// The channel of the heads' notifications. The payload is the new head,
 /// a space, and the property id: no secret.
@@ -47,6 +60,7 @@ impl Listener {
         mut config: Config,
         sealer: Arc<Sealer>,
         publisher: Arc<Publisher>,
+        signals: Arc<Signals>,
     ) -> Self {
         // The connection only reads: without keepalives a database that
         // went away silently (a network partition) would never be noticed.
@@ -60,9 +74,9 @@ impl Listener {
         let task = crate::blocking::spawn(async move {
             let mut delays = reconnect_backoff().build();
             loop {
-                let ended = match Session::open(&config).await {
+                let ended = match Session::open(&config, &signals).await {
                     Ok(session) => {
-                        let ended = session.follow(&sealer, &publisher).await;
+                        let ended = session.follow(&sealer, &publisher, &signals).await;
                         // Listening worked: the next failure starts the
                         // back-off afresh.
                         delays = reconnect_backoff().build();
@@ -121,9 +135,10 @@ struct Session {
 }
 
 impl Session {
-    async fn open(config: &Config) -> Result<Self> {
+    async fn open(config: &Config, signals: &Arc<Signals>) -> Result<Self> {
         let (client, mut connection) = config.connect(NoTls).await.map_err(db_error)?;
         let (sender, notifications) = mpsc::unbounded_channel();
+        let signals = signals.clone();
         // Drives the connection (the client's queries too) and passes the
         // notifications on; ends when the connection does, or once the
         // client is dropped.
@@ -142,6 +157,10 @@ impl Session {
                             ),
                         }
                     }
+                    // A wake is cheap and never blocks: called here.
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == signals::CHANNEL => {
+                        signals.delivered(n.payload())
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "the change listener's connection failed");
@@ -151,7 +170,7 @@ impl Session {
             }
         });
         client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", signals::CHANNEL))
             .await
             .map_err(db_error)?;
         Ok(Self {
@@ -162,8 +181,16 @@ impl Session {
 
     /// Catches up every property, then follows the notifications until
     /// the connection ends.
-    async fn follow(mut self, sealer: &Sealer, publisher: &Publisher) -> Result<()> {
-        // Listening already: a commit after this read is notified.
+    async fn follow(
+        mut self,
+        sealer: &Sealer,
+        publisher: &Publisher,
+        signals: &Signals,
+    ) -> Result<()> {
+        // Listening already: a signal after this is heard, one before it
+        // may have been missed.
+        signals.missed();
+        // A commit after this read is notified.
         let rows = self
             .client
             .query("SELECT property_id, head FROM change_heads", &[])
@@ -198,7 +225,8 @@ fn parse(payload: &str) -> Option<(String, u64)> {
 
 /// Publishes `property_id`'s changes up to `head` (committed) that the feed
 /// has yet to publish, read on `client`. Nothing to read (the common case:
-/// the notification of this process's own commit) costs no query.
+/// the notification of this process's own commit) costs no query. Changes
+/// the log no longer holds are skipped, ending the property's watchers.
 pub(crate) async fn catch_up(
     client: &Client,
     sealer: &Sealer,
@@ -209,6 +237,22 @@ pub(crate) async fn catch_up(
     let mut after = publisher.head(property_id);
     while after < head {
         let changes = crate::changes_after(client, sealer, property_id, after, PAGE).await?;
+        // Up to a committed head the log has no gap (numbers are given in
+        // commit order), so a first change past the next number, or none,
+        // means retention purged what the feed has yet to publish.
+        let first = changes.first().map(|c| c.sequence);
+        if first != Some(after + 1) {
+            let resumed = first.map_or(head, |first| first - 1);
+            tracing::warn!(
+                property_id,
+                published = after,
+                resumed,
+                "changes this keysmith missed were purged from the change log before it \
+                 read them (listener away longer than storage.change_retention_hours): \
+                 ending the property's watches, which resume from the log"
+            );
+            publisher.skip_to(property_id, resumed);
+        }
         let Some(last) = changes.last() else {
             break;
         };

@@ -35,6 +35,24 @@ impl Publisher {
         self.feed.head(property_id)
     }
 
+    /// Moves the property's feed on to `head` without the changes up to
+    /// it, which the change log no longer holds (purged while the listener
+    /// was away): the property's watchers are ended
+    /// ([`ChangeFeed::skip_to`]), and a change held for one of them is
+    /// dropped or, past it, published by the next [`Publisher::committed`].
+    pub(crate) fn skip_to(&self, property_id: &str, head: u64) {
+        // Under the publishers' lock, so that no publish of this property
+        // runs meanwhile.
+        let mut held = self.held.lock();
+        if let Some(waiting) = held.get_mut(property_id) {
+            waiting.retain(|sequence, _| *sequence > head);
+            if waiting.is_empty() {
+                held.remove(property_id);
+            }
+        }
+        self.feed.skip_to(property_id, head);
+    }
+
     /// Takes changes that are committed (durable), and publishes every
     /// change that now follows its property's head.
     pub(crate) fn committed(&self, changes: Vec<KeyChange>) {

@@ -3,8 +3,15 @@
 //! minutes, silently: connections time out, there is no 429. So keysmith
 //! spaces its own requests well under the limit, and after a burst of
 //! time-outs assumes it is blocked and stops sending for the block period.
+//!
+//! Several keysmith replicas on one PostgreSQL database reach 3RPMS from
+//! behind one egress too: there each request also takes its slot from a
+//! budget the store shares between them ([`RateBudgets`], a row spent by
+//! one statement), so that together they stay under the limit; on sled
+//! (one process) the rolling minute in memory is the whole budget.
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
+use keysmith_core::{budget::RateBudgets, Error};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -34,6 +41,8 @@ impl Default for LimiterConfig {
 pub struct Egress {
     config: LimiterConfig,
     state: Arc<Mutex<State>>,
+    /// The budget shared with the other processes on the store, if any.
+    shared: Option<Arc<dyn RateBudgets>>,
     /// Requests this egress may still send in the rolling minute, as of
     /// its last request (`metrics` facade, registered once).
     remaining: metrics::Gauge,
@@ -49,32 +58,66 @@ struct State {
 }
 
 /// Why a request may not go out now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refusal {
     /// A block is suspected; nothing is sent until then.
     Blocked { retry_after: Duration },
+    /// The budget shared with the other replicas cannot be read (the
+    /// store is unavailable): sending anyway could spend another's share.
+    Store(Error),
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
+
+/// The shared budget's name: 3RPMS counts per client IP, and the replicas
+/// are taken to share one egress.
+pub const SHARED_BUDGET: &str = "3rpms";
 
 impl Egress {
     pub fn new(config: LimiterConfig) -> Self {
         Self {
             config,
             state: Arc::default(),
+            shared: None,
             remaining: metrics::gauge!("keysmith_threerpms_rate_budget_remaining"),
             blocks: metrics::counter!("keysmith_threerpms_blocks_total"),
         }
+    }
+
+    /// Spends `budgets` (the store's, shared with the other replicas) as
+    /// well as this process's rolling minute.
+    pub fn shared_with(mut self, budgets: Arc<dyn RateBudgets>) -> Self {
+        self.shared = Some(budgets);
+        self
     }
 
     pub fn config(&self) -> &LimiterConfig {
         &self.config
     }
 
-    /// Waits for a slot in the rolling minute, then takes it. Fails at once
-    /// while a block is suspected: a caller gets UNAVAILABLE with the time
-    /// left, rather than waiting twenty minutes.
+    /// Waits for a slot in the rolling minute, then takes it (and one of
+    /// the shared budget, when there is one). Fails at once while a block
+    /// is suspected: a caller gets UNAVAILABLE with the time left, rather
+    /// than waiting twenty minutes.
     pub async fn acquire(&self) -> Result<(), Refusal> {
+        self.acquire_here().await?;
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let per_minute = self.config.requests_per_minute.max(1);
+        while let Some(wait) = shared
+            .take(SHARED_BUDGET, per_minute)
+            .await
+            .map_err(Refusal::Store)?
+        {
+            self.remaining.set(0.0);
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// A slot of this process's rolling minute.
+    async fn acquire_here(&self) -> Result<(), Refusal> {
         loop {
             let wait_until = {
                 let mut state = self.state.lock();
@@ -179,5 +222,41 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(1200)).await;
         assert!(egress.acquire().await.is_ok(), "the block has ended");
+    }
+
+    /// A shared budget that has no slot for `waits` more asks, then grants.
+    struct Exhausted {
+        waits: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl RateBudgets for Exhausted {
+        async fn take(
+            &self,
+            name: &str,
+            per_minute: u32,
+        ) -> keysmith_core::Result<Option<Duration>> {
+            assert_eq!((name, per_minute), (SHARED_BUDGET, 100));
+            let mut waits = self.waits.lock();
+            if *waits == 0 {
+                return Ok(None);
+            }
+            *waits -= 1;
+            Ok(Some(Duration::from_secs(7)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_budget_without_a_slot_holds_the_request_back() {
+        let egress = egress(100).shared_with(Arc::new(Exhausted {
+            waits: Mutex::new(2),
+        }));
+        let start = Instant::now();
+        egress.acquire().await.unwrap();
+        assert_eq!(
+            Instant::now(),
+            start + Duration::from_secs(14),
+            "this process's minute had room; the shared budget had none twice"
+        );
     }
 }

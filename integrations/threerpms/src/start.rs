@@ -63,8 +63,12 @@ pub async fn start(
     leases: &LeaseKeeper,
 ) -> Result<Handle, StartError> {
     let state = store.driver_state(STATE_TREE)?;
-    // 3RPMS limits per client IP: every hotel shares one egress.
-    let egress = Egress::new(config.limiter());
+    // 3RPMS limits per client IP: every hotel shares one egress, and so
+    // does every replica on the store.
+    let mut egress = Egress::new(config.limiter());
+    if let Some(budgets) = store.rate_budgets() {
+        egress = egress.shared_with(budgets);
+    }
     let (stop, stop_rx) = watch::channel(false);
     let mut hotels = BTreeMap::new();
     let mut receivers = Vec::new();

@@ -173,6 +173,7 @@ impl Transport {
                     self.requests.blocked.increment(1);
                     errors::blocked(retry_after)
                 }
+                Refusal::Store(error) => error,
             })?;
         let started = std::time::Instant::now();
         let answered = self.exchange(&body).await;

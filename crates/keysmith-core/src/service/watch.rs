@@ -11,7 +11,7 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use crate::{
-    changes::{KeyChange, ResumeToken, Subscription},
+    changes::{Ended, KeyChange, ResumeToken, Subscription},
     error::{reasons, Error, ErrorKind, Result},
     key::AccessKey,
     request::Violations,
@@ -203,7 +203,13 @@ impl KeyWatch {
             };
             match subscription.recv().await {
                 Ok(changes) => self.backlog.extend(changes),
-                Err(_overflowed) => {
+                Err(Ended::Skipped) => {
+                    return Err(expired(
+                        "changes this watch had yet to get were purged \
+                         (storage.change_retention_hours) before this server could read them",
+                    ));
+                }
+                Err(Ended::Overflowed) => {
                     return Err(Error::new(
                         ErrorKind::ResourceExhausted,
                         reasons::WATCH_BUFFER_OVERFLOW,

@@ -128,8 +128,7 @@ impl Inbox {
             item
         };
         self.state.sync().await?;
-        self.outstanding.send_modify(|n| *n += 1);
-        self.notify.notify_one();
+        self.queued().await;
         Ok(item)
     }
 

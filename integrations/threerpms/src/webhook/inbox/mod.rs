@@ -22,6 +22,12 @@
 //! replicas never give two events one number (the second would overwrite
 //! the first: an event answered 2xx and lost).
 //!
+//! The worker that drains the queue runs on the replica holding the hotel's
+//! lease, which need not be the one that queued an entry: a replica that
+//! queues one wakes its own worker and signals the others through the
+//! store ([`DriverState::signal`], topic `inbox/{property}`); the holder's
+//! worker wakes when it hears it, rather than at its next round.
+//!
 //! Queue entries are JSON rather than postcard so that a field added to
 //! [`WebhookEvent`] later can still read entries written before an upgrade.
 use std::{future::Future, sync::Arc, time::Duration};
@@ -80,7 +86,11 @@ pub struct Inbox {
     /// kept has none) and every number it gave since. Read and set inside
     /// the inbox's section only.
     pub(super) next_seq: Mutex<u64>,
-    pub(super) notify: Notify,
+    /// Wakes this process's worker: on an entry queued here, or signalled
+    /// by another process on the store.
+    pub(super) notify: Arc<Notify>,
+    /// The topic of this inbox's signals between processes.
+    topic: String,
     /// Events queued and not yet completed or parked, for [`Inbox::idle`].
     pub(super) outstanding: tokio::sync::watch::Sender<usize>,
 }
@@ -113,7 +123,19 @@ impl Inbox {
             Some(highest) => highest.checked_add(1).ok_or_else(exhausted)?,
             None => 0,
         };
-        let notify = Notify::new();
+        let notify = Arc::new(Notify::new());
+        let topic = format!("inbox/{property_id}");
+        // Weak: the store keeps the wake for its lifetime, and must not
+        // keep the inbox's worker side alive.
+        let woken = Arc::downgrade(&notify);
+        state.on_signal(
+            &topic,
+            Arc::new(move || {
+                if let Some(notify) = woken.upgrade() {
+                    notify.notify_one();
+                }
+            }),
+        );
         if highest.is_some() {
             // Entries left from before a restart wake the worker's first
             // wait, as if they had just arrived.
@@ -128,6 +150,7 @@ impl Inbox {
             next,
             next_seq: Mutex::new(next_seq),
             notify,
+            topic,
             outstanding: tokio::sync::watch::Sender::new(queued.len()),
         })
     }
@@ -173,10 +196,26 @@ impl Inbox {
         // answering 2xx before it is would lose the event in a crash.
         self.state.sync().await?;
         if outcome == Accepted::New {
-            self.outstanding.send_modify(|n| *n += 1);
-            self.notify.notify_one();
+            self.queued().await;
         }
         Ok(outcome)
+    }
+
+    /// An entry was queued (durably): wakes this process's worker and
+    /// signals the other processes on the store, whichever of them holds
+    /// the hotel's lease. A signal that fails is logged: the holder finds
+    /// the entry at its next round.
+    pub(super) async fn queued(&self) {
+        self.outstanding.send_modify(|n| *n += 1);
+        self.notify.notify_one();
+        if let Err(error) = self.state.signal(&self.topic).await {
+            tracing::warn!(
+                property_id = %self.property_id,
+                %error,
+                "cannot wake the other keysmith replicas for a queued 3RPMS event; \
+                 the one working for the hotel finds it at its next round"
+            );
+        }
     }
 
     /// The queued events, oldest first.
