@@ -49,6 +49,7 @@ mod listen;
 mod migrate;
 mod publish;
 mod records;
+mod rotation;
 pub mod testing;
 mod transaction;
 mod write;
@@ -80,6 +81,7 @@ use crate::{
 };
 
 pub use migrate::SCHEMA_VERSION;
+pub use rotation::RESEAL_LEASE;
 
 /// The advisory lock held while the schema is migrated and the data keys
 /// are read or made (one keysmith at a time).
@@ -125,6 +127,8 @@ pub struct PgStore {
     publisher: Arc<Publisher>,
     /// Publishes the other processes' commits.
     listener: Listener,
+    /// The online encryption rotations (`rotation.rs`).
+    rotation: rotation::Rotation,
     incarnation: String,
     /// Transactions open at once: one connection fewer than the pool. A
     /// transaction holds its connection across driver calls, and a driver
@@ -189,6 +193,8 @@ impl PgStore {
             tracing::info!(?applied, "PostgreSQL schema migrations applied");
         }
         let (sealer, incarnation) = open_keys(&mut client, options.keys).await?;
+        // Other keysmith processes on the database may rotate the data key.
+        let rotation = rotation::Rotation::start(config.clone(), pool.clone(), sealer.clone());
         let feed = Arc::new(ChangeFeed::new(options.watch_buffer));
         for row in client
             .query("SELECT property_id, head FROM change_heads", &[])
@@ -209,6 +215,7 @@ impl PgStore {
             audit_ids: AuditIds::default(),
             publisher,
             listener,
+            rotation,
             feed,
             incarnation,
             transactions: Arc::new(tokio::sync::Semaphore::new(options.pool_size.max(2) - 1)),
@@ -232,6 +239,7 @@ impl PgStore {
     /// `STORE_UNAVAILABLE`.
     pub fn close(&self) {
         self.listener.stop();
+        self.rotation.stop();
         self.pool.close();
     }
 

@@ -12,6 +12,7 @@ use crate::{db_error, SCHEMA_LOCK};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_leases.sql")),
+    (3, include_str!("../migrations/0003_data_key_rotation.sql")),
 ];
 
 /// The schema version this build writes.
