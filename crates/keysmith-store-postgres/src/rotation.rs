@@ -112,7 +112,9 @@ impl Rotation {
     /// names a data key the sealer does not hold (on `pool`).
     pub(crate) fn start(config: Config, pool: Pool, sealer: Arc<Sealer>) -> Self {
         let keys = Arc::new(KeyState {
-            resealing: watch::Sender::new(false),
+            // The sealer holds the stored data keys, just read: more than
+            // one is a rotation a restart stopped, which goes on.
+            resealing: watch::Sender::new(sealer.data_keys().len() > 1),
             wrapped_with: Mutex::new(sealer.key_encryption_key_id()),
             learning: tokio::sync::Mutex::new(()),
         });
@@ -208,9 +210,13 @@ fn watch_keys(mut config: Config, sealer: Arc<Sealer>, keys: Arc<KeyState>) -> J
             let delay = delays.next().unwrap_or(Duration::from_secs(5));
             match ended {
                 Ok(()) => tracing::warn!(?delay, "the data key listener's connection closed"),
-                Err(error) => {
-                    tracing::warn!(%error, ?delay, "the data key listener lost PostgreSQL")
-                }
+                // The database gone, or a data key this process cannot
+                // unwrap (the error names the key-encryption key it needs).
+                Err(error) => tracing::warn!(
+                    %error,
+                    ?delay,
+                    "the data key listener stopped: reconnecting"
+                ),
             }
             tokio::time::sleep(delay).await;
         }

@@ -91,3 +91,58 @@ async fn a_rotated_data_key_is_learned_and_the_old_one_refused_once_deleted() {
     a.close();
     b.close();
 }
+
+/// A rotation whose resealing did not run (its keysmith stopped right after
+/// the new key was stored) goes on at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_stopped_by_a_restart_goes_on_at_the_next_start() {
+    let Some(db) = TestDatabase::create(
+        "keysmith-store-postgres tests/rotation.rs",
+        "cargo test -p keysmith-store-postgres --test rotation",
+    )
+    .await
+    else {
+        return;
+    };
+    // Without start_resealing: this store stores the new key, and stops.
+    let stopped = open(&db).await;
+    let state = stopped.driver_state("test").unwrap();
+    state
+        .apply(vec![(
+            b"k".to_vec(),
+            Some(b"sealed with the first key".to_vec()),
+        )])
+        .unwrap();
+    let old = stopped.sealer().current();
+    let new = stopped.rotate_data_key().await.unwrap();
+    assert!(stopped.encryption_status().resealing);
+    stopped.close();
+    drop((state, stopped));
+
+    let next = Arc::new(open(&db).await);
+    assert!(next.encryption_status().resealing, "under way at the start");
+    assert_eq!(next.sealer().data_keys(), [old, new]);
+    next.start_resealing(Duration::from_secs(10));
+    next.resealed().await;
+    assert_eq!(next.sealer().data_keys(), [new]);
+    let header: Vec<u8> = db
+        .client()
+        .await
+        .query_one(
+            "SELECT substring(value from 1 for 5) FROM driver_state",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(header, [&[2u8][..], &new.to_be_bytes()].concat());
+    assert_eq!(
+        next.driver_state("test")
+            .unwrap()
+            .get(b"k")
+            .unwrap()
+            .as_deref(),
+        Some(&b"sealed with the first key"[..])
+    );
+    next.close();
+}
