@@ -468,22 +468,7 @@ async fn open_keys(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(db_error)?;
-    let stored = tx
-        .query("SELECT id, wrapped FROM data_keys", &[])
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, Vec<u8>>(1)))
-        .collect();
-    let current = tx
-        .query_opt(
-            "SELECT value FROM keysmith_meta WHERE name = 'current_data_key'",
-            &[],
-        )
-        .await
-        .map_err(db_error)?
-        .and_then(|r| <[u8; 4]>::try_from(r.get::<_, &[u8]>(0)).ok())
-        .map(u32::from_be_bytes);
+    let (stored, current) = rotation::read_keys(&tx).await?;
     let opened = Sealer::open_keys(stored, current, ring)?;
     for (id, wrapped) in opened.rewrapped.iter().chain(&opened.created) {
         tx.execute(

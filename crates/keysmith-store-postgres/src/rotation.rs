@@ -156,8 +156,33 @@ async fn begin(client: &mut tokio_postgres::Client) -> Result<tokio_postgres::Tr
     client.transaction().await.map_err(db_error)
 }
 
+/// A transaction that changes the data keys: under the schema lock, which
+/// a starting keysmith holds while it reads them, so one change at a time
+/// across every keysmith of the database.
+async fn begin_on_keys(
+    client: &mut tokio_postgres::Client,
+) -> Result<tokio_postgres::Transaction<'_>> {
+    let tx = begin(client).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(db_error)?;
+    Ok(tx)
+}
+
+/// Commits a change of the data keys, with the notification that tells
+/// every keysmith of the database to read them again (sent only if it
+/// commits).
+async fn commit_announced(tx: tokio_postgres::Transaction<'_>) -> Result<()> {
+    tx.execute("SELECT pg_notify($1, '')", &[&KEYS_CHANNEL])
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
+}
+
 /// The stored data keys (id and wrapped form) and the current one's id.
-async fn read_keys(client: &impl GenericClient) -> Result<(Vec<(u32, Vec<u8>)>, Option<u32>)> {
+pub(crate) async fn read_keys(
+    client: &impl GenericClient,
+) -> Result<(Vec<(u32, Vec<u8>)>, Option<u32>)> {
     let stored = client
         .query("SELECT id, wrapped FROM data_keys ORDER BY id", &[])
         .await
@@ -425,10 +450,7 @@ impl PgStore {
     pub async fn rotate_key_encryption_key(&self, new: KeyEncryptionKey) -> Result<()> {
         let _turn = self.rotation.turn.lock().await;
         let mut client = self.connection().await?;
-        let tx = begin(&mut client).await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(db_error)?;
+        let tx = begin_on_keys(&mut client).await?;
         let (stored, current) = read_keys(&tx).await?;
         // A data key another process made, which this one holds too: it is
         // rewrapped from memory (the key that wraps it may be unknown here).
@@ -442,10 +464,7 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         }
-        tx.execute("SELECT pg_notify($1, '')", &[&KEYS_CHANNEL])
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        commit_announced(tx).await?;
         *self.rotation.keys.wrapped_with.lock() = new.id().to_owned();
         self.sealer.use_key_encryption_key(new);
         tracing::info!("every data key is wrapped with the new key-encryption key");
@@ -460,10 +479,7 @@ impl PgStore {
     pub async fn rotate_data_key(&self) -> Result<u32> {
         let _turn = self.rotation.turn.lock().await;
         let mut client = self.connection().await?;
-        let tx = begin(&mut client).await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(db_error)?;
+        let tx = begin_on_keys(&mut client).await?;
         let (stored, current) = read_keys(&tx).await?;
         if stored.len() > 1 {
             return Err(Error::failed_precondition(
@@ -502,10 +518,7 @@ impl PgStore {
         )
         .await
         .map_err(db_error)?;
-        tx.execute("SELECT pg_notify($1, '')", &[&KEYS_CHANNEL])
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        commit_announced(tx).await?;
         self.sealer.use_data_key(id, key);
         self.rotation.keys.resealing.send_replace(true);
         tracing::info!(
@@ -538,16 +551,9 @@ impl PgStore {
     async fn reseal(&self, lease: &Lease) -> Result<bool> {
         self.learn_keys().await?;
         let current = self.sealer.current();
-        let mut resealed = 0;
-        loop {
-            let Some(found) = self.pass(current, lease).await? else {
-                return Ok(false);
-            };
-            resealed += found;
-            if found == 0 {
-                break;
-            }
-        }
+        let Some(mut resealed) = self.passes(current, lease).await? else {
+            return Ok(false);
+        };
         while !self.retire(current).await? {
             if !lease.held() {
                 return Ok(false);
@@ -555,20 +561,12 @@ impl PgStore {
         }
         // What a writer sealed with an old key before it was retired; none
         // can be written from now on.
-        loop {
-            let Some(found) = self.pass(current, lease).await? else {
-                return Ok(false);
-            };
-            resealed += found;
-            if found == 0 {
-                break;
-            }
-        }
+        let Some(last) = self.passes(current, lease).await? else {
+            return Ok(false);
+        };
+        resealed += last;
         let mut client = self.connection().await?;
-        let tx = begin(&mut client).await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await
-            .map_err(db_error)?;
+        let tx = begin_on_keys(&mut client).await?;
         let deleted = tx
             .execute(
                 "DELETE FROM data_keys WHERE retired AND id <> $1",
@@ -576,10 +574,7 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
-        tx.execute("SELECT pg_notify($1, '')", &[&KEYS_CHANNEL])
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        commit_announced(tx).await?;
         drop(client);
         self.learn_keys().await?;
         tracing::info!(
@@ -617,6 +612,20 @@ impl PgStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    /// Passes over every table until one finds nothing to seal again (a
+    /// value written with an old key during a pass is caught by the next):
+    /// how many values they sealed again; None when the lease was lost.
+    async fn passes(&self, current: u32, lease: &Lease) -> Result<Option<usize>> {
+        let mut resealed = 0;
+        loop {
+            match self.pass(current, lease).await? {
+                None => return Ok(None),
+                Some(0) => return Ok(Some(resealed)),
+                Some(found) => resealed += found,
+            }
+        }
     }
 
     /// One pass over every table: how many values it sealed again; None
