@@ -480,13 +480,7 @@ async fn open_keys(
         .map_err(db_error)?;
     }
     if let Some((id, _)) = &opened.created {
-        tx.execute(
-            "INSERT INTO keysmith_meta (name, value) VALUES ('current_data_key', $1) \
-             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            &[&id.to_be_bytes().as_slice()],
-        )
-        .await
-        .map_err(db_error)?;
+        rotation::make_current(&tx, *id).await?;
     }
     let made = format!("{:032x}", rand::random::<u128>());
     tx.execute(

@@ -169,6 +169,18 @@ async fn begin_on_keys(
     Ok(tx)
 }
 
+/// Makes data key `id` the one that seals new values, in `tx`.
+pub(crate) async fn make_current(tx: &tokio_postgres::Transaction<'_>, id: u32) -> Result<()> {
+    tx.execute(
+        "INSERT INTO keysmith_meta (name, value) VALUES ('current_data_key', $1) \
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        &[&id.to_be_bytes().as_slice()],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 /// Commits a change of the data keys, with the notification that tells
 /// every keysmith of the database to read them again (sent only if it
 /// commits).
@@ -511,13 +523,7 @@ impl PgStore {
         )
         .await
         .map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO keysmith_meta (name, value) VALUES ('current_data_key', $1) \
-             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            &[&id.to_be_bytes().as_slice()],
-        )
-        .await
-        .map_err(db_error)?;
+        make_current(&tx, id).await?;
         commit_announced(tx).await?;
         self.sealer.use_data_key(id, key);
         self.rotation.keys.resealing.send_replace(true);
