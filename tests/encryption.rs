@@ -267,8 +267,9 @@ async fn values_sealed_with(db: &tokio_postgres::Client, id: u32) -> i64 {
 
 /// Two `keysmith serve` processes on one PostgreSQL database (issue 20): a
 /// data key rotated through one is read and used by the other at once, the
-/// values are sealed again once, and the old key is deleted only when no
-/// value in the database names it (checked through SQL).
+/// values are sealed again once (by the holder of the `reseal` lease), and
+/// the old key is deleted only when no value in the database names it
+/// (checked through SQL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_key_rotated_on_one_replica_is_read_and_used_by_another() {
     use common::process::{serve_with_env, write_config};
@@ -299,18 +300,18 @@ async fn a_data_key_rotated_on_one_replica_is_read_and_used_by_another() {
         ];
         let config_file = config_file.clone();
         async move {
-            let (process, addr, _log) = serve_with_env(&config_file, &env).await;
+            let (process, addr, log) = serve_with_env(&config_file, &env).await;
             let channel = Channel::from_shared(format!("http://{addr}"))
                 .unwrap()
                 .connect()
                 .await
                 .unwrap();
-            (process, channel)
+            (process, log, channel)
         }
     };
     // One after the other: the first makes the key-encryption key.
-    let (_a, a) = start(1).await;
-    let (_b, b) = start(2).await;
+    let (mut process_a, log_a, a) = start(1).await;
+    let (mut process_b, log_b, b) = start(2).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -423,4 +424,28 @@ async fn a_data_key_rotated_on_one_replica_is_read_and_used_by_another() {
     let after = issue(&b, "guest-4").await;
     assert_eq!(get(&a, &after).await.unwrap(), after);
     assert_eq!(values_sealed_with(sql, old).await, 0);
+
+    // The values were sealed again once, by the replica that held the
+    // `reseal` lease: its log says so, the other's does not.
+    let mut resealed_by = Vec::new();
+    for (process, log) in [(&mut process_a, log_a), (&mut process_b, log_b)] {
+        common::process::sigterm(process).await;
+        process.wait().await.unwrap();
+        let lines = log.await.unwrap();
+        resealed_by.push(
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| {
+                    l["message"]
+                        == "every value is sealed with the current data key; older data keys are gone"
+                })
+                .map(|l| l["records"].as_u64().unwrap())
+                .sum::<u64>(),
+        );
+    }
+    assert!(
+        resealed_by.contains(&0) && resealed_by.iter().any(|n| *n > 0),
+        "resealed on one replica only: {resealed_by:?}"
+    );
 }
