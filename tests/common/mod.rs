@@ -157,6 +157,16 @@ impl TestServer {
         }
     }
 
+    /// The configuration a restart starts from: the default on this
+    /// server's root and, on PostgreSQL, its database.
+    pub fn base_config(&self) -> Config {
+        let mut c = config(&self.root);
+        if let Some(database) = &self.database {
+            postgres::store_in(&mut c, database);
+        }
+        c
+    }
+
     /// Stops gracefully and starts again on the same data directory.
     pub async fn restart(self) -> Self {
         self.restart_with(|_| {}).await

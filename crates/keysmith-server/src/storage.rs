@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use keysmith_core::{reasons, store::Store, Error, ListedKey, Result};
+use keysmith_core::{store::Store, ListedKey, Result};
 use keysmith_store::{
     catalog::CatalogStats,
     sealing::{KeyEncryptionKey, KeyRing},
@@ -47,7 +47,12 @@ impl Storage {
                     watch_buffer: config.server.watch_buffer,
                 })
                 .await?;
-                Ok(Self::Postgres(Arc::new(store)))
+                let store = Arc::new(store);
+                // A data key rotation under way (made here, on another
+                // replica, or stopped by a restart) is sealed again on the
+                // replica holding its lease, as the sweeper's work is.
+                store.start_resealing(Duration::from_secs(storage.lease_seconds()));
+                Ok(Self::Postgres(store))
             }
         }
     }
@@ -71,8 +76,9 @@ impl Storage {
 
     /// Resolves once no data key rotation is sealing records again.
     pub async fn resealed(&self) {
-        if let Self::Sled(s) = self {
-            s.resealed().await;
+        match self {
+            Self::Sled(s) => s.resealed().await,
+            Self::Postgres(s) => s.resealed().await,
         }
     }
 
@@ -87,33 +93,21 @@ impl Storage {
     pub fn encryption_status(&self) -> EncryptionStatus {
         match self {
             Self::Sled(s) => s.encryption_status(),
-            Self::Postgres(s) => {
-                let sealer = s.sealer();
-                EncryptionStatus {
-                    key_encryption_key_id: sealer.key_encryption_key_id(),
-                    current_data_key: sealer.current(),
-                    data_keys: sealer.data_keys(),
-                    resealing: false,
-                }
-            }
+            Self::Postgres(s) => s.encryption_status(),
         }
     }
 
     pub async fn rotate_key_encryption_key(&self, key: KeyEncryptionKey) -> Result<()> {
         match self {
             Self::Sled(s) => s.rotate_key_encryption_key(key).await,
-            Self::Postgres(_) => Err(not_on_postgres(
-                "rotating the key-encryption key online (restarting with the new key as \
-                 storage.encryption's and the old one in storage.encryption.previous rewraps \
-                 the data keys)",
-            )),
+            Self::Postgres(s) => s.rotate_key_encryption_key(key).await,
         }
     }
 
     pub async fn rotate_data_key(&self) -> Result<u32> {
         match self {
             Self::Sled(s) => s.rotate_data_key().await,
-            Self::Postgres(_) => Err(not_on_postgres("rotating the data key online")),
+            Self::Postgres(s) => s.rotate_data_key().await,
         }
     }
 
@@ -156,11 +150,4 @@ impl Storage {
             }
         }
     }
-}
-
-fn not_on_postgres(what: &str) -> Error {
-    Error::failed_precondition(
-        reasons::OPERATION_NOT_SUPPORTED,
-        format!("the PostgreSQL store does not support {what} yet"),
-    )
 }

@@ -51,6 +51,7 @@ mod publish;
 mod rate;
 mod records;
 mod signals;
+mod rotation;
 pub mod testing;
 mod transaction;
 mod write;
@@ -84,6 +85,7 @@ use crate::{
 };
 
 pub use migrate::SCHEMA_VERSION;
+pub use rotation::RESEAL_LEASE;
 
 /// The advisory lock held while the schema is migrated and the data keys
 /// are read or made (one keysmith at a time).
@@ -131,6 +133,8 @@ pub struct PgStore {
     signals: Arc<Signals>,
     /// Publishes the other processes' commits.
     listener: Listener,
+    /// The online encryption rotations (`rotation.rs`).
+    rotation: rotation::Rotation,
     incarnation: String,
     /// Transactions open at once: one connection fewer than the pool. A
     /// transaction holds its connection across driver calls, and a driver
@@ -195,6 +199,8 @@ impl PgStore {
             tracing::info!(?applied, "PostgreSQL schema migrations applied");
         }
         let (sealer, incarnation) = open_keys(&mut client, options.keys).await?;
+        // Other keysmith processes on the database may rotate the data key.
+        let rotation = rotation::Rotation::start(config.clone(), pool.clone(), sealer.clone());
         let feed = Arc::new(ChangeFeed::new(options.watch_buffer));
         for row in client
             .query("SELECT property_id, head FROM change_heads", &[])
@@ -217,6 +223,7 @@ impl PgStore {
             publisher,
             listener,
             signals,
+            rotation,
             feed,
             incarnation,
             transactions: Arc::new(tokio::sync::Semaphore::new(options.pool_size.max(2) - 1)),
@@ -240,6 +247,7 @@ impl PgStore {
     /// `STORE_UNAVAILABLE`.
     pub fn close(&self) {
         self.listener.stop();
+        self.rotation.stop();
         self.pool.close();
     }
 
@@ -468,22 +476,7 @@ async fn open_keys(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(db_error)?;
-    let stored = tx
-        .query("SELECT id, wrapped FROM data_keys", &[])
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, Vec<u8>>(1)))
-        .collect();
-    let current = tx
-        .query_opt(
-            "SELECT value FROM keysmith_meta WHERE name = 'current_data_key'",
-            &[],
-        )
-        .await
-        .map_err(db_error)?
-        .and_then(|r| <[u8; 4]>::try_from(r.get::<_, &[u8]>(0)).ok())
-        .map(u32::from_be_bytes);
+    let (stored, current) = rotation::read_keys(&tx).await?;
     let opened = Sealer::open_keys(stored, current, ring)?;
     for (id, wrapped) in opened.rewrapped.iter().chain(&opened.created) {
         tx.execute(
@@ -495,13 +488,7 @@ async fn open_keys(
         .map_err(db_error)?;
     }
     if let Some((id, _)) = &opened.created {
-        tx.execute(
-            "INSERT INTO keysmith_meta (name, value) VALUES ('current_data_key', $1) \
-             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            &[&id.to_be_bytes().as_slice()],
-        )
-        .await
-        .map_err(db_error)?;
+        rotation::make_current(&tx, *id).await?;
     }
     let made = format!("{:032x}", rand::random::<u128>());
     tx.execute(

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_leases.sql")),
     (3, include_str!("../migrations/0003_rate_budgets.sql")),
+    (4, include_str!("../migrations/0004_data_key_rotation.sql")),
 ];
 
 /// The schema version this build writes.

@@ -201,9 +201,17 @@ struct Keys {
 /// Records to store, path and value.
 pub type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Reads a shared store's data keys as it keeps them (each id with its
+/// wrapped form, and the current one's id): how a sealer learns a data key
+/// another process made (see [`Sealer::load_unknown_keys_from`]).
+pub type KeyLoader = Arc<dyn Fn() -> Result<(Vec<(u32, Vec<u8>)>, Option<u32>)> + Send + Sync>;
+
 /// Seals and opens record values.
 pub struct Sealer {
     keys: RwLock<Keys>,
+    /// Where to look for a data key a value names and this sealer does not
+    /// hold: set for a store that several processes share.
+    loader: RwLock<Option<KeyLoader>>,
 }
 
 impl fmt::Debug for Sealer {
@@ -289,36 +297,8 @@ impl Sealer {
         let mut raw = BTreeMap::new();
         let mut rewrapped = Vec::new();
         for (id, v) in stored {
-            let stored: WrappedDataKey = postcard::from_bytes(&v)
-                .map_err(|e| Error::internal(format!("a data key record: {e}")))?;
-            let kek = ring.find(&stored.kek_id).ok_or_else(|| {
-                refused(format!(
-                    "the store's data keys are wrapped with the key-encryption key {:?}, which \
-                     this configuration does not give (storage.encryption.key_id is {:?}); give \
-                     that key, as the current one or in storage.encryption.previous",
-                    stored.kek_id, ring.current.id
-                ))
-            })?;
-            let key = kek
-                .cipher()
-                .decrypt(
-                    XNonce::from_slice(&stored.nonce),
-                    Payload {
-                        msg: &stored.wrapped,
-                        aad: &wrap_aad(id),
-                    },
-                )
-                .map_err(|_| {
-                    refused(format!(
-                        "the key-encryption key given as {:?} does not open this store's data \
-                         keys: it is not the key they were wrapped with (a wrong key file?)",
-                        kek.id
-                    ))
-                })?;
-            let key: [u8; KEY_BYTES] = key
-                .try_into()
-                .map_err(|_| Error::internal("a data key of the wrong length"))?;
-            if stored.kek_id != ring.current.id {
+            let (key, kek_id) = unwrap(&ring, id, &v)?;
+            if kek_id != ring.current.id {
                 rewrapped.push((id, wrap(&ring.current, id, &key)?));
             }
             ciphers.insert(id, Arc::new(XChaCha20Poly1305::new((&key).into())));
@@ -349,6 +329,7 @@ impl Sealer {
                     raw,
                     ring,
                 }),
+                loader: RwLock::new(None),
             }),
             rewrapped,
             created,
@@ -385,12 +366,11 @@ impl Sealer {
             Some(&PLAIN) => Ok(value.to_vec()),
             Some(&SEALED) if value.len() >= HEADER => {
                 let id = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
-                let keys = self.keys.read();
-                let cipher = keys.ciphers.get(&id).ok_or_else(|| {
-                    Error::internal(format!(
-                        "a record is sealed with data key {id}, which the store does not hold"
-                    ))
-                })?;
+                let known = self.keys.read().ciphers.get(&id).cloned();
+                let cipher = match known {
+                    Some(cipher) => cipher,
+                    None => self.load_unknown(id)?,
+                };
                 cipher
                     .decrypt(
                         XNonce::from_slice(&value[5..HEADER]),
@@ -479,6 +459,141 @@ impl Sealer {
             keys.raw.remove(&id);
         }
     }
+
+    // What a store that several processes share needs: another process may
+    // make, rewrap or delete data keys, and this one learns of it.
+
+    /// From now on, a value sealed with a data key this sealer does not
+    /// hold makes it read the store's data keys with `loader` (once per
+    /// such value) before it gives up: another process made that key.
+    pub fn load_unknown_keys_from(&self, loader: KeyLoader) {
+        *self.loader.write() = Some(loader);
+    }
+
+    /// The data key `id`, after reading the store's data keys again.
+    fn load_unknown(&self, id: u32) -> Result<Arc<XChaCha20Poly1305>> {
+        let loader = self.loader.read().clone();
+        if let Some(loader) = loader {
+            let (stored, current) = loader()?;
+            self.learn(stored, current)?;
+        }
+        self.keys.read().ciphers.get(&id).cloned().ok_or_else(|| {
+            Error::internal(format!(
+                "a record is sealed with data key {id}, which the store does not hold"
+            ))
+        })
+    }
+
+    /// Brings the data keys in line with the store's, as it keeps them
+    /// (see [`Sealer::open_keys`]): a key newer than the current one that
+    /// this sealer does not hold is unwrapped with its key-encryption keys
+    /// (refused, naming the key that wraps it, when it holds none that
+    /// does), one the store no longer keeps is forgotten, and `current`,
+    /// when newer, seals new values. Whether anything changed.
+    pub fn learn(&self, stored: Vec<(u32, Vec<u8>)>, current: Option<u32>) -> Result<bool> {
+        let (ring, newest_held) = {
+            let keys = self.keys.read();
+            (keys.ring.clone(), keys.current)
+        };
+        let held = self.data_keys();
+        let mut new = Vec::new();
+        for (id, wrapped) in &stored {
+            // Every key older than the current one was read at the start:
+            // one not held any more was forgotten, and a reading older than
+            // that does not bring it back.
+            if !held.contains(id) && *id > newest_held {
+                new.push((*id, unwrap(&ring, *id, wrapped)?.0));
+            }
+        }
+        let mut keys = self.keys.write();
+        let mut changed = !new.is_empty();
+        for (id, key) in new {
+            keys.ciphers
+                .insert(id, Arc::new(XChaCha20Poly1305::new((&key).into())));
+            keys.raw.insert(id, key);
+        }
+        // Data key ids only grow: a read older than the last rotation
+        // this sealer took part in never takes it back.
+        if let Some(current) = current.filter(|c| *c > keys.current && keys.ciphers.contains_key(c))
+        {
+            keys.current = current;
+            changed = true;
+        }
+        let current = keys.current;
+        let gone: Vec<u32> = keys
+            .ciphers
+            .keys()
+            .copied()
+            .filter(|id| *id != current && !stored.iter().any(|(s, _)| s == id))
+            .collect();
+        for id in &gone {
+            keys.ciphers.remove(id);
+            keys.raw.remove(id);
+        }
+        Ok(changed || !gone.is_empty())
+    }
+
+    /// The id of the key-encryption key that wraps a stored data key.
+    pub fn wrapped_with(wrapped: &[u8]) -> Result<String> {
+        let stored: WrappedDataKey = postcard::from_bytes(wrapped)
+            .map_err(|e| Error::internal(format!("a data key record: {e}")))?;
+        Ok(stored.kek_id)
+    }
+
+    /// A new data key to be stored as `id`: the key, and its wrapped form
+    /// (by the current key-encryption key); then [`Sealer::use_data_key`].
+    pub fn make_data_key(&self, id: u32) -> Result<([u8; KEY_BYTES], Vec<u8>)> {
+        let key = new_data_key();
+        let wrapped = wrap(&self.keys.read().ring.current, id, &key)?;
+        Ok((key, wrapped))
+    }
+
+    /// The data keys `ids` wrapped with `new` (each must be held): the
+    /// wrapped forms to store, then [`Sealer::use_key_encryption_key`].
+    pub fn rewrap(&self, ids: &[u32], new: &KeyEncryptionKey) -> Result<Vec<(u32, Vec<u8>)>> {
+        let keys = self.keys.read();
+        ids.iter()
+            .map(|id| {
+                let key = keys.raw.get(id).ok_or_else(|| {
+                    Error::internal(format!("data key {id} is not held, to rewrap"))
+                })?;
+                Ok((*id, wrap(new, *id, key)?))
+            })
+            .collect()
+    }
+}
+
+fn unwrap(ring: &KeyRing, id: u32, wrapped: &[u8]) -> Result<([u8; KEY_BYTES], String)> {
+    let stored: WrappedDataKey = postcard::from_bytes(wrapped)
+        .map_err(|e| Error::internal(format!("a data key record: {e}")))?;
+    let kek = ring.find(&stored.kek_id).ok_or_else(|| {
+        refused(format!(
+            "the store's data keys are wrapped with the key-encryption key {:?}, which \
+             this configuration does not give (storage.encryption.key_id is {:?}); give \
+             that key, as the current one or in storage.encryption.previous",
+            stored.kek_id, ring.current.id
+        ))
+    })?;
+    let key = kek
+        .cipher()
+        .decrypt(
+            XNonce::from_slice(&stored.nonce),
+            Payload {
+                msg: &stored.wrapped,
+                aad: &wrap_aad(id),
+            },
+        )
+        .map_err(|_| {
+            refused(format!(
+                "the key-encryption key given as {:?} does not open this store's data \
+                 keys: it is not the key they were wrapped with (a wrong key file?)",
+                kek.id
+            ))
+        })?;
+    let key: [u8; KEY_BYTES] = key
+        .try_into()
+        .map_err(|_| Error::internal("a data key of the wrong length"))?;
+    Ok((key, stored.kek_id))
 }
 
 fn new_data_key() -> [u8; KEY_BYTES] {
@@ -547,6 +662,41 @@ mod tests {
         *altered.last_mut().unwrap() ^= 1;
         assert!(s.open(b"K/hotel/k1", &altered).is_err());
         assert_eq!(Sealer::key_of(&sealed), Some(s.current()));
+    }
+
+    /// Two processes on one shared store: one makes a data key, the other
+    /// reads it when a value names it, and forgets the old key once the
+    /// store does, whatever older reading comes later.
+    #[test]
+    fn a_sealer_learns_a_data_key_another_made_and_forgets_a_deleted_one() {
+        let ring = KeyRing::new(KeyEncryptionKey::generate("k1"));
+        let opened = Sealer::open_keys(Vec::new(), None, ring.clone()).unwrap();
+        let (first, first_wrapped) = opened.created.unwrap();
+        let a = opened.sealer;
+        let b = Sealer::open_keys(vec![(first, first_wrapped.clone())], Some(first), ring)
+            .unwrap()
+            .sealer;
+        let second = first + 1;
+        let (key, second_wrapped) = a.make_data_key(second).unwrap();
+        a.use_data_key(second, key);
+        let sealed = a.seal(b"K/hotel/k1", b"PIN 482913").unwrap();
+        assert!(
+            b.open(b"K/hotel/k1", &sealed).is_err(),
+            "no loader: unknown"
+        );
+
+        let both = vec![(first, first_wrapped), (second, second_wrapped.clone())];
+        let stored = both.clone();
+        b.load_unknown_keys_from(Arc::new(move || Ok((stored.clone(), Some(second)))));
+        assert_eq!(b.open(b"K/hotel/k1", &sealed).unwrap(), b"PIN 482913");
+        assert_eq!(b.current(), second, "seals with the new key from now on");
+
+        assert!(b
+            .learn(vec![(second, second_wrapped)], Some(second))
+            .unwrap());
+        assert_eq!(b.data_keys(), [second]);
+        assert!(!b.learn(both, Some(first)).unwrap(), "an older reading");
+        assert_eq!((b.data_keys(), b.current()), (vec![second], second));
     }
 
     #[test]
