@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use keysmith_core::{lease::Leases, Result};
 
-use crate::{connection, db_error};
+use crate::{connection, db_error, statements};
 
 /// Takes the lease when it is free, held by the asker, or past its expiry;
 /// answers a row only then. Under a concurrent attempt PostgreSQL's row
@@ -32,8 +32,7 @@ pub(crate) struct PgLeases {
 impl Leases for PgLeases {
     async fn hold(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let client = connection(&self.pool).await?;
-        let taken = client
-            .query_opt(HOLD, &[&name, &holder, &ttl.as_secs_f64()])
+        let taken = statements::query_opt(&client, HOLD, &[&name, &holder, &ttl.as_secs_f64()])
             .await
             .map_err(db_error)?;
         Ok(taken.is_some())
@@ -41,8 +40,7 @@ impl Leases for PgLeases {
 
     async fn release(&self, name: &str, holder: &str) -> Result<()> {
         let client = connection(&self.pool).await?;
-        client
-            .execute(RELEASE, &[&name, &holder])
+        statements::query(&client, RELEASE, &[&name, &holder])
             .await
             .map_err(db_error)?;
         Ok(())

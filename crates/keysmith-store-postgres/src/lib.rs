@@ -50,8 +50,9 @@ mod migrate;
 mod publish;
 mod rate;
 mod records;
-mod signals;
 mod rotation;
+mod signals;
+mod statements;
 pub mod testing;
 mod transaction;
 mod write;
@@ -273,7 +274,9 @@ impl PgStore {
     fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
         wait(async {
             let client = self.connection().await?;
-            client.query(sql, params).await.map_err(db_error)
+            statements::query(&client, sql, params)
+                .await
+                .map_err(db_error)
         })
     }
 
@@ -283,13 +286,13 @@ impl PgStore {
         property_id: &str,
         key_id: &str,
     ) -> Result<Option<AccessKey>> {
-        let row = client
-            .query_opt(
-                "SELECT record FROM keys WHERE property_id = $1 AND key_id = $2",
-                &[&property_id, &key_id],
-            )
-            .await
-            .map_err(db_error)?;
+        let row = statements::query_opt(
+            client,
+            "SELECT record FROM keys WHERE property_id = $1 AND key_id = $2",
+            &[&property_id, &key_id],
+        )
+        .await
+        .map_err(db_error)?;
         row.map(|r| self.open_key(property_id, key_id, r.get(0)))
             .transpose()
     }
@@ -304,13 +307,13 @@ impl PgStore {
         property_id: &str,
         reservation_key: &str,
     ) -> Result<Option<Reservation>> {
-        let row = client
-            .query_opt(
-                "SELECT record FROM reservations WHERE property_id = $1 AND reservation_key = $2",
-                &[&property_id, &reservation_key],
-            )
-            .await
-            .map_err(db_error)?;
+        let row = statements::query_opt(
+            client,
+            "SELECT record FROM reservations WHERE property_id = $1 AND reservation_key = $2",
+            &[&property_id, &reservation_key],
+        )
+        .await
+        .map_err(db_error)?;
         row.map(|r| {
             records::open(
                 &self.sealer,
@@ -327,13 +330,13 @@ impl PgStore {
         property_id: &str,
         request_id: &str,
     ) -> Result<Option<IdempotencyRecord>> {
-        let row = client
-            .query_opt(
-                "SELECT record FROM idempotency WHERE property_id = $1 AND request_id = $2",
-                &[&property_id, &request_id],
-            )
-            .await
-            .map_err(db_error)?;
+        let row = statements::query_opt(
+            client,
+            "SELECT record FROM idempotency WHERE property_id = $1 AND request_id = $2",
+            &[&property_id, &request_id],
+        )
+        .await
+        .map_err(db_error)?;
         row.map(|r| {
             records::open(
                 &self.sealer,
@@ -351,14 +354,14 @@ impl PgStore {
         reservation_key: &str,
         live_only: bool,
     ) -> Result<Vec<String>> {
-        let rows = client
-            .query(
-                "SELECT key_id FROM keys WHERE property_id = $1 AND reservation_key = $2 \
-                 AND (NOT $3 OR ended_at IS NULL) ORDER BY key_id",
-                &[&property_id, &reservation_key, &live_only],
-            )
-            .await
-            .map_err(db_error)?;
+        let rows = statements::query(
+            client,
+            "SELECT key_id FROM keys WHERE property_id = $1 AND reservation_key = $2 \
+             AND (NOT $3 OR ended_at IS NULL) ORDER BY key_id",
+            &[&property_id, &reservation_key, &live_only],
+        )
+        .await
+        .map_err(db_error)?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
@@ -410,12 +413,11 @@ impl PgStore {
         let client = self.connection().await?;
         let (client, prepared, sealer) = (&client, &prepared, &*self.sealer);
         let attempt = move || async move {
+            // BEGIN alone: writes sent behind a BEGIN that failed would each
+            // commit on their own. COMMIT goes out with the last writes.
             client.batch_execute("BEGIN").await?;
-            match write::apply(client, prepared, sealer).await {
-                Ok(changes) => {
-                    client.batch_execute("COMMIT").await?;
-                    Ok(changes)
-                }
+            match write::apply(client, prepared, sealer, None, Some("COMMIT")).await {
+                Ok(changes) => Ok(changes),
                 Err(failure) => {
                     let _ = client.batch_execute("ROLLBACK").await;
                     Err(failure)
@@ -622,11 +624,12 @@ impl Store for PgStore {
 
     async fn expire_idempotency(&self, before: Timestamp) -> Result<usize> {
         let client = self.connection().await?;
+        let statement =
+            statements::prepared(&client, "DELETE FROM idempotency WHERE created_at < $1")
+                .await
+                .map_err(db_error)?;
         let deleted = client
-            .execute(
-                "DELETE FROM idempotency WHERE created_at < $1",
-                &[&before.as_micros()],
-            )
+            .execute(&statement, &[&before.as_micros()])
             .await
             .map_err(db_error)?;
         Ok(deleted as usize)
@@ -655,12 +658,15 @@ impl Store for PgStore {
         let cutoff =
             ulid::Ulid::from_parts(before.as_micros().max(0) as u64 / 1_000, 0).to_string();
         let client = self.connection().await?;
+        let statement = statements::prepared(
+            &client,
+            "DELETE FROM audit WHERE (property_id, id) IN \
+             (SELECT property_id, id FROM audit WHERE id < $1 ORDER BY id LIMIT $2)",
+        )
+        .await
+        .map_err(db_error)?;
         let deleted = client
-            .execute(
-                "DELETE FROM audit WHERE (property_id, id) IN \
-                 (SELECT property_id, id FROM audit WHERE id < $1 ORDER BY id LIMIT $2)",
-                &[&cutoff, &limit_of(limit)],
-            )
+            .execute(&statement, &[&cutoff, &limit_of(limit)])
             .await
             .map_err(db_error)?;
         Ok(deleted as usize)
@@ -713,14 +719,14 @@ impl Store for PgStore {
     fn catch_up_changes(&self, property_id: &str) -> Result<()> {
         wait(async {
             let client = self.connection().await?;
-            let head = client
-                .query_opt(
-                    "SELECT head FROM change_heads WHERE property_id = $1",
-                    &[&property_id],
-                )
-                .await
-                .map_err(db_error)?
-                .map_or(0, |r| r.get::<_, i64>(0) as u64);
+            let head = statements::query_opt(
+                &client,
+                "SELECT head FROM change_heads WHERE property_id = $1",
+                &[&property_id],
+            )
+            .await
+            .map_err(db_error)?
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
             listen::catch_up(&client, &self.sealer, &self.publisher, property_id, head).await
         })
     }
@@ -735,10 +741,13 @@ impl Store for PgStore {
 
     async fn purge_changes(&self, before: Timestamp, limit: usize) -> Result<usize> {
         let mut client = self.connection().await?;
+        // Each statement cached on the connection (`statements.rs`).
         let tx = client.transaction().await.map_err(db_error)?;
         let properties: Vec<String> = tx
             .query(
-                "SELECT property_id FROM change_heads ORDER BY property_id",
+                &tx.prepare_cached("SELECT property_id FROM change_heads ORDER BY property_id")
+                    .await
+                    .map_err(db_error)?,
                 &[],
             )
             .await
@@ -755,8 +764,12 @@ impl Store for PgStore {
             // purge stops at the first one that is recent enough.
             let rows = tx
                 .query(
-                    "SELECT sequence, at FROM changes WHERE property_id = $1 \
+                    &tx.prepare_cached(
+                        "SELECT sequence, at FROM changes WHERE property_id = $1 \
                      ORDER BY sequence LIMIT $2",
+                    )
+                    .await
+                    .map_err(db_error)?,
                     &[&property_id, &limit_of(limit - purged)],
                 )
                 .await
@@ -772,14 +785,22 @@ impl Store for PgStore {
             }
             if let Some(last) = last {
                 tx.execute(
-                    "DELETE FROM changes WHERE property_id = $1 AND sequence <= $2",
+                    &tx.prepare_cached(
+                        "DELETE FROM changes WHERE property_id = $1 AND sequence <= $2",
+                    )
+                    .await
+                    .map_err(db_error)?,
                     &[&property_id, &last],
                 )
                 .await
                 .map_err(db_error)?;
                 tx.execute(
-                    "UPDATE change_heads SET purged_through = greatest(purged_through, $2) \
+                    &tx.prepare_cached(
+                        "UPDATE change_heads SET purged_through = greatest(purged_through, $2) \
                      WHERE property_id = $1",
+                    )
+                    .await
+                    .map_err(db_error)?,
                     &[&property_id, &last],
                 )
                 .await

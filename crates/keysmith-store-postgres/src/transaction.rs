@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    db_error,
+    db_error, statements,
     write::{apply, Failure},
     PgStore,
 };
@@ -50,28 +50,32 @@ impl<'a> PgTransaction<'a> {
         let guards = store.locks.acquire(locks).await;
         let turn = store.transaction_turn().await?;
         let client = store.connection().await?;
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(db_error)?;
-        let transaction = Self {
+        // BEGIN and the advisory locks as one simple query, one round trip:
+        // PostgreSQL runs its statements in order, so the locks are still
+        // taken one by one in ascending order, inside the transaction. Then
+        // the savepoint a read goes back to after a stale statement
+        // (`statements.rs`).
+        let mut ids: Vec<i64> = locks.iter().map(advisory_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut begin = String::from("BEGIN ISOLATION LEVEL READ COMMITTED");
+        for id in ids {
+            // An integer: nothing of a caller's text is in the query.
+            begin.push_str(&format!("; SELECT pg_advisory_xact_lock({id})"));
+        }
+        begin.push_str("; ");
+        begin.push_str(statements::READS_SAVEPOINT);
+        if let Err(e) = client.batch_execute(&begin).await {
+            release_uncommitted(client);
+            return Err(db_error(e));
+        }
+        Ok(Self {
             store,
             client: Some(client),
             _guards: guards,
             _turn: turn,
             writes: WriteSet::default(),
-        };
-        let mut ids: Vec<i64> = locks.iter().map(advisory_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            transaction
-                .client()
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&id])
-                .await
-                .map_err(db_error)?;
-        }
-        Ok(transaction)
+        })
     }
 
     fn client(&self) -> &Object {
@@ -196,10 +200,8 @@ impl Transaction for PgTransaction<'_> {
         };
         let (client_ref, prepared, sealer) = (&client, &prepared, &*self.store.sealer);
         let attempt = move || async move {
-            client_ref
-                .batch_execute("SAVEPOINT keysmith_writes")
-                .await?;
-            match apply(client_ref, prepared, sealer).await {
+            let savepoint = Some("SAVEPOINT keysmith_writes");
+            match apply(client_ref, prepared, sealer, savepoint, None).await {
                 Ok(changes) => Ok(changes),
                 Err(failure) => {
                     let _ = client_ref

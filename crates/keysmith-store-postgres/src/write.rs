@@ -8,15 +8,19 @@
 //! deadlock PostgreSQL finds anyway is retried.
 use std::collections::BTreeMap;
 
+use deadpool_postgres::{ClientWrapper, Object};
 use keysmith_core::{
     changes::{KeyChange, PendingChange},
     store::WriteSet,
     AccessKey, Result,
 };
 use keysmith_store::sealing::Sealer;
-use tokio_postgres::{error::SqlState, Client};
+use tokio_postgres::error::SqlState;
 
-use crate::{listen, records};
+use crate::{
+    listen, records,
+    statements::{self, prepared, request, Request},
+};
 
 /// A key's row.
 pub(crate) struct KeyRow {
@@ -157,14 +161,17 @@ pub(crate) enum Failure {
 
 impl Failure {
     /// A serialization failure (40001) or a deadlock (40P01): the
-    /// transaction was rolled back and may be tried again as it was.
+    /// transaction was rolled back and may be tried again as it was. So
+    /// may a stale cached statement (`statements.rs`), once forgotten.
     pub(crate) fn retryable(&self) -> bool {
         match self {
-            Failure::Database(e) => matches!(
-                e.code(),
-                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-            ),
+            Failure::Database(e) => {
+                matches!(
+                    e.code(),
+                    Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *c == SqlState::T_R_DEADLOCK_DETECTED
+                ) || statements::stale(e)
+            }
             Failure::Other(_) => false,
         }
     }
@@ -183,24 +190,92 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
+/// The statements of a write set, each prepared once per connection.
+const UPSERT_KEY: &str = "INSERT INTO keys (property_id, key_id, holder_id, reservation_key, \
+     window_ends_at, ended_at, record) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (property_id, key_id) DO UPDATE SET \
+     holder_id = EXCLUDED.holder_id, reservation_key = EXCLUDED.reservation_key, \
+     window_ends_at = EXCLUDED.window_ends_at, ended_at = EXCLUDED.ended_at, \
+     record = EXCLUDED.record";
+const DROP_ENTRANCES: &str = "DELETE FROM key_entrances WHERE property_id = $1 AND key_id = $2 \
+     AND NOT (entrance_id = ANY($3))";
+const ADD_ENTRANCES: &str = "INSERT INTO key_entrances (property_id, entrance_id, key_id) \
+     SELECT $1, e, $2 FROM unnest($3::text[]) AS e ON CONFLICT DO NOTHING";
+const PURGE_KEY: &str = "DELETE FROM keys WHERE property_id = $1 AND key_id = $2";
+const PURGE_RESERVATION: &str =
+    "DELETE FROM reservations WHERE property_id = $1 AND reservation_key = $2";
+const UPSERT_RESERVATION: &str = "INSERT INTO reservations (property_id, reservation_key, record) \
+     VALUES ($1, $2, $3) ON CONFLICT (property_id, reservation_key) \
+     DO UPDATE SET record = EXCLUDED.record";
+const UPSERT_IDEMPOTENCY: &str =
+    "INSERT INTO idempotency (property_id, request_id, created_at, record) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (property_id, request_id) \
+     DO UPDATE SET created_at = EXCLUDED.created_at, record = EXCLUDED.record";
+const UPSERT_AUDIT: &str = "INSERT INTO audit (property_id, id, record) VALUES ($1, $2, $3) \
+     ON CONFLICT (property_id, id) DO UPDATE SET record = EXCLUDED.record";
+/// The head row stays locked by this transaction until it ends: the next
+/// writer of the property numbers after this one's changes. The
+/// notification of the new head goes out only if the transaction commits
+/// (and not if the savepoint is rolled back): every keysmith on the
+/// database then reads the changes (see `listen`).
+const MOVE_HEAD: &str =
+    "WITH moved AS (INSERT INTO change_heads (property_id, head) VALUES ($1, $2) \
+     ON CONFLICT (property_id) DO UPDATE SET head = change_heads.head + $2 \
+     RETURNING head) \
+     SELECT head, pg_notify($3, head::text || ' ' || $1::text) FROM moved";
+const LOG_CHANGE: &str = "INSERT INTO changes (property_id, sequence, at, record) \
+     VALUES ($1, $2, $3, $4)";
+
 /// Applies `writes` inside the transaction open on `client`, numbering the
 /// logged changes in their properties' sequences; returns them, to publish
 /// once the transaction has committed.
+///
+/// Two round trips (one without changes to log): every row and the change
+/// heads' moves as one pipeline, then the changes (numbered from the new
+/// heads, and sealed with their numbers) as another. `before` (a
+/// `SAVEPOINT`) goes ahead of the first, `after` (a `COMMIT`) behind the
+/// last: should a write fail, PostgreSQL's answer to that COMMIT is a
+/// rollback, and the failure is what this returns.
 pub(crate) async fn apply(
-    client: &Client,
+    client: &Object,
     writes: &Prepared,
     sealer: &Sealer,
+    before: Option<&'static str>,
+    after: Option<&'static str>,
 ) -> std::result::Result<Vec<KeyChange>, Failure> {
-    for k in &writes.keys {
-        client
-            .execute(
-                "INSERT INTO keys (property_id, key_id, holder_id, reservation_key, \
-                 window_ends_at, ended_at, record) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (property_id, key_id) DO UPDATE SET \
-                 holder_id = EXCLUDED.holder_id, reservation_key = EXCLUDED.reservation_key, \
-                 window_ends_at = EXCLUDED.window_ends_at, ended_at = EXCLUDED.ended_at, \
-                 record = EXCLUDED.record",
-                &[
+    let applied = pipelined(client, writes, sealer, before, after).await;
+    if let Err(Failure::Database(e)) = &applied {
+        if statements::stale(e) {
+            statements::forget(client);
+        }
+    }
+    applied
+}
+
+async fn pipelined(
+    client: &Object,
+    writes: &Prepared,
+    sealer: &Sealer,
+    before: Option<&'static str>,
+    after: Option<&'static str>,
+) -> std::result::Result<Vec<KeyChange>, Failure> {
+    let c: &ClientWrapper = client;
+    let counts: Vec<i64> = writes.changes.values().map(|p| p.len() as i64).collect();
+    let mut rows = Vec::new();
+    if let Some(sql) = before {
+        rows.push(statements::simple(c, sql));
+    }
+    if !writes.keys.is_empty() {
+        let (upsert, drop, add) = (
+            prepared(c, UPSERT_KEY).await?,
+            prepared(c, DROP_ENTRANCES).await?,
+            prepared(c, ADD_ENTRANCES).await?,
+        );
+        for k in &writes.keys {
+            rows.push(request(
+                c,
+                &upsert,
+                [
                     &k.property_id,
                     &k.key_id,
                     &k.holder_id,
@@ -209,105 +284,99 @@ pub(crate) async fn apply(
                     &k.ended_at,
                     &k.record,
                 ],
-            )
-            .await?;
-        client
-            .execute(
-                "DELETE FROM key_entrances WHERE property_id = $1 AND key_id = $2 \
-                 AND NOT (entrance_id = ANY($3))",
-                &[&k.property_id, &k.key_id, &k.entrances],
-            )
-            .await?;
-        client
-            .execute(
-                "INSERT INTO key_entrances (property_id, entrance_id, key_id) \
-                 SELECT $1, e, $2 FROM unnest($3::text[]) AS e ON CONFLICT DO NOTHING",
-                &[&k.property_id, &k.key_id, &k.entrances],
-            )
-            .await?;
+            ));
+            rows.push(request(c, &drop, [&k.property_id, &k.key_id, &k.entrances]));
+            rows.push(request(c, &add, [&k.property_id, &k.key_id, &k.entrances]));
+        }
     }
-    for (property_id, key_id) in &writes.purged {
-        client
-            .execute(
-                "DELETE FROM keys WHERE property_id = $1 AND key_id = $2",
-                &[property_id, key_id],
-            )
-            .await?;
+    if !writes.purged.is_empty() {
+        let purge = prepared(c, PURGE_KEY).await?;
+        for (property_id, key_id) in &writes.purged {
+            rows.push(request(c, &purge, [property_id, key_id]));
+        }
     }
-    for (property_id, reservation_key) in &writes.purged_reservations {
-        client
-            .execute(
-                "DELETE FROM reservations WHERE property_id = $1 AND reservation_key = $2",
-                &[property_id, reservation_key],
-            )
-            .await?;
+    if !writes.purged_reservations.is_empty() {
+        let purge = prepared(c, PURGE_RESERVATION).await?;
+        for (property_id, reservation_key) in &writes.purged_reservations {
+            rows.push(request(c, &purge, [property_id, reservation_key]));
+        }
     }
-    for (property_id, reservation_key, record) in &writes.reservations {
-        client
-            .execute(
-                "INSERT INTO reservations (property_id, reservation_key, record) \
-                 VALUES ($1, $2, $3) ON CONFLICT (property_id, reservation_key) \
-                 DO UPDATE SET record = EXCLUDED.record",
-                &[property_id, reservation_key, record],
-            )
-            .await?;
+    if !writes.reservations.is_empty() {
+        let upsert = prepared(c, UPSERT_RESERVATION).await?;
+        for (property_id, reservation_key, record) in &writes.reservations {
+            rows.push(request(c, &upsert, [property_id, reservation_key, record]));
+        }
     }
-    for (property_id, request_id, created_at, record) in &writes.idempotency {
-        client
-            .execute(
-                "INSERT INTO idempotency (property_id, request_id, created_at, record) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (property_id, request_id) \
-                 DO UPDATE SET created_at = EXCLUDED.created_at, record = EXCLUDED.record",
-                &[property_id, request_id, created_at, record],
-            )
-            .await?;
+    if !writes.idempotency.is_empty() {
+        let upsert = prepared(c, UPSERT_IDEMPOTENCY).await?;
+        for (property_id, request_id, created_at, record) in &writes.idempotency {
+            rows.push(request(
+                c,
+                &upsert,
+                [property_id, request_id, created_at, record],
+            ));
+        }
     }
-    for (property_id, id, record) in &writes.audit {
-        client
-            .execute(
-                "INSERT INTO audit (property_id, id, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (property_id, id) DO UPDATE SET record = EXCLUDED.record",
-                &[property_id, id, record],
-            )
-            .await?;
+    if !writes.audit.is_empty() {
+        let upsert = prepared(c, UPSERT_AUDIT).await?;
+        for (property_id, id, record) in &writes.audit {
+            rows.push(request(c, &upsert, [property_id, id, record]));
+        }
     }
+    if !writes.changes.is_empty() {
+        let move_head = prepared(c, MOVE_HEAD).await?;
+        for ((property_id, _), count) in writes.changes.iter().zip(&counts) {
+            rows.push(request(
+                c,
+                &move_head,
+                [property_id, count, &listen::CHANNEL],
+            ));
+        }
+    }
+    if writes.changes.is_empty() {
+        if let Some(sql) = after {
+            rows.push(statements::simple(c, sql));
+        }
+        statements::pipeline(rows).await?;
+        return Ok(Vec::new());
+    }
+    let answers = statements::pipeline(rows).await?;
+    // The heads' moves are the last answers of the first pipeline
+    // (`after` is not in it).
+    let heads = &answers[answers.len() - writes.changes.len()..];
     let mut numbered = Vec::new();
-    for (property_id, pending) in &writes.changes {
-        let count = pending.len() as i64;
-        // The head row stays locked by this transaction until it ends: the
-        // next writer of the property numbers after this one's changes. The
-        // notification of the new head goes out only if the transaction
-        // commits (and not if the savepoint is rolled back): every keysmith
-        // on the database then reads the changes (see `listen`).
-        let head: i64 = client
-            .query_one(
-                "WITH moved AS (INSERT INTO change_heads (property_id, head) VALUES ($1, $2) \
-                 ON CONFLICT (property_id) DO UPDATE SET head = change_heads.head + $2 \
-                 RETURNING head) \
-                 SELECT head, pg_notify($3, head::text || ' ' || $1::text) FROM moved",
-                &[property_id, &count, &listen::CHANNEL],
-            )
-            .await?
+    let mut logged = Vec::new();
+    for ((property_id, pending), (head, count)) in
+        writes.changes.iter().zip(heads.iter().zip(&counts))
+    {
+        let head: i64 = head
+            .first()
+            .ok_or_else(|| Failure::Other(crate::db_error("the change head was not moved")))?
             .get(0);
         let first = (head - count + 1) as u64;
         for (i, change) in pending.iter().enumerate() {
             let change = change.clone().numbered(first + i as u64);
             let at = records::change(property_id, change.sequence);
             let record = records::seal(sealer, &at, &change).map_err(Failure::Other)?;
-            client
-                .execute(
-                    "INSERT INTO changes (property_id, sequence, at, record) \
-                     VALUES ($1, $2, $3, $4)",
-                    &[
-                        property_id,
-                        &(change.sequence as i64),
-                        &change.at.as_micros(),
-                        &record,
-                    ],
-                )
-                .await?;
+            logged.push((
+                property_id,
+                change.sequence as i64,
+                change.at.as_micros(),
+                record,
+            ));
             numbered.push(change);
         }
     }
+    let log = prepared(c, LOG_CHANGE).await?;
+    let mut rows: Vec<Request<'_>> = logged
+        .iter()
+        .map(|(property_id, sequence, at, record)| {
+            request(c, &log, [*property_id, sequence, at, record])
+        })
+        .collect();
+    if let Some(sql) = after {
+        rows.push(statements::simple(c, sql));
+    }
+    statements::pipeline(rows).await?;
     Ok(numbered)
 }
