@@ -20,12 +20,12 @@ use keysmith_core::{
 };
 use keysmith_store::sealing::Sealer;
 use tokio::sync::OwnedMutexGuard;
-use tokio_postgres::Client;
 
 use crate::{
     blocking::wait,
     connection, db_error, records,
     signals::{self, Signals},
+    statements,
     transaction::{backoff, hashed_lock_id, release_uncommitted},
     write::Failure,
 };
@@ -52,34 +52,29 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Puts and deletes, in order (a later change of the same key wins).
+const UPSERT: &str = "INSERT INTO driver_state (namespace, key, value) VALUES ($1, $2, $3) \
+                      ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE: &str = "DELETE FROM driver_state WHERE namespace = $1 AND key = $2";
+
+/// Puts and deletes, in order (a later change of the same key wins), in a
+/// savepoint `driver_state` made first: all of them one pipeline, one
+/// round trip, their statements cached on the connection.
 async fn apply(
-    client: &Client,
-    namespace: &str,
+    client: &Object,
+    namespace: &String,
     changes: &[Change],
 ) -> std::result::Result<(), tokio_postgres::Error> {
+    let upsert = statements::prepared(client, UPSERT).await?;
+    let delete = statements::prepared(client, DELETE).await?;
+    let mut requests = Vec::with_capacity(changes.len() + 1);
+    requests.push(statements::simple(client, "SAVEPOINT driver_state"));
     for (k, v) in changes {
-        match v {
-            Some(v) => {
-                client
-                    .execute(
-                        "INSERT INTO driver_state (namespace, key, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
-                        &[&namespace, k, v],
-                    )
-                    .await?
-            }
-            None => {
-                client
-                    .execute(
-                        "DELETE FROM driver_state WHERE namespace = $1 AND key = $2",
-                        &[&namespace, k],
-                    )
-                    .await?
-            }
-        };
+        requests.push(match v {
+            Some(v) => statements::request(client, &upsert, [namespace, k, v]),
+            None => statements::request(client, &delete, [namespace, k]),
+        });
     }
-    Ok(())
+    statements::pipeline(requests).await.map(drop)
 }
 
 impl PgDriverState {
@@ -99,14 +94,14 @@ impl PgDriverState {
             .collect()
     }
 
-    async fn read(&self, client: &Client, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let row = client
-            .query_opt(
-                "SELECT value FROM driver_state WHERE namespace = $1 AND key = $2",
-                &[&self.namespace, &key],
-            )
-            .await
-            .map_err(db_error)?;
+    async fn read(&self, client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let row = statements::query_opt(
+            client,
+            "SELECT value FROM driver_state WHERE namespace = $1 AND key = $2",
+            &[&self.namespace, &key],
+        )
+        .await
+        .map_err(db_error)?;
         row.map(|r| {
             let sealed: Vec<u8> = r.get(0);
             self.sealer
@@ -115,26 +110,26 @@ impl PgDriverState {
         .transpose()
     }
 
-    async fn scan(&self, client: &Client, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    async fn scan(&self, client: &Object, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let end = prefix_end(prefix);
         let rows = match &end {
             Some(end) => {
-                client
-                    .query(
-                        "SELECT key, value FROM driver_state WHERE namespace = $1 \
-                         AND key >= $2 AND key < $3 ORDER BY key",
-                        &[&self.namespace, &prefix, end],
-                    )
-                    .await
+                statements::query(
+                    client,
+                    "SELECT key, value FROM driver_state WHERE namespace = $1 \
+                     AND key >= $2 AND key < $3 ORDER BY key",
+                    &[&self.namespace, &prefix, end],
+                )
+                .await
             }
             None => {
-                client
-                    .query(
-                        "SELECT key, value FROM driver_state WHERE namespace = $1 \
-                         AND key >= $2 ORDER BY key",
-                        &[&self.namespace, &prefix],
-                    )
-                    .await
+                statements::query(
+                    client,
+                    "SELECT key, value FROM driver_state WHERE namespace = $1 \
+                     AND key >= $2 ORDER BY key",
+                    &[&self.namespace, &prefix],
+                )
+                .await
             }
         }
         .map_err(db_error)?;
@@ -153,10 +148,9 @@ impl PgDriverState {
     /// Applies sealed `changes` in the transaction open on `client`, inside
     /// a savepoint: a deadlock or serialization failure among the rows
     /// rolls back to it and they are applied again, with back-off.
-    async fn apply_in_transaction(&self, client: &Client, sealed: &[Change]) -> Result<()> {
+    async fn apply_in_transaction(&self, client: &Object, sealed: &[Change]) -> Result<()> {
         let namespace = &self.namespace;
         let attempt = || async move {
-            client.batch_execute("SAVEPOINT driver_state").await?;
             match apply(client, namespace, sealed).await {
                 Ok(()) => Ok(()),
                 Err(e) => {
@@ -239,17 +233,20 @@ impl DriverState for PgDriverState {
                 _local: local,
                 writes: Writes::default(),
             };
-            let client = section.client();
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            // The transaction, its locks and the savepoint a read that met
+            // a stale cached statement goes back to (`statements.rs`), in
+            // one round trip: the ids are integers, no caller's text.
+            let mut begin = String::from("BEGIN ISOLATION LEVEL READ COMMITTED;");
+            for id in &ids {
+                begin.push_str(&format!(" SELECT pg_advisory_xact_lock({id});"));
+            }
+            begin.push(' ');
+            begin.push_str(statements::READS_SAVEPOINT);
+            section
+                .client()
+                .batch_execute(&begin)
                 .await
                 .map_err(db_error)?;
-            for id in &ids {
-                client
-                    .execute("SELECT pg_advisory_xact_lock($1)", &[id])
-                    .await
-                    .map_err(db_error)?;
-            }
             Ok(Box::new(section) as Box<dyn StateSection + '_>)
         })
     }
@@ -265,7 +262,7 @@ struct PgSection<'a> {
 }
 
 impl PgSection<'_> {
-    fn client(&self) -> &Client {
+    fn client(&self) -> &Object {
         self.client.as_ref().expect("open until committed")
     }
 }
