@@ -126,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => Config::load(Source::Embedded)?,
             };
             telemetry::init(&config.log);
+            memory::set_return_after_mb(config.server.return_freed_memory_mb);
             if config.auth.mode == keysmith_server::config::AuthMode::Development {
                 // On stderr as well as in the log, which a filter may hide.
                 eprintln!(

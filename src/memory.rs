@@ -8,15 +8,15 @@
 //! floods against 55 MB before them). So the allocator counts the bytes
 //! freed (by any thread: a task's memory is often freed on another worker
 //! than the one that allocated it), and a tokio worker that parks when more
-//! than [`RETURN_AFTER_BYTES`] were freed since it last collected collects
-//! its heap there and then ([`return_freed_memory`], the runtime's
-//! `on_thread_park` hook).
+//! than `server.return_freed_memory_mb` (8 by default, [`set_return_after_mb`])
+//! were freed since it last collected collects its heap there and then
+//! ([`return_freed_memory`], the runtime's `on_thread_park` hook).
 //!
 //! The threshold is counted in bytes, not time: the last park after a flood
 //! is the one that matters, and a time-based throttle would skip it. A
 //! collect walks the thread's heap, so each worker pays it at most once per
-//! [`RETURN_AFTER_BYTES`] freed, and not at all while it is busy and never
-//! parks. Each thread adds its frees to the shared count in steps of
+//! that many bytes freed, and not at all while it is busy and never parks
+//! (measured in BENCHMARKS.md: a few percent of Issue and ListKeys). Each thread adds its frees to the shared count in steps of
 //! [`FLUSH_BYTES`], so that freeing costs a thread-local add, not a
 //! contended atomic.
 use std::{
@@ -28,8 +28,9 @@ use std::{
 use mimalloc::MiMalloc;
 
 /// Bytes freed (by all threads) after which a worker's next park gives
-/// memory back.
-pub const RETURN_AFTER_BYTES: usize = 8 << 20;
+/// memory back, until the configuration says otherwise; 0: never.
+const DEFAULT_RETURN_AFTER_BYTES: usize = 8 << 20;
+static RETURN_AFTER_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_RETURN_AFTER_BYTES);
 /// A thread's frees are added to [`FREED_TOTAL`] in steps of this size.
 pub const FLUSH_BYTES: usize = 64 << 10;
 
@@ -88,15 +89,26 @@ unsafe impl GlobalAlloc for ReturningAllocator {
     }
 }
 
+/// `server.return_freed_memory_mb`: how many MiB freed make a worker's
+/// next park give memory back (0: never).
+pub fn set_return_after_mb(mb: u64) {
+    let bytes = usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    RETURN_AFTER_BYTES.store(bytes, Ordering::Relaxed);
+}
+
 /// Gives the pages this thread's heap holds free back to the system when
-/// more than [`RETURN_AFTER_BYTES`] were freed since it last did; otherwise
-/// nothing. Says whether it did.
+/// more than `server.return_freed_memory_mb` were freed since it last did;
+/// otherwise nothing. Says whether it did.
 pub fn return_freed_memory() -> bool {
+    let threshold = RETURN_AFTER_BYTES.load(Ordering::Relaxed);
+    if threshold == 0 {
+        return false;
+    }
     let here = FREED_HERE.try_with(|here| here.replace(0)).unwrap_or(0);
     let total = FREED_TOTAL.fetch_add(here, Ordering::Relaxed) + here;
     let due = COLLECTED_AT
         .try_with(|at| {
-            let due = total.wrapping_sub(at.get()) >= RETURN_AFTER_BYTES;
+            let due = total.wrapping_sub(at.get()) >= threshold;
             if due {
                 at.set(total);
             }
@@ -123,7 +135,7 @@ mod tests {
             // The thread's first park collects whatever the process freed
             // before it; this one starts the count.
             return_freed_memory();
-            let block = vec![1u8; 2 * RETURN_AFTER_BYTES];
+            let block = vec![1u8; 2 * DEFAULT_RETURN_AFTER_BYTES];
             drop(std::hint::black_box(block));
             assert!(return_freed_memory(), "16 MB freed: the park collects");
             // Other tests' threads free far less than 8 MB meanwhile.

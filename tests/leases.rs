@@ -7,18 +7,12 @@
 //! without it the tests say they were skipped and pass.
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use common::*;
 use keysmith_core::{follower::FOLLOWER_LEASE, sweeper::SWEEPER_LEASE, Secret};
 use keysmith_server::config::{PostgresConfig, StorageBackend};
-use keysmith_store_postgres::testing::TestDatabase;
-use tokio::{net::TcpListener, task::JoinHandle};
+use keysmith_store_postgres::testing::{Relay, TestDatabase};
 
 /// Short, so that a takeover is quick; renewed every second.
 const LEASE_SECONDS: u64 = 3;
@@ -111,50 +105,6 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
         .expect("and the key follower's");
 }
 
-/// A TCP relay to the database that the test can cut, as a network
-/// partition or a replica's death cuts its sessions: nothing is released,
-/// the database only sees the connections end.
-struct Relay {
-    addr: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks = Arc::new(Mutex::new(Vec::new()));
-        let accepted = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let relayed = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                accepted.lock().unwrap().push(relayed);
-            }
-        });
-        tasks.lock().unwrap().push(accept);
-        Self { addr, tasks }
-    }
-
-    /// Ends every connection relayed, and refuses new ones.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// `url`'s parts around its host and port: (up to the user, host and
-/// port, the database).
-fn parts(url: &str) -> (&str, &str, &str) {
-    let (scheme_user, rest) = url.split_once('@').expect("a URL with a user");
-    let (host_port, database) = rest.split_once('/').expect("a URL with a database");
-    (scheme_user, host_port, database)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_from_the_database_loses_its_leases_to_the_other() {
     let Some(db) = database("a_replica_cut_off").await else {
@@ -163,10 +113,8 @@ async fn a_replica_cut_off_from_the_database_loses_its_leases_to_the_other() {
     let keys = tempfile::tempdir().unwrap();
     let kek = keys.path().join("kek");
     let url = db.url();
-    let (scheme_user, host_port, database) = parts(&url);
-    let relay = Relay::to(host_port.parse().expect("a numeric host and port")).await;
-    let relayed = format!("{scheme_user}@{}/{database}", relay.addr);
-    let a = TestServer::start_with(replica(relayed, &kek)).await;
+    let relay = Relay::to(&url).await;
+    let a = TestServer::start_with(replica(relay.url(&url), &kek)).await;
     let b = TestServer::start_with(replica(db.url(), &kek)).await;
     assert!(running(&a)
         .leases_held()

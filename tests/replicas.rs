@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
     path::PathBuf,
     time::Duration,
 };
@@ -23,8 +22,8 @@ use common::{
     reason, DAY, PROPERTY,
 };
 use keysmith_api::v1::{self as pb, access_service_client::AccessServiceClient};
-use keysmith_store_postgres::testing::TestDatabase;
-use tokio::{net::TcpListener, process::Child, sync::watch};
+use keysmith_store_postgres::testing::{Relay, TestDatabase};
+use tokio::{process::Child, sync::watch};
 use tonic::{transport::Channel, Code, Status};
 use tonic_types::StatusExt;
 
@@ -45,7 +44,7 @@ struct Replicas {
 
 impl Replicas {
     /// Replicas of one database, reached at `url` (the database's own, or
-    /// a proxy's in front of it).
+    /// a relay's in front of it).
     fn on(url: String) -> Self {
         let root = tempfile::tempdir().unwrap();
         let config = write_config(root.path(), "");
@@ -455,51 +454,6 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_key() {
     nothing_lost_nothing_doubled(&survivor.client, &seen).await;
 }
 
-/// A TCP proxy in front of PostgreSQL that the test cuts (every connection
-/// through it closed, new ones closed at once) and restores: the database
-/// unreachable for the replicas behind it, without touching the server
-/// other tests use.
-struct Proxy {
-    addr: SocketAddr,
-    cut: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (cut, watching) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if *watching.borrow() {
-                    continue; // dropped: closed at once
-                }
-                let mut cut = watching.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.wait_for(|cut| *cut) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.send_replace(cut);
-    }
-}
-
-/// The host and port of a `postgres://user@host:port/db` URL.
-fn host_port(url: &str) -> &str {
-    let after_at = &url[url.find('@').expect("a user in the URL") + 1..];
-    &after_at[..after_at.find('/').expect("a database in the URL")]
-}
-
 /// The code, reason and RetryInfo of a failed call, which must be the
 /// store's temporary unavailability and never INTERNAL.
 fn assert_unavailable_with_retry_info(status: &Status) {
@@ -527,16 +481,8 @@ async fn replicas_ride_out_a_database_restart_and_outage_under_load() {
         return;
     };
     let direct = db.url();
-    let upstream = host_port(&direct);
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    let mut replicas = Replicas::on(direct.replace(upstream, &proxy.addr.to_string()));
+    let relay = Relay::to(&direct).await;
+    let mut replicas = Replicas::on(relay.url(&direct));
     let all = replicas.start_many(2).await;
     let targets: Vec<_> = all.iter().map(|r| r.client.clone()).collect();
     let (stop_clients, stop) = watch::channel(false);
@@ -550,7 +496,7 @@ async fn replicas_ride_out_a_database_restart_and_outage_under_load() {
 
     // Then gone for a while: until each replica has refused a call with the
     // database unreachable.
-    proxy.set_cut(true);
+    relay.cut();
     for (i, target) in targets.iter().enumerate() {
         let refused = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -563,7 +509,7 @@ async fn replicas_ride_out_a_database_restart_and_outage_under_load() {
         .unwrap_or_else(|_| panic!("replica {i} kept answering without its database"));
         assert_unavailable_with_retry_info(&refused);
     }
-    proxy.set_cut(false);
+    relay.restore();
     // The same processes answer again, each of them.
     for (i, target) in targets.iter().enumerate() {
         tokio::time::timeout(Duration::from_secs(30), async {

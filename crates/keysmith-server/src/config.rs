@@ -299,6 +299,14 @@ pub struct ServerConfig {
     /// are used.
     #[serde(default)]
     pub max_connection_age_seconds: u64,
+    /// Once this many MiB were freed, a worker thread that goes idle gives
+    /// the memory its allocator holds free back to the system, so that
+    /// memory a burst took is returned when the burst ends. Each return
+    /// costs the worker a walk of its heap, and the pages returned are
+    /// faulted in again when used: a larger value costs less under load
+    /// and may keep up to about that much after a burst. 0: never.
+    #[serde(default = "default_return_freed_memory_mb")]
+    pub return_freed_memory_mb: u64,
     /// Health checks served at once, server-wide, apart from every other
     /// call: more are refused RESOURCE_EXHAUSTED (`HEALTH_CHECKS_LIMITED`).
     #[serde(default = "default_health_concurrency")]
@@ -678,6 +686,9 @@ fn default_keepalive_interval_ms() -> u64 {
 fn default_keepalive_timeout_ms() -> u64 {
     20_000
 }
+fn default_return_freed_memory_mb() -> u64 {
+    8
+}
 fn default_health_concurrency() -> usize {
     32
 }
@@ -822,6 +833,12 @@ impl Config {
         if server.concurrency_per_connection > u32::MAX as usize {
             anyhow::bail!("invalid configuration: server.concurrency_per_connection is too large");
         }
+        if server.return_freed_memory_mb > 65_536 {
+            anyhow::bail!(
+                "invalid configuration: server.return_freed_memory_mb must be at most 65536 (64 \
+                 GiB; 0 turns it off)"
+            );
+        }
         Ok(())
     }
 }
@@ -923,6 +940,25 @@ mod tests {
         assert_eq!(c.storage.data_dir, PathBuf::from("./keysmith-data"));
         let lock = c.drivers.offline_lock.unwrap();
         assert_eq!(lock.properties[0].property_id, "demo-hotel");
+    }
+
+    #[test]
+    fn freed_memory_goes_back_after_8_mib_by_default_and_the_setting_is_bounded() {
+        let c = Config::load_with_env(Source::Embedded, false).unwrap();
+        assert_eq!(c.server.return_freed_memory_mb, 8);
+        let with = |mb: u64| {
+            let text = DEFAULT_CONFIG.replace(
+                "[server]",
+                &format!("[server]\nreturn_freed_memory_mb = {mb}"),
+            );
+            Config::load_with_env(Source::Text(&text), false)
+        };
+        assert_eq!(with(0).unwrap().server.return_freed_memory_mb, 0);
+        let err = with(65_537).unwrap_err();
+        assert!(
+            err.to_string().contains("server.return_freed_memory_mb"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -121,3 +121,83 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// A TCP relay in front of a test's PostgreSQL that the test cuts (every
+/// connection through it closed, new ones closed at once) and restores:
+/// the database unreachable for whatever connects through it, as in a
+/// network partition, an outage or a replica cut off, without touching the
+/// server other tests use.
+pub struct Relay {
+    addr: std::net::SocketAddr,
+    /// The database's `host:port`, as the URLs given name it.
+    upstream: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay to the server `url` names (a `postgres://user@host:port/db`
+    /// URL, as `KEYSMITH_TEST_POSTGRES_URL` and [`TestDatabase::url`] are).
+    pub async fn to(url: &str) -> Self {
+        let upstream = host_port(url).to_owned();
+        let target = tokio::net::lookup_host(upstream.as_str())
+            .await
+            .expect("the database's address resolves")
+            .next()
+            .expect("the database has an address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watching.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let mut cut = watching.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            upstream,
+            cut,
+            accept,
+        }
+    }
+
+    /// `url` (a database on the relayed server) reached through the relay.
+    pub fn url(&self, url: &str) -> String {
+        url.replacen(&self.upstream, &self.addr.to_string(), 1)
+    }
+
+    /// Closes every connection relayed, and every new one at once.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Relays new connections again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// The `host:port` of a `postgres://user@host:port/db` URL.
+fn host_port(url: &str) -> &str {
+    let after_at = &url[url.find('@').expect("a user in the URL") + 1..];
+    &after_at[..after_at.find('/').expect("a database in the URL")]
+}

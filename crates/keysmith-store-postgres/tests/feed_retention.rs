@@ -6,110 +6,22 @@
 //! feed goes on from what the log still holds. Runs when
 //! `KEYSMITH_TEST_POSTGRES_URL` names a server; without it the test says
 //! it was skipped and passes.
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+mod common;
+
+use std::time::Duration;
+
+use common::open_url;
 
 use keysmith_core::{
     changes::{Ended, Subscription},
     store::Store,
     Timestamp,
 };
-use keysmith_store::suite::{key, test_keys, write};
-use keysmith_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
-use tokio::{net::TcpListener, task::JoinHandle};
+use keysmith_store::suite::{key, write};
+use keysmith_store_postgres::testing::{Relay, TestDatabase};
 
 /// The bound on each wait: a reconnection takes at most 5 s of back-off.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn open(url: String) -> PgStore {
-    PgStore::open(PgOptions {
-        url,
-        pool_size: 4,
-        acquire_timeout: Duration::from_secs(30),
-        keys: test_keys(),
-        watch_buffer: 1024,
-    })
-    .await
-    .expect("the store opens")
-}
-
-/// A TCP relay to the database that the test can cut (every connection
-/// through it ends, and new ones are refused) and restore: a store behind
-/// it is away from the database meanwhile, as in a network partition.
-struct Relay {
-    addr: SocketAddr,
-    refusing: Arc<AtomicBool>,
-    relayed: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let refusing = Arc::new(AtomicBool::new(false));
-        let relayed = Arc::new(Mutex::new(Vec::new()));
-        let (refused, tasks) = (refusing.clone(), relayed.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if refused.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection closes at once
-                }
-                tasks.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                }));
-            }
-        });
-        Self {
-            addr,
-            refusing,
-            relayed,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.refusing.store(true, Ordering::SeqCst);
-        for task in self.relayed.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.refusing.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-/// Where `url` (the database's own) connects, and its `host:port` part.
-async fn database_address(url: &str) -> (SocketAddr, String) {
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        other => panic!("a TCP host, not {other:?}"),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let target = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .unwrap()
-        .next()
-        .expect("the database's address");
-    (target, format!("{host}:{port}"))
-}
 
 /// The next changes of the subscription, or how it ended: (sequence, key id).
 async fn next(subscription: &mut Subscription) -> Result<Vec<(u64, String)>, Ended> {
@@ -135,11 +47,9 @@ async fn a_listener_back_after_retention_purged_what_it_missed_ends_the_watchers
         return;
     };
     let url = db.url();
-    let (target, host_port) = database_address(&url).await;
-    let relay = Relay::to(target).await;
-    let relayed_url = url.replacen(&host_port, &relay.addr.to_string(), 1);
-    let b = open(url).await;
-    let a = open(relayed_url).await;
+    let relay = Relay::to(&url).await;
+    let b = open_url(url.clone()).await;
+    let a = open_url(relay.url(&url)).await;
     let (_, mut on_a) = a.change_feed().subscribe("hotel");
 
     // A hears B's commit: its listener is listening.

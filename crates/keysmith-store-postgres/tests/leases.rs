@@ -3,24 +3,15 @@
 //! time, renewal by the holder only, expiry by the database's clock, and a
 //! release that frees the lease at once. Time is moved by moving the row's
 //! expiry back on the database's clock, never by sleeping.
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
+use common::open;
 use keysmith_core::{lease::Leases, store::Store};
-use keysmith_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
+use keysmith_store_postgres::testing::TestDatabase;
 
 const TTL: Duration = Duration::from_secs(30);
-
-async fn open(database: &TestDatabase) -> PgStore {
-    PgStore::open(PgOptions {
-        url: database.url(),
-        pool_size: 4,
-        acquire_timeout: Duration::from_secs(30),
-        keys: keysmith_store::suite::test_keys(),
-        watch_buffer: 16,
-    })
-    .await
-    .expect("the store opens")
-}
 
 /// The lease's holder and how long it has still to run, by the database.
 async fn row(database: &TestDatabase, name: &str) -> Option<(String, f64)> {

@@ -3,23 +3,13 @@
 //! the budget is granted in a minute between them (each with a budget of
 //! its own would grant it twice). Runs when `KEYSMITH_TEST_POSTGRES_URL`
 //! names a server; without it the test says it was skipped and passes.
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::open;
 use keysmith_core::store::Store;
-use keysmith_store::suite::test_keys;
-use keysmith_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
-
-async fn open(db: &TestDatabase) -> PgStore {
-    PgStore::open(PgOptions {
-        url: db.url(),
-        pool_size: 4,
-        acquire_timeout: Duration::from_secs(30),
-        keys: test_keys(),
-        watch_buffer: 1024,
-    })
-    .await
-    .expect("the store opens")
-}
+use keysmith_store_postgres::testing::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_never_grant_more_than_the_budget_together() {

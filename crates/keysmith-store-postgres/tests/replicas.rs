@@ -3,23 +3,14 @@
 //! the same numbers, and a change this one committed after another's is
 //! not held back for good. Runs when `KEYSMITH_TEST_POSTGRES_URL` names a
 //! server; without it the test says it was skipped and passes.
+mod common;
+
 use std::time::Duration;
 
+use common::open;
 use keysmith_core::{changes::Subscription, store::Store};
-use keysmith_store::suite::{key, test_keys, write};
-use keysmith_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
-
-async fn open(db: &TestDatabase) -> PgStore {
-    PgStore::open(PgOptions {
-        url: db.url(),
-        pool_size: 4,
-        acquire_timeout: Duration::from_secs(30),
-        keys: test_keys(),
-        watch_buffer: 1024,
-    })
-    .await
-    .expect("the store opens")
-}
+use keysmith_store::suite::{key, write};
+use keysmith_store_postgres::testing::TestDatabase;
 
 /// The next `n` changes of the subscription: (sequence, key id).
 async fn taken(subscription: &mut Subscription, n: usize) -> Vec<(u64, String)> {

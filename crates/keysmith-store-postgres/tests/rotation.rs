@@ -3,22 +3,20 @@
 //! guarantees once it is done. (The same through the real server, with
 //! two keysmith processes, is in keysmith's tests/encryption.rs.) Runs
 //! when `KEYSMITH_TEST_POSTGRES_URL` names a server; skipped otherwise.
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
 use keysmith_core::store::Store;
 use keysmith_store::sealing::{KeyEncryptionKey, KeyRing};
-use keysmith_store_postgres::{testing::TestDatabase, PgOptions, PgStore};
+use keysmith_store_postgres::{testing::TestDatabase, PgStore};
 
 async fn open(db: &TestDatabase) -> PgStore {
-    PgStore::open(PgOptions {
-        url: db.url(),
-        pool_size: 4,
-        acquire_timeout: Duration::from_secs(30),
-        keys: KeyRing::new(KeyEncryptionKey::insecure_for_tests()),
-        watch_buffer: 16,
-    })
+    common::open_with(
+        db.url(),
+        KeyRing::new(KeyEncryptionKey::insecure_for_tests()),
+    )
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
