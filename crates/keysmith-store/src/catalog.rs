@@ -37,11 +37,11 @@ use keysmith_core::{AccessKey, ListedKey, Result};
 use parking_lot::RwLock;
 
 use crate::{
-    codec::{open, parts, path, push_part},
+    codec::{parts, path, push_part},
     handle::TreeHandle,
     layout::LIVE_KEY,
     sealing::Sealer,
-    store_error,
+    store_error, stored_key,
 };
 
 /// One change to a property's live keys.
@@ -462,7 +462,7 @@ impl Loader {
         let prefix = path(LIVE_KEY, &[property.as_bytes()]);
         for entry in self.tree.get()?.scan_prefix(&prefix) {
             let (k, record) = entry.map_err(store_error)?;
-            let key: AccessKey = open(&self.sealer, &k, &record)?;
+            let key = stored_key::open_key(&self.sealer, &k, &record)?;
             held.apply(Change::Put(ListedKey::new(key)));
             if held.bytes > self.budget {
                 return Ok(None);

@@ -8,13 +8,13 @@
 //! records in the same sled batch as the keys they describe.
 //!
 //! A record names the key's version instead of copying it while the key
-//! stays as the change stored it (the latest change of a key): a reference
-//! entry (`W`, property, key id, sequence) says that the key's current
-//! version is that record's, and the write that changes or purges the key
-//! makes the record whole, holding the version it logged, in the same
-//! atomic batch (as `crate::idempotency` does for first answers). A whole
-//! record is stored as before; one by reference starts with
-//! [`BY_REFERENCE`].
+//! stays as the change stored it (the latest change of a key): the key's
+//! record holds that record's sequence (`crate::stored_key`), which the
+//! committer writes into it in the batch that logs the change, and the
+//! write that changes or purges the key makes the record whole, holding the
+//! version it logged, in the same atomic batch (as `crate::idempotency`
+//! does for first answers). A whole record is stored as before; one by
+//! reference starts with [`BY_REFERENCE`].
 //!
 //! Retention deletes a property's oldest records and remembers, in the
 //! store's facts (`M`), the last sequence number it deleted: a property
@@ -31,16 +31,14 @@ use serde::{Deserialize, Serialize};
 use crate::{
     codec::{decode, encode, parts, path},
     committer::Op,
-    layout::{key_path, LIVE_KEY, META, REVOKED_KEY},
+    layout::{record_path, META},
     sealing::Sealer,
     store_error,
+    stored_key::{self, StoredKey},
 };
 
 /// Change records: property, then sequence number.
 pub const CHANGE: u8 = b'C';
-/// References from a key's current version to the change record that
-/// logged it: property, key id, sequence.
-pub const REFERENCE: u8 = b'W';
 /// The first byte of a change record that names its key's version.
 const BY_REFERENCE: u8 = 0xA1;
 
@@ -53,17 +51,6 @@ struct ByReference {
     updated_at: Timestamp,
 }
 
-fn reference_path(property_id: &str, key_id: &str, sequence: u64) -> Vec<u8> {
-    path(
-        REFERENCE,
-        &[
-            property_id.as_bytes(),
-            key_id.as_bytes(),
-            &sequence.to_be_bytes(),
-        ],
-    )
-}
-
 fn by_reference(plain: &[u8]) -> Result<Option<ByReference>> {
     match plain.split_first() {
         Some((&BY_REFERENCE, body)) => postcard::from_bytes(body)
@@ -71,22 +58,6 @@ fn by_reference(plain: &[u8]) -> Result<Option<ByReference>> {
             .map_err(|e| Error::internal(format!("decoding a change record: {e}"))),
         _ => Ok(None),
     }
-}
-
-/// The key as stored now, from its record in `tree`.
-fn stored_key(
-    tree: &sled::Tree,
-    sealer: &Sealer,
-    property_id: &str,
-    key_id: &str,
-) -> Result<Option<AccessKey>> {
-    for tag in [LIVE_KEY, REVOKED_KEY] {
-        let at = key_path(tag, property_id, key_id);
-        if let Some(v) = tree.get(&at).map_err(store_error)? {
-            return crate::codec::open(sealer, &at, &v).map(Some);
-        }
-    }
-    Ok(None)
 }
 
 /// Reads the change record at `record_path` (sealed `value`) whole: one by
@@ -111,7 +82,8 @@ pub fn read(
             .first()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
-        let key = stored_key(tree, sealer, &property_id, &reference.key_id)?;
+        let key = stored_key::read(tree, sealer, &property_id, &reference.key_id)?
+            .map(|stored| stored.key);
         let Some(again) = tree.get(record_path).map_err(store_error)? else {
             return Err(Error::internal("a change record went while it was read"));
         };
@@ -133,55 +105,54 @@ pub fn read(
     decode(&plain)
 }
 
-/// When a change record (opened) was made, and its reference if any.
-pub fn made_at(
-    property_id: &str,
-    sequence: u64,
-    plain: &[u8],
-) -> Result<(Timestamp, Option<Vec<u8>>)> {
+/// When a change record (opened) was made. A record by reference goes
+/// alone: the key's record may keep its sequence, which [`materialize`]
+/// then passes over (sequences are never given twice).
+pub fn made_at(plain: &[u8]) -> Result<Timestamp> {
     Ok(match by_reference(plain)? {
-        Some(reference) => (
-            reference.at,
-            Some(reference_path(property_id, &reference.key_id, sequence)),
-        ),
-        None => (decode::<KeyChange>(plain)?.at, None),
+        Some(reference) => reference.at,
+        None => decode::<KeyChange>(plain)?.at,
     })
 }
 
-/// The ops that make every change record that names `old` (the version a
-/// write replaces or purges) whole again, and drop their references.
-pub fn materialize(tree: &sled::Tree, old: &AccessKey, sealer: &Sealer) -> Result<Vec<Op>> {
-    let mut ops = Vec::new();
-    let prefix = path(
-        REFERENCE,
-        &[old.property_id.as_bytes(), old.key_id.as_bytes()],
-    );
-    for entry in tree.scan_prefix(prefix) {
-        let (reference, _) = entry.map_err(store_error)?;
-        ops.push((reference.to_vec(), None));
-        let Some(sequence) = parts(&reference[1..])
-            .get(2)
-            .and_then(|s| <[u8; 8]>::try_from(*s).ok())
-            .map(u64::from_be_bytes)
-        else {
-            continue;
-        };
-        let at = change_path(&old.property_id, sequence);
-        let Some(value) = tree.get(&at).map_err(store_error)? else {
-            continue;
-        };
-        let Some(named) = by_reference(&sealer.open(&at, &value)?)? else {
-            continue;
-        };
-        let whole = PendingChange {
-            kind: named.kind,
-            at: named.at,
-            key: old.clone(),
-        }
-        .numbered(sequence);
-        ops.push((at.clone(), Some(sealer.seal(&at, &encode(&whole)?)?)));
+/// The op that makes the change record that `old` (the stored version a
+/// write replaces or purges) names as its logger whole again, if that
+/// record is still there by reference.
+pub fn materialize(tree: &sled::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
+    let Some(sequence) = old.logged_by else {
+        return Ok(Vec::new());
+    };
+    Ok(make_whole(tree, sealer, &old.key, sequence)?
+        .into_iter()
+        .collect())
+}
+
+/// The op that makes the change record `sequence` whole with `key`, if it
+/// names `key`'s version by reference.
+pub fn make_whole(
+    tree: &sled::Tree,
+    sealer: &Sealer,
+    key: &AccessKey,
+    sequence: u64,
+) -> Result<Option<Op>> {
+    let at = change_path(&key.property_id, sequence);
+    let Some(value) = tree.get(&at).map_err(store_error)? else {
+        return Ok(None);
+    };
+    let Some(named) = by_reference(&sealer.open(&at, &value)?)? else {
+        return Ok(None);
+    };
+    if named.key_id != key.key_id || named.updated_at != key.updated_at {
+        return Ok(None);
     }
-    Ok(ops)
+    let whole = PendingChange {
+        kind: named.kind,
+        at: named.at,
+        key: key.clone(),
+    }
+    .numbered(sequence);
+    let sealed = sealer.seal(&at, &encode(&whole)?)?;
+    Ok(Some((at, Some(sealed))))
 }
 
 pub fn change_path(property_id: &str, sequence: u64) -> Vec<u8> {
@@ -275,6 +246,26 @@ pub fn incarnation(tree: &sled::Tree) -> Result<String> {
     Ok(made)
 }
 
+/// The key records a batch writes, by path: the last value each is given
+/// (None: deleted).
+pub type WrittenKeys<'a> = HashMap<&'a [u8], Option<&'a [u8]>>;
+
+/// The key record op that says the change `sequence` logged `key`: its
+/// record as the batch writes it, with the sequence. None when the batch
+/// does not leave that version stored (the change is then stored whole).
+fn naming_record(
+    sealer: &Sealer,
+    written: &WrittenKeys<'_>,
+    key: &AccessKey,
+    sequence: u64,
+) -> Result<Option<Op>> {
+    let path = record_path(key);
+    let Some(Some(value)) = written.get(path.as_slice()) else {
+        return Ok(None);
+    };
+    Ok(stored_key::logged_by(sealer, &path, value, key, sequence)?.map(|v| (path, Some(v))))
+}
+
 /// The committer's numbering: each property's last number given, as far
 /// as the tree and the batches written since say.
 #[derive(Default)]
@@ -284,27 +275,31 @@ pub struct Numbering {
 
 impl Numbering {
     /// Numbers `pending` and returns the ops to write with them (their
-    /// records, and the records of earlier changes to their keys made
-    /// whole), and the numbered changes to publish once they are durable.
+    /// records, the records of earlier changes to their keys made whole,
+    /// and the key records that name their latest change), and the
+    /// numbered changes to publish once they are durable.
     ///
     /// The records that name a key's version as the tree has it before this
     /// batch are made whole here, from the tree itself, since the batch
     /// replaces that version. Only a key's last change in the batch names
-    /// its version; an earlier one is stored whole.
+    /// its version, and only when `written` (the key records of the batch)
+    /// stores that version: its record then gets the change's sequence. An
+    /// earlier change is stored whole.
     pub fn number(
         &mut self,
         tree: &sled::Tree,
         sealer: &Sealer,
         pending: Vec<PendingChange>,
+        written: &WrittenKeys<'_>,
     ) -> Result<(Vec<Op>, Vec<KeyChange>)> {
-        let mut ops = Vec::with_capacity(pending.len() * 2);
+        let mut ops = Vec::with_capacity(pending.len() * 3);
         let mut numbered = Vec::with_capacity(pending.len());
         let mut last_of_key: HashMap<(String, String), usize> = HashMap::new();
         for (i, change) in pending.iter().enumerate() {
             let key = (change.key.property_id.clone(), change.key.key_id.clone());
             if !last_of_key.contains_key(&key) {
                 if let Some(before) =
-                    stored_key(tree, sealer, &change.key.property_id, &change.key.key_id)?
+                    stored_key::read(tree, sealer, &change.key.property_id, &change.key.key_id)?
                 {
                     ops.extend(materialize(tree, &before, sealer)?);
                 }
@@ -322,27 +317,30 @@ impl Numbering {
             let last = last_of_key
                 .get(&(property.clone(), change.key.key_id.clone()))
                 .is_some_and(|at| *at == i);
+            let naming = if last {
+                naming_record(sealer, written, &change.key, sequence)?
+            } else {
+                None
+            };
             let change = change.numbered(sequence);
             let at = change_path(&change.property_id, sequence);
-            let plain = if last {
-                ops.push((
-                    reference_path(&change.property_id, &change.key.key_id, sequence),
-                    Some(Vec::new()),
-                ));
-                let mut plain = vec![BY_REFERENCE];
-                postcard::to_io(
-                    &ByReference {
-                        kind: change.kind,
-                        at: change.at,
-                        key_id: change.key.key_id.clone(),
-                        updated_at: change.key.updated_at,
-                    },
-                    &mut plain,
-                )
-                .map_err(|e| Error::internal(format!("encoding a change record: {e}")))?;
-                plain
-            } else {
-                encode(&change)?
+            let plain = match naming {
+                Some(key_record) => {
+                    ops.push(key_record);
+                    let mut plain = vec![BY_REFERENCE];
+                    postcard::to_io(
+                        &ByReference {
+                            kind: change.kind,
+                            at: change.at,
+                            key_id: change.key.key_id.clone(),
+                            updated_at: change.key.updated_at,
+                        },
+                        &mut plain,
+                    )
+                    .map_err(|e| Error::internal(format!("encoding a change record: {e}")))?;
+                    plain
+                }
+                None => encode(&change)?,
             };
             ops.push((at.clone(), Some(sealer.seal(&at, &plain)?)));
             numbered.push(change);

@@ -44,11 +44,11 @@ use tokio::sync::oneshot;
 
 use crate::{
     catalog::{Catalog, Change},
-    changelog::Numbering,
+    changelog::{Numbering, WrittenKeys},
     codec::path,
     handle::TreeHandle,
     journal::{self, Journal, Position},
-    layout::META,
+    layout::{LIVE_KEY, META, REVOKED_KEY},
     sealing::Sealer,
     MAIN_TREE,
 };
@@ -549,6 +549,18 @@ pub fn journal_end(tree: &sled::Tree) -> keysmith_core::Result<Option<Position>>
         .and_then(|v| Position::decode(&v)))
 }
 
+/// The key records the jobs write, each with the last value it is given:
+/// the committer names in them the changes it logs.
+fn key_records(jobs: &[Job]) -> WrittenKeys<'_> {
+    let mut written = WrittenKeys::new();
+    for (path, value) in jobs.iter().flat_map(|j| &j.ops) {
+        if matches!(path.first(), Some(&LIVE_KEY) | Some(&REVOKED_KEY)) {
+            written.insert(path.as_slice(), value.as_deref());
+        }
+    }
+    written
+}
+
 /// Writes the jobs as one batch and flushes it; the key changes it logged,
 /// numbered, to publish. The cycle's audit records are appended to the
 /// journal and synced first, and the batch records where the journal ends
@@ -605,7 +617,7 @@ fn write(
         .flat_map(|j| std::mem::take(&mut j.logged))
         .collect();
     let (records, logged) = numbering
-        .number(tree, sealer, pending)
+        .number(tree, sealer, pending, &key_records(jobs))
         .map_err(|e| e.to_string())?;
     for (path, value) in records {
         any = true;

@@ -4,12 +4,11 @@
 //! same commit stored it. Kept whole, it is a second copy of the key record
 //! (credentials and all) for as long as the request_id is remembered. So
 //! while the key stays as that commit stored it, the record keeps only the
-//! key's id and version, and a reference entry (`Q`, property, key id,
-//! request_id) says that the key's current version is somebody's answer.
-//! The first write that changes or purges the key turns each such record
-//! back into a whole one holding the version it answered, in the same
-//! atomic batch, and drops the reference: a retry always gets its first
-//! answer, unchanged.
+//! key's id and version, and the key's record lists the request_id among
+//! those it answered (`crate::stored_key`). The first write that changes or
+//! purges the key turns each such record back into a whole one holding the
+//! version it answered, in the same atomic batch: a retry always gets its
+//! first answer, unchanged.
 //!
 //! A whole record is stored as before (schema version 1 in the seal); a
 //! reference record carries [`BY_REFERENCE`] as its first byte instead.
@@ -24,11 +23,10 @@ use crate::{
     committer::Op,
     layout::IDEMPOTENCY,
     sealing::Sealer,
+    store_error,
+    stored_key::StoredKey,
 };
 
-/// References from a key's current version to the idempotency records
-/// that answered it: property, key id, request_id.
-pub const REFERENCE: u8 = b'Q';
 /// The first byte of a record that names its answer.
 const BY_REFERENCE: u8 = 0xA1;
 
@@ -49,37 +47,23 @@ pub fn record_path(property_id: &str, request_id: &str) -> Vec<u8> {
     )
 }
 
-fn reference_path(property_id: &str, key_id: &str, request_id: &str) -> Vec<u8> {
-    path(
-        REFERENCE,
-        &[
-            property_id.as_bytes(),
-            key_id.as_bytes(),
-            request_id.as_bytes(),
-        ],
-    )
-}
-
-/// The prefix of the references to a key.
-fn references_of(property_id: &str, key_id: &str) -> Vec<u8> {
-    path(REFERENCE, &[property_id.as_bytes(), key_id.as_bytes()])
-}
-
-/// The ops that store `record`; by reference when its answer is a key that
-/// `stored` (the keys of the same write set) stores as it is.
-pub fn store(
+/// The op that stores `record`, and the key it names: by reference when
+/// its answer is a key that `stored` (the versions the same write set
+/// leaves stored) stores as it is. The key's record must then list the
+/// request_id.
+pub fn store<'k>(
     record: &IdempotencyRecord,
-    stored: &[&AccessKey],
+    stored: &[&'k AccessKey],
     sealer: &Sealer,
-) -> Result<Vec<Op>> {
+) -> Result<(Op, Option<&'k AccessKey>)> {
     let at = record_path(&record.property_id, &record.request_id);
     let answered = match &record.answer {
-        StoredAnswer::Key(key) => stored.iter().find(|k| ***k == **key),
+        StoredAnswer::Key(key) => stored.iter().copied().find(|k| *k == &**key),
         StoredAnswer::Revoked { .. } => None,
     };
     let Some(key) = answered else {
         let value = sealer.seal(&at, &encode(record)?)?;
-        return Ok(vec![(at, Some(value))]);
+        return Ok(((at, Some(value)), None));
     };
     let mut plain = vec![BY_REFERENCE];
     postcard::to_io(
@@ -94,43 +78,32 @@ pub fn store(
     )
     .map_err(|e| Error::internal(format!("encoding a record: {e}")))?;
     let value = sealer.seal(&at, &plain)?;
-    Ok(vec![
-        (at, Some(value)),
-        (
-            reference_path(&record.property_id, &key.key_id, &record.request_id),
-            Some(Vec::new()),
-        ),
-    ])
+    Ok(((at, Some(value)), Some(key)))
 }
 
-/// The ops that make every record answered by `old` (the version a write
-/// replaces or purges) whole again, and drop their references.
-pub fn materialize(tree: &sled::Tree, old: &AccessKey, sealer: &Sealer) -> Result<Vec<Op>> {
+/// The ops that make every record answered by `old` (the stored version a
+/// write replaces or purges) whole again. A request_id whose record has
+/// expired, or names another version (used again since), is passed over.
+pub fn materialize(tree: &sled::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
-    for entry in tree.scan_prefix(references_of(&old.property_id, &old.key_id)) {
-        let (reference, _) = entry.map_err(crate::store_error)?;
-        ops.push((reference.to_vec(), None));
-        let Some(request_id) = crate::codec::parts(&reference[1..])
-            .get(2)
-            .map(|r| r.to_vec())
-        else {
-            continue;
-        };
-        let request_id = String::from_utf8_lossy(&request_id).into_owned();
-        let at = record_path(&old.property_id, &request_id);
-        let Some(value) = tree.get(&at).map_err(crate::store_error)? else {
+    for request_id in &old.answered {
+        let at = record_path(&old.key.property_id, request_id);
+        let Some(value) = tree.get(&at).map_err(store_error)? else {
             continue;
         };
         let plain = sealer.open(&at, &value)?;
         let Some(reference) = by_reference(&plain)? else {
             continue;
         };
+        if !old.is_version_of(&reference.key_id, reference.updated_at) {
+            continue;
+        }
         let whole = IdempotencyRecord {
-            property_id: old.property_id.clone(),
-            request_id,
+            property_id: old.key.property_id.clone(),
+            request_id: request_id.clone(),
             method: reference.method,
             fingerprint: reference.fingerprint,
-            answer: StoredAnswer::Key(Box::new(old.clone())),
+            answer: StoredAnswer::Key(Box::new(old.key.clone())),
             created_at: reference.created_at,
         };
         ops.push((at.clone(), Some(sealer.seal(&at, &encode(&whole)?)?)));
@@ -180,17 +153,12 @@ pub fn read(property_id: &str, request_id: &str, plain: &[u8]) -> Result<Read> {
     })
 }
 
-/// When the record was made, and the reference to delete with it if any.
-pub fn expiry(
-    property_id: &str,
-    request_id: &str,
-    plain: &[u8],
-) -> Result<(Timestamp, Option<Vec<u8>>)> {
+/// When the record (opened) was made. A record by reference goes alone:
+/// the key's record may keep naming its request_id, which
+/// [`materialize`] then passes over.
+pub fn created_at(property_id: &str, request_id: &str, plain: &[u8]) -> Result<Timestamp> {
     Ok(match read(property_id, request_id, plain)? {
-        Read::Whole(record) => (record.created_at, None),
-        Read::Named { record, key_id, .. } => (
-            record.created_at,
-            Some(reference_path(property_id, &key_id, request_id)),
-        ),
+        Read::Whole(record) => record.created_at,
+        Read::Named { record, .. } => record.created_at,
     })
 }

@@ -9,7 +9,7 @@
 //! never wades through ended ones. The filtered listings (by reservation,
 //! holder, entrance) walk the index entries in `A`, skipping the ended keys
 //! it holds until they are purged.
-use std::collections::BTreeSet;
+use std::collections::{hash_map::Entry, BTreeSet, HashMap};
 
 use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
 
@@ -18,6 +18,7 @@ use crate::{
     committer::Op,
     idempotency,
     sealing::Sealer,
+    stored_key::{self, Record, StoredKey},
 };
 
 pub const LIVE_KEY: u8 = b'K';
@@ -26,6 +27,14 @@ pub const RESERVATION: u8 = b'R';
 pub const IDEMPOTENCY: u8 = b'I';
 /// Audit records, until layout 7 moved them into the journal.
 pub const AUDIT: u8 = b'U';
+/// Layout 7's references from a key's version to the first answers that
+/// name it (property, key id, request_id), until layout 8 moved them into
+/// the key's record (`crate::stored_key`).
+pub const ANSWER_REFERENCE: u8 = b'Q';
+/// Layout 7's references from a key's version to the change record that
+/// logged it (property, key id, sequence), until layout 8 moved them into
+/// the key's record.
+pub const CHANGE_REFERENCE: u8 = b'W';
 /// A driver's own state: the driver's name, then the driver's key.
 pub const DRIVER_STATE: u8 = b'D';
 /// Facts about the store itself, such as its layout version.
@@ -54,8 +63,9 @@ pub const BY_ENDED: u8 = b'P';
 /// of the live set (under `V`, with the revoked ones) and keeps the `X` and
 /// `P` entries the sweeper walks; 5 drops the `L` entries; 6 seals every
 /// value (`crate::sealing`); 7 moves the audit records into the journal
-/// (`crate::journal`).
-pub const LAYOUT: u8 = 7;
+/// (`crate::journal`); 8 keeps the references to a key's version in its
+/// record (`crate::stored_key`) instead of entries of their own.
+pub const LAYOUT: u8 = 8;
 
 pub fn layout_marker() -> Vec<u8> {
     path(META, &[b"layout"])
@@ -134,33 +144,68 @@ fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {
 }
 
 /// The atomic change a write set makes to the main tree, which is read
-/// for the idempotency records that name a key this changes. A later op
-/// on the same key wins, so deletes come before puts.
+/// for the records it replaces (what names their versions). A later op on
+/// the same key wins, so deletes come before puts.
 pub fn ops(writes: &WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Vec<Op>> {
     let sealed = |path: Vec<u8>, value: Vec<u8>| -> Result<Op> {
         let value = sealer.seal(&path, &value)?;
         Ok((path, Some(value)))
     };
     let mut ops = Vec::new();
-    // The answers that name a version this replaces or purges are made
-    // whole first, once per key (the first old version is the stored one).
-    let mut replaced = BTreeSet::new();
+    // The version of each key the write set leaves stored (a key written
+    // twice leaves its last), and the records of the keys it replaces or
+    // purges as the tree has them, each read once.
+    let mut kept: HashMap<(&str, &str), &AccessKey> = HashMap::new();
+    for (key, _) in &writes.keys {
+        kept.insert((&key.property_id, &key.key_id), key);
+    }
+    let mut before: HashMap<(&str, &str), Option<StoredKey>> = HashMap::new();
     let olds = writes
         .keys
         .iter()
-        .filter_map(|(key, old)| old.as_ref().filter(|old| *old != key))
+        .filter_map(|(_, old)| old.as_ref())
         .chain(&writes.purged);
     for old in olds {
-        if replaced.insert((&old.property_id, &old.key_id)) {
-            ops.extend(idempotency::materialize(tree, old, sealer)?);
+        let id = (old.property_id.as_str(), old.key_id.as_str());
+        if let Entry::Vacant(unread) = before.entry(id) {
+            unread.insert(stored_key::read(tree, sealer, id.0, id.1)?);
         }
     }
-    // So are the change records that name a key purged (the committer
-    // does it for the keys it logs a change of).
-    for old in &writes.purged {
-        ops.extend(crate::changelog::materialize(tree, old, sealer)?);
+    // The first answers that name a version this replaces or purges are
+    // made whole first; so are the change records that name a key purged
+    // (the committer does it for the keys it logs a change of).
+    let purged: BTreeSet<(&str, &str)> = writes
+        .purged
+        .iter()
+        .map(|k| (k.property_id.as_str(), k.key_id.as_str()))
+        .collect();
+    for (id, stored) in &before {
+        let Some(stored) = stored else { continue };
+        let replaced = kept.get(id).is_none_or(|kept| **kept != stored.key);
+        if replaced || purged.contains(id) {
+            ops.extend(idempotency::materialize(tree, stored, sealer)?);
+        }
+        if purged.contains(id) {
+            ops.extend(crate::changelog::materialize(tree, stored, sealer)?);
+        }
+    }
+    // The first answers this stores, and the request_ids each key's record
+    // must list for those that name it.
+    let stored_versions: Vec<&AccessKey> = kept.values().copied().collect();
+    let mut answers = Vec::with_capacity(writes.idempotency.len());
+    let mut answered: HashMap<(&str, &str), Vec<String>> = HashMap::new();
+    for record in &writes.idempotency {
+        let (op, names) = idempotency::store(record, &stored_versions, sealer)?;
+        answers.push(op);
+        if let Some(key) = names {
+            answered
+                .entry((&key.property_id, &key.key_id))
+                .or_default()
+                .push(record.request_id.clone());
+        }
     }
     for (key, old) in &writes.keys {
+        let id = (key.property_id.as_str(), key.key_id.as_str());
         let new_entries = entries(key);
         let old_entries = old.as_ref().map(entries).unwrap_or_default();
         if let Some(old) = old {
@@ -172,7 +217,36 @@ pub fn ops(writes: &WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Vec<
         for entry in old_entries.difference(&new_entries) {
             ops.push((entry.clone(), None));
         }
-        ops.push(sealed(record_path(key), encode(key)?)?);
+        let at = record_path(key);
+        let is_kept = kept.get(&id).is_some_and(|kept| std::ptr::eq(*kept, key));
+        let new_answers = answered
+            .get(&id)
+            .filter(|_| is_kept)
+            .map_or(&[][..], Vec::as_slice);
+        let unchanged = before
+            .get(&id)
+            .and_then(Option::as_ref)
+            .filter(|stored| is_kept && stored.key == *key);
+        let value = match unchanged {
+            // The version stored stays, and so do the records that name it.
+            Some(stored) => {
+                let mut named = stored.clone();
+                for request_id in new_answers {
+                    if !named.answered.contains(request_id) {
+                        named.answered.push(request_id.clone());
+                    }
+                }
+                named.record().seal(sealer, &at)?
+            }
+            // A new version: the committer adds the change that logs it.
+            None => Record {
+                key,
+                logged_by: None,
+                answered: new_answers,
+            }
+            .seal(sealer, &at)?,
+        };
+        ops.push((at, Some(value)));
         for entry in new_entries.difference(&old_entries) {
             ops.push((entry.clone(), Some(Vec::new())));
         }
@@ -203,10 +277,7 @@ pub fn ops(writes: &WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Vec<
             encode(r)?,
         )?);
     }
-    let stored: Vec<&AccessKey> = writes.keys.iter().map(|(key, _)| key).collect();
-    for record in &writes.idempotency {
-        ops.extend(idempotency::store(record, &stored, sealer)?);
-    }
+    ops.extend(answers);
     // The audit records go to the journal (`crate::journal`), in the same
     // committer cycle.
     Ok(ops)

@@ -16,6 +16,7 @@ use encryption::open_sealer;
 pub use encryption::EncryptionStatus;
 mod rewrite;
 pub mod sealing;
+mod stored_key;
 /// The store suite: every case run against any [`Store`], sled's and
 /// other engines' (the `suite` feature; this crate's tests run it on sled).
 #[cfg(any(test, feature = "suite"))]
@@ -229,7 +230,7 @@ impl SledStore {
         let mut keys = Vec::new();
         for entry in self.range(&path(LIVE_KEY, &[property_id.as_bytes()]), None)? {
             let (k, v) = entry.map_err(store_error)?;
-            keys.push(ListedKey::new(open(&self.sealer, &k, &v)?));
+            keys.push(ListedKey::new(stored_key::open_key(&self.sealer, &k, &v)?));
         }
         Ok(keys)
     }
@@ -315,7 +316,7 @@ impl SledStore {
             };
             let Some(entry) = next else { break };
             let (k, v) = entry.map_err(store_error)?;
-            keys.push(ListedKey::new(open(&self.sealer, &k, &v)?));
+            keys.push(ListedKey::new(stored_key::open_key(&self.sealer, &k, &v)?));
         }
         Ok(keys)
     }
@@ -459,7 +460,7 @@ impl Store for SledStore {
         for tag in [LIVE_KEY, REVOKED_KEY] {
             let k = key_path(tag, property_id, key_id);
             if let Some(v) = self.tree()?.get(&k).map_err(store_error)? {
-                return open(&self.sealer, &k, &v).map(Some);
+                return stored_key::open_key(&self.sealer, &k, &v).map(Some);
             }
         }
         Ok(None)
@@ -571,14 +572,13 @@ impl Store for SledStore {
             let [property_id, request_id] = parts(&k[1..])[..] else {
                 continue;
             };
-            let (created_at, reference) = idempotency::expiry(
+            let created_at = idempotency::created_at(
                 &String::from_utf8_lossy(property_id),
                 &String::from_utf8_lossy(request_id),
                 &self.sealer.open(&k, &v)?,
             )?;
             if created_at < before {
                 deletes.push((k.to_vec(), None));
-                deletes.extend(reference.map(|r| (r, None)));
                 expired += 1;
             }
         }
@@ -701,14 +701,12 @@ impl Store for SledStore {
                 let Some(sequence) = changelog::sequence_of(&k) else {
                     continue;
                 };
-                let (at, reference) =
-                    changelog::made_at(&property_id, sequence, &self.sealer.open(&k, &v)?)?;
+                let at = changelog::made_at(&self.sealer.open(&k, &v)?)?;
                 // A property's records are in the order they were made.
                 if at >= before {
                     break;
                 }
                 ops.push((k.to_vec(), None));
-                ops.extend(reference.map(|r| (r, None)));
                 last = Some(sequence);
                 purged += 1;
             }
@@ -765,7 +763,7 @@ impl SpaceReport {
                 Some(REVOKED_KEY) => "key records (ended)",
                 Some(RESERVATION) => "reservations",
                 Some(IDEMPOTENCY) => "idempotency records",
-                Some(idempotency::REFERENCE) => "idempotency references",
+                Some(layout::ANSWER_REFERENCE) => "idempotency references (layout 7)",
                 Some(AUDIT) => "audit records (before layout 7)",
                 Some(DRIVER_STATE) => "driver state",
                 Some(layout::INDEX_ALL) => "index entries (all keys)",
@@ -773,7 +771,7 @@ impl SpaceReport {
                 Some(BY_END) => "sweeper entries (by end)",
                 Some(BY_ENDED) => "sweeper entries (by when ended)",
                 Some(changelog::CHANGE) => "change log (WatchKeys)",
-                Some(changelog::REFERENCE) => "change log references",
+                Some(layout::CHANGE_REFERENCE) => "change log references (layout 7)",
                 _ => "other",
             };
             let slot = kinds.entry(kind).or_default();

@@ -784,50 +784,46 @@ async fn a_data_key_rotation_seals_the_journal_again() {
     assert_eq!(actions(&store, "hotel", None, 10), ["before", "after"]);
 }
 
-/// The first answer of a request_id that is the key the same commit stores
-/// names the key instead of copying it; the change that replaces that
-/// version makes the record whole again with the version it answered, so
-/// a retry gets its first answer unchanged; expiry takes the reference too.
-#[tokio::test]
-async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_changes() {
+/// What the key records name: (first answers, change records). No
+/// reference has an entry of its own (layout 7's `Q` and `W`).
+fn named_by_key_records(store: &SledStore) -> (usize, usize) {
+    use crate::{layout, stored_key};
+    let tree = store.tree().unwrap();
+    for tag in [layout::ANSWER_REFERENCE, layout::CHANGE_REFERENCE] {
+        assert!(tree.scan_prefix([tag]).next().is_none(), "a {tag} entry");
+    }
+    let mut named = (0, 0);
+    for tag in [layout::LIVE_KEY, layout::REVOKED_KEY] {
+        for entry in tree.scan_prefix([tag]) {
+            let (k, v) = entry.unwrap();
+            let stored = stored_key::open(&store.sealer, &k, &v).unwrap();
+            named.0 += stored.answered.len();
+            named.1 += usize::from(stored.logged_by.is_some());
+        }
+    }
+    named
+}
+
+fn issued_with_request(key: &AccessKey, request_id: &str) -> WriteSet {
     use keysmith_core::store::{IdempotencyRecord, StoredAnswer};
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let issued = key("k1", "g1", None);
-    let record = IdempotencyRecord {
-        property_id: "hotel".into(),
-        request_id: "r1".into(),
-        method: "Issue".into(),
-        fingerprint: [7; 32],
-        answer: StoredAnswer::Key(Box::new(issued.clone())),
-        created_at: Timestamp::from_unix_seconds(5),
-    };
-    store
-        .commit(WriteSet {
-            keys: vec![(issued.clone(), None)],
-            idempotency: vec![record],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let references = |store: &SledStore| {
-        store
-            .tree()
-            .unwrap()
-            .scan_prefix([crate::idempotency::REFERENCE])
-            .count()
-    };
-    let stored_len = |store: &SledStore| {
-        store
-            .tree()
-            .unwrap()
-            .get(crate::idempotency::record_path("hotel", "r1"))
-            .unwrap()
-            .map(|v| v.len())
-    };
-    assert_eq!(references(&store), 1);
-    let by_reference = stored_len(&store).unwrap();
-    let answer = |store: &SledStore| match store.idempotency("hotel", "r1").unwrap().unwrap() {
+    WriteSet {
+        keys: vec![(key.clone(), None)],
+        idempotency: vec![IdempotencyRecord {
+            property_id: key.property_id.clone(),
+            request_id: request_id.into(),
+            method: "Issue".into(),
+            fingerprint: [7; 32],
+            answer: StoredAnswer::Key(Box::new(key.clone())),
+            created_at: Timestamp::from_unix_seconds(5),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The first answer of `request_id`, a key.
+fn answer(store: &SledStore, request_id: &str) -> AccessKey {
+    use keysmith_core::store::{IdempotencyRecord, StoredAnswer};
+    match store.idempotency("hotel", request_id).unwrap().unwrap() {
         IdempotencyRecord {
             answer: StoredAnswer::Key(key),
             method,
@@ -838,46 +834,94 @@ async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_cha
             *key
         }
         other => panic!("{other:?}"),
-    };
-    assert_eq!(answer(&store), issued);
+    }
+}
 
-    let mut revoked = issued.clone();
+fn revoked_at(key: &AccessKey, seconds: i64) -> AccessKey {
+    let mut revoked = key.clone();
     revoked.stored_state = KeyState::Revoked;
-    revoked.updated_at = Timestamp::from_unix_seconds(9);
-    write(&store, revoked, Some(issued.clone())).await;
-    assert_eq!(references(&store), 0);
+    revoked.updated_at = Timestamp::from_unix_seconds(seconds);
+    revoked
+}
+
+/// The first answer of a request_id that is the key the same commit stores
+/// names the key instead of copying it, and the key's record names the
+/// request_id; the change that replaces that version makes the record
+/// whole again with the version it answered, so a retry gets its first
+/// answer unchanged.
+#[tokio::test]
+async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let issued = key("k1", "g1", None);
+    store
+        .commit(issued_with_request(&issued, "r1"))
+        .await
+        .unwrap();
+    let stored_len = |store: &SledStore| {
+        store
+            .tree()
+            .unwrap()
+            .get(crate::idempotency::record_path("hotel", "r1"))
+            .unwrap()
+            .map(|v| v.len())
+    };
+    assert_eq!(named_by_key_records(&store).0, 1);
+    let by_reference = stored_len(&store).unwrap();
+    assert_eq!(answer(&store, "r1"), issued);
+
+    // A write that leaves the key as it is keeps what its record names,
+    // and names an answer of its own.
+    let mut unchanged = issued_with_request(&issued, "r3");
+    unchanged.keys = vec![(issued.clone(), Some(issued.clone()))];
+    store.commit(unchanged).await.unwrap();
+    assert_eq!(named_by_key_records(&store), (2, 1));
+
+    write(&store, revoked_at(&issued, 9), Some(issued.clone())).await;
+    assert_eq!(named_by_key_records(&store), (0, 1));
     assert!(stored_len(&store).unwrap() > by_reference, "whole again");
-    assert_eq!(answer(&store), issued, "the first answer, not the key now");
+    assert_eq!(answer(&store, "r3"), issued);
+    let logged = store.changes_after("hotel", 0, 10).unwrap();
+    assert_eq!(logged[0].key.key(), &issued);
+    assert_eq!(
+        answer(&store, "r1"),
+        issued,
+        "the first answer, not the key now"
+    );
     store.close();
     drop(store);
     let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    assert_eq!(answer(&store), issued);
+    assert_eq!(answer(&store, "r1"), issued);
+}
 
-    // A record still by reference goes with its reference.
-    let second = key("k2", "g2", None);
+/// Expiry takes a record by reference alone, and the key's record still
+/// names its request_id: when the request_id is used again for another
+/// key, a change of the first key leaves the new record as it is.
+#[tokio::test]
+async fn a_request_id_used_again_after_expiry_keeps_its_new_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let first = key("k1", "g1", None);
     store
-        .commit(WriteSet {
-            keys: vec![(second.clone(), None)],
-            idempotency: vec![IdempotencyRecord {
-                property_id: "hotel".into(),
-                request_id: "r2".into(),
-                method: "Issue".into(),
-                fingerprint: [8; 32],
-                answer: StoredAnswer::Key(Box::new(second)),
-                created_at: Timestamp::from_unix_seconds(5),
-            }],
-            ..Default::default()
-        })
+        .commit(issued_with_request(&first, "r1"))
         .await
         .unwrap();
-    assert_eq!(references(&store), 1);
     let expired = store
         .expire_idempotency(Timestamp::from_unix_seconds(6))
         .await
         .unwrap();
-    assert_eq!(expired, 2);
-    assert_eq!(references(&store), 0);
-    assert!(store.idempotency("hotel", "r2").unwrap().is_none());
+    assert_eq!(expired, 1);
+    assert!(store.idempotency("hotel", "r1").unwrap().is_none());
+    assert_eq!(named_by_key_records(&store).0, 1, "k1 still names r1");
+    let second = key("k2", "g2", None);
+    store
+        .commit(issued_with_request(&second, "r1"))
+        .await
+        .unwrap();
+    write(&store, revoked_at(&first, 9), Some(first.clone())).await;
+    assert_eq!(answer(&store, "r1"), second);
+    write(&store, revoked_at(&second, 9), Some(second.clone())).await;
+    assert_eq!(answer(&store, "r1"), second);
 }
 
 /// A change record names its key's version while the key stays as the
@@ -895,13 +939,7 @@ async fn change_records_show_the_version_they_logged_after_the_key_changes() {
             .map(|c| (c.sequence, c.key.stored_state))
             .collect()
     };
-    let references = |store: &SledStore| {
-        store
-            .tree()
-            .unwrap()
-            .scan_prefix([crate::changelog::REFERENCE])
-            .count()
-    };
+    let references = |store: &SledStore| named_by_key_records(store).1;
     let issued = key("k1", "g1", None);
     write(&store, issued.clone(), None).await;
     assert_eq!(references(&store), 1);
@@ -961,12 +999,94 @@ async fn change_records_show_the_version_they_logged_after_the_key_changes() {
         store.changes_after("hotel", 3, 1).unwrap()[0].key.key(),
         &again
     );
-    // Retention takes a record by reference with its reference.
-    write(&store, key("k2", "g2", None), None).await;
+    // Retention takes a record by reference alone; the key's record still
+    // names its sequence, which is never given again.
+    let second = key("k2", "g2", None);
+    write(&store, second.clone(), None).await;
     assert_eq!(references(&store), 1);
     store
         .purge_changes(Timestamp::from_unix_seconds(i64::MAX / 2_000_000), 100)
         .await
         .unwrap();
-    assert_eq!(references(&store), 0);
+    assert_eq!(states(&store), []);
+    write(&store, revoked_at(&second, 9), Some(second.clone())).await;
+    assert_eq!(states(&store), [(6, KeyState::Revoked)]);
+}
+
+/// A store of layout 7 keeps the references to a key's version as entries
+/// of their own (`Q`, `W`): opening it moves them into the key records, so
+/// that a retry and a resumed watch still get what they got before, once
+/// the key changes too.
+#[tokio::test]
+async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
+    use crate::{codec, layout, stored_key};
+    let dir = tempfile::tempdir().unwrap();
+    let first = key("k1", "g1", None);
+    let second = key("k2", "g2", None);
+    {
+        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        store
+            .commit(issued_with_request(&first, "r1"))
+            .await
+            .unwrap();
+        store
+            .commit(issued_with_request(&second, "r2"))
+            .await
+            .unwrap();
+        store.close();
+        // Written back as layout 7 kept it: the key records bare, the
+        // references as entries (the records that name a key are the same
+        // in both layouts).
+        let main = store.tree().unwrap();
+        for entry in main.scan_prefix([layout::LIVE_KEY]) {
+            let (at, v) = entry.unwrap();
+            let stored = stored_key::open(&store.sealer, &at, &v).unwrap();
+            let (p, id) = (
+                stored.key.property_id.as_bytes(),
+                stored.key.key_id.as_bytes(),
+            );
+            for request_id in &stored.answered {
+                let reference =
+                    codec::path(layout::ANSWER_REFERENCE, &[p, id, request_id.as_bytes()]);
+                main.insert(reference, &[]).unwrap();
+            }
+            if let Some(sequence) = stored.logged_by {
+                let reference =
+                    codec::path(layout::CHANGE_REFERENCE, &[p, id, &sequence.to_be_bytes()]);
+                main.insert(reference, &[]).unwrap();
+            }
+            let bare = store
+                .sealer
+                .seal(&at, &codec::encode(&stored.key).unwrap())
+                .unwrap();
+            main.insert(at, bare).unwrap();
+        }
+        main.insert(layout::layout_marker(), &[7u8]).unwrap();
+        main.flush().unwrap();
+    }
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    assert_eq!(answer(&store, "r1"), first);
+    assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), first);
+    let revoked = revoked_at(&first, 9);
+    write(&store, revoked.clone(), Some(first.clone())).await;
+    assert_eq!(answer(&store, "r1"), first, "the first answer, whole");
+    assert_eq!(answer(&store, "r2"), second);
+    let logged: Vec<(u64, AccessKey)> = store
+        .changes_after("hotel", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.sequence, c.key.key().clone()))
+        .collect();
+    assert_eq!(logged, [(1, first), (2, second), (3, revoked)]);
+    // k2's record still names r2 and change 2; k1's names change 3.
+    assert_eq!(named_by_key_records(&store), (1, 2));
+    assert_eq!(
+        store
+            .tree()
+            .unwrap()
+            .get(layout::layout_marker())
+            .unwrap()
+            .as_deref(),
+        Some(&[layout::LAYOUT][..])
+    );
 }

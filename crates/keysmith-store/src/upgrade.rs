@@ -15,11 +15,12 @@ use crate::{
     codec::{decode, open, parts, path},
     journal::{self, Journal},
     layout::{
-        entries, key_path, layout_marker, AUDIT, BY_END, BY_ENDED, DRIVER_STATE, INDEX_ALL,
-        INDEX_LIVE, LAYOUT, LIVE_KEY, META, RESERVATION, REVOKED_KEY,
+        entries, key_path, layout_marker, ANSWER_REFERENCE, AUDIT, BY_END, BY_ENDED,
+        CHANGE_REFERENCE, DRIVER_STATE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY, META, RESERVATION,
+        REVOKED_KEY,
     },
     sealing::Sealer,
-    store_error,
+    store_error, stored_key,
 };
 
 /// Before driver state moved into the main tree, each driver had a tree
@@ -66,6 +67,10 @@ pub fn upgrade(db: &sled::Db, main: &sled::Tree, sealer: &Sealer, journal: &Jour
     }
     if layout < 7 {
         to_layout_7(main, sealer, journal)?;
+        db.flush().map_err(store_error)?;
+    }
+    if layout < 8 {
+        to_layout_8(main, sealer)?;
         db.flush().map_err(store_error)?;
     }
     Ok(())
@@ -330,6 +335,105 @@ fn to_layout_7(main: &sled::Tree, sealer: &Sealer, journal: &Journal) -> Result<
         tracing::info!(
             records = records.len(),
             "upgraded the store to layout 7: the audit log is a journal"
+        );
+    }
+    Ok(())
+}
+
+/// What layout 7 kept in reference entries about one key's version.
+#[derive(Default)]
+struct Layout7References {
+    /// The entries themselves, to delete.
+    entries: Vec<sled::IVec>,
+    /// The request_ids whose first answer names the version.
+    answered: Vec<String>,
+    /// The sequences of the change records that name it (one, unless
+    /// something went wrong).
+    logged_by: Vec<u64>,
+}
+
+/// Layout 8 keeps the references to a key's version in the key's record
+/// (`crate::stored_key`): each key's `Q` and `W` entries move into its
+/// record and are deleted in the same batch, a batch per few thousand keys.
+/// A stop between batches leaves keys of both kinds, which the next open
+/// finishes (the layout marker goes with the last batch).
+fn to_layout_8(main: &sled::Tree, sealer: &Sealer) -> Result<()> {
+    /// Keys per batch.
+    const BATCH: usize = 4096;
+    type KeyId = (String, String);
+    let mut of_key: BTreeMap<KeyId, Layout7References> = BTreeMap::new();
+    let text = |part: &[u8]| String::from_utf8_lossy(part).into_owned();
+    for entry in main.scan_prefix([ANSWER_REFERENCE]) {
+        let (k, _) = entry.map_err(store_error)?;
+        let (property, key_id, request_id) = match parts(&k[1..])[..] {
+            [p, key, r] => (text(p), text(key), text(r)),
+            _ => continue,
+        };
+        let references = of_key.entry((property, key_id)).or_default();
+        references.answered.push(request_id);
+        references.entries.push(k);
+    }
+    for entry in main.scan_prefix([CHANGE_REFERENCE]) {
+        let (k, _) = entry.map_err(store_error)?;
+        let (property, key_id, sequence) = match parts(&k[1..])[..] {
+            [p, key, s] => match <[u8; 8]>::try_from(s) {
+                Ok(s) => (text(p), text(key), u64::from_be_bytes(s)),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let references = of_key.entry((property, key_id)).or_default();
+        references.logged_by.push(sequence);
+        references.entries.push(k);
+    }
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let (mut keys, mut dropped) = (0usize, 0usize);
+    for ((property_id, key_id), mut references) in of_key {
+        dropped += references.entries.len();
+        for entry in references.entries {
+            batch.remove(entry);
+        }
+        // References to a key that is gone go with nothing else.
+        if let Some((at, mut stored)) = stored_key::read_at(main, sealer, &property_id, &key_id)? {
+            for request_id in references.answered {
+                if !stored.answered.contains(&request_id) {
+                    stored.answered.push(request_id);
+                }
+            }
+            references.logged_by.sort_unstable();
+            if let Some(latest) = references.logged_by.pop() {
+                stored.logged_by = Some(latest);
+            }
+            // The record names one change; an older one that names this
+            // version too is made whole now.
+            for older in references.logged_by {
+                if let Some((path, value)) =
+                    crate::changelog::make_whole(main, sealer, &stored.key, older)?
+                {
+                    match value {
+                        Some(value) => batch.insert(path, value),
+                        None => batch.remove(path),
+                    }
+                }
+            }
+            batch.insert(at.as_slice(), stored.record().seal(sealer, &at)?);
+            keys += 1;
+        }
+        in_batch += 1;
+        if in_batch == BATCH {
+            main.apply_batch(std::mem::take(&mut batch))
+                .map_err(store_error)?;
+            in_batch = 0;
+        }
+    }
+    batch.insert(layout_marker(), &[8u8]);
+    main.apply_batch(batch).map_err(store_error)?;
+    if dropped > 0 {
+        tracing::info!(
+            keys,
+            entries = dropped,
+            "upgraded the store to layout 8: the references to a key are in its record"
         );
     }
     Ok(())
