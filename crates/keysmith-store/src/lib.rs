@@ -113,9 +113,12 @@ impl StoreOptions {
 }
 
 impl StoreOptions {
-    /// sled's share of the budget.
+    /// What sled is told its cache may take: its share of the budget
+    /// (a third) divided by what its cache really holds in memory per byte
+    /// it counts.
     fn sled_cache_bytes(&self) -> u64 {
-        (self.memory_budget_bytes / 3).max(MIN_SLED_CACHE_BYTES) as u64
+        (self.memory_budget_bytes / 3 / SLED_RESIDENT_PER_COUNTED_BYTE).max(MIN_SLED_CACHE_BYTES)
+            as u64
     }
 
     /// The listing cache's share.
@@ -130,6 +133,11 @@ pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
 pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 /// sled is never given less than this, whatever the budget.
 const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// sled 0.34 counts a cached page by its serialized size, and its nodes in
+/// memory take more: with 400,000 keys under load, the server's resident
+/// memory grew 176 MB when sled's `cache_capacity` grew 64 MB (2.75 bytes
+/// per byte counted; BENCHMARKS.md, "Memory within one budget").
+const SLED_RESIDENT_PER_COUNTED_BYTE: usize = 3;
 
 impl SledStore {
     /// For tests: opens with a fixed key-encryption key known to everyone.
