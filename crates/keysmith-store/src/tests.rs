@@ -1034,13 +1034,16 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
             .await
             .unwrap();
         store.close();
+        let sealer = store.sealer.clone();
+        drop(store);
         // Written back as layout 7 kept it: the key records bare, the
         // references as entries (the records that name a key are the same
         // in both layouts).
-        let main = store.tree().unwrap();
+        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let main = db.open_tree(crate::MAIN_TREE).unwrap();
         for entry in main.scan_prefix([layout::LIVE_KEY]) {
             let (at, v) = entry.unwrap();
-            let stored = stored_key::open(&store.sealer, &at, &v).unwrap();
+            let stored = stored_key::open(&sealer, &at, &v).unwrap();
             let (p, id) = (
                 stored.key.property_id.as_bytes(),
                 stored.key.key_id.as_bytes(),
@@ -1055,8 +1058,7 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
                     codec::path(layout::CHANGE_REFERENCE, &[p, id, &sequence.to_be_bytes()]);
                 main.insert(reference, &[]).unwrap();
             }
-            let bare = store
-                .sealer
+            let bare = sealer
                 .seal(&at, &codec::encode(&stored.key).unwrap())
                 .unwrap();
             main.insert(at, bare).unwrap();
@@ -1089,4 +1091,39 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
             .as_deref(),
         Some(&[layout::LAYOUT][..])
     );
+}
+
+/// The LSN of sled's newest snapshot file (`snap.<lsn in hex>`) in `dir`.
+fn newest_snapshot(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().ok()?;
+            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_store_that_stops_leaves_sled_a_snapshot_of_everything_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let at_open = newest_snapshot(dir.path());
+    for i in 0..200 {
+        write(&store, key(&format!("k{i}"), "g1", None), None).await;
+    }
+    store.close();
+    // sled writes a snapshot only when it opens: without one taken at the
+    // stop, the next open replays everything written since `at_open`.
+    assert!(
+        newest_snapshot(dir.path()) > at_open,
+        "no snapshot was taken when the store stopped"
+    );
+    drop(store);
+    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    for i in [0, 199] {
+        assert!(store.key("hotel", &format!("k{i}")).unwrap().is_some());
+    }
+    store.close();
 }
