@@ -141,6 +141,31 @@ impl H2 {
         self.call(HEALTH_CHECK, None, Bytes::new()).await
     }
 
+    /// A health check that may be refused: the error the client got, if it
+    /// got no answer.
+    async fn try_health_check(&mut self) -> Result<Status, h2::Error> {
+        let request = http::Request::post(format!("http://keysmith{HEALTH_CHECK}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut client = self.client.clone().ready().await?;
+        let (response, mut send) = client.send_request(request, false)?;
+        send.send_data(grpc_frame(Bytes::new()), true)?;
+        let response = tokio::time::timeout(GUARD, response)
+            .await
+            .expect("an answer")?;
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            return Ok(status);
+        }
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk?.len());
+        }
+        let trailers = body.trailers().await?.expect("trailers");
+        Ok(Status::from_header_map(&trailers).expect("a grpc-status"))
+    }
+
     /// Closes the connection from the client's side.
     fn close(self) {
         self.connection.abort();
@@ -228,6 +253,63 @@ async fn a_connection_without_a_call_for_the_idle_timeout_is_closed() {
     // The client keeps the connection; the server ends it.
     let ended = tokio::time::timeout(GUARD, h2.connection).await;
     assert!(ended.is_ok(), "the server closes the idle connection");
+    running.stop().await.unwrap();
+}
+
+/// An idle connection that finished its HTTP/2 handshake is told to go
+/// (GOAWAY) before it is closed: its client then knows that the server saw
+/// none of the requests it sends from then on, and may send them again on
+/// a new connection.
+#[tokio::test]
+async fn a_connection_without_a_call_for_the_idle_timeout_is_sent_away() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let ended = tokio::time::timeout(GUARD, &mut h2.connection)
+        .await
+        .expect("the server ends the idle connection");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "a graceful end (GOAWAY), not an error: {ended:?}"
+    );
+    let refused = h2
+        .try_health_check()
+        .await
+        .expect_err("no call on a connection sent away");
+    assert!(
+        refused.is_go_away() && refused.is_remote(),
+        "refused by the server's GOAWAY: {refused:?}"
+    );
+    running.stop().await.unwrap();
+}
+
+/// A call sent as the idle timeout passes is either served or refused in a
+/// way that says the server never saw it (the GOAWAY's last stream, or
+/// REFUSED_STREAM), so that a gRPC client sends it again transparently;
+/// never lost with a closed socket.
+#[tokio::test]
+async fn a_call_racing_the_idle_timeout_is_served_or_refused_for_a_retry() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let addr = running.addr;
+    let racing = (0..20u64).map(|i| {
+        tokio::spawn(async move {
+            let mut h2 = H2::connect(&format!("127.0.0.{}", 10 + i), addr).await;
+            assert_eq!(h2.health_check().await.code(), Code::Ok);
+            // From 20 ms before the idle timeout (200 ms) to 20 ms after.
+            tokio::time::sleep(Duration::from_millis(180 + 2 * i)).await;
+            match h2.try_health_check().await {
+                Ok(status) => assert_eq!(status.code(), Code::Ok, "served"),
+                Err(refused) => assert!(
+                    refused.is_go_away() || refused.reason() == Some(h2::Reason::REFUSED_STREAM),
+                    "a call {}ms after the last one is refused for a retry, not lost: {refused:?}",
+                    180 + 2 * i
+                ),
+            }
+        })
+    });
+    for call in racing.collect::<Vec<_>>() {
+        call.await.unwrap();
+    }
     running.stop().await.unwrap();
 }
 
