@@ -538,6 +538,50 @@ async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
     running.stop().await.unwrap();
 }
 
+/// Stopping tells every connection to go (GOAWAY) and waits for their
+/// calls: a call in flight is answered, while a new one is refused in a
+/// way its client may retry elsewhere.
+#[tokio::test]
+async fn a_call_in_flight_when_the_server_stops_is_answered() {
+    const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
+    let token = generate_token();
+    let gated = gated_keypad();
+    let (arrived, gate) = (gated.arrived.clone(), gated.gate.clone());
+    let (running, _dir) = start(secured(&token, 2), vec![Arc::new(gated)]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let body = grpc_frame(garden_pin("guest"));
+    let (response, _send) = h2.start(ISSUE, Some(&token), body, true).await;
+    let held = tokio::spawn(answer(response));
+    let reached = tokio::time::timeout(GUARD, arrived.acquire()).await;
+    reached
+        .expect("the call reaches the driver")
+        .unwrap()
+        .forget();
+
+    let stopped = tokio::spawn(running.stop());
+    let refused = tokio::time::timeout(GUARD, async {
+        loop {
+            match h2.try_health_check().await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(refused) => return refused,
+            }
+        }
+    })
+    .await
+    .expect("new calls are refused once the server stops");
+    assert!(refused.is_go_away(), "{refused:?}");
+    assert!(
+        !stopped.is_finished(),
+        "the stop waits for the call in flight"
+    );
+
+    gate.add_permits(1);
+    let status = tokio::time::timeout(GUARD, held).await.unwrap().unwrap();
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let stopped = tokio::time::timeout(GUARD, stopped).await;
+    stopped.expect("the server stops").unwrap().unwrap();
+}
+
 const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 
 /// One reflection request: list the services.

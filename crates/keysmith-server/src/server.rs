@@ -31,7 +31,9 @@ use crate::{
     audit::{AuditLog, AuditRpcService},
     auth::AuthLayer,
     config::{AuthMode, Config},
-    connection::{ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer},
+    connection::{
+        serve_connections, ConnectionLimits, ConnectionSettings, LimitedIncoming, StreamCountLayer,
+    },
     edge::ContentTypeLayer,
     encryption::{self, EncryptionRpcService},
     exporter::{self, sampled::Sampler, traces::TraceExport},
@@ -406,13 +408,15 @@ pub async fn start_with_drivers(
         .with_nodelay(Some(true))
         .with_keepalive(Some(keepalive));
     // TLS, when configured, is applied by tonic on top of each connection.
+    // Each connection is served on a tonic server of its own, which is told
+    // to go (GOAWAY) when its connection has been idle for its timeout.
     let incoming = LimitedIncoming::new(accepted, connections);
     let grace = Duration::from_secs(config.server.request_timeout_seconds);
     let running_store = storage.clone();
     let running_leases = leases.clone();
     let task = tokio::spawn(async move {
         let stopping_calls = tokio::sync::Notify::new();
-        let serve = router.serve_with_incoming_shutdown(incoming, async {
+        let serve = serve_connections(router, incoming, async {
             let _ = shutdown_rx.await;
             let _ = stop_watches.send(true);
             health
@@ -423,16 +427,15 @@ pub async fn start_with_drivers(
         // Calls in flight may finish, for as long as a call may take; a
         // stream that never ends (a health Watch) must not hold the
         // shutdown forever.
-        let served = tokio::select! {
-            served = serve => served,
-            _ = async {
+        tokio::select! {
+            () = serve => {}
+            () = async {
                 stopping_calls.notified().await;
                 tokio::time::sleep(grace).await;
             } => {
                 tracing::warn!("calls still open after the shutdown grace period are dropped");
-                Ok(())
             }
-        };
+        }
         let _ = stop_background.send(true);
         for task in background {
             let _ = task.await;
@@ -449,7 +452,7 @@ pub async fn start_with_drivers(
         if let Some(traces) = traces {
             traces.shutdown().await;
         }
-        served.context("the gRPC server failed")
+        Ok(())
     });
     let trace_endpoint = config
         .tracing
