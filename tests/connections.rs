@@ -221,19 +221,20 @@ async fn a_connection_that_sends_nothing_or_half_a_preface_is_closed() {
     running.stop().await.unwrap();
 }
 
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_tls_handshake_is_closed() {
-    let fixture = |name: &str| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tls")
-            .join(name)
-    };
     let (running, _dir) = start(
         |c| {
             quick_timeouts(c);
             c.server.tls = Some(TlsConfig {
-                cert: fixture("server.pem"),
-                key: fixture("server.key"),
+                cert: tls_fixture("server.pem"),
+                key: tls_fixture("server.key"),
                 client_ca: None,
             });
         },
@@ -310,6 +311,58 @@ async fn a_call_racing_the_idle_timeout_is_served_or_refused_for_a_retry() {
     for call in racing.collect::<Vec<_>>() {
         call.await.unwrap();
     }
+    running.stop().await.unwrap();
+}
+
+/// The same over TLS: tonic's TLS is below each connection's HTTP/2.
+#[tokio::test]
+async fn a_tls_connection_without_a_call_for_the_idle_timeout_is_sent_away() {
+    use tokio_rustls::rustls::{
+        pki_types::{pem::PemObject, CertificateDer, ServerName},
+        ClientConfig, RootCertStore,
+    };
+    let (running, _dir) = start(
+        |c| {
+            quick_timeouts(c);
+            c.server.tls = Some(TlsConfig {
+                cert: tls_fixture("server.pem"),
+                key: tls_fixture("server.key"),
+                client_ca: None,
+            });
+        },
+        vec![],
+    )
+    .await;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(tls_fixture("ca.pem")).unwrap())
+        .unwrap();
+    let mut tls = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tcp_from("127.0.0.1", running.addr).await;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (client, connection) = h2::client::handshake(stream)
+        .await
+        .expect("HTTP/2 handshake");
+    let mut h2 = H2 {
+        client,
+        connection: tokio::spawn(connection),
+    };
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let ended = tokio::time::timeout(GUARD, &mut h2.connection)
+        .await
+        .expect("the server ends the idle connection");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "a graceful end (GOAWAY), not an error: {ended:?}"
+    );
+    let refused = h2.try_health_check().await.expect_err("sent away");
+    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
     running.stop().await.unwrap();
 }
 
