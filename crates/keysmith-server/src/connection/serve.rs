@@ -11,16 +11,19 @@ use std::{future::Future, io, pin::pin};
 
 use tokio::{sync::watch, task::JoinSet};
 use tokio_stream::{Stream, StreamExt};
+use tonic::service::Routes;
 
 use super::LimitedConnection;
-use crate::server::GrpcRouter;
+use crate::server::GrpcServer;
 
-/// Serves the connections of `incoming` until `shutdown` resolves; then,
+/// Serves `routes` (prepared) on the connections of `incoming`, each with
+/// `server`'s layers and settings, until `shutdown` resolves; then,
 /// as tonic's own serve does, stops accepting (`incoming` is dropped, and
 /// with it the listener), tells every connection to go and waits until
 /// they have closed.
 pub async fn serve_connections<I>(
-    router: GrpcRouter,
+    server: GrpcServer,
+    routes: Routes,
     incoming: I,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -36,7 +39,13 @@ pub async fn serve_connections<I>(
                 () = &mut shutdown => break,
                 accepted = incoming.next() => match accepted {
                     Some(Ok(connection)) => {
-                        open.spawn(serve_connection(router.clone(), connection, stopping.clone()));
+                        let serving = serve_connection(
+                            server.clone(),
+                            routes.clone(),
+                            connection,
+                            stopping.clone(),
+                        );
+                        open.spawn(serving);
                     }
                     // As tonic does: an accept error is the one connection's.
                     Some(Err(error)) => tracing::debug!(%error, "accepting a connection failed"),
@@ -54,7 +63,8 @@ pub async fn serve_connections<I>(
 /// Serves one connection until it has closed: told to go when it has been
 /// idle for its timeout or the server stops.
 async fn serve_connection(
-    router: GrpcRouter,
+    server: GrpcServer,
+    routes: Routes,
     connection: LimitedConnection,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -76,8 +86,8 @@ async fn serve_connection(
     // server at once.
     let incoming =
         tokio_stream::once(Ok::<_, io::Error>(connection)).chain(tokio_stream::pending());
-    if let Err(error) = router
-        .serve_with_incoming_shutdown(incoming, told_to_go)
+    if let Err(error) = server
+        .serve_with_incoming_shutdown(routes, incoming, told_to_go)
         .await
     {
         tracing::debug!(%peer, %error, "serving a connection failed");
