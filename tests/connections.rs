@@ -1,5 +1,6 @@
 //! Connections cannot exhaust the server: connections that never send a
-//! request or stay without a call are closed, the connection limits refuse
+//! request are closed, those that stay without a call are sent away
+//! (GOAWAY) so that no call is lost with them, the connection limits refuse
 //! connections past them and take new ones once others close, a token is
 //! not locked out by its own unfinished requests, and health checks answer
 //! while the calls of a token are held at its limit.
