@@ -1,5 +1,6 @@
 //! Connections cannot exhaust the server: connections that never send a
-//! request or stay without a call are closed, the connection limits refuse
+//! request are closed, those that stay without a call are sent away
+//! (GOAWAY) so that no call is lost with them, the connection limits refuse
 //! connections past them and take new ones once others close, a token is
 //! not locked out by its own unfinished requests, and health checks answer
 //! while the calls of a token are held at its limit.
@@ -141,6 +142,31 @@ impl H2 {
         self.call(HEALTH_CHECK, None, Bytes::new()).await
     }
 
+    /// A health check that may be refused: the error the client got, if it
+    /// got no answer.
+    async fn try_health_check(&mut self) -> Result<Status, h2::Error> {
+        let request = http::Request::post(format!("http://keysmith{HEALTH_CHECK}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut client = self.client.clone().ready().await?;
+        let (response, mut send) = client.send_request(request, false)?;
+        send.send_data(grpc_frame(Bytes::new()), true)?;
+        let response = tokio::time::timeout(GUARD, response)
+            .await
+            .expect("an answer")?;
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            return Ok(status);
+        }
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk?.len());
+        }
+        let trailers = body.trailers().await?.expect("trailers");
+        Ok(Status::from_header_map(&trailers).expect("a grpc-status"))
+    }
+
     /// Closes the connection from the client's side.
     fn close(self) {
         self.connection.abort();
@@ -196,19 +222,20 @@ async fn a_connection_that_sends_nothing_or_half_a_preface_is_closed() {
     running.stop().await.unwrap();
 }
 
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_tls_handshake_is_closed() {
-    let fixture = |name: &str| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tls")
-            .join(name)
-    };
     let (running, _dir) = start(
         |c| {
             quick_timeouts(c);
             c.server.tls = Some(TlsConfig {
-                cert: fixture("server.pem"),
-                key: fixture("server.key"),
+                cert: tls_fixture("server.pem"),
+                key: tls_fixture("server.key"),
                 client_ca: None,
             });
         },
@@ -228,6 +255,115 @@ async fn a_connection_without_a_call_for_the_idle_timeout_is_closed() {
     // The client keeps the connection; the server ends it.
     let ended = tokio::time::timeout(GUARD, h2.connection).await;
     assert!(ended.is_ok(), "the server closes the idle connection");
+    running.stop().await.unwrap();
+}
+
+/// An idle connection that finished its HTTP/2 handshake is told to go
+/// (GOAWAY) before it is closed: its client then knows that the server saw
+/// none of the requests it sends from then on, and may send them again on
+/// a new connection.
+#[tokio::test]
+async fn a_connection_without_a_call_for_the_idle_timeout_is_sent_away() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let ended = tokio::time::timeout(GUARD, &mut h2.connection)
+        .await
+        .expect("the server ends the idle connection");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "a graceful end (GOAWAY), not an error: {ended:?}"
+    );
+    let refused = h2
+        .try_health_check()
+        .await
+        .expect_err("no call on a connection sent away");
+    assert!(
+        refused.is_go_away() && refused.is_remote(),
+        "refused by the server's GOAWAY: {refused:?}"
+    );
+    running.stop().await.unwrap();
+}
+
+/// A call sent as the idle timeout passes is either served or refused in a
+/// way that says the server never saw it (the GOAWAY's last stream, or
+/// REFUSED_STREAM), so that a gRPC client sends it again transparently;
+/// never lost with a closed socket.
+#[tokio::test]
+async fn a_call_racing_the_idle_timeout_is_served_or_refused_for_a_retry() {
+    let (running, _dir) = start(quick_timeouts, vec![]).await;
+    let addr = running.addr;
+    let racing = (0..20u64).map(|i| {
+        tokio::spawn(async move {
+            let mut h2 = H2::connect(&format!("127.0.0.{}", 10 + i), addr).await;
+            assert_eq!(h2.health_check().await.code(), Code::Ok);
+            // From 20 ms before the idle timeout (200 ms) to 20 ms after.
+            tokio::time::sleep(Duration::from_millis(180 + 2 * i)).await;
+            match h2.try_health_check().await {
+                Ok(status) => assert_eq!(status.code(), Code::Ok, "served"),
+                Err(refused) => assert!(
+                    refused.is_go_away() || refused.reason() == Some(h2::Reason::REFUSED_STREAM),
+                    "a call {}ms after the last one is refused for a retry, not lost: {refused:?}",
+                    180 + 2 * i
+                ),
+            }
+        })
+    });
+    for call in racing.collect::<Vec<_>>() {
+        call.await.unwrap();
+    }
+    running.stop().await.unwrap();
+}
+
+/// The same over TLS: tonic's TLS is below each connection's HTTP/2.
+#[tokio::test]
+async fn a_tls_connection_without_a_call_for_the_idle_timeout_is_sent_away() {
+    use tokio_rustls::rustls::{
+        pki_types::{pem::PemObject, CertificateDer, ServerName},
+        ClientConfig, RootCertStore,
+    };
+    let (running, _dir) = start(
+        |c| {
+            quick_timeouts(c);
+            c.server.tls = Some(TlsConfig {
+                cert: tls_fixture("server.pem"),
+                key: tls_fixture("server.key"),
+                client_ca: None,
+            });
+        },
+        vec![],
+    )
+    .await;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(tls_fixture("ca.pem")).unwrap())
+        .unwrap();
+    let mut tls = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tcp_from("127.0.0.1", running.addr).await;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (client, connection) = h2::client::handshake(stream)
+        .await
+        .expect("HTTP/2 handshake");
+    let mut h2 = H2 {
+        client,
+        connection: tokio::spawn(connection),
+    };
+    assert_eq!(h2.health_check().await.code(), Code::Ok);
+    let ended = tokio::time::timeout(GUARD, &mut h2.connection)
+        .await
+        .expect("the server ends the idle connection");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "a graceful end (GOAWAY), not an error: {ended:?}"
+    );
+    let refused = h2.try_health_check().await.expect_err("sent away");
+    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
     running.stop().await.unwrap();
 }
 
@@ -454,6 +590,50 @@ async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
         assert_eq!(status.code(), Code::Ok, "{status:?}");
     }
     running.stop().await.unwrap();
+}
+
+/// Stopping tells every connection to go (GOAWAY) and waits for their
+/// calls: a call in flight is answered, while a new one is refused in a
+/// way its client may retry elsewhere.
+#[tokio::test]
+async fn a_call_in_flight_when_the_server_stops_is_answered() {
+    const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
+    let token = generate_token();
+    let gated = gated_keypad();
+    let (arrived, gate) = (gated.arrived.clone(), gated.gate.clone());
+    let (running, _dir) = start(secured(&token, 2), vec![Arc::new(gated)]).await;
+    let mut h2 = H2::connect("127.0.0.1", running.addr).await;
+    let body = grpc_frame(garden_pin("guest"));
+    let (response, _send) = h2.start(ISSUE, Some(&token), body, true).await;
+    let held = tokio::spawn(answer(response));
+    let reached = tokio::time::timeout(GUARD, arrived.acquire()).await;
+    reached
+        .expect("the call reaches the driver")
+        .unwrap()
+        .forget();
+
+    let stopped = tokio::spawn(running.stop());
+    let refused = tokio::time::timeout(GUARD, async {
+        loop {
+            match h2.try_health_check().await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(refused) => return refused,
+            }
+        }
+    })
+    .await
+    .expect("new calls are refused once the server stops");
+    assert!(refused.is_go_away(), "{refused:?}");
+    assert!(
+        !stopped.is_finished(),
+        "the stop waits for the call in flight"
+    );
+
+    gate.add_permits(1);
+    let status = tokio::time::timeout(GUARD, held).await.unwrap().unwrap();
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let stopped = tokio::time::timeout(GUARD, stopped).await;
+    stopped.expect("the server stops").unwrap().unwrap();
 }
 
 const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";

@@ -275,8 +275,10 @@ pub struct ServerConfig {
     /// was accepted (TLS and HTTP/2 handshakes included), or it is closed.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
-    /// A connection with no call open for this long is closed (HTTP/2
-    /// pings do not count as calls). Clients reconnect on their next call.
+    /// A connection with no call open for this long is told to go (HTTP/2
+    /// GOAWAY, then closed once its calls are done), so that a call its
+    /// client sends meanwhile is served or retried, never lost; HTTP/2
+    /// pings do not count as calls. Clients reconnect on their next call.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// A request must have fully arrived this long after its headers, or it

@@ -11,16 +11,15 @@ use keysmith_api::sim::v1::lock_simulator_service_server::LockSimulatorServiceSe
 use keysmith_core::hosting::{Built, DriverContext};
 use keysmith_offline_lock::{OfflineLock, DRIVER_NAME as OFFLINE_LOCK};
 use keysmith_plugin_host::PluginSpec;
-use tonic::server::NamedService;
+use tonic::{server::NamedService, service::Routes};
 
 use crate::{
     config::{Config, PluginConfig},
-    server::GrpcRouter,
     simulator::LockSimulatorRpcService,
 };
 
 /// Adds a driver's own gRPC service to keysmith's.
-pub type AddService = Box<dyn FnOnce(GrpcRouter) -> GrpcRouter + Send>;
+pub type AddService = Box<dyn FnOnce(Routes) -> Routes + Send>;
 
 /// A driver as the server runs it.
 pub struct Registered {
@@ -77,7 +76,7 @@ async fn offline_lock(config: &Config, ctx: &DriverContext) -> anyhow::Result<Ve
         built: Built::driver(lock),
         grpc: vec![(
             <LockSimulatorServiceServer<LockSimulatorRpcService> as NamedService>::NAME,
-            Box::new(move |router: GrpcRouter| router.add_service(simulator)),
+            Box::new(move |routes: Routes| routes.add_service(simulator)),
         )],
     }])
 }

@@ -4,7 +4,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 /// A connection's open calls, and since when it has had none.
 #[derive(Debug)]
@@ -18,6 +18,9 @@ pub struct Activity {
     served: AtomicBool,
     /// When its last call ended, in milliseconds since `accepted`.
     quiet_since_ms: AtomicU64,
+    /// Told when its last open call ends, so that [`Activity::idle`] counts
+    /// from then rather than looking again later.
+    quieted: Notify,
 }
 
 impl Activity {
@@ -29,6 +32,7 @@ impl Activity {
             open_calls: AtomicUsize::new(0),
             served: AtomicBool::new(false),
             quiet_since_ms: AtomicU64::new(0),
+            quieted: Notify::new(),
         }
     }
 
@@ -44,7 +48,9 @@ impl Activity {
         // order.
         self.quiet_since_ms
             .fetch_max(u64::try_from(since).unwrap_or(u64::MAX), Ordering::AcqRel);
-        self.open_calls.fetch_sub(1, Ordering::AcqRel);
+        if self.open_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.quieted.notify_waiters();
+        }
     }
 
     /// Whether a request has arrived on the connection.
@@ -56,7 +62,7 @@ impl Activity {
         self.open_calls.load(Ordering::Acquire)
     }
 
-    /// When the connection is to be closed unless a call opens: its
+    /// When the connection is to be ended unless a call opens: its
     /// handshake timeout until a first request arrives, then its idle
     /// timeout after its last call. None while a call is open (HTTP/2
     /// keep-alive pings then find a peer that is gone).
@@ -71,9 +77,42 @@ impl Activity {
         Some(self.accepted + quiet_since + self.idle_timeout)
     }
 
+    /// When the connection's socket is to be closed unless a call opens.
+    /// Before its first request, at its handshake timeout: it may not even
+    /// speak HTTP/2 yet. After, a connection idle past its timeout is told
+    /// to go ([`Activity::idle`]) and closes itself once it has answered;
+    /// its socket is closed only if it is still open a handshake timeout
+    /// later (a client that does not answer the GOAWAY's ping).
+    pub fn close_deadline(&self) -> Option<Instant> {
+        let deadline = self.deadline()?;
+        if self.served() {
+            return Some(deadline + self.handshake_timeout);
+        }
+        Some(deadline)
+    }
+
     /// How long to wait before looking again while a call is open.
     pub fn recheck_after(&self) -> Duration {
         self.idle_timeout
+    }
+
+    /// Resolves once the connection has served a request and then had no
+    /// call open for its idle timeout.
+    pub async fn idle(&self) {
+        loop {
+            // Made before looking, so that a last call ending meanwhile is
+            // not missed.
+            let quieted = self.quieted.notified();
+            let now = Instant::now();
+            match self.deadline() {
+                Some(deadline) if deadline > now => tokio::time::sleep_until(deadline).await,
+                Some(_) if self.served() => return,
+                // A call is open; or no request came within the handshake
+                // timeout, and the socket is closed (`close_deadline`)
+                // unless one comes, which begins a call.
+                _ => quieted.await,
+            }
+        }
     }
 }
 
@@ -110,5 +149,31 @@ mod tests {
         a.call_opened();
         a.call_closed(t1);
         assert_eq!(a.deadline(), Some(t2 + IDLE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_its_timeout_after_its_last_call_ended() {
+        let t0 = Instant::now();
+        let a = Activity::new(t0, HANDSHAKE, IDLE);
+        a.call_opened();
+        let idle = a.idle();
+        tokio::pin!(idle);
+        let waited = tokio::time::timeout(IDLE * 2, &mut idle).await;
+        assert!(waited.is_err(), "not idle while a call is open");
+        a.call_closed(Instant::now());
+        let ended = Instant::now();
+        idle.await;
+        assert_eq!(Instant::now(), ended + IDLE);
+    }
+
+    #[test]
+    fn a_served_connection_is_closed_at_its_socket_a_handshake_timeout_after_being_told_to_go() {
+        let t0 = Instant::now();
+        let a = Activity::new(t0, HANDSHAKE, IDLE);
+        assert_eq!(a.close_deadline(), Some(t0 + HANDSHAKE), "before a request");
+        a.call_opened();
+        assert_eq!(a.close_deadline(), None);
+        a.call_closed(t0);
+        assert_eq!(a.close_deadline(), Some(t0 + IDLE + HANDSHAKE));
     }
 }

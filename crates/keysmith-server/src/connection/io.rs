@@ -1,21 +1,25 @@
-//! An accepted TCP connection that closes itself once its handshake or
-//! idle timeout has passed, and gives its place in the limits back when
+//! An accepted TCP connection that closes its socket once its handshake
+//! timeout has passed with no request (or, once told to go when idle, it
+//! has not closed in time), and gives its place in the limits back when
 //! dropped.
 use std::{
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    sync::watch,
     time::{Instant, Sleep},
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use super::Admitted;
+use super::{Activity, Admitted};
 
 pub struct LimitedConnection {
     stream: TcpStream,
@@ -23,24 +27,41 @@ pub struct LimitedConnection {
     timer: Pin<Box<Sleep>>,
     /// Once set, every read is the end of the stream.
     expired: bool,
+    /// Dropped with the connection: tells whoever serves it that it closed.
+    open: watch::Sender<()>,
 }
 
 impl LimitedConnection {
     pub fn new(stream: TcpStream, admitted: Admitted) -> Self {
         let first = admitted
             .activity()
-            .deadline()
+            .close_deadline()
             .unwrap_or_else(|| Instant::now() + admitted.activity().recheck_after());
         Self {
             stream,
             admitted,
             timer: Box::pin(tokio::time::sleep_until(first)),
             expired: false,
+            open: watch::Sender::new(()),
         }
     }
 
-    /// Whether the connection's deadline has passed with no call open. While
-    /// it has not, the timer is armed for it and wakes the task that polled.
+    pub fn peer(&self) -> SocketAddr {
+        self.admitted.peer()
+    }
+
+    pub fn activity(&self) -> &Arc<Activity> {
+        self.admitted.activity()
+    }
+
+    /// A receiver whose `changed()` fails once the connection has closed.
+    pub fn on_close(&self) -> watch::Receiver<()> {
+        self.open.subscribe()
+    }
+
+    /// Whether the connection's close deadline has passed with no call
+    /// open. While it has not, the timer is armed for it and wakes the task
+    /// that polled.
     ///
     /// Checked only when the socket has nothing to read: the server always
     /// waits to read (HTTP/2 frames, or the TLS handshake), so that is where
@@ -52,11 +73,11 @@ impl LimitedConnection {
         loop {
             let activity = self.admitted.activity();
             let now = Instant::now();
-            let wake_at = match activity.deadline() {
+            let wake_at = match activity.close_deadline() {
                 Some(deadline) if deadline <= now => {
                     let peer = self.admitted.peer();
                     if activity.served() {
-                        tracing::debug!(%peer, "closing a connection idle past its timeout");
+                        tracing::debug!(%peer, "closing a connection that did not go when told");
                     } else {
                         tracing::debug!(%peer, "closing a connection that sent no request in time");
                     }

@@ -126,7 +126,7 @@ impl Admitted {
         self.peer
     }
 
-    pub fn activity(&self) -> &Activity {
+    pub fn activity(&self) -> &Arc<Activity> {
         &self.activity
     }
 }
