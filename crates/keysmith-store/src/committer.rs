@@ -481,7 +481,9 @@ fn checkpoint(db: sled::Db, tree: sled::Tree, handle: &TreeHandle, reopen: &Reop
         Ok(db) => drop(db),
         // A reader still holding the tree keeps sled's lock: the next start
         // replays, as after a crash.
-        Err(error) => tracing::warn!(%error, "the store was not opened again at stop: the next start replays sled's log"),
+        Err(error) => {
+            tracing::warn!(%error, "the store was not opened again at stop: the next start replays sled's log")
+        }
     }
 }
 
