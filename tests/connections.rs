@@ -228,20 +228,19 @@ fn tls_fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// [`quick_timeouts`], served over TLS with the test certificate.
+fn quick_timeouts_over_tls(c: &mut Config) {
+    quick_timeouts(c);
+    c.server.tls = Some(TlsConfig {
+        cert: tls_fixture("server.pem"),
+        key: tls_fixture("server.key"),
+        client_ca: None,
+    });
+}
+
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_tls_handshake_is_closed() {
-    let (running, _dir) = start(
-        |c| {
-            quick_timeouts(c);
-            c.server.tls = Some(TlsConfig {
-                cert: tls_fixture("server.pem"),
-                key: tls_fixture("server.key"),
-                client_ca: None,
-            });
-        },
-        vec![],
-    )
-    .await;
+    let (running, _dir) = start(quick_timeouts_over_tls, vec![]).await;
     let mut silent = tcp_from("127.0.0.1", running.addr).await;
     closed_by_server(&mut silent).await;
     running.stop().await.unwrap();
@@ -322,18 +321,7 @@ async fn a_tls_connection_without_a_call_for_the_idle_timeout_is_sent_away() {
         pki_types::{pem::PemObject, CertificateDer, ServerName},
         ClientConfig, RootCertStore,
     };
-    let (running, _dir) = start(
-        |c| {
-            quick_timeouts(c);
-            c.server.tls = Some(TlsConfig {
-                cert: tls_fixture("server.pem"),
-                key: tls_fixture("server.key"),
-                client_ca: None,
-            });
-        },
-        vec![],
-    )
-    .await;
+    let (running, _dir) = start(quick_timeouts_over_tls, vec![]).await;
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(tls_fixture("ca.pem")).unwrap())

@@ -215,15 +215,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     );
     let s2 = store.reservation("hotel", "s2").unwrap().unwrap();
     assert!(s2.members.is_empty(), "a cleared reservation stays cleared");
-    assert_eq!(
-        store
-            .tree()
-            .unwrap()
-            .get(layout::layout_marker())
-            .unwrap()
-            .as_deref(),
-        Some(&[layout::LAYOUT][..])
-    );
+    assert_current_layout(&store);
 }
 
 fn in_property(property: &str, id: &str) -> AccessKey {
@@ -1082,15 +1074,7 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
     assert_eq!(logged, [(1, first), (2, second), (3, revoked)]);
     // k2's record still names r2 and change 2; k1's names change 3.
     assert_eq!(named_by_key_records(&store), (1, 2));
-    assert_eq!(
-        store
-            .tree()
-            .unwrap()
-            .get(layout::layout_marker())
-            .unwrap()
-            .as_deref(),
-        Some(&[layout::LAYOUT][..])
-    );
+    assert_current_layout(&store);
 }
 
 /// The LSN of sled's newest snapshot file (`snap.<lsn in hex>`) in `dir`.
@@ -1126,4 +1110,14 @@ async fn a_store_that_stops_leaves_sled_a_snapshot_of_everything_written() {
         assert!(store.key("hotel", &format!("k{i}")).unwrap().is_some());
     }
     store.close();
+}
+
+/// The store says it has this build's layout.
+fn assert_current_layout(store: &SledStore) {
+    let marker = store
+        .tree()
+        .unwrap()
+        .get(crate::layout::layout_marker())
+        .unwrap();
+    assert_eq!(marker.as_deref(), Some(&[crate::layout::LAYOUT][..]));
 }
