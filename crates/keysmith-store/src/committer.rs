@@ -98,7 +98,9 @@ impl CommitMetrics {
 /// A put (Some) or a delete (None) of one key of the main tree.
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
 
-struct Job {
+/// What one caller submits: applied in one cycle, in one atomic batch.
+#[derive(Default)]
+struct Work {
     ops: Vec<Op>,
     /// Records to seal again with the current data key, as the tree has
     /// them when the job is written (a data key rotation's work).
@@ -111,6 +113,10 @@ struct Job {
     /// The audit records of the change: appended to the journal in the
     /// same cycle (`crate::journal`).
     audit: Vec<AuditRecord>,
+}
+
+struct Job {
+    work: Work,
     /// Told once the job is durable, or why it is not.
     done: Option<oneshot::Sender<Result<(), String>>>,
     /// The overlay entries of this job carry this number.
@@ -207,7 +213,14 @@ impl Committer {
         audit: Vec<AuditRecord>,
     ) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(ops, Vec::new(), changes, logged, audit, false, Some(tx))?;
+        let work = Work {
+            ops,
+            changes,
+            logged,
+            audit,
+            ..Work::default()
+        };
+        self.submit(work, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -222,15 +235,12 @@ impl Committer {
         changes: Vec<Change>,
         overlaid: bool,
     ) -> Result<(), String> {
-        self.submit(
+        let work = Work {
             ops,
-            Vec::new(),
             changes,
-            Vec::new(),
-            Vec::new(),
-            overlaid,
-            None,
-        )
+            ..Work::default()
+        };
+        self.submit(work, overlaid, None)
     }
 
     /// As [`Committer::enqueue`], with key changes to log and audit records
@@ -242,7 +252,14 @@ impl Committer {
         logged: Vec<PendingChange>,
         audit: Vec<AuditRecord>,
     ) -> Result<(), String> {
-        self.submit(ops, Vec::new(), changes, logged, audit, false, None)
+        let work = Work {
+            ops,
+            changes,
+            logged,
+            audit,
+            ..Work::default()
+        };
+        self.submit(work, false, None)
     }
 
     /// Whether writes can be made now, and every change of it.
@@ -255,15 +272,11 @@ impl Committer {
     /// Records sealed with the current key, or gone, are left as they are.
     pub async fn reseal(&self, paths: Vec<Vec<u8>>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.submit(
-            Vec::new(),
-            paths,
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            false,
-            Some(tx),
-        )?;
+        let work = Work {
+            reseal: paths,
+            ..Work::default()
+        };
+        self.submit(work, false, Some(tx))?;
         rx.await
             .map_err(|_| "the store has stopped".to_owned())
             .and_then(|r| r)
@@ -274,14 +287,11 @@ impl Committer {
         self.commit(Vec::new(), Vec::new()).await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Queues `work`; `overlaid` as for [`Committer::enqueue`], and `done`
+    /// told how its batch went.
     fn submit(
         &self,
-        ops: Vec<Op>,
-        reseal: Vec<Vec<u8>>,
-        changes: Vec<Change>,
-        logged: Vec<PendingChange>,
-        audit: Vec<AuditRecord>,
+        work: Work,
         overlaid: bool,
         done: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Result<(), String> {
@@ -300,19 +310,11 @@ impl Committer {
             queue.last_seq += 1;
             let seq = queue.last_seq;
             if overlaid {
-                for (key, value) in &ops {
+                for (key, value) in &work.ops {
                     queue.overlay.insert(key.clone(), (seq, value.clone()));
                 }
             }
-            queue.jobs.push(Job {
-                ops,
-                reseal,
-                changes,
-                logged,
-                audit,
-                done,
-                seq,
-            });
+            queue.jobs.push(Job { work, done, seq });
             queue.jobs.len() >= queue.want
         };
         if wake {
@@ -576,7 +578,7 @@ pub fn journal_end(tree: &sled::Tree) -> keysmith_core::Result<Option<Position>>
 /// the committer names in them the changes it logs.
 fn key_records(jobs: &[Job]) -> WrittenKeys<'_> {
     let mut written = WrittenKeys::new();
-    for (path, value) in jobs.iter().flat_map(|j| &j.ops) {
+    for (path, value) in jobs.iter().flat_map(|j| &j.work.ops) {
         if matches!(path.first(), Some(&LIVE_KEY) | Some(&REVOKED_KEY)) {
             written.insert(path.as_slice(), value.as_deref());
         }
@@ -606,7 +608,7 @@ fn write(
     let mut any = false;
     let audit: Vec<AuditRecord> = jobs
         .iter_mut()
-        .flat_map(|j| std::mem::take(&mut j.audit))
+        .flat_map(|j| std::mem::take(&mut j.work.audit))
         .collect();
     if !audit.is_empty() {
         let end = journal.append(sealer, &audit).map_err(|e| e.to_string())?;
@@ -615,7 +617,7 @@ fn write(
     }
     // Resealed first: a job of this cycle that writes the same record wins.
     let current = sealer.current();
-    for path in jobs.iter().flat_map(|j| &j.reseal) {
+    for path in jobs.iter().flat_map(|j| &j.work.reseal) {
         let Some(value) = tree.get(path).map_err(|e| e.to_string())? else {
             continue;
         };
@@ -626,7 +628,7 @@ fn write(
             any = true;
         }
     }
-    for (key, value) in jobs.iter().flat_map(|j| &j.ops) {
+    for (key, value) in jobs.iter().flat_map(|j| &j.work.ops) {
         any = true;
         match value {
             Some(value) => batch.insert(key.as_slice(), value.as_slice()),
@@ -637,7 +639,7 @@ fn write(
     // order in which the changes were queued.
     let pending: Vec<PendingChange> = jobs
         .iter_mut()
-        .flat_map(|j| std::mem::take(&mut j.logged))
+        .flat_map(|j| std::mem::take(&mut j.work.logged))
         .collect();
     let (records, logged) = numbering
         .number(tree, sealer, pending, &key_records(jobs))
@@ -654,7 +656,10 @@ fn write(
     }
     // The tree has the batch: the listing cache follows, before anyone is
     // told it is durable (read-your-writes holds for listings too).
-    catalog.apply(jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.changes)));
+    catalog.apply(
+        jobs.iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.work.changes)),
+    );
     let flushing = Instant::now();
     let flushed = db.flush();
     metrics
