@@ -24,7 +24,10 @@ start() {
     KEYSMITH__METRICS__LISTEN=127.0.0.1:9711 KEYSMITH__LOG__FILTER=info \
     "$BIN/keysmith" serve > "$OUT/server.log" 2>&1 &
   PID=$!
-  until grep -q "keysmith is serving" "$OUT/server.log"; do sleep 0.01; done
+  until grep -q "keysmith is serving" "$OUT/server.log"; do
+    kill -0 "$PID" 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
+    sleep 0.01
+  done
   T=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$PID/status"; }

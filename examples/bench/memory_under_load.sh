@@ -16,7 +16,10 @@ KEYSMITH__STORAGE__DATA_DIR=$D KEYSMITH__SERVER__LISTEN=127.0.0.1:$PORT \
   KEYSMITH__METRICS__LISTEN=127.0.0.1:9712 KEYSMITH__STORAGE__MEMORY_BUDGET_MB=$BUDGET \
   KEYSMITH__LOG__FILTER=warn "$BIN/keysmith" serve > "$OUT/server.log" 2>&1 &
 PID=$!
-until ss -ltn | grep -q ":$PORT "; do sleep 0.05; done
+until ss -ltn | grep -q ":$PORT "; do
+  kill -0 "$PID" 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
+  sleep 0.05
+done
 rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$PID/status"; }
 ( while kill -0 "$PID" 2>/dev/null; do rss; sleep 0.5; done > "$OUT/rss.log" ) &
 load() {

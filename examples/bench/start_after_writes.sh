@@ -17,7 +17,10 @@ start() {
   KEYSMITH__STORAGE__DATA_DIR=$D KEYSMITH__SERVER__LISTEN=127.0.0.1:$PORT \
     KEYSMITH__METRICS__LISTEN=127.0.0.1:9714 KEYSMITH__LOG__FILTER=info "$KS" serve > "$LOG" 2>&1 &
   PID=$!
-  until grep -q "keysmith is serving" "$LOG"; do sleep 0.01; done
+  until grep -q "keysmith is serving" "$LOG"; do
+    kill -0 "$PID" 2>/dev/null || { cat "$LOG"; exit 1; }
+    sleep 0.01
+  done
   T=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 stop() {
