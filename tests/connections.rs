@@ -546,22 +546,38 @@ fn garden_pin(holder: &str) -> Bytes {
     .into()
 }
 
+const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
+
+/// Starts `n` Issues on `h2` with `token` and waits until each has reached
+/// the gated driver, where it is held until the gate opens.
+async fn hold_issues(
+    h2: &mut H2,
+    token: &str,
+    arrived: &Semaphore,
+    n: u32,
+) -> Vec<tokio::task::JoinHandle<Status>> {
+    let mut held = Vec::new();
+    for i in 0..n {
+        let body = grpc_frame(garden_pin(&format!("guest-{i}")));
+        let (response, _send) = h2.start(ISSUE, Some(token), body, true).await;
+        held.push(tokio::spawn(answer(response)));
+    }
+    let reached = tokio::time::timeout(GUARD, arrived.acquire_many(n)).await;
+    reached
+        .expect("the calls reach the driver")
+        .unwrap()
+        .forget();
+    held
+}
+
 #[tokio::test]
 async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
-    const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
     let token = generate_token();
     let gated = gated_keypad();
     let (arrived, gate) = (gated.arrived.clone(), gated.gate.clone());
     let (running, _dir) = start(secured(&token, 2), vec![Arc::new(gated)]).await;
     let mut h2 = H2::connect("127.0.0.1", running.addr).await;
-    let mut held = Vec::new();
-    for n in 0..2 {
-        let body = grpc_frame(garden_pin(&format!("guest-{n}")));
-        let (response, _send) = h2.start(ISSUE, Some(&token), body, true).await;
-        held.push(tokio::spawn(answer(response)));
-    }
-    let both = tokio::time::timeout(GUARD, arrived.acquire_many(2)).await;
-    both.expect("both calls reach the driver").unwrap().forget();
+    let held = hold_issues(&mut h2, &token, &arrived, 2).await;
 
     let third = h2.call(ISSUE, Some(&token), garden_pin("guest-2")).await;
     assert_eq!(
@@ -585,20 +601,12 @@ async fn health_answers_while_a_tokens_calls_are_held_at_its_limit() {
 /// way its client may retry elsewhere.
 #[tokio::test]
 async fn a_call_in_flight_when_the_server_stops_is_answered() {
-    const ISSUE: &str = "/keysmith.v1.AccessService/Issue";
     let token = generate_token();
     let gated = gated_keypad();
     let (arrived, gate) = (gated.arrived.clone(), gated.gate.clone());
     let (running, _dir) = start(secured(&token, 2), vec![Arc::new(gated)]).await;
     let mut h2 = H2::connect("127.0.0.1", running.addr).await;
-    let body = grpc_frame(garden_pin("guest"));
-    let (response, _send) = h2.start(ISSUE, Some(&token), body, true).await;
-    let held = tokio::spawn(answer(response));
-    let reached = tokio::time::timeout(GUARD, arrived.acquire()).await;
-    reached
-        .expect("the call reaches the driver")
-        .unwrap()
-        .forget();
+    let held = hold_issues(&mut h2, &token, &arrived, 1).await;
 
     let stopped = tokio::spawn(running.stop());
     let refused = tokio::time::timeout(GUARD, async {
@@ -618,8 +626,10 @@ async fn a_call_in_flight_when_the_server_stops_is_answered() {
     );
 
     gate.add_permits(1);
-    let status = tokio::time::timeout(GUARD, held).await.unwrap().unwrap();
-    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    for call in held {
+        let status = tokio::time::timeout(GUARD, call).await.unwrap().unwrap();
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+    }
     let stopped = tokio::time::timeout(GUARD, stopped).await;
     stopped.expect("the server stops").unwrap().unwrap();
 }

@@ -212,18 +212,14 @@ impl Committer {
         logged: Vec<PendingChange>,
         audit: Vec<AuditRecord>,
     ) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let work = Work {
+        self.submit_and_wait(Work {
             ops,
             changes,
             logged,
             audit,
             ..Work::default()
-        };
-        self.submit(work, false, Some(tx))?;
-        rx.await
-            .map_err(|_| "the store has stopped".to_owned())
-            .and_then(|r| r)
+        })
+        .await
     }
 
     /// Queues an atomic change without waiting for it. When `overlaid`,
@@ -271,20 +267,25 @@ impl Committer {
     /// tree has them when this is written, and waits until that is durable.
     /// Records sealed with the current key, or gone, are left as they are.
     pub async fn reseal(&self, paths: Vec<Vec<u8>>) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let work = Work {
+        self.submit_and_wait(Work {
             reseal: paths,
             ..Work::default()
-        };
-        self.submit(work, false, Some(tx))?;
-        rx.await
-            .map_err(|_| "the store has stopped".to_owned())
-            .and_then(|r| r)
+        })
+        .await
     }
 
     /// Waits until everything queued before the call is applied and durable.
     pub async fn sync(&self) -> Result<(), String> {
         self.commit(Vec::new(), Vec::new()).await
+    }
+
+    /// Queues `work` and waits until it is applied and durable.
+    async fn submit_and_wait(&self, work: Work) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(work, false, Some(tx))?;
+        rx.await
+            .map_err(|_| "the store has stopped".to_owned())
+            .and_then(|r| r)
     }
 
     /// Queues `work`; `overlaid` as for [`Committer::enqueue`], and `done`
