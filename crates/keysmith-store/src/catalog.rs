@@ -81,6 +81,9 @@ pub struct CatalogStats {
     pub keys: usize,
     pub bytes: usize,
     pub evictions: u64,
+    /// How many times a load read a property whole and found it larger
+    /// than the budget (each is a full read from disk).
+    pub too_big_reads: u64,
 }
 
 pub struct Catalog {
@@ -119,6 +122,7 @@ struct Inner {
     loading: HashMap<String, Vec<Change>>,
     /// Properties a load found larger than the whole budget.
     too_big: HashSet<String>,
+    too_big_reads: u64,
     bytes: usize,
     evictions: u64,
     ticks: AtomicU64,
@@ -257,6 +261,7 @@ impl Catalog {
             keys: inner.held.values().map(|h| h.keys.len()).sum(),
             bytes: inner.bytes,
             evictions: inner.evictions,
+            too_big_reads: inner.too_big_reads,
         }
     }
 
@@ -277,6 +282,14 @@ impl Catalog {
     /// Whether the property is held now.
     pub fn holds(&self, property_id: &str) -> bool {
         self.inner.read().held.contains_key(property_id)
+    }
+
+    /// Asks the loader to load a property, as a listing that missed does.
+    #[cfg(test)]
+    pub(crate) fn ask_to_load(&self, property_id: &str) {
+        if let Some(load) = &self.load {
+            let _ = load.send(Job::Load(property_id.to_owned()));
+        }
     }
 
     /// Waits until the loader has done everything asked of it before the
@@ -405,7 +418,12 @@ impl Loader {
     fn load(&self, property: &str, evict: bool) -> bool {
         let generation = {
             let mut inner = self.inner.write();
-            if inner.held.contains_key(property) || inner.loading.contains_key(property) {
+            // A listing asks only for a property not known too big, but
+            // several can ask before the first load finds it so.
+            if inner.held.contains_key(property)
+                || inner.loading.contains_key(property)
+                || inner.too_big.contains(property)
+            {
                 return false;
             }
             inner.loading.insert(property.to_owned(), Vec::new());
@@ -422,6 +440,7 @@ impl Loader {
             Ok(Some(held)) => held,
             Ok(None) => {
                 inner.too_big.insert(property.to_owned());
+                inner.too_big_reads += 1;
                 tracing::warn!(
                     property,
                     budget_bytes = self.budget,

@@ -355,6 +355,18 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     );
     assert_eq!(listed(&store, "huge"), ["k5", "k6", "k7", "k8"]);
     assert!(!store.catalog.holds("huge"), "larger than the whole budget");
+    // Listings that missed before the first load found it too big asked
+    // for it again: those loads do not read it again.
+    let reads = store.listing_cache().too_big_reads;
+    assert_eq!(reads, 1);
+    store.catalog.ask_to_load("huge");
+    store.catalog.ask_to_load("huge");
+    store.settle_listing_cache();
+    assert_eq!(
+        store.listing_cache().too_big_reads,
+        reads,
+        "a property known too big was read again"
+    );
     assert!(
         store.catalog.holds("other"),
         "a property too big evicts nobody"
