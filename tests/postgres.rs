@@ -113,5 +113,8 @@ async fn issue_list_revoke_and_watch_on_postgres() {
         (Event::Revoked as i32, bob.key_id.clone()),
         "nothing repeated, nothing missed"
     );
-    assert!(!server.data_dir.join("db").exists(), "sled was not opened");
+    assert!(
+        !server.data_dir.join("fjall").exists(),
+        "the embedded engine was not opened"
+    );
 }

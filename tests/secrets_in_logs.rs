@@ -30,10 +30,13 @@ async fn no_secret_reaches_the_logs_even_at_trace_nor_the_data_files() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
-        // Everything at TRACE but sled's internals, as keysmith itself
-        // filters them (telemetry::QUIET_SLED: some are logged from a
+        // Everything at TRACE but the engines' internals, as keysmith itself
+        // filters them (telemetry::QUIET_ENGINES: some are logged from a
         // thread's locals while it exits, where logging panics).
-        .with_env_filter(format!("trace,{}", keysmith_server::telemetry::QUIET_SLED))
+        .with_env_filter(format!(
+            "trace,{}",
+            keysmith_server::telemetry::QUIET_ENGINES
+        ))
         .with_writer(move || writer.clone())
         .with_ansi(false)
         // Timestamps are full of six-digit runs that a random PIN can match.

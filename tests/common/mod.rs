@@ -71,15 +71,15 @@ pub struct TestServer {
 /// `KEYSMITH_TEST_BACKEND=postgres` (with `KEYSMITH_TEST_POSTGRES_URL`
 /// naming the server) puts every server `TestServer::start` and
 /// `start_with` make on a fresh PostgreSQL database of its own. Unset, or
-/// `sled`, they use the embedded default.
+/// `embedded` (`sled`, its former name), they use the embedded default.
 pub const BACKEND_VARIABLE: &str = "KEYSMITH_TEST_BACKEND";
 
 /// Whether this run's servers store in PostgreSQL.
 pub fn run_on_postgres() -> bool {
     match std::env::var(BACKEND_VARIABLE).as_deref() {
         Ok("postgres") => true,
-        Ok("sled") | Err(_) => false,
-        Ok(other) => panic!("{BACKEND_VARIABLE}={other}: expected sled or postgres"),
+        Ok("embedded" | "sled") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VARIABLE}={other}: expected embedded or postgres"),
     }
 }
 

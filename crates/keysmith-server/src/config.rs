@@ -327,14 +327,14 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Where keysmith keeps its state: `sled`, embedded in `data_dir` (the
+    /// Where keysmith keeps its state: `embedded` (fjall) in `data_dir` (the
     /// default), or `postgres`, a PostgreSQL database (`[storage.postgres]`).
     #[serde(default)]
     pub backend: StorageBackend,
     /// The PostgreSQL database, for `backend = "postgres"`.
     #[serde(default)]
     pub postgres: Option<PostgresConfig>,
-    /// sled's directory. With PostgreSQL it is still made (the development
+    /// The embedded store's directory. With PostgreSQL it is still made (the development
     /// key-encryption key may live beside it) but holds no data.
     pub data_dir: PathBuf,
     /// The key-encryption key that wraps the data keys every record is
@@ -344,8 +344,9 @@ pub struct StorageConfig {
     /// first answer; after it, the request is new (AIP-155).
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_retention_hours: u64,
-    /// What sled's page cache and the listing cache may take together, in
-    /// MiB: a third for sled, the rest for the listing cache, which holds the
+    /// What the embedded engine (its block cache and memtables) and the
+    /// listing cache may take together, in MiB: a third for the engine, the
+    /// rest for the listing cache, which holds the
     /// most recently listed properties whole (a property it does not hold is
     /// listed from disk and brought in). 0 turns the listing cache off.
     #[serde(default = "default_memory_budget_mb")]
@@ -378,9 +379,12 @@ pub struct StorageConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
-    /// Embedded sled in `storage.data_dir`: nothing else to run.
+    /// The embedded store (fjall) in `storage.data_dir`: nothing else to
+    /// run. `sled`, its name while the engine was sled, still means it: a
+    /// data directory sled wrote is moved into fjall when first opened.
     #[default]
-    Sled,
+    #[serde(alias = "sled")]
+    Embedded,
     /// A PostgreSQL database (tested on PostgreSQL 15), `storage.postgres`.
     Postgres,
 }
@@ -973,15 +977,20 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
     }
 
-    /// sled is the default; PostgreSQL needs its section with a URL that
-    /// parses, which an error never repeats (it may hold a password).
+    /// The embedded store is the default (and what `sled`, its former
+    /// name, means); PostgreSQL needs its section with a URL that parses,
+    /// which an error never repeats (it may hold a password).
     #[test]
-    fn the_storage_backend_is_sled_unless_postgres_is_configured_whole() {
+    fn the_storage_backend_is_embedded_unless_postgres_is_configured_whole() {
         let c = Config::load_with_env(Source::Embedded, false).unwrap();
-        assert_eq!(c.storage.backend, StorageBackend::Sled);
+        assert_eq!(c.storage.backend, StorageBackend::Embedded);
+        let former = DEFAULT_CONFIG.replace("backend = \"embedded\"", "backend = \"sled\"");
+        assert_ne!(former, DEFAULT_CONFIG);
+        let former = Config::load_with_env(Source::Text(&former), false).unwrap();
+        assert_eq!(former.storage.backend, StorageBackend::Embedded);
         let with = |extra: &str| {
             let text = DEFAULT_CONFIG.replace(
-                "backend = \"sled\"",
+                "backend = \"embedded\"",
                 &format!("backend = \"postgres\"\n{extra}"),
             );
             Config::load_with_env(Source::Text(&text), false)
@@ -989,7 +998,7 @@ mod tests {
         let err = with("").unwrap_err();
         assert!(err.to_string().contains("[storage.postgres]"), "{err}");
         let section = |url: &str, pool: usize| {
-            DEFAULT_CONFIG.replace("backend = \"sled\"", "backend = \"postgres\"")
+            DEFAULT_CONFIG.replace("backend = \"embedded\"", "backend = \"postgres\"")
                 + &format!("\n[storage.postgres]\nurl = \"{url}\"\npool_size = {pool}\n")
         };
         let ok = Config::load_with_env(

@@ -58,7 +58,7 @@ pub fn status(error: Error) -> Status {
 }
 
 /// How long a caller is told to wait when the store is unavailable and did
-/// not say for how long: a reconnect to PostgreSQL, or a reopen of sled
+/// not say for how long: a reconnect to PostgreSQL, or a reopen of the embedded store
 /// (every 0.1 s to 2 s), may succeed by then, and a client told nothing may
 /// retry at once and in a loop. Here, once for every store, so that no path
 /// of either engine answers without it.

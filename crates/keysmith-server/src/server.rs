@@ -124,7 +124,7 @@ impl Running {
     }
 
     /// The leases on background work this replica holds now (see
-    /// `keysmith_core::lease`): every one with sled, which one process owns.
+    /// `keysmith_core::lease`): every one with the embedded store, which one process owns.
     pub fn leases_held(&self) -> Vec<String> {
         self.leases.held()
     }

@@ -8,15 +8,15 @@ use keysmith_core::{store::Store, ListedKey, Result};
 use keysmith_store::{
     catalog::CatalogStats,
     sealing::{KeyEncryptionKey, KeyRing},
-    EncryptionStatus, SledStore, StoreOptions,
+    EmbeddedStore, EncryptionStatus, StoreOptions,
 };
 use keysmith_store_postgres::{PgOptions, PgStore};
 
 use crate::config::{Config, StorageBackend};
 
 pub enum Storage {
-    /// Embedded sled in `storage.data_dir`.
-    Sled(Arc<SledStore>),
+    /// The embedded store (fjall) in `storage.data_dir`.
+    Embedded(Arc<EmbeddedStore>),
     /// A PostgreSQL database.
     Postgres(Arc<PgStore>),
 }
@@ -26,7 +26,7 @@ impl Storage {
     pub async fn open(config: &Config, keys: KeyRing) -> anyhow::Result<Self> {
         let storage = &config.storage;
         match storage.backend {
-            StorageBackend::Sled => Ok(Self::Sled(Arc::new(SledStore::open_with(
+            StorageBackend::Embedded => Ok(Self::Embedded(Arc::new(EmbeddedStore::open_with(
                 &storage.data_dir,
                 StoreOptions {
                     memory_budget_bytes: storage.memory_budget_mb.saturating_mul(1024 * 1024),
@@ -60,16 +60,16 @@ impl Storage {
     /// The store behind its trait.
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
-            Self::Sled(s) => s.clone(),
+            Self::Embedded(s) => s.clone(),
             Self::Postgres(s) => s.clone(),
         }
     }
 
-    /// Whether writes can be made now. sled reports its write errors and
+    /// Whether writes can be made now. the embedded store reports its write errors and
     /// recovery; a PostgreSQL store reports each failure on its call.
     pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
         match self {
-            Self::Sled(s) => s.writable(),
+            Self::Embedded(s) => s.writable(),
             Self::Postgres(_) => tokio::sync::watch::channel(true).1,
         }
     }
@@ -77,52 +77,52 @@ impl Storage {
     /// Resolves once no data key rotation is sealing records again.
     pub async fn resealed(&self) {
         match self {
-            Self::Sled(s) => s.resealed().await,
+            Self::Embedded(s) => s.resealed().await,
             Self::Postgres(s) => s.resealed().await,
         }
     }
 
-    /// Writes what is queued and stops (sled), or closes the connections.
+    /// Writes what is queued and stops (embedded), or closes the connections.
     pub fn close(&self) {
         match self {
-            Self::Sled(s) => s.close(),
+            Self::Embedded(s) => s.close(),
             Self::Postgres(s) => s.close(),
         }
     }
 
     pub fn encryption_status(&self) -> EncryptionStatus {
         match self {
-            Self::Sled(s) => s.encryption_status(),
+            Self::Embedded(s) => s.encryption_status(),
             Self::Postgres(s) => s.encryption_status(),
         }
     }
 
     pub async fn rotate_key_encryption_key(&self, key: KeyEncryptionKey) -> Result<()> {
         match self {
-            Self::Sled(s) => s.rotate_key_encryption_key(key).await,
+            Self::Embedded(s) => s.rotate_key_encryption_key(key).await,
             Self::Postgres(s) => s.rotate_key_encryption_key(key).await,
         }
     }
 
     pub async fn rotate_data_key(&self) -> Result<u32> {
         match self {
-            Self::Sled(s) => s.rotate_data_key().await,
+            Self::Embedded(s) => s.rotate_data_key().await,
             Self::Postgres(s) => s.rotate_data_key().await,
         }
     }
 
-    /// The data directory's size (sled); None for a database.
+    /// The data directory's size (embedded); None for a database.
     pub fn size_on_disk(&self) -> Option<u64> {
         match self {
-            Self::Sled(s) => Some(s.size_on_disk()),
+            Self::Embedded(s) => Some(s.size_on_disk()),
             Self::Postgres(_) => None,
         }
     }
 
-    /// What the listing cache holds (sled); None without one.
+    /// What the listing cache holds (embedded); None without one.
     pub fn listing_cache(&self) -> Option<CatalogStats> {
         match self {
-            Self::Sled(s) => Some(s.listing_cache()),
+            Self::Embedded(s) => Some(s.listing_cache()),
             Self::Postgres(_) => None,
         }
     }
@@ -130,7 +130,7 @@ impl Storage {
     /// Every live key of a property, for the metrics.
     pub fn live_keys(&self, property_id: &str) -> Result<Vec<Arc<ListedKey>>> {
         match self {
-            Self::Sled(s) => s.live_keys(property_id),
+            Self::Embedded(s) => s.live_keys(property_id),
             Self::Postgres(s) => {
                 let mut keys = Vec::new();
                 loop {

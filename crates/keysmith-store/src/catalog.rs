@@ -7,13 +7,13 @@
 //! map of shared, decoded keys.
 //!
 //! The committer keeps the catalog in step with the tree: it applies each
-//! batch's key changes here right after sled has the batch and before anyone
+//! batch's key changes here right after the engine has the batch and before anyone
 //! is told the batch is durable, in the order of the batches. So whoever was
 //! answered sees their change here, as a tree read would show it.
 //!
 //! Memory is bounded by a budget of bytes (an estimate per key, see
 //! [`ListedKey::approx_bytes`]). Properties are held whole, the most recently
-//! listed ones: a property that is not held is listed from sled, and a
+//! listed ones: a property that is not held is listed from the engine, and a
 //! loader thread brings it in while the least recently listed properties make
 //! room. A property larger than the whole budget is never held. Nothing is
 //! loaded when the store opens: the loader fills the catalog in the
@@ -108,7 +108,7 @@ enum Job {
 /// One property held whole.
 struct Held {
     /// Its live keys by their key id as the tree orders it (the
-    /// length-prefixed part), so that a page here is the page sled gives.
+    /// length-prefixed part), so that a page here is the page the engine gives.
     keys: BTreeMap<Vec<u8>, Arc<ListedKey>>,
     bytes: usize,
     /// When it was last listed, in the catalog's ticks.
@@ -493,7 +493,7 @@ impl Loader {
 
 /// Every property with live keys, in tree order, read by seeking from one
 /// property to the next rather than walking every key.
-fn properties(tree: &sled::Tree) -> Result<Vec<String>> {
+fn properties(tree: &crate::kv::Tree) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut from = vec![LIVE_KEY];
     while let Some(entry) = tree.range(from.clone()..).next() {

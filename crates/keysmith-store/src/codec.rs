@@ -1,4 +1,4 @@
-//! How records are laid out in sled: keys of length-prefixed parts, values
+//! How records are laid out in the engine: keys of length-prefixed parts, values
 //! of a schema version byte followed by postcard.
 use keysmith_core::{Error, Result};
 use serde::{de::DeserializeOwned, Serialize};

@@ -1,26 +1,22 @@
-//! One thread writes to sled for everybody, and makes it durable.
+//! One thread writes to the engine for everybody, and makes it durable.
 //!
-//! Two properties of sled 0.34 shape this:
-//! - `flush_async` deadlocks when called concurrently (sled issues 1308 and
-//!   1241), so only the blocking `flush()` is used, on this thread.
-//! - Every `apply_batch` takes sled's global concurrency-control lock
-//!   exclusively and rolls the log buffer (a log write of its own), while
-//!   `flush()` holds that lock shared until the disk answers. An
-//!   `apply_batch` from a request thread therefore waited for a whole flush,
-//!   and every other read and write queued behind it.
-//!
-//! So requests hand their changes to this thread. It takes everything
-//! queued, applies it as one sled batch (a superset of atomic changes is
-//! still atomic), flushes once, and answers every waiter the flush covered
-//! (group commit). While it flushes, requests read freely and queue the
-//! next batch.
+//! A durable write costs an fsync of the engine's journal, and an fsync
+//! costs the same whether it covers one change or a thousand. So requests
+//! hand their changes to this thread. It takes everything queued, applies
+//! it as one batch (a superset of atomic changes is still atomic), flushes
+//! once, and answers every waiter the flush covered (group commit). While
+//! it flushes, requests read freely and queue the next batch. (The store
+//! began on sled 0.34, whose `flush_async` deadlocks when called
+//! concurrently, sled issues 1308 and 1241: one flusher was a necessity
+//! there, and it is still the design.)
 //!
 //! Drivers apply their own state without waiting (`DriverState::apply` is
 //! synchronous), so such changes are also kept in an overlay that their
 //! reads consult until the batch holding them is in the tree.
 //!
-//! After a write error (a full disk, an I/O error) sled refuses every write
-//! until it is opened again. The thread then refuses writes at once
+//! After a write error (a full disk, an I/O error) the engine refuses every
+//! write until it is opened again (fjall marks itself poisoned when an
+//! fsync fails). The thread then refuses writes at once
 //! (`STORE_UNAVAILABLE`), lets go of the store, and reopens it from its last
 //! durable state every little while until a probe write goes through; then
 //! writes resume, with no restart. Nothing that was not acknowledged is
@@ -56,7 +52,7 @@ use crate::{
 /// How the committer opens the store again after a write error.
 pub struct Reopen {
     pub dir: PathBuf,
-    pub cache_bytes: u64,
+    pub memory: crate::kv::Memory,
 }
 
 /// The first wait before reopening after a write error; it doubles up to
@@ -66,9 +62,9 @@ const REOPEN_AT_MOST: Duration = Duration::from_secs(2);
 
 /// Under load the thread gathers before it takes the queue: it waits until
 /// as many changes are queued as its last cycle took (everyone it answered
-/// has come back), for at most this long. Each cycle costs sled three log
-/// writes (two by `apply_batch`, one by `flush`) whatever it carries, so
-/// fuller cycles are cheaper per change (BENCHMARKS.md).
+/// has come back), for at most this long. Each cycle costs a journal
+/// write and an fsync whatever it carries, so fuller cycles are cheaper per
+/// change (BENCHMARKS.md).
 const GATHER_FOR: Duration = Duration::from_millis(1);
 /// A cycle that took fewer changes than this is not gathered for: a change
 /// arriving alone is written at once.
@@ -79,7 +75,7 @@ const GATHER_AFTER: usize = 4;
 struct CommitMetrics {
     /// Write sets per batch: how much group commit gathers.
     batch_writes: metrics::Histogram,
-    /// sled's blocking `flush()`, which every waiter of a batch waits for.
+    /// The engine's blocking `flush()`, which every waiter of a batch waits for.
     flush_seconds: metrics::Histogram,
     /// Batches that failed to write (the store is then reopened).
     failed_batches: metrics::Counter,
@@ -162,7 +158,7 @@ pub enum Overlaid {
 
 impl Committer {
     pub fn start(
-        db: sled::Db,
+        db: crate::kv::Db,
         tree: Arc<TreeHandle>,
         catalog: Arc<Catalog>,
         sealer: Arc<Sealer>,
@@ -361,7 +357,7 @@ impl Drop for Committer {
     }
 }
 
-/// Closes the queue when the thread ends, even by a panic inside sled: the
+/// Closes the queue when the thread ends, even by a panic in the engine: the
 /// waiters of jobs left behind are told, and later submissions fail at once
 /// instead of waiting for a thread that is gone.
 struct CloseOnExit<'a>(&'a Shared);
@@ -385,7 +381,7 @@ struct Context<'a> {
     reopen: &'a Reopen,
 }
 
-fn run(mut db: sled::Db, context: &Context<'_>) {
+fn run(mut db: crate::kv::Db, context: &Context<'_>) {
     let Context {
         handle,
         catalog,
@@ -422,7 +418,7 @@ fn run(mut db: sled::Db, context: &Context<'_>) {
             }
             if queue.jobs.is_empty() {
                 drop(queue);
-                checkpoint(db, tree, handle, reopen);
+                checkpoint(db, tree, handle);
                 return;
             }
             std::mem::take(&mut queue.jobs)
@@ -469,25 +465,17 @@ fn run(mut db: sled::Db, context: &Context<'_>) {
     }
 }
 
-/// Lets go of the store once it is stopping with nothing queued, and opens
-/// it once more so that sled writes its snapshot now. sled 0.34 writes a
-/// snapshot only when it opens, and an open replays the whole log written
-/// since the last one: the first start after 1,000,000 keys were written
-/// took 1.3 s, the next ones 0.2 s (BENCHMARKS.md, "Start time"). The stop
-/// takes that time instead of the next start. After a crash there is no
-/// stop, and the next start replays.
-fn checkpoint(db: sled::Db, tree: sled::Tree, handle: &TreeHandle, reopen: &Reopen) {
+/// Writes the engine's memtables to its tables once the store is stopping
+/// with nothing queued, so that the next start has no journal to replay
+/// (after a crash there is no stop, and the next start replays at most the
+/// engine's write buffer), then lets go of the store.
+fn checkpoint(db: crate::kv::Db, tree: crate::kv::Tree, handle: &TreeHandle) {
+    if let Err(error) = db.checkpoint() {
+        tracing::warn!(%error, "the store's memtables were not written at stop: the next start replays its journal");
+    }
     drop(tree);
     handle.release();
     drop(db);
-    match crate::open_db(&reopen.dir, reopen.cache_bytes) {
-        Ok(db) => drop(db),
-        // A reader still holding the tree keeps sled's lock: the next start
-        // replays, as after a crash.
-        Err(error) => {
-            tracing::warn!(%error, "the store was not opened again at stop: the next start replays sled's log")
-        }
-    }
 }
 
 /// Tells the waiters of `jobs` how their batch went, and drops their
@@ -515,12 +503,12 @@ fn refuse_queued(shared: &Shared, outcome: &Result<(), String>) {
 /// Lets go of the store, then opens it again every little while until a
 /// probe write goes through; None once the store is stopping.
 fn reopen_until_writable(
-    db: sled::Db,
+    db: crate::kv::Db,
     handle: &TreeHandle,
     journal: &Journal,
     shared: &Shared,
     reopen: &Reopen,
-) -> Option<(sled::Db, sled::Tree)> {
+) -> Option<(crate::kv::Db, crate::kv::Tree)> {
     drop(db);
     let mut wait = REOPEN_AFTER;
     loop {
@@ -557,8 +545,8 @@ fn reopen_until_writable(
     }
 }
 
-fn reopen_and_probe(reopen: &Reopen) -> Result<(sled::Db, sled::Tree), String> {
-    let db = crate::open_db(&reopen.dir, reopen.cache_bytes).map_err(|e| e.to_string())?;
+fn reopen_and_probe(reopen: &Reopen) -> Result<(crate::kv::Db, crate::kv::Tree), String> {
+    let db = crate::open_db(&reopen.dir, reopen.memory).map_err(|e| e.to_string())?;
     let tree = db.open_tree(MAIN_TREE).map_err(|e| e.to_string())?;
     // A probe: a write and a flush must go through before writes resume.
     tree.insert(path(META, &[b"probe"]), &[1u8][..])
@@ -568,7 +556,7 @@ fn reopen_and_probe(reopen: &Reopen) -> Result<(sled::Db, sled::Tree), String> {
 }
 
 /// Where the journal's committed part ends, as `tree` says.
-pub fn journal_end(tree: &sled::Tree) -> keysmith_core::Result<Option<Position>> {
+pub fn journal_end(tree: &crate::kv::Tree) -> keysmith_core::Result<Option<Position>> {
     Ok(tree
         .get(journal::end_path())
         .map_err(crate::store_error)?
@@ -592,8 +580,8 @@ fn key_records(jobs: &[Job]) -> WrittenKeys<'_> {
 /// journal and synced first, and the batch records where the journal ends
 /// now: the frame counts only once the batch is durable.
 fn write(
-    db: &sled::Db,
-    tree: &sled::Tree,
+    db: &crate::kv::Db,
+    tree: &crate::kv::Tree,
     context: &Context<'_>,
     numbering: &mut Numbering,
     jobs: &mut [Job],
@@ -605,7 +593,7 @@ fn write(
         journal,
         ..
     } = *context;
-    let mut batch = sled::Batch::default();
+    let mut batch = crate::kv::Batch::default();
     let mut any = false;
     let audit: Vec<AuditRecord> = jobs
         .iter_mut()

@@ -19,17 +19,17 @@ use crate::{
 };
 
 /// A driver's keys, under its namespace in the main tree.
-pub(crate) struct SledDriverState {
+pub(crate) struct EmbeddedDriverState {
     pub(crate) namespace: Vec<u8>,
     pub(crate) tree: Arc<TreeHandle>,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) committer: Arc<Committer>,
-    /// The store's open sections: one process opens a sled store, so a
+    /// The store's open sections: one process opens the embedded store, so a
     /// section excludes within it alone.
     pub(crate) sections: Arc<LocalSections>,
 }
 
-impl SledDriverState {
+impl EmbeddedDriverState {
     fn full(&self, key: &[u8]) -> Vec<u8> {
         [self.namespace.as_slice(), key].concat()
     }
@@ -46,7 +46,7 @@ impl SledDriverState {
 }
 
 #[async_trait]
-impl DriverState for SledDriverState {
+impl DriverState for EmbeddedDriverState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let key = self.full(key);
         let sealed = match self.committer.overlaid(&key) {

@@ -12,7 +12,7 @@ use crate::{
     journal::Journal,
     layout, rewrite,
     sealing::{self, KeyEncryptionKey, KeyRing, Sealer},
-    store_error, SledStore,
+    store_error, EmbeddedStore,
 };
 
 /// Where the store's encryption stands.
@@ -28,7 +28,7 @@ pub struct EncryptionStatus {
     pub resealing: bool,
 }
 
-impl SledStore {
+impl EmbeddedStore {
     /// Where the store's encryption stands.
     pub fn encryption_status(&self) -> EncryptionStatus {
         EncryptionStatus {
@@ -48,7 +48,7 @@ impl SledStore {
             .rewrap_all(&new)?
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
-            // The data keys wrapped with the old key stay in sled's files
+            // The data keys wrapped with the old key stay in the engine's files
             // until the next start rewrites them.
             .chain([(rewrite::wanted_marker(), Some(vec![1u8]))])
             .collect();
@@ -64,7 +64,7 @@ impl SledStore {
     /// Makes a new data key the one that seals new records, then seals every
     /// record again with it in the background, a few hundred at a time
     /// through the committer, and forgets the old keys once no record uses
-    /// them. Returns the new key's id; [`SledStore::resealed`] waits for
+    /// them. Returns the new key's id; [`EmbeddedStore::resealed`] waits for
     /// the background work.
     pub async fn rotate_data_key(&self) -> Result<u32> {
         if self.resealing.send_replace(true) {
@@ -205,7 +205,7 @@ impl Resealer {
             let deletes = old
                 .iter()
                 .map(|id| (sealing::data_key_path(*id), None))
-                // Records sealed with the old keys stay in sled's files
+                // Records sealed with the old keys stay in the engine's files
                 // until the next start rewrites them.
                 .chain([(rewrite::wanted_marker(), Some(vec![1u8]))])
                 .collect();
@@ -224,7 +224,11 @@ impl Resealer {
 /// Unwraps the store's data keys (making the first one for a new store),
 /// and stores what that changed: a data key rewrapped with the current key,
 /// or the first data key.
-pub(crate) fn open_sealer(db: &sled::Db, tree: &sled::Tree, keys: KeyRing) -> Result<Arc<Sealer>> {
+pub(crate) fn open_sealer(
+    db: &crate::kv::Db,
+    tree: &crate::kv::Tree,
+    keys: KeyRing,
+) -> Result<Arc<Sealer>> {
     let opened = Sealer::open_store(tree, keys)?;
     let writes: Vec<_> = opened
         .created
@@ -233,12 +237,12 @@ pub(crate) fn open_sealer(db: &sled::Db, tree: &sled::Tree, keys: KeyRing) -> Re
         .cloned()
         .collect();
     if !writes.is_empty() {
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for (k, v) in writes {
             batch.insert(k, v);
         }
         if !opened.rewrapped.is_empty() {
-            // The data keys wrapped with the retired key stay in sled's
+            // The data keys wrapped with the retired key stay in the engine's
             // files until they are rewritten.
             batch.insert(rewrite::wanted_marker(), &[1u8]);
         }

@@ -1,19 +1,19 @@
 //! The open tree, shared by the readers and the committer, which replaces
-//! it when it reopens the store after a write error (sled refuses every
+//! it when it reopens the store after a write error (the engine refuses every
 //! write after one, until it is opened again).
 use parking_lot::RwLock;
 
 use keysmith_core::{error::reasons, Error, Result};
 
-pub(crate) struct TreeHandle(RwLock<Option<sled::Tree>>);
+pub(crate) struct TreeHandle(RwLock<Option<crate::kv::Tree>>);
 
 impl TreeHandle {
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: crate::kv::Tree) -> Self {
         Self(RwLock::new(Some(tree)))
     }
 
     /// The tree, or STORE_UNAVAILABLE while the store is being reopened.
-    pub fn get(&self) -> Result<sled::Tree> {
+    pub fn get(&self) -> Result<crate::kv::Tree> {
         self.0.read().clone().ok_or_else(|| {
             Error::unavailable(
                 reasons::STORE_UNAVAILABLE,
@@ -28,7 +28,7 @@ impl TreeHandle {
         self.0.write().take();
     }
 
-    pub fn install(&self, tree: sled::Tree) {
+    pub fn install(&self, tree: crate::kv::Tree) {
         *self.0.write() = Some(tree);
     }
 }

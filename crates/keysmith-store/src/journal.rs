@@ -1,23 +1,23 @@
-//! The audit log as an append-only journal beside sled: segment files
+//! The audit log as an append-only journal beside the engine: segment files
 //! under `<data dir>/audit`, each a run of frames, one frame per committer
 //! cycle that wrote audit records.
 //!
 //! A frame is `[length: u32][first id: 16][last id: 16][sealed records]`:
 //! the length of what follows it, the least and greatest audit id (ULIDs,
-//! which are not secret: sled's paths held them too) of the frame's
+//! which are not secret: the engine's paths hold them too) of the frame's
 //! records, then the records (schema byte and postcard) sealed like every
 //! value of the store, with the segment, the frame's offset and both ids as
 //! associated data. The seal's tag is the frame's checksum: a frame that
 //! was altered, torn or moved does not open.
 //!
-//! Durability rides on sled's: the committer appends a cycle's frame and
-//! syncs it before it applies the cycle's sled batch, which records where
+//! Durability rides on the engine's: the committer appends a cycle's frame and
+//! syncs it before it applies the cycle's engine batch, which records where
 //! the journal ends ([`end_path`]); that batch is then flushed. So what
-//! sled holds says which frames belong to durable commits, and opening the
+//! the engine holds says which frames belong to durable commits, and opening the
 //! store cuts the journal back to it: a frame whose batch never became
 //! durable (a crash, a failed write) is dropped with it, a torn tail too.
 //!
-//! Retention hides the records up to a mark ([`purged_path`], in sled) and
+//! Retention hides the records up to a mark ([`purged_path`], in the engine) and
 //! deletes the segments wholly before it. Records are read by scanning the
 //! segments that may hold ids after a page's start, decrypting only the
 //! frames whose id range reaches past it.
@@ -63,12 +63,12 @@ impl Position {
     }
 }
 
-/// The sled fact that says where the journal's committed part ends.
+/// The engine fact that says where the journal's committed part ends.
 pub fn end_path() -> Vec<u8> {
     path(META, &[b"audit-journal-end"])
 }
 
-/// The sled fact holding the greatest audit id retention has purged.
+/// The engine fact holding the greatest audit id retention has purged.
 pub fn purged_path() -> Vec<u8> {
     path(META, &[b"audit-purged-through"])
 }
@@ -154,7 +154,7 @@ fn frames(bytes: &[u8]) -> impl Iterator<Item = Frame<'_>> {
 }
 
 impl Journal {
-    /// Opens the journal in `data_dir`, cut back to `end` (what sled says
+    /// Opens the journal in `data_dir`, cut back to `end` (what the engine says
     /// is committed; `None`: nothing is), with the records up to
     /// `purged_through` hidden.
     pub fn open(data_dir: &Path, end: Option<Position>, purged_through: u128) -> Result<Self> {
@@ -232,7 +232,7 @@ impl Journal {
     }
 
     /// Appends one frame holding `records` and syncs it; returns where the
-    /// journal ends now, for the committer to record in sled.
+    /// journal ends now, for the committer to record in the engine.
     pub fn append(&self, sealer: &Sealer, records: &[AuditRecord]) -> Result<Position> {
         let mut inner = self.inner.lock();
         let (no, len) = match inner.segments.last_key_value() {
@@ -396,7 +396,7 @@ impl Journal {
         Ok(ids.last().map(|last| (*last, ids.len())))
     }
 
-    /// Hides the records up to `through` (its mark is durable in sled) and
+    /// Hides the records up to `through` (its mark is durable in the engine) and
     /// deletes the segments every record of which it hides, but the one
     /// appended to.
     pub fn purge_through(&self, through: u128) -> Result<()> {
@@ -512,7 +512,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io("sync", dir, e))
 }
 
-/// The purge mark as sled stores it.
+/// The purge mark as the engine stores it.
 pub fn decode_mark(bytes: &[u8]) -> u128 {
     bytes
         .get(..16)

@@ -1,4 +1,4 @@
-//! keysmith's state in embedded sled: keys, reservations, idempotency records,
+//! keysmith's state in embedded fjall (`kv`): keys, reservations, idempotency records,
 //! the change log and the drivers' own state, all in one tree, and the audit
 //! log in a journal beside it, written by one group-commit thread, with the
 //! live keys also kept in memory for listings.
@@ -11,14 +11,15 @@ mod encryption;
 mod handle;
 mod idempotency;
 mod journal;
+mod kv;
 mod layout;
 use encryption::open_sealer;
 pub use encryption::EncryptionStatus;
 mod rewrite;
 pub mod sealing;
 mod stored_key;
-/// The store suite: every case run against any [`Store`], sled's and
-/// other engines' (the `suite` feature; this crate's tests run it on sled).
+/// The store suite: every case run against any [`Store`], the embedded
+/// one and others (the `suite` feature; this crate's tests run it here).
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 mod upgrade;
@@ -50,7 +51,7 @@ use crate::{
     catalog::{Catalog, Change},
     codec::{last_part, open, parts, path, push_part},
     committer::{Committer, Op, Reopen},
-    driver_state::SledDriverState,
+    driver_state::EmbeddedDriverState,
     handle::TreeHandle,
     journal::Journal,
     layout::{
@@ -60,13 +61,13 @@ use crate::{
     sealing::{KeyEncryptionKey, KeyRing, Sealer},
 };
 
-pub struct SledStore {
+pub struct EmbeddedStore {
     /// The tree, replaced when the committer reopens the store.
     tree: Arc<TreeHandle>,
     committer: Arc<Committer>,
     catalog: Arc<Catalog>,
     /// Serialise the transactions of one request_id or reservation: this
-    /// process is sled's only user.
+    /// process is the store's only user.
     locks: Locks,
     /// Gives audit records their ids as they are written.
     audit_ids: AuditIds,
@@ -89,9 +90,10 @@ pub struct SledStore {
 /// How the store uses memory.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// What sled's page cache and the listing cache may take together, in
-    /// bytes: a third goes to sled, the rest to the listing cache. 0 turns
-    /// the listing cache off (sled then keeps its smallest cache).
+    /// What the engine (its block cache and memtables) and the listing
+    /// cache may take together, in bytes: a third goes to the engine, the
+    /// rest to the listing cache. 0 turns the listing cache off (the engine
+    /// then keeps its smallest cache).
     pub memory_budget_bytes: usize,
     /// The key-encryption keys that unwrap the store's data keys.
     pub keys: KeyRing,
@@ -113,12 +115,16 @@ impl StoreOptions {
 }
 
 impl StoreOptions {
-    /// What sled is told its cache may take: its share of the budget
-    /// (a third) divided by what its cache really holds in memory per byte
-    /// it counts.
-    fn sled_cache_bytes(&self) -> u64 {
-        (self.memory_budget_bytes / 3 / SLED_RESIDENT_PER_COUNTED_BYTE).max(MIN_SLED_CACHE_BYTES)
-            as u64
+    /// What the engine is given: its share of the budget (a third), of
+    /// which a quarter (4 to 16 MiB) for the memtables and the rest for the
+    /// block cache.
+    fn engine_memory(&self) -> kv::Memory {
+        let share = self.memory_budget_bytes / 3;
+        let write_buffer = (share / 4).clamp(MIN_WRITE_BUFFER_BYTES, WRITE_BUFFER_BYTES);
+        kv::Memory {
+            cache_bytes: share.saturating_sub(write_buffer).max(MIN_CACHE_BYTES) as u64,
+            write_buffer_bytes: write_buffer as u64,
+        }
     }
 
     /// The listing cache's share.
@@ -127,19 +133,20 @@ impl StoreOptions {
     }
 }
 
-/// The default memory budget: sled's cache and the listing cache together.
+/// The default memory budget: the engine's memory and the listing cache
+/// together.
 pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
 /// The default of [`StoreOptions::watch_buffer`].
 pub const DEFAULT_WATCH_BUFFER: usize = 1024;
-/// sled is never given less than this, whatever the budget.
-const MIN_SLED_CACHE_BYTES: usize = 8 * 1024 * 1024;
-/// sled 0.34 counts a cached page by its serialized size, and its nodes in
-/// memory take more: with 400,000 keys under load, the server's resident
-/// memory grew 176 MB when sled's `cache_capacity` grew 64 MB (2.75 bytes
-/// per byte counted; BENCHMARKS.md, "Memory within one budget").
-const SLED_RESIDENT_PER_COUNTED_BYTE: usize = 3;
+/// The engine's block cache is never given less than this, whatever the
+/// budget.
+const MIN_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// The engine's memtables together, at most: the writes not yet in its
+/// tables (an open after a crash replays them from the journal).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+const MIN_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
-impl SledStore {
+impl EmbeddedStore {
     /// For tests: opens with a fixed key-encryption key known to everyone.
     pub fn open_with_test_key(dir: &Path) -> Result<Self> {
         Self::open_with(
@@ -152,15 +159,18 @@ impl SledStore {
     /// `options.keys`, else it is refused with a message naming the key.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self> {
         rewrite::finish_interrupted(dir)?;
-        let mut db = open_db(dir, options.sled_cache_bytes())?;
+        if rewrite::is_sled(dir) {
+            rewrite::from_sled(dir, options.engine_memory())?;
+        }
+        let mut db = open_db(dir, options.engine_memory())?;
         let mut main = db.open_tree(MAIN_TREE).map_err(store_error)?;
         let mut sealer = open_sealer(&db, &main, options.keys.clone())?;
         let mut journal = open_journal(dir, &main)?;
         upgrade::upgrade(&db, &main, &sealer, &journal)?;
         if rewrite::is_wanted(&main)? {
             drop((main, journal));
-            rewrite::rewrite(db, dir, options.sled_cache_bytes())?;
-            db = open_db(dir, options.sled_cache_bytes())?;
+            rewrite::rewrite(db, dir, options.engine_memory())?;
+            db = open_db(dir, options.engine_memory())?;
             main = db.open_tree(MAIN_TREE).map_err(store_error)?;
             sealer = open_sealer(&db, &main, options.keys.clone())?;
             journal = open_journal(dir, &main)?;
@@ -186,7 +196,7 @@ impl SledStore {
             journal.clone(),
             Reopen {
                 dir: dir.to_path_buf(),
-                cache_bytes: options.sled_cache_bytes(),
+                memory: options.engine_memory(),
             },
         ));
         let store = Self {
@@ -260,7 +270,8 @@ impl SledStore {
         &self,
         prefix: &[u8],
         after: Option<&str>,
-    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
+    ) -> Result<impl Iterator<Item = crate::kv::KvResult<(crate::kv::Bytes, crate::kv::Bytes)>>>
+    {
         let start = match after {
             Some(after) => {
                 let mut from = prefix.to_vec();
@@ -286,7 +297,7 @@ impl SledStore {
     }
 
     /// The tree as it is open now.
-    fn tree(&self) -> Result<sled::Tree> {
+    fn tree(&self) -> Result<crate::kv::Tree> {
         self.tree.get()
     }
 
@@ -385,7 +396,7 @@ impl SledStore {
 /// cache, and the key changes to log.
 type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>, Vec<AuditRecord>);
 
-fn changes(mut writes: WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<Prepared> {
+fn changes(mut writes: WriteSet, tree: &crate::kv::Tree, sealer: &Sealer) -> Result<Prepared> {
     let ops = ops(&writes, tree, sealer)?;
     let logged = PendingChange::of(&writes.keys, writes.changed_at);
     let audit = std::mem::take(&mut writes.audit);
@@ -399,7 +410,7 @@ fn changes(mut writes: WriteSet, tree: &sled::Tree, sealer: &Sealer) -> Result<P
 
 /// Opens the audit journal of the store in `dir`, cut back to what `main`
 /// says is committed.
-fn open_journal(dir: &Path, main: &sled::Tree) -> Result<Journal> {
+fn open_journal(dir: &Path, main: &crate::kv::Tree) -> Result<Journal> {
     let purged = main
         .get(journal::purged_path())
         .map_err(store_error)?
@@ -410,28 +421,17 @@ fn open_journal(dir: &Path, main: &sled::Tree) -> Result<Journal> {
 /// The tree keysmith keeps everything in.
 pub(crate) const MAIN_TREE: &str = "keysmith";
 
-/// How long opening waits for the data directory's lock. sled lets go of it
-/// only when its last IO thread has dropped the file, a moment after the
-/// store that held it closed; sled's own tests block on it for that reason.
+/// How long opening waits for the data directory's lock. A store that was
+/// just closed in this process lets go of it once its last handle (a
+/// reader's tree) is dropped.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 
-pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+pub(crate) fn open_db(dir: &Path, memory: kv::Memory) -> Result<kv::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        let opened = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            // The committer flushes after every batch: sled's own periodic
-            // flush would only add work (and hide a missing flush).
-            .flush_every_ms(None)
-            .open();
-        match opened {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+        match kv::open(dir, memory) {
+            Err(kv::OpenError::Locked(_)) if Instant::now() < deadline => {
                 std::thread::sleep(LOCK_RETRY);
             }
             Ok(db) => return Ok(db),
@@ -452,12 +452,12 @@ pub(crate) fn committer_error(why: String) -> Error {
     Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {why}"))
 }
 
-pub(crate) fn store_error(e: sled::Error) -> Error {
+pub(crate) fn store_error(e: kv::Error) -> Error {
     Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {e}"))
 }
 
 #[async_trait]
-impl Store for SledStore {
+impl Store for EmbeddedStore {
     async fn begin(&self, locks: Vec<LockName>) -> Result<Box<dyn Transaction + '_>> {
         Ok(Box::new(
             LockedTransaction::begin(self, &self.locks, &locks).await,
@@ -492,7 +492,7 @@ impl Store for SledStore {
         request_id: &str,
     ) -> Result<Option<IdempotencyRecord>> {
         let at = idempotency::record_path(property_id, request_id);
-        let read = |tree: &sled::Tree| -> Result<Option<idempotency::Read>> {
+        let read = |tree: &crate::kv::Tree| -> Result<Option<idempotency::Read>> {
             match tree.get(&at).map_err(store_error)? {
                 Some(v) => idempotency::read(property_id, request_id, &self.sealer.open(&at, &v)?)
                     .map(Some),
@@ -656,7 +656,7 @@ impl Store for SledStore {
     }
 
     fn driver_state(&self, driver: &str) -> Result<Arc<dyn DriverState>> {
-        Ok(Arc::new(SledDriverState {
+        Ok(Arc::new(EmbeddedDriverState {
             namespace: path(DRIVER_STATE, &[driver.as_bytes()]),
             tree: self.tree.clone(),
             sealer: self.sealer.clone(),
@@ -734,9 +734,9 @@ impl Store for SledStore {
         Ok(purged)
     }
 
-    /// Every lease is granted: sled takes an exclusive lock on its data
-    /// directory's files at open (`open_db` waits for it and then refuses,
-    /// "could not acquire lock"), so no other process shares this store.
+    /// Every lease is granted: the store takes an exclusive lock on its
+    /// engine's directory at open (`open_db` waits for it and then refuses,
+    /// "is another keysmith using it?"), so no other process shares it.
     fn leases(&self) -> Arc<dyn Leases> {
         Arc::new(SoleOwner)
     }
@@ -754,14 +754,20 @@ pub struct SpaceReport {
     /// The data directory's files, as the file system counts them.
     pub disk_bytes: u64,
     /// The same by entry of the data directory (a directory's whole
-    /// contents under its name): sled's `db`, `conf`, `snap.*`, `blobs`.
+    /// contents under its name): the engine's `fjall`, the journal's `audit`.
     pub files: BTreeMap<String, u64>,
 }
 
 impl SpaceReport {
     /// Reads a data directory no keysmith is using.
     pub fn of(dir: &Path) -> Result<Self> {
-        let db = open_db(dir, 64 << 20)?;
+        let db = open_db(
+            dir,
+            kv::Memory {
+                cache_bytes: 64 << 20,
+                write_buffer_bytes: WRITE_BUFFER_BYTES as u64,
+            },
+        )?;
         let tree = db.open_tree(MAIN_TREE).map_err(store_error)?;
         let mut kinds: BTreeMap<&'static str, (usize, usize, usize)> = BTreeMap::new();
         for entry in tree.iter() {
@@ -801,7 +807,7 @@ impl SpaceReport {
             .map(|e| {
                 let bytes = match e.metadata() {
                     Ok(m) if m.is_dir() => disk_usage(&e.path()),
-                    Ok(m) => m.len(),
+                    Ok(m) => std::os::unix::fs::MetadataExt::blocks(&m) * 512,
                     Err(_) => 0,
                 };
                 (e.file_name().to_string_lossy().into_owned(), bytes)
@@ -815,7 +821,11 @@ impl SpaceReport {
     }
 }
 
-fn disk_usage(dir: &Path) -> u64 {
+/// The bytes the files under `dir` take on disk, as `du` counts them: the
+/// blocks allocated, not the lengths (fjall sets its journal's length ahead
+/// of what it writes, which a sparse file does not store).
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -823,7 +833,7 @@ fn disk_usage(dir: &Path) -> u64 {
         .flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => disk_usage(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) => m.blocks() * 512,
             Err(_) => 0,
         })
         .sum()

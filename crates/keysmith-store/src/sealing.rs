@@ -244,9 +244,9 @@ pub struct Opened {
 }
 
 impl Sealer {
-    /// Reads the store's data keys from sled's tree and unwraps them with
+    /// Reads the store's data keys from the store's tree and unwraps them with
     /// `ring` (see [`Sealer::open_keys`]).
-    pub fn open_store(tree: &sled::Tree, ring: KeyRing) -> Result<Opened> {
+    pub fn open_store(tree: &crate::kv::Tree, ring: KeyRing) -> Result<Opened> {
         let mut stored = Vec::new();
         for entry in tree.scan_prefix(data_key_prefix()) {
             let (k, v) = entry.map_err(crate::store_error)?;
@@ -284,7 +284,7 @@ impl Sealer {
 
     /// Unwraps a store's data keys, as it keeps them (each id with its
     /// wrapped form, and the id of the one that seals new values), with
-    /// `ring`; any store keeps them this way, sled's tree or a database. A
+    /// `ring`; any store keeps them this way, the embedded store's tree or a database. A
     /// data key wrapped with a key the ring does not hold, or that does not
     /// open with it, is refused, naming the key. A store with no current
     /// data key gets a new one, to store.
@@ -637,11 +637,14 @@ mod tests {
 
     fn sealer() -> Arc<Sealer> {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .temporary(true)
-            .path(dir.path())
-            .open()
-            .unwrap();
+        let db = crate::kv::open(
+            dir.path(),
+            crate::kv::Memory {
+                cache_bytes: 1 << 20,
+                write_buffer_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
         let tree = db.open_tree("t").unwrap();
         Sealer::open_store(&tree, KeyRing::new(KeyEncryptionKey::generate("k1")))
             .unwrap()

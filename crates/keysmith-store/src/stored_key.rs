@@ -108,7 +108,7 @@ pub fn open_key(sealer: &Sealer, path: &[u8], value: &[u8]) -> Result<AccessKey>
 
 /// The key's record as `tree` has it now, live or ended; with its path.
 pub fn read_at(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     sealer: &Sealer,
     property_id: &str,
     key_id: &str,
@@ -125,7 +125,7 @@ pub fn read_at(
 
 /// The key's record as `tree` has it now, live or ended.
 pub fn read(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     sealer: &Sealer,
     property_id: &str,
     key_id: &str,

@@ -6,7 +6,7 @@ use keysmith_core::{
     AccessKey, Timestamp, Window,
 };
 
-use super::{SledStore, StoreOptions};
+use super::{EmbeddedStore, StoreOptions};
 use crate::{
     sealing::KeyRing,
     suite::{key, scan, write, Harness},
@@ -17,46 +17,58 @@ fn test_options() -> StoreOptions {
 }
 
 /// sled in a temporary directory.
-struct SledHarness {
+struct EmbeddedHarness {
     dir: tempfile::TempDir,
 }
 
-impl Harness for SledHarness {
-    type Store = SledStore;
+impl Harness for EmbeddedHarness {
+    type Store = EmbeddedStore;
 
-    async fn open_with(&self, keys: KeyRing) -> keysmith_core::Result<SledStore> {
-        SledStore::open_with(self.dir.path(), StoreOptions::new(keys))
+    async fn open_with(&self, keys: KeyRing) -> keysmith_core::Result<EmbeddedStore> {
+        EmbeddedStore::open_with(self.dir.path(), StoreOptions::new(keys))
     }
 
-    fn close(&self, store: &SledStore) {
+    fn close(&self, store: &EmbeddedStore) {
         store.close();
     }
 
-    async fn stored_values_hold(&self, store: &SledStore, needle: &[u8]) -> bool {
+    async fn stored_values_hold(&self, store: &EmbeddedStore, needle: &[u8]) -> bool {
         store.tree().unwrap().iter().any(|e| {
             let (_, v) = e.unwrap();
             v.windows(needle.len()).any(|w| w == needle)
         })
     }
 
-    async fn entries_of_key(&self, store: &SledStore, _property_id: &str, key_id: &str) -> usize {
+    async fn entries_of_key(
+        &self,
+        store: &EmbeddedStore,
+        _property_id: &str,
+        key_id: &str,
+    ) -> usize {
         store
             .tree()
             .unwrap()
             .iter()
-            .keys()
-            .map(|k| k.unwrap())
+            .map(|e| e.unwrap().0)
             .filter(|k| k.windows(key_id.len()).any(|w| w == key_id.as_bytes()))
             .count()
     }
 }
 
+/// The engine's memory for a store a test opens by hand.
+fn test_memory() -> crate::kv::Memory {
+    crate::kv::Memory {
+        cache_bytes: 8 << 20,
+        write_buffer_bytes: 8 << 20,
+    }
+}
+
 /// The store suite on sled.
-mod sled_suite {
-    use super::SledHarness;
+mod embedded_suite {
+    use super::EmbeddedHarness;
 
     crate::store_suite!(async {
-        Some(SledHarness {
+        Some(EmbeddedHarness {
             dir: tempfile::tempdir().unwrap(),
         })
     });
@@ -66,22 +78,24 @@ mod sled_suite {
 async fn a_driver_tree_of_an_earlier_layout_moves_into_the_main_tree() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::rewrite::open_sled(dir.path()).unwrap();
         let old = db.open_tree("driver/offline-lock").unwrap();
         old.insert(b"enc/101", b"7").unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let lock = store.driver_state("offline-lock").unwrap();
     assert_eq!(lock.get(b"enc/101").unwrap().as_deref(), Some(&b"7"[..]));
     store.close();
     drop((lock, store));
 
-    let db = crate::open_db(dir.path(), 8 << 20).unwrap();
-    assert!(
-        !db.tree_names().iter().any(|n| n.starts_with(b"driver/")),
-        "the old tree is dropped once moved"
+    let db = crate::open_db(dir.path(), test_memory()).unwrap();
+    assert_eq!(
+        db.tree_names(),
+        [crate::MAIN_TREE],
+        "the old tree is not copied"
     );
+    assert!(!dir.path().join("conf").exists(), "sled's files are gone");
 }
 
 #[tokio::test]
@@ -93,7 +107,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     let live = key("k2", "g2", None);
     {
         // Layout 1: every key under K, with a property index in A and L.
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::rewrite::open_sled(dir.path()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         for k in [&revoked, &live] {
             main.insert(
@@ -111,7 +125,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
         }
         db.flush().unwrap();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(scan(&store, KeyIndex::Property, true, None), ["k2"]);
     assert_eq!(scan(&store, KeyIndex::Property, false, None), ["k1", "k2"]);
     assert!(store.key("hotel", "k1").unwrap().unwrap().is_revoked());
@@ -130,13 +144,13 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
 
     // A layout this build does not know is refused, not misread.
     {
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::open_db(dir.path(), test_memory()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         main.insert(layout::layout_marker(), &[layout::LAYOUT + 1])
             .unwrap();
         db.flush().unwrap();
     }
-    let error = SledStore::open_with_test_key(dir.path())
+    let error = EmbeddedStore::open_with_test_key(dir.path())
         .err()
         .expect("refused");
     assert!(error.to_string().contains("newer keysmith"), "{error}");
@@ -165,7 +179,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
     revoked.stored_state = KeyState::Revoked;
     let cleared = key("k4", "g4", Some("s2"));
     {
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::rewrite::open_sled(dir.path()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         for k in [&ended, &joiner, &revoked, &cleared] {
             main.insert(layout::record_path(k), codec::encode(k).unwrap())
@@ -197,7 +211,7 @@ async fn a_store_of_layout_2_rebuilds_reservation_members_when_opened() {
         main.insert(layout::layout_marker(), &[2u8]).unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let s1 = store.reservation("hotel", "s1").unwrap().unwrap();
     assert_eq!(
         s1.members,
@@ -224,7 +238,10 @@ fn in_property(property: &str, id: &str) -> AccessKey {
     k
 }
 
-fn live_page(store: &SledStore, property: &str) -> Vec<std::sync::Arc<keysmith_core::ListedKey>> {
+fn live_page(
+    store: &EmbeddedStore,
+    property: &str,
+) -> Vec<std::sync::Arc<keysmith_core::ListedKey>> {
     store
         .scan_keys(&KeyScan {
             property_id: property,
@@ -236,14 +253,14 @@ fn live_page(store: &SledStore, property: &str) -> Vec<std::sync::Arc<keysmith_c
         .unwrap()
 }
 
-fn summary(store: &SledStore, property: &str) -> Vec<(String, Option<String>)> {
+fn summary(store: &EmbeddedStore, property: &str) -> Vec<(String, Option<String>)> {
     live_page(store, property)
         .iter()
         .map(|k| (k.key_id.clone(), k.holder.name.clone()))
         .collect()
 }
 
-fn ids(store: &SledStore, property: &str) -> Vec<String> {
+fn ids(store: &EmbeddedStore, property: &str) -> Vec<String> {
     summary(store, property)
         .into_iter()
         .map(|(id, _)| id)
@@ -251,7 +268,7 @@ fn ids(store: &SledStore, property: &str) -> Vec<String> {
 }
 
 /// Whether two listings hand out the very same versions: the cache's.
-fn served_from_memory(store: &SledStore, property: &str) -> bool {
+fn served_from_memory(store: &EmbeddedStore, property: &str) -> bool {
     // A listing of a property the cache does not hold asks the loader for
     // it: wait for that before comparing.
     live_page(store, property);
@@ -263,8 +280,8 @@ fn served_from_memory(store: &SledStore, property: &str) -> bool {
 #[tokio::test]
 async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_reopen() {
     let (cached_dir, disk_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cached = SledStore::open_with_test_key(cached_dir.path()).unwrap();
-    let disk = SledStore::open_with(
+    let cached = EmbeddedStore::open_with_test_key(cached_dir.path()).unwrap();
+    let disk = EmbeddedStore::open_with(
         disk_dir.path(),
         StoreOptions {
             memory_budget_bytes: 0,
@@ -309,7 +326,7 @@ async fn the_listing_cache_shows_what_the_tree_shows_after_every_change_and_a_re
 
     cached.close();
     drop(cached);
-    let reopened = SledStore::open_with_test_key(cached_dir.path()).unwrap();
+    let reopened = EmbeddedStore::open_with_test_key(cached_dir.path()).unwrap();
     assert_eq!(summary(&reopened, "hotel"), summary(&disk, "hotel"));
     assert!(served_from_memory(&reopened, "hotel"));
 }
@@ -327,7 +344,7 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
         memory_budget_bytes: (3 * one_key + one_key / 2) * 3 / 2,
         ..test_options()
     };
-    let store = SledStore::open_with(dir.path(), options.clone()).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), options.clone()).unwrap();
     for (property, id) in [
         ("small", "k1"),
         ("small", "k2"),
@@ -340,7 +357,7 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     ] {
         write(&store, in_property(property, id), None).await;
     }
-    let listed = |store: &SledStore, property: &str| {
+    let listed = |store: &EmbeddedStore, property: &str| {
         let ids = ids(store, property);
         store.settle_listing_cache();
         ids
@@ -383,7 +400,7 @@ async fn the_listing_cache_keeps_the_most_recently_listed_properties_within_its_
     // At the next start the cache fills in the background while it can.
     store.close();
     drop(store);
-    let store = SledStore::open_with(dir.path(), options.clone()).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), options.clone()).unwrap();
     assert_eq!(ids(&store, "small"), ["k1", "k2"], "listed before the fill");
     store.settle_listing_cache();
     let held = ["small", "other", "huge"].map(|p| store.catalog.holds(p));
@@ -412,7 +429,7 @@ async fn rotations_keep_every_record_readable() {
     use crate::sealing::{KeyEncryptionKey, Sealer};
     let dir = tempfile::tempdir().unwrap();
     let k1 = KeyEncryptionKey::generate("k1");
-    let store = SledStore::open_with(dir.path(), with_keys(&k1, &[])).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), with_keys(&k1, &[])).unwrap();
     for i in 0..1_200 {
         write(&store, key(&format!("k{i:04}"), "g", None), None).await;
     }
@@ -433,7 +450,7 @@ async fn rotations_keep_every_record_readable() {
     assert_eq!(store.encryption_status().key_encryption_key_id, "k2");
     store.close();
     drop(store);
-    let store = SledStore::open_with(dir.path(), with_keys(&k2, &[])).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), with_keys(&k2, &[])).unwrap();
     assert_eq!(scan(&store, KeyIndex::Property, true, None).len(), 100);
     assert!(store.key("hotel", "k1199").unwrap().is_some());
 }
@@ -445,14 +462,14 @@ async fn a_store_of_layout_5_is_sealed_when_opened() {
     let dir = tempfile::tempdir().unwrap();
     let plain = key("k1", "g1", None);
     {
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::rewrite::open_sled(dir.path()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         main.insert(layout::record_path(&plain), codec::encode(&plain).unwrap())
             .unwrap();
         main.insert(layout::layout_marker(), &[5u8]).unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let raw = store
         .tree()
         .unwrap()
@@ -487,7 +504,7 @@ async fn records_in_clear_leave_the_files_when_a_store_is_sealed() {
     let mut plain = key("k1", "g1", None);
     plain.holder.name = Some("NAME-IN-CLEAR-5150".into());
     {
-        let db = crate::open_db(&dir, 8 << 20).unwrap();
+        let db = crate::rewrite::open_sled(&dir).unwrap();
         let main = db.open_tree("keysmith").unwrap();
         main.insert(layout::record_path(&plain), codec::encode(&plain).unwrap())
             .unwrap();
@@ -495,7 +512,7 @@ async fn records_in_clear_leave_the_files_when_a_store_is_sealed() {
         db.flush().unwrap();
     }
     assert!(files_hold(&dir, b"NAME-IN-CLEAR-5150"), "the test can fail");
-    let store = SledStore::open_with_test_key(&dir).unwrap();
+    let store = EmbeddedStore::open_with_test_key(&dir).unwrap();
     assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), plain);
     store.close();
     drop(store);
@@ -505,7 +522,7 @@ async fn records_in_clear_leave_the_files_when_a_store_is_sealed() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["data"], "no copy or old directory is left beside it");
-    let store = SledStore::open_with_test_key(&dir).unwrap();
+    let store = EmbeddedStore::open_with_test_key(&dir).unwrap();
     assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), plain);
 }
 
@@ -516,7 +533,7 @@ async fn records_in_clear_leave_the_files_when_a_store_is_sealed() {
 async fn an_interrupted_rewrite_is_finished_or_undone_at_open() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("data");
-    let store = SledStore::open_with_test_key(&dir).unwrap();
+    let store = EmbeddedStore::open_with_test_key(&dir).unwrap();
     write(&store, key("k1", "g1", None), None).await;
     store.close();
     drop(store);
@@ -530,7 +547,7 @@ async fn an_interrupted_rewrite_is_finished_or_undone_at_open() {
     };
     // A copy begun and never finished (here: an empty directory).
     std::fs::create_dir_all(root.path().join("data.rewrite")).unwrap();
-    let store = SledStore::open_with_test_key(&dir).unwrap();
+    let store = EmbeddedStore::open_with_test_key(&dir).unwrap();
     assert!(store.key("hotel", "k1").unwrap().is_some());
     store.close();
     drop(store);
@@ -538,7 +555,7 @@ async fn an_interrupted_rewrite_is_finished_or_undone_at_open() {
     // Stopped between the renames: the old one aside, the copy complete.
     copy_of(&root.path().join("data.rewrite"));
     std::fs::rename(&dir, root.path().join("data.old")).unwrap();
-    let store = SledStore::open_with_test_key(&dir).unwrap();
+    let store = EmbeddedStore::open_with_test_key(&dir).unwrap();
     assert!(store.key("hotel", "k1").unwrap().is_some());
     assert!(!root.path().join("data.old").exists());
     assert!(!root.path().join("data.rewrite").exists());
@@ -573,7 +590,7 @@ fn audit(property: &str, action: &str, seconds: i64) -> keysmith_core::audit::Au
     )
 }
 
-async fn write_audit(store: &SledStore, records: Vec<keysmith_core::audit::AuditRecord>) {
+async fn write_audit(store: &EmbeddedStore, records: Vec<keysmith_core::audit::AuditRecord>) {
     store
         .commit(WriteSet {
             audit: records,
@@ -583,7 +600,12 @@ async fn write_audit(store: &SledStore, records: Vec<keysmith_core::audit::Audit
         .unwrap();
 }
 
-fn actions(store: &SledStore, property: &str, after: Option<&str>, limit: usize) -> Vec<String> {
+fn actions(
+    store: &EmbeddedStore,
+    property: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<String> {
     store
         .audit_page(property, after, limit)
         .unwrap()
@@ -608,7 +630,7 @@ fn journal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn audit_records_are_journaled_and_paged_by_property_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         for i in 0..5 {
             write_audit(
                 &store,
@@ -619,7 +641,7 @@ async fn audit_records_are_journaled_and_paged_by_property_across_a_reopen() {
         assert_eq!(actions(&store, "hotel", None, 3), ["a0", "a1", "a2"]);
         store.close();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let first = store.audit_page("hotel", None, 2).unwrap();
     assert_eq!(
         actions(&store, "hotel", Some(&first[1].id), 10),
@@ -641,7 +663,7 @@ async fn audit_records_are_journaled_and_paged_by_property_across_a_reopen() {
 #[tokio::test]
 async fn a_journal_tail_that_sled_never_committed_is_cut_off_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     write_audit(&store, vec![audit("hotel", "committed", 1)]).await;
     store.close();
     drop(store);
@@ -649,7 +671,7 @@ async fn a_journal_tail_that_sled_never_committed_is_cut_off_at_open() {
     let committed_len = std::fs::metadata(&segment).unwrap().len();
     {
         // A whole frame the journal would have written, then a torn one.
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::open_db(dir.path(), test_memory()).unwrap();
         let main = db.open_tree(crate::MAIN_TREE).unwrap();
         let sealer = crate::encryption::open_sealer(
             &db,
@@ -672,14 +694,14 @@ async fn a_journal_tail_that_sled_never_committed_is_cut_off_at_open() {
             .unwrap();
         assert!(std::fs::metadata(&segment).unwrap().len() > committed_len);
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(actions(&store, "hotel", None, 10), ["committed"]);
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), committed_len);
     // Appending goes on from the committed end.
     write_audit(&store, vec![audit("hotel", "next", 3)]).await;
     store.close();
     drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(actions(&store, "hotel", None, 10), ["committed", "next"]);
 }
 
@@ -689,7 +711,7 @@ async fn a_journal_tail_that_sled_never_committed_is_cut_off_at_open() {
 #[tokio::test]
 async fn audit_retention_purges_records_and_drops_whole_old_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     // One frame past a segment's size, so that the next one starts a new
     // segment.
     let old: Vec<_> = (0..40_000).map(|_| audit("hotel", "old", 100)).collect();
@@ -714,7 +736,7 @@ async fn audit_retention_purges_records_and_drops_whole_old_segments() {
     assert_eq!(actions(&store, "hotel", None, 10), ["new"]);
     store.close();
     drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(actions(&store, "hotel", None, 10), ["new"]);
 }
 
@@ -728,7 +750,7 @@ async fn a_store_of_layout_6_moves_its_audit_records_into_the_journal() {
         .map(|i| ulid::Ulid::from_parts(1_000 + i, 0).to_string())
         .collect();
     {
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         let main = store.tree().unwrap();
         // Written as layout 6 did: sealed, under `U`, property then id.
         for (i, id) in ids.iter().enumerate().rev() {
@@ -745,7 +767,7 @@ async fn a_store_of_layout_6_moves_its_audit_records_into_the_journal() {
         main.flush().unwrap();
         store.close();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(actions(&store, "hotel", None, 10), ["a0", "a1", "a2"]);
     assert_eq!(actions(&store, "hotel", Some(&ids[0]), 10), ["a1", "a2"]);
     let main = store.tree().unwrap();
@@ -763,7 +785,7 @@ async fn a_store_of_layout_6_moves_its_audit_records_into_the_journal() {
 async fn a_data_key_rotation_seals_the_journal_again() {
     use crate::sealing::Sealer;
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     write_audit(&store, vec![audit("hotel", "before", 1)]).await;
     let first = store.encryption_status().current_data_key;
     let second = store.rotate_data_key().await.unwrap();
@@ -784,13 +806,13 @@ async fn a_data_key_rotation_seals_the_journal_again() {
     }
     store.close();
     drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(actions(&store, "hotel", None, 10), ["before", "after"]);
 }
 
 /// What the key records name: (first answers, change records). No
 /// reference has an entry of its own (layout 7's `Q` and `W`).
-fn named_by_key_records(store: &SledStore) -> (usize, usize) {
+fn named_by_key_records(store: &EmbeddedStore) -> (usize, usize) {
     use crate::{layout, stored_key};
     let tree = store.tree().unwrap();
     for tag in [layout::ANSWER_REFERENCE, layout::CHANGE_REFERENCE] {
@@ -825,7 +847,7 @@ fn issued_with_request(key: &AccessKey, request_id: &str) -> WriteSet {
 }
 
 /// The first answer of `request_id`, a key.
-fn answer(store: &SledStore, request_id: &str) -> AccessKey {
+fn answer(store: &EmbeddedStore, request_id: &str) -> AccessKey {
     use keysmith_core::store::{IdempotencyRecord, StoredAnswer};
     match store.idempotency("hotel", request_id).unwrap().unwrap() {
         IdempotencyRecord {
@@ -856,13 +878,13 @@ fn revoked_at(key: &AccessKey, seconds: i64) -> AccessKey {
 #[tokio::test]
 async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let issued = key("k1", "g1", None);
     store
         .commit(issued_with_request(&issued, "r1"))
         .await
         .unwrap();
-    let stored_len = |store: &SledStore| {
+    let stored_len = |store: &EmbeddedStore| {
         store
             .tree()
             .unwrap()
@@ -894,7 +916,7 @@ async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_cha
     );
     store.close();
     drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(answer(&store, "r1"), issued);
 }
 
@@ -904,7 +926,7 @@ async fn an_answer_that_is_the_stored_key_is_kept_by_reference_until_the_key_cha
 #[tokio::test]
 async fn a_request_id_used_again_after_expiry_keeps_its_new_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     let first = key("k1", "g1", None);
     store
         .commit(issued_with_request(&first, "r1"))
@@ -934,8 +956,8 @@ async fn a_request_id_used_again_after_expiry_keeps_its_new_answer() {
 #[tokio::test]
 async fn change_records_show_the_version_they_logged_after_the_key_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let states = |store: &SledStore| -> Vec<(u64, KeyState)> {
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
+    let states = |store: &EmbeddedStore| -> Vec<(u64, KeyState)> {
         store
             .changes_after("hotel", 0, 100)
             .unwrap()
@@ -943,7 +965,7 @@ async fn change_records_show_the_version_they_logged_after_the_key_changes() {
             .map(|c| (c.sequence, c.key.stored_state))
             .collect()
     };
-    let references = |store: &SledStore| named_by_key_records(store).1;
+    let references = |store: &EmbeddedStore| named_by_key_records(store).1;
     let issued = key("k1", "g1", None);
     write(&store, issued.clone(), None).await;
     assert_eq!(references(&store), 1);
@@ -1028,7 +1050,7 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
     let first = key("k1", "g1", None);
     let second = key("k2", "g2", None);
     {
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         store
             .commit(issued_with_request(&first, "r1"))
             .await
@@ -1043,7 +1065,7 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
         // Written back as layout 7 kept it: the key records bare, the
         // references as entries (the records that name a key are the same
         // in both layouts).
-        let db = crate::open_db(dir.path(), 8 << 20).unwrap();
+        let db = crate::open_db(dir.path(), test_memory()).unwrap();
         let main = db.open_tree(crate::MAIN_TREE).unwrap();
         for entry in main.scan_prefix([layout::LIVE_KEY]) {
             let (at, v) = entry.unwrap();
@@ -1070,7 +1092,7 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
         main.insert(layout::layout_marker(), &[7u8]).unwrap();
         main.flush().unwrap();
     }
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     assert_eq!(answer(&store, "r1"), first);
     assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), first);
     let revoked = revoked_at(&first, 9);
@@ -1089,43 +1111,87 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
     assert_current_layout(&store);
 }
 
-/// The LSN of sled's newest snapshot file (`snap.<lsn in hex>`) in `dir`.
-fn newest_snapshot(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().into_string().ok()?;
-            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
-        })
-        .max()
-        .unwrap_or(0)
+/// The bytes of the engine's journal files under `dir`.
+fn engine_journal_bytes(dir: &std::path::Path) -> u64 {
+    crate::disk_usage(&dir.join(crate::kv::DIR).join("journals"))
 }
 
+/// A store that stops writes what its journal holds into the engine's
+/// tables, so that the next start has nothing to replay.
 #[tokio::test]
-async fn a_store_that_stops_leaves_sled_a_snapshot_of_everything_written() {
+async fn a_store_that_stops_leaves_no_journal_to_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
-    let at_open = newest_snapshot(dir.path());
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     for i in 0..200 {
         write(&store, key(&format!("k{i}"), "g1", None), None).await;
     }
+    let written = engine_journal_bytes(dir.path());
+    assert!(written > 50_000, "the test can fail: {written} bytes");
     store.close();
-    // sled writes a snapshot only when it opens: without one taken at the
-    // stop, the next open replays everything written since `at_open`.
+    let left = engine_journal_bytes(dir.path());
     assert!(
-        newest_snapshot(dir.path()) > at_open,
-        "no snapshot was taken when the store stopped"
+        left < written / 10,
+        "the journal still holds {left} of {written} bytes after the stop"
     );
     drop(store);
-    let store = SledStore::open_with_test_key(dir.path()).unwrap();
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
     for i in [0, 199] {
         assert!(store.key("hotel", &format!("k{i}")).unwrap().is_some());
     }
     store.close();
 }
 
+/// A data directory the previous keysmith wrote with sled (layout 8:
+/// sealed records, a first answer and a change by reference, the audit
+/// journal beside it) is copied into fjall when it is first opened, with
+/// everything it held, and sled's files are gone.
+#[tokio::test]
+async fn a_store_sled_wrote_is_moved_into_fjall_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let made = root.path().join("made");
+    let old = root.path().join("old");
+    let issued = key("k1", "g1", None);
+    {
+        let store = EmbeddedStore::open_with_test_key(&made).unwrap();
+        store
+            .commit(issued_with_request(&issued, "r1"))
+            .await
+            .unwrap();
+        write_audit(&store, vec![audit("hotel", "read", 1)]).await;
+        store.close();
+    }
+    // The same entries and journal, as sled held them.
+    {
+        let db = crate::open_db(&made, test_memory()).unwrap();
+        let sled = crate::rewrite::open_sled(&old).unwrap();
+        let main = sled.open_tree(crate::MAIN_TREE).unwrap();
+        for entry in db.open_tree(crate::MAIN_TREE).unwrap().iter() {
+            let (k, v) = entry.unwrap();
+            main.insert(&k[..], &v[..]).unwrap();
+        }
+        sled.flush().unwrap();
+        let journal = old.join(crate::journal::DIR);
+        std::fs::create_dir(&journal).unwrap();
+        for segment in journal_files(&made) {
+            std::fs::copy(&segment, journal.join(segment.file_name().unwrap())).unwrap();
+        }
+    }
+    assert!(old.join("conf").exists() && !old.join(crate::kv::DIR).exists());
+    let store = EmbeddedStore::open_with_test_key(&old).unwrap();
+    assert_eq!(store.key("hotel", "k1").unwrap().unwrap(), issued);
+    assert_eq!(answer(&store, "r1"), issued);
+    assert_eq!(store.changes_after("hotel", 0, 10).unwrap().len(), 1);
+    assert_eq!(actions(&store, "hotel", None, 10), ["read"]);
+    assert_current_layout(&store);
+    assert!(
+        !old.join("conf").exists() && !old.join("db").exists(),
+        "sled's files are gone"
+    );
+    assert!(old.join(crate::kv::DIR).is_dir());
+}
+
 /// The store says it has this build's layout.
-fn assert_current_layout(store: &SledStore) {
+fn assert_current_layout(store: &EmbeddedStore) {
     let marker = store
         .tree()
         .unwrap()

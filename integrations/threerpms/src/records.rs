@@ -196,7 +196,7 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use keysmith_core::store::Store;
-    use keysmith_store::SledStore;
+    use keysmith_store::EmbeddedStore;
 
     use super::*;
 
@@ -215,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn records_and_generations_are_kept_per_property() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         let state = store.driver_state("3rpms").unwrap();
         let a = StayRecords::new(state.clone(), "a");
         // A property whose id starts with another's must not share its records.
@@ -250,7 +250,7 @@ mod tests {
     async fn pending_revocations_outlive_a_reopen_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SledStore::open_with_test_key(dir.path()).unwrap();
+            let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
             let records = StayRecords::new(store.driver_state("3rpms").unwrap(), "h");
             let mut changes = Changes::new();
             records
@@ -262,7 +262,7 @@ mod tests {
             records.commit(changes).await.unwrap();
             store.close();
         }
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         let records = StayRecords::new(store.driver_state("3rpms").unwrap(), "h");
         assert_eq!(
             records.pending_revocations().unwrap(),
@@ -284,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_3rpms_key_is_forgotten_on_every_stay_that_held_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open_with_test_key(dir.path()).unwrap();
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
         let records = StayRecords::new(store.driver_state("3rpms").unwrap(), "h");
         let mut changes = Changes::new();
         for r in [

@@ -188,14 +188,14 @@ impl Handle {
 #[cfg(test)]
 mod tests {
     use keysmith_core::{router::Router, service::SystemClock};
-    use keysmith_store::SledStore;
+    use keysmith_store::EmbeddedStore;
 
     use super::*;
 
     #[tokio::test]
     async fn a_hotel_of_a_property_keysmith_lacks_stops_the_start_naming_the_hotel() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open_with_test_key(dir.path()).unwrap());
+        let store = Arc::new(EmbeddedStore::open_with_test_key(dir.path()).unwrap());
         let router = Arc::new(Router::new(Vec::new()).await.unwrap());
         let service = Arc::new(AccessService::new(
             store.clone(),

@@ -37,12 +37,12 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     (
         "keysmith_store_batch_writes",
         Kind::Histogram,
-        "Write sets the committer applied together in one sled batch (group commit)",
+        "Write sets the committer applied together in one batch (group commit)",
     ),
     (
         "keysmith_store_flush_seconds",
         Kind::Histogram,
-        "sled's blocking flush of each batch, which every write of the batch waits for",
+        "The engine's blocking flush (an fsync of its journal) of each batch, which every write of the batch waits for",
     ),
     (
         "keysmith_store_failed_batches_total",

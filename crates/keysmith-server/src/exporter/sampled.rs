@@ -59,7 +59,7 @@ impl Sampler {
         if state.last.is_some_and(|at| at.elapsed() < self.every) {
             return;
         }
-        // A database's size and a listing cache are sled's alone.
+        // A database's size and a listing cache are the embedded store's alone.
         if let Some(size) = self.store.size_on_disk() {
             self.size.set(size as f64);
         }

@@ -156,12 +156,12 @@ mod tests {
         store::{DriverState, Store},
         ErrorKind,
     };
-    use keysmith_store::SledStore;
+    use keysmith_store::EmbeddedStore;
 
     use super::*;
 
-    fn open(dir: &Path) -> (SledStore, Arc<dyn DriverState>) {
-        let store = SledStore::open_with_test_key(dir).unwrap();
+    fn open(dir: &Path) -> (EmbeddedStore, Arc<dyn DriverState>) {
+        let store = EmbeddedStore::open_with_test_key(dir).unwrap();
         let state = store.driver_state("3rpms").unwrap();
         (store, state)
     }

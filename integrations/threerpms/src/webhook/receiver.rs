@@ -300,7 +300,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use keysmith_core::{store::Store, Secret};
-    use keysmith_store::SledStore;
+    use keysmith_store::EmbeddedStore;
     use serde_json::json;
     use tempfile::TempDir;
 
@@ -315,7 +315,7 @@ mod tests {
         state: Arc<dyn DriverState>,
         inbox: Arc<Inbox>,
         task: tokio::task::JoinHandle<()>,
-        _store: SledStore,
+        _store: EmbeddedStore,
         _dir: TempDir,
     }
 
@@ -330,7 +330,7 @@ mod tests {
         /// when `registered`) and `other` (registered with its own secret).
         async fn start(registered: bool, config: ReceiverConfig) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let store = SledStore::open_with_test_key(dir.path()).unwrap();
+            let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
             let state = store.driver_state("3rpms").unwrap();
             if registered {
                 secrets::store(&*state, "hotel", &endpoint(SECRET))
