@@ -22,6 +22,7 @@ use std::{
     ops::RangeBounds,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use fs2::FileExt;
@@ -35,6 +36,8 @@ pub type Entry = (Bytes, Bytes);
 /// The engine's directory, under the data directory.
 pub const DIR: &str = "fjall";
 const LOCK_FILE: &str = "keysmith.lock";
+/// How long a stop waits for a tree's memtable to be written to a table.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
 
 /// How much memory the engine may use.
 #[derive(Clone, Copy, Debug)]
@@ -143,18 +146,25 @@ impl Db {
         self.keyspace.persist(fjall::PersistMode::SyncAll)
     }
 
-    /// Flushes, then writes every memtable to a table on this thread, so
-    /// that the next open has no journal to replay (for a graceful stop).
-    /// It never waits on fjall's own flusher, which stops for good after an
-    /// error (its directory gone, say): that error is returned instead.
+    /// Flushes, then has fjall's flusher write every memtable to a table,
+    /// so that the next open has no journal to replay (for a graceful
+    /// stop). It waits at most [`CHECKPOINT_WAIT`] per tree: fjall's flusher
+    /// stops for good after an error (its directory gone, say), and the
+    /// journal it leaves is replayed by the next open instead.
     pub fn checkpoint(&self) -> KvResult<()> {
         self.flush()?;
         for name in self.keyspace.list_partitions() {
-            self.keyspace
-                .open_partition(&name, fjall::PartitionCreateOptions::default())?
-                .rotate_memtable()?;
+            let partition = self
+                .keyspace
+                .open_partition(&name, fjall::PartitionCreateOptions::default())?;
+            let before = partition.flushes_completed();
+            if partition.rotate_memtable()? {
+                let deadline = Instant::now() + CHECKPOINT_WAIT;
+                while partition.flushes_completed() == before && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
-        self.keyspace.force_flush()?;
         self.flush()
     }
 }
