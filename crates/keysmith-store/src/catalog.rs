@@ -39,6 +39,7 @@ use parking_lot::RwLock;
 use crate::{
     codec::{parts, path, push_part},
     handle::TreeHandle,
+    kv,
     layout::LIVE_KEY,
     sealing::Sealer,
     store_error, stored_key,
@@ -493,7 +494,7 @@ impl Loader {
 
 /// Every property with live keys, in tree order, read by seeking from one
 /// property to the next rather than walking every key.
-fn properties(tree: &crate::kv::Tree) -> Result<Vec<String>> {
+fn properties(tree: &kv::Tree) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut from = vec![LIVE_KEY];
     while let Some(entry) = tree.range(from.clone()..).next() {

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     codec::{decode, encode, parts, path},
     committer::Op,
+    kv,
     layout::{record_path, META},
     sealing::Sealer,
     store_error,
@@ -65,7 +66,7 @@ fn by_reference(plain: &[u8]) -> Result<Option<ByReference>> {
 /// again (had the key changed in between, the same batch would have made
 /// the record whole).
 pub fn read(
-    tree: &crate::kv::Tree,
+    tree: &kv::Tree,
     sealer: &Sealer,
     record_path: &[u8],
     value: &[u8],
@@ -118,7 +119,7 @@ pub fn made_at(plain: &[u8]) -> Result<Timestamp> {
 /// The op that makes the change record that `old` (the stored version a
 /// write replaces or purges) names as its logger whole again, if that
 /// record is still there by reference.
-pub fn materialize(tree: &crate::kv::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
+pub fn materialize(tree: &kv::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
     let Some(sequence) = old.logged_by else {
         return Ok(Vec::new());
     };
@@ -130,7 +131,7 @@ pub fn materialize(tree: &crate::kv::Tree, old: &StoredKey, sealer: &Sealer) -> 
 /// The op that makes the change record `sequence` whole with `key`, if it
 /// names `key`'s version by reference.
 pub fn make_whole(
-    tree: &crate::kv::Tree,
+    tree: &kv::Tree,
     sealer: &Sealer,
     key: &AccessKey,
     sequence: u64,
@@ -183,7 +184,7 @@ pub fn sequence_of(record_path: &[u8]) -> Option<u64> {
 }
 
 /// The last sequence number purged from the property's log (0: none).
-pub fn purged_through(tree: &crate::kv::Tree, property_id: &str) -> Result<u64> {
+pub fn purged_through(tree: &kv::Tree, property_id: &str) -> Result<u64> {
     match tree.get(purged_path(property_id)).map_err(store_error)? {
         Some(v) => decode(&v),
         None => Ok(0),
@@ -191,7 +192,7 @@ pub fn purged_through(tree: &crate::kv::Tree, property_id: &str) -> Result<u64> 
 }
 
 /// The property's last sequence number as the tree has it.
-pub fn head_in(tree: &crate::kv::Tree, property_id: &str) -> Result<u64> {
+pub fn head_in(tree: &kv::Tree, property_id: &str) -> Result<u64> {
     let last = tree
         .scan_prefix(property_prefix(property_id))
         .next_back()
@@ -204,7 +205,7 @@ pub fn head_in(tree: &crate::kv::Tree, property_id: &str) -> Result<u64> {
 
 /// Every property with a change log (records or a purge mark) and its last
 /// sequence number, for the feed at open. Reads two entries per property.
-pub fn heads(tree: &crate::kv::Tree) -> Result<Vec<(String, u64)>> {
+pub fn heads(tree: &kv::Tree) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let mut from = vec![CHANGE];
     while let Some(entry) = tree.range(from.clone()..).next() {
@@ -235,7 +236,7 @@ pub fn heads(tree: &crate::kv::Tree) -> Result<Vec<(String, u64)>> {
 }
 
 /// The store's incarnation, made the first time a store is opened.
-pub fn incarnation(tree: &crate::kv::Tree) -> Result<String> {
+pub fn incarnation(tree: &kv::Tree) -> Result<String> {
     if let Some(v) = tree.get(incarnation_path()).map_err(store_error)? {
         return decode(&v);
     }
@@ -287,7 +288,7 @@ impl Numbering {
     /// earlier change is stored whole.
     pub fn number(
         &mut self,
-        tree: &crate::kv::Tree,
+        tree: &kv::Tree,
         sealer: &Sealer,
         pending: Vec<PendingChange>,
         written: &WrittenKeys<'_>,

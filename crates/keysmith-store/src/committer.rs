@@ -44,6 +44,7 @@ use crate::{
     codec::path,
     handle::TreeHandle,
     journal::{self, Journal, Position},
+    kv,
     layout::{LIVE_KEY, META, REVOKED_KEY},
     sealing::Sealer,
     MAIN_TREE,
@@ -52,7 +53,7 @@ use crate::{
 /// How the committer opens the store again after a write error.
 pub struct Reopen {
     pub dir: PathBuf,
-    pub memory: crate::kv::Memory,
+    pub memory: kv::Memory,
 }
 
 /// The first wait before reopening after a write error; it doubles up to
@@ -158,7 +159,7 @@ pub enum Overlaid {
 
 impl Committer {
     pub fn start(
-        db: crate::kv::Db,
+        db: kv::Db,
         tree: Arc<TreeHandle>,
         catalog: Arc<Catalog>,
         sealer: Arc<Sealer>,
@@ -381,7 +382,7 @@ struct Context<'a> {
     reopen: &'a Reopen,
 }
 
-fn run(mut db: crate::kv::Db, context: &Context<'_>) {
+fn run(mut db: kv::Db, context: &Context<'_>) {
     let Context {
         handle,
         catalog,
@@ -469,7 +470,7 @@ fn run(mut db: crate::kv::Db, context: &Context<'_>) {
 /// with nothing queued, so that the next start has no journal to replay
 /// (after a crash there is no stop, and the next start replays at most the
 /// engine's write buffer), then lets go of the store.
-fn checkpoint(db: crate::kv::Db, tree: crate::kv::Tree, handle: &TreeHandle) {
+fn checkpoint(db: kv::Db, tree: kv::Tree, handle: &TreeHandle) {
     if let Err(error) = db.checkpoint() {
         tracing::warn!(%error, "the store's memtables were not written at stop: the next start replays its journal");
     }
@@ -503,12 +504,12 @@ fn refuse_queued(shared: &Shared, outcome: &Result<(), String>) {
 /// Lets go of the store, then opens it again every little while until a
 /// probe write goes through; None once the store is stopping.
 fn reopen_until_writable(
-    db: crate::kv::Db,
+    db: kv::Db,
     handle: &TreeHandle,
     journal: &Journal,
     shared: &Shared,
     reopen: &Reopen,
-) -> Option<(crate::kv::Db, crate::kv::Tree)> {
+) -> Option<(kv::Db, kv::Tree)> {
     drop(db);
     let mut wait = REOPEN_AFTER;
     loop {
@@ -545,7 +546,7 @@ fn reopen_until_writable(
     }
 }
 
-fn reopen_and_probe(reopen: &Reopen) -> Result<(crate::kv::Db, crate::kv::Tree), String> {
+fn reopen_and_probe(reopen: &Reopen) -> Result<(kv::Db, kv::Tree), String> {
     let db = crate::open_db(&reopen.dir, reopen.memory).map_err(|e| e.to_string())?;
     let tree = db.open_tree(MAIN_TREE).map_err(|e| e.to_string())?;
     // A probe: a write and a flush must go through before writes resume.
@@ -556,7 +557,7 @@ fn reopen_and_probe(reopen: &Reopen) -> Result<(crate::kv::Db, crate::kv::Tree),
 }
 
 /// Where the journal's committed part ends, as `tree` says.
-pub fn journal_end(tree: &crate::kv::Tree) -> keysmith_core::Result<Option<Position>> {
+pub fn journal_end(tree: &kv::Tree) -> keysmith_core::Result<Option<Position>> {
     Ok(tree
         .get(journal::end_path())
         .map_err(crate::store_error)?
@@ -580,8 +581,8 @@ fn key_records(jobs: &[Job]) -> WrittenKeys<'_> {
 /// journal and synced first, and the batch records where the journal ends
 /// now: the frame counts only once the batch is durable.
 fn write(
-    db: &crate::kv::Db,
-    tree: &crate::kv::Tree,
+    db: &kv::Db,
+    tree: &kv::Tree,
     context: &Context<'_>,
     numbering: &mut Numbering,
     jobs: &mut [Job],
@@ -593,7 +594,7 @@ fn write(
         journal,
         ..
     } = *context;
-    let mut batch = crate::kv::Batch::default();
+    let mut batch = kv::Batch::default();
     let mut any = false;
     let audit: Vec<AuditRecord> = jobs
         .iter_mut()

@@ -10,7 +10,7 @@ use crate::{
     committer_error,
     handle::TreeHandle,
     journal::Journal,
-    layout, rewrite,
+    kv, layout, rewrite,
     sealing::{self, KeyEncryptionKey, KeyRing, Sealer},
     store_error, EmbeddedStore,
 };
@@ -224,11 +224,7 @@ impl Resealer {
 /// Unwraps the store's data keys (making the first one for a new store),
 /// and stores what that changed: a data key rewrapped with the current key,
 /// or the first data key.
-pub(crate) fn open_sealer(
-    db: &crate::kv::Db,
-    tree: &crate::kv::Tree,
-    keys: KeyRing,
-) -> Result<Arc<Sealer>> {
+pub(crate) fn open_sealer(db: &kv::Db, tree: &kv::Tree, keys: KeyRing) -> Result<Arc<Sealer>> {
     let opened = Sealer::open_store(tree, keys)?;
     let writes: Vec<_> = opened
         .created
@@ -237,7 +233,7 @@ pub(crate) fn open_sealer(
         .cloned()
         .collect();
     if !writes.is_empty() {
-        let mut batch = crate::kv::Batch::default();
+        let mut batch = kv::Batch::default();
         for (k, v) in writes {
             batch.insert(k, v);
         }

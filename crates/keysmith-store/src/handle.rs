@@ -5,15 +5,17 @@ use parking_lot::RwLock;
 
 use keysmith_core::{error::reasons, Error, Result};
 
-pub(crate) struct TreeHandle(RwLock<Option<crate::kv::Tree>>);
+use crate::kv;
+
+pub(crate) struct TreeHandle(RwLock<Option<kv::Tree>>);
 
 impl TreeHandle {
-    pub fn new(tree: crate::kv::Tree) -> Self {
+    pub fn new(tree: kv::Tree) -> Self {
         Self(RwLock::new(Some(tree)))
     }
 
     /// The tree, or STORE_UNAVAILABLE while the store is being reopened.
-    pub fn get(&self) -> Result<crate::kv::Tree> {
+    pub fn get(&self) -> Result<kv::Tree> {
         self.0.read().clone().ok_or_else(|| {
             Error::unavailable(
                 reasons::STORE_UNAVAILABLE,
@@ -28,7 +30,7 @@ impl TreeHandle {
         self.0.write().take();
     }
 
-    pub fn install(&self, tree: crate::kv::Tree) {
+    pub fn install(&self, tree: kv::Tree) {
         *self.0.write() = Some(tree);
     }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     codec::{decode, encode, path},
     committer::Op,
+    kv,
     layout::IDEMPOTENCY,
     sealing::Sealer,
     store_error,
@@ -84,7 +85,7 @@ pub fn store<'k>(
 /// The ops that make every record answered by `old` (the stored version a
 /// write replaces or purges) whole again. A request_id whose record has
 /// expired, or names another version (used again since), is passed over.
-pub fn materialize(tree: &crate::kv::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
+pub fn materialize(tree: &kv::Tree, old: &StoredKey, sealer: &Sealer) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
     for request_id in &old.answered {
         let at = record_path(&old.key.property_id, request_id);

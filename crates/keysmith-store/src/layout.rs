@@ -16,7 +16,7 @@ use keysmith_core::{store::WriteSet, AccessKey, Result, Timestamp};
 use crate::{
     codec::{encode, path},
     committer::Op,
-    idempotency,
+    idempotency, kv,
     sealing::Sealer,
     stored_key::{self, Record, StoredKey},
 };
@@ -146,7 +146,7 @@ fn tagged(tag: u8, entry: &[u8]) -> Vec<u8> {
 /// The atomic change a write set makes to the main tree, which is read
 /// for the records it replaces (what names their versions). A later op on
 /// the same key wins, so deletes come before puts.
-pub fn ops(writes: &WriteSet, tree: &crate::kv::Tree, sealer: &Sealer) -> Result<Vec<Op>> {
+pub fn ops(writes: &WriteSet, tree: &kv::Tree, sealer: &Sealer) -> Result<Vec<Op>> {
     let sealed = |path: Vec<u8>, value: Vec<u8>| -> Result<Op> {
         let value = sealer.seal(&path, &value)?;
         Ok((path, Some(value)))

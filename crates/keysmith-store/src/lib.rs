@@ -270,8 +270,7 @@ impl EmbeddedStore {
         &self,
         prefix: &[u8],
         after: Option<&str>,
-    ) -> Result<impl Iterator<Item = crate::kv::KvResult<(crate::kv::Bytes, crate::kv::Bytes)>>>
-    {
+    ) -> Result<impl Iterator<Item = kv::KvResult<(kv::Bytes, kv::Bytes)>>> {
         let start = match after {
             Some(after) => {
                 let mut from = prefix.to_vec();
@@ -297,7 +296,7 @@ impl EmbeddedStore {
     }
 
     /// The tree as it is open now.
-    fn tree(&self) -> Result<crate::kv::Tree> {
+    fn tree(&self) -> Result<kv::Tree> {
         self.tree.get()
     }
 
@@ -396,7 +395,7 @@ impl EmbeddedStore {
 /// cache, and the key changes to log.
 type Prepared = (Vec<Op>, Vec<Change>, Vec<PendingChange>, Vec<AuditRecord>);
 
-fn changes(mut writes: WriteSet, tree: &crate::kv::Tree, sealer: &Sealer) -> Result<Prepared> {
+fn changes(mut writes: WriteSet, tree: &kv::Tree, sealer: &Sealer) -> Result<Prepared> {
     let ops = ops(&writes, tree, sealer)?;
     let logged = PendingChange::of(&writes.keys, writes.changed_at);
     let audit = std::mem::take(&mut writes.audit);
@@ -410,7 +409,7 @@ fn changes(mut writes: WriteSet, tree: &crate::kv::Tree, sealer: &Sealer) -> Res
 
 /// Opens the audit journal of the store in `dir`, cut back to what `main`
 /// says is committed.
-fn open_journal(dir: &Path, main: &crate::kv::Tree) -> Result<Journal> {
+fn open_journal(dir: &Path, main: &kv::Tree) -> Result<Journal> {
     let purged = main
         .get(journal::purged_path())
         .map_err(store_error)?
@@ -492,7 +491,7 @@ impl Store for EmbeddedStore {
         request_id: &str,
     ) -> Result<Option<IdempotencyRecord>> {
         let at = idempotency::record_path(property_id, request_id);
-        let read = |tree: &crate::kv::Tree| -> Result<Option<idempotency::Read>> {
+        let read = |tree: &kv::Tree| -> Result<Option<idempotency::Read>> {
             match tree.get(&at).map_err(store_error)? {
                 Some(v) => idempotency::read(property_id, request_id, &self.sealer.open(&at, &v)?)
                     .map(Some),

@@ -93,7 +93,7 @@ fn remove(dir: &Path) -> Result<()> {
 }
 
 /// Whether `main` asks for a rewrite.
-pub fn is_wanted(main: &crate::kv::Tree) -> Result<bool> {
+pub fn is_wanted(main: &kv::Tree) -> Result<bool> {
     main.contains_key(wanted_marker()).map_err(store_error)
 }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     codec::{decode, encode},
+    kv,
     layout::{key_path, LIVE_KEY, REVOKED_KEY},
     sealing::Sealer,
     store_error,
@@ -108,7 +109,7 @@ pub fn open_key(sealer: &Sealer, path: &[u8], value: &[u8]) -> Result<AccessKey>
 
 /// The key's record as `tree` has it now, live or ended; with its path.
 pub fn read_at(
-    tree: &crate::kv::Tree,
+    tree: &kv::Tree,
     sealer: &Sealer,
     property_id: &str,
     key_id: &str,
@@ -125,7 +126,7 @@ pub fn read_at(
 
 /// The key's record as `tree` has it now, live or ended.
 pub fn read(
-    tree: &crate::kv::Tree,
+    tree: &kv::Tree,
     sealer: &Sealer,
     property_id: &str,
     key_id: &str,

@@ -14,6 +14,7 @@ use crate::{
     codec::encode,
     codec::{decode, open, parts},
     journal::{self, Journal},
+    kv,
     layout::{
         entries, key_path, layout_marker, ANSWER_REFERENCE, AUDIT, BY_END, BY_ENDED,
         CHANGE_REFERENCE, INDEX_ALL, INDEX_LIVE, LAYOUT, LIVE_KEY, META, RESERVATION, REVOKED_KEY,
@@ -25,12 +26,7 @@ use crate::{
 /// The property index of layout 1.
 const OLD_BY_PROPERTY: &[u8] = b"p";
 
-pub fn upgrade(
-    db: &crate::kv::Db,
-    main: &crate::kv::Tree,
-    sealer: &Sealer,
-    journal: &Journal,
-) -> Result<()> {
+pub fn upgrade(db: &kv::Db, main: &kv::Tree, sealer: &Sealer, journal: &Journal) -> Result<()> {
     let layout = match main.get(layout_marker()).map_err(store_error)? {
         Some(v) => v.first().copied().unwrap_or(0),
         // A store without a marker is layout 1, or new (and then empty).
@@ -78,8 +74,8 @@ pub fn upgrade(
 
 /// Layout 1 kept every key under `K` and a property index: revoked keys move
 /// under `V`, and the property index goes.
-fn to_layout_2(main: &crate::kv::Tree) -> Result<()> {
-    let mut batch = crate::kv::Batch::default();
+fn to_layout_2(main: &kv::Tree) -> Result<()> {
+    let mut batch = kv::Batch::default();
     let mut moved = 0usize;
     for entry in main.scan_prefix([LIVE_KEY]) {
         let (k, v) = entry.map_err(store_error)?;
@@ -127,7 +123,7 @@ struct ReservationLayout2 {
 /// Layout 3 keeps every key a reservation has had as a member: membership
 /// is rebuilt from the keys themselves (each names its reservation and
 /// incarnation), for every reservation not cleared.
-fn to_layout_3(main: &crate::kv::Tree) -> Result<()> {
+fn to_layout_3(main: &kv::Tree) -> Result<()> {
     type Incarnation = (String, String, u64);
     let mut keys_of: BTreeMap<Incarnation, BTreeMap<String, Member>> = BTreeMap::new();
     for tag in [LIVE_KEY, REVOKED_KEY] {
@@ -148,7 +144,7 @@ fn to_layout_3(main: &crate::kv::Tree) -> Result<()> {
             }
         }
     }
-    let mut batch = crate::kv::Batch::default();
+    let mut batch = kv::Batch::default();
     let mut rebuilt = 0usize;
     for entry in main.scan_prefix([RESERVATION]) {
         let (k, v) = entry.map_err(store_error)?;
@@ -191,8 +187,8 @@ fn to_layout_3(main: &crate::kv::Tree) -> Result<()> {
 /// Layout 4 keeps the entries the sweeper walks: each live key by the end
 /// of its window (`X`), each ended key by when it ended (`P`). The sweeper
 /// then moves the expired ones out of the live set on its first run.
-fn to_layout_4(main: &crate::kv::Tree) -> Result<()> {
-    let mut batch = crate::kv::Batch::default();
+fn to_layout_4(main: &kv::Tree) -> Result<()> {
+    let mut batch = kv::Batch::default();
     let mut added = 0usize;
     for tag in [LIVE_KEY, REVOKED_KEY] {
         for entry in main.scan_prefix([tag]) {
@@ -220,8 +216,8 @@ fn to_layout_4(main: &crate::kv::Tree) -> Result<()> {
 
 /// Layout 5 drops the `L` entries, a second copy of the index for live keys
 /// only: with ended keys purged after the retention, a walk of `A` skips few.
-fn to_layout_5(main: &crate::kv::Tree) -> Result<()> {
-    let mut batch = crate::kv::Batch::default();
+fn to_layout_5(main: &kv::Tree) -> Result<()> {
+    let mut batch = kv::Batch::default();
     let mut dropped = 0usize;
     for entry in main.scan_prefix([INDEX_LIVE]) {
         let (k, _) = entry.map_err(store_error)?;
@@ -242,10 +238,10 @@ fn to_layout_5(main: &crate::kv::Tree) -> Result<()> {
 /// Layout 6 seals every value (the key records with their credentials, the
 /// drivers' state with its PINs and vendor secrets, and the rest): what was
 /// stored in clear before is sealed in place, in batches.
-fn to_layout_6(main: &crate::kv::Tree, sealer: &Sealer) -> Result<()> {
+fn to_layout_6(main: &kv::Tree, sealer: &Sealer) -> Result<()> {
     const BATCH: usize = 4096;
     let mut sealed = 0usize;
-    let mut batch = crate::kv::Batch::default();
+    let mut batch = kv::Batch::default();
     let mut in_batch = 0;
     for entry in main.iter() {
         let (k, v) = entry.map_err(store_error)?;
@@ -286,10 +282,10 @@ fn to_layout_6(main: &crate::kv::Tree, sealer: &Sealer) -> Result<()> {
 /// records where the journal ends. A stop before that batch leaves the tree
 /// as it was, and the next open cuts the journal back to nothing and moves
 /// them again.
-fn to_layout_7(main: &crate::kv::Tree, sealer: &Sealer, journal: &Journal) -> Result<()> {
+fn to_layout_7(main: &kv::Tree, sealer: &Sealer, journal: &Journal) -> Result<()> {
     /// Records per frame.
     const FRAME: usize = 1024;
-    let mut batch = crate::kv::Batch::default();
+    let mut batch = kv::Batch::default();
     let mut records: Vec<AuditRecord> = Vec::new();
     for entry in main.scan_prefix([AUDIT]) {
         let (k, v) = entry.map_err(store_error)?;
@@ -319,7 +315,7 @@ fn to_layout_7(main: &crate::kv::Tree, sealer: &Sealer, journal: &Journal) -> Re
 #[derive(Default)]
 struct Layout7References {
     /// The entries themselves, to delete.
-    entries: Vec<crate::kv::Bytes>,
+    entries: Vec<kv::Bytes>,
     /// The request_ids whose first answer names the version.
     answered: Vec<String>,
     /// The sequences of the change records that name it (one, unless
@@ -332,7 +328,7 @@ struct Layout7References {
 /// record and are deleted in the same batch, a batch per few thousand keys.
 /// A stop between batches leaves keys of both kinds, which the next open
 /// finishes (the layout marker goes with the last batch).
-fn to_layout_8(main: &crate::kv::Tree, sealer: &Sealer) -> Result<()> {
+fn to_layout_8(main: &kv::Tree, sealer: &Sealer) -> Result<()> {
     /// Keys per batch.
     const BATCH: usize = 4096;
     type KeyId = (String, String);
@@ -361,7 +357,7 @@ fn to_layout_8(main: &crate::kv::Tree, sealer: &Sealer) -> Result<()> {
         references.logged_by.push(sequence);
         references.entries.push(k);
     }
-    let mut batch = crate::kv::Batch::default();
+    let mut batch = kv::Batch::default();
     let mut in_batch = 0;
     let (mut keys, mut dropped) = (0usize, 0usize);
     for ((property_id, key_id), mut references) in of_key {
