@@ -240,7 +240,7 @@ pub(crate) fn open_sealer(db: &kv::Db, tree: &kv::Tree, keys: KeyRing) -> Result
         if !opened.rewrapped.is_empty() {
             // The data keys wrapped with the retired key stay in the engine's
             // files until they are rewritten.
-            batch.insert(rewrite::wanted_marker(), &[1u8]);
+            batch.insert(rewrite::wanted_marker(), [1u8]);
         }
         tree.apply_batch(batch).map_err(store_error)?;
         db.flush().map_err(store_error)?;

@@ -146,7 +146,7 @@ async fn a_store_of_layout_1_is_upgraded_when_opened() {
     {
         let db = crate::open_db(dir.path(), test_memory()).unwrap();
         let main = db.open_tree("keysmith").unwrap();
-        main.insert(layout::layout_marker(), &[layout::LAYOUT + 1])
+        main.insert(layout::layout_marker(), [layout::LAYOUT + 1])
             .unwrap();
         db.flush().unwrap();
     }
@@ -763,7 +763,7 @@ async fn a_store_of_layout_6_moves_its_audit_records_into_the_journal() {
                 .unwrap();
             main.insert(at, sealed).unwrap();
         }
-        main.insert(layout::layout_marker(), &[6u8]).unwrap();
+        main.insert(layout::layout_marker(), [6u8]).unwrap();
         main.flush().unwrap();
         store.close();
     }
@@ -1077,19 +1077,19 @@ async fn a_store_of_layout_7_moves_its_references_into_the_key_records() {
             for request_id in &stored.answered {
                 let reference =
                     codec::path(layout::ANSWER_REFERENCE, &[p, id, request_id.as_bytes()]);
-                main.insert(reference, &[]).unwrap();
+                main.insert(reference, []).unwrap();
             }
             if let Some(sequence) = stored.logged_by {
                 let reference =
                     codec::path(layout::CHANGE_REFERENCE, &[p, id, &sequence.to_be_bytes()]);
-                main.insert(reference, &[]).unwrap();
+                main.insert(reference, []).unwrap();
             }
             let bare = sealer
                 .seal(&at, &codec::encode(&stored.key).unwrap())
                 .unwrap();
             main.insert(at, bare).unwrap();
         }
-        main.insert(layout::layout_marker(), &[7u8]).unwrap();
+        main.insert(layout::layout_marker(), [7u8]).unwrap();
         main.flush().unwrap();
     }
     let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();

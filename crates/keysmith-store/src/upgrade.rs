@@ -96,7 +96,7 @@ fn to_layout_2(main: &kv::Tree) -> Result<()> {
             }
         }
     }
-    batch.insert(layout_marker(), &[2u8]);
+    batch.insert(layout_marker(), [2u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if moved + dropped > 0 {
         tracing::info!(
@@ -173,7 +173,7 @@ fn to_layout_3(main: &kv::Tree) -> Result<()> {
         batch.insert(k, encode(&new)?);
         rebuilt += 1;
     }
-    batch.insert(layout_marker(), &[3u8]);
+    batch.insert(layout_marker(), [3u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if rebuilt > 0 {
         tracing::info!(
@@ -203,7 +203,7 @@ fn to_layout_4(main: &kv::Tree) -> Result<()> {
             }
         }
     }
-    batch.insert(layout_marker(), &[4u8]);
+    batch.insert(layout_marker(), [4u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if added > 0 {
         tracing::info!(
@@ -224,7 +224,7 @@ fn to_layout_5(main: &kv::Tree) -> Result<()> {
         batch.remove(k);
         dropped += 1;
     }
-    batch.insert(layout_marker(), &[5u8]);
+    batch.insert(layout_marker(), [5u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if dropped > 0 {
         tracing::info!(
@@ -261,11 +261,11 @@ fn to_layout_6(main: &kv::Tree, sealer: &Sealer) -> Result<()> {
             in_batch = 0;
         }
     }
-    batch.insert(layout_marker(), &[6u8]);
+    batch.insert(layout_marker(), [6u8]);
     if sealed > 0 {
         // The records in clear stay in the engine's files until they are
         // rewritten (`crate::rewrite`).
-        batch.insert(crate::rewrite::wanted_marker(), &[1u8]);
+        batch.insert(crate::rewrite::wanted_marker(), [1u8]);
     }
     main.apply_batch(batch).map_err(store_error)?;
     if sealed > 0 {
@@ -300,7 +300,7 @@ fn to_layout_7(main: &kv::Tree, sealer: &Sealer, journal: &Journal) -> Result<()
     if let Some(end) = end {
         batch.insert(journal::end_path(), end.encode());
     }
-    batch.insert(layout_marker(), &[7u8]);
+    batch.insert(layout_marker(), [7u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if !records.is_empty() {
         tracing::info!(
@@ -398,7 +398,7 @@ fn to_layout_8(main: &kv::Tree, sealer: &Sealer) -> Result<()> {
             in_batch = 0;
         }
     }
-    batch.insert(layout_marker(), &[8u8]);
+    batch.insert(layout_marker(), [8u8]);
     main.apply_batch(batch).map_err(store_error)?;
     if dropped > 0 {
         tracing::info!(
