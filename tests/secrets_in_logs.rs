@@ -149,7 +149,11 @@ async fn stored(mut s: TestServer) -> Vec<u8> {
             if path.is_dir() {
                 dirs.push(path);
             } else {
-                bytes.extend(std::fs::read(&path).unwrap());
+                let mut file = std::fs::read(&path).unwrap();
+                // fjall sets its journal's length ahead of what it writes:
+                // the zeros past the last byte written hold nothing.
+                file.truncate(file.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1));
+                bytes.extend(file);
             }
         }
     }
