@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The load comparison of BENCHMARKS.md ("Replicas on PostgreSQL"): the load
-# generator against keysmith on sled and against one, two and three replicas
+# generator against keysmith on its embedded store and against one, two and three replicas
 # on one PostgreSQL database, on this machine, in one run. Each round runs
-# every setup on a fresh store (a new sled directory, a new database dropped
+# every setup on a fresh store (a new data directory, a new database dropped
 # afterwards): ListKeys first (the load generator seeds 1,000 keys), then
 # Issue; the order of the setups alternates from round to round. Prints a
 # table of medians over the rounds and leaves every RESULT line in
@@ -16,7 +16,7 @@
 # Settings (environment): ROUNDS (3), DURATION (10 s measured per phase),
 # WARMUP (2 s), CLIENTS (64), CONNECTIONS (6: spread over the replicas
 # round-robin, so 6, 3+3 or 2+2+2), POOL_SIZE (16 connections per replica),
-# SETUPS ("sled pg1 pg2 pg3"), OUT (a fresh directory under /tmp).
+# SETUPS ("embedded pg1 pg2 pg3"), OUT (a fresh directory under /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,7 +28,7 @@ WARMUP="${WARMUP:-2}"
 CLIENTS="${CLIENTS:-64}"
 CONNECTIONS="${CONNECTIONS:-6}"
 POOL_SIZE="${POOL_SIZE:-16}"
-SETUPS="${SETUPS:-sled pg1 pg2 pg3}"
+SETUPS="${SETUPS:-embedded pg1 pg2 pg3}"
 OUT="${OUT:-$(mktemp -d /tmp/keysmith-replicas.XXXXXX)}"
 for bin in "$TARGET/keysmith" "$TARGET/examples/loadgen"; do
   test -x "$bin" || { echo "$bin is missing: build it first (see the top of $0)" >&2; exit 1; }
@@ -79,7 +79,7 @@ run_setup() {
   mkdir -p "$dir"
   local storage=(KEYSMITH__STORAGE__ENCRYPTION__KEY_FILE="$dir/kek")
   local replicas=1
-  if [ "$setup" != sled ]; then
+  if [ "$setup" != embedded ]; then
     replicas="${setup#pg}"
     DATABASE="keysmith_bench_$(date +%s%N)"
     psql -q "$ADMIN_URL" -c "CREATE DATABASE $DATABASE" >/dev/null
@@ -117,14 +117,14 @@ for round in $(seq 1 "$ROUNDS"); do
   for setup in $order; do run_setup "$setup" "$round"; done
 done
 
-# Medians over the rounds, and each setup against sled and one replica.
+# Medians over the rounds, and each setup against the embedded store and one replica.
 jq -s -r '
   def median: sort | if length % 2 == 1 then .[length / 2 | floor]
                      else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   def fmt: (. * 10 | round / 10);
   group_by(.scenario) | map(
     . as $runs | ($runs[0].scenario) as $scenario |
-    (map(select(.setup == "sled") | .throughput) | median) as $sled |
+    (map(select(.setup == "embedded") | .throughput) | median) as $embedded |
     (map(select(.setup == "pg1") | .throughput) | median) as $pg1 |
     (group_by(.setup) | map({
       setup: .[0].setup,
@@ -133,9 +133,9 @@ jq -s -r '
       p99: (map(.p99_ms) | median),
       errors: (map(.errors) | add)
     }) | map("| \($scenario) | \(.setup) | \(.runs) | **\(.throughput | round)/s** | " +
-             "\(if $sled then (.throughput / $sled * 100 | round / 100 | tostring) + "x" else "-" end) | " +
+             "\(if $embedded then (.throughput / $embedded * 100 | round / 100 | tostring) + "x" else "-" end) | " +
              "\(if $pg1 then (.throughput / $pg1 * 100 | round / 100 | tostring) + "x" else "-" end) | " +
              "\(.p99 | fmt) ms | \(.errors) |"))[]
-  ) | (["| phase | setup | runs (req/s) | median | vs sled | vs pg1 | p99 (median) | errors |",
+  ) | (["| phase | setup | runs (req/s) | median | vs embedded | vs pg1 | p99 (median) | errors |",
         "|---|---|---|---|---|---|---|---|"] + .) | .[]' "$RESULTS"
 echo "RESULT lines: $RESULTS"
