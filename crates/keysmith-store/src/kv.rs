@@ -217,23 +217,6 @@ impl Tree {
         self.partition.range(owned)
     }
 
-    pub fn first(&self) -> KvResult<Option<Entry>> {
-        self.partition.first_key_value()
-    }
-
-    pub fn last(&self) -> KvResult<Option<Entry>> {
-        self.partition.last_key_value()
-    }
-
-    /// How many entries it holds: a full scan.
-    pub fn len(&self) -> KvResult<usize> {
-        self.partition.len()
-    }
-
-    pub fn is_empty(&self) -> KvResult<bool> {
-        self.partition.is_empty()
-    }
-
     /// Applies every op of `batch` atomically: all or none are seen, and
     /// all or none survive a crash once flushed.
     pub fn apply_batch(&self, batch: Batch) -> KvResult<()> {
@@ -248,20 +231,6 @@ impl Tree {
             }
         }
         writes.commit()
-    }
-
-    /// Removes every entry, a batch at a time.
-    pub fn clear(&self) -> KvResult<()> {
-        loop {
-            let mut batch = Batch::default();
-            for entry in self.partition.keys().take(4096) {
-                batch.remove(entry?);
-            }
-            if batch.is_empty() {
-                return Ok(());
-            }
-            self.apply_batch(batch)?;
-        }
     }
 
     /// Makes everything written so far durable (see [`Db::flush`]).
