@@ -3,11 +3,18 @@
 //! one or two keys each, some extended, some ended early, every key expiring
 //! in the end; the sweeper runs at the end of every simulated day. Each
 //! simulated month it reports the hotels' live keys and stored keys, the
-//! bytes on disk, the process's resident memory, and Issue and ListKeys
-//! throughput (a short burst of each, measured; the Issue burst writes
-//! one-hour keys to a property of its own, which expire and are purged like
-//! the rest). With retention, disk and memory
-//! should stay flat once the retention horizon is reached.
+//! bytes on disk, the process's resident memory (and the listing cache's
+//! share of it), the full compactions the sweeps ran, and Issue and ListKeys
+//! throughput (a burst of each, measured; the Issue burst writes one-hour
+//! keys to a property of its own, which expire and are purged like the
+//! rest). With retention, disk and memory should stay flat once the
+//! retention horizon is reached.
+//!
+//! The bursts are a fixed number of calls, not a fixed time, so that every
+//! simulated month writes the same however fast the machine is: a level on
+//! disk is then the store's, not the machine's. The server runs as the
+//! `keysmith` binary runs it: the same allocator, which gives freed memory
+//! back when a worker parks (src/memory.rs).
 //!
 //! ```text
 //! cargo run --release --example steady_state -- --properties 20 --rooms 50 --days 365
@@ -20,17 +27,20 @@ use std::{
         atomic::{AtomicI64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use clap::Parser;
+#[path = "../src/memory.rs"]
+#[allow(dead_code)]
+mod memory;
 use keysmith_api::v1::{self as pb, access_service_client::AccessServiceClient};
 use keysmith_core::{service::Clock, Timestamp};
 use keysmith_server::{Config, Source};
 use tonic::transport::Channel;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::ReturningAllocator = memory::ReturningAllocator;
 
 #[derive(Parser)]
 struct Args {
@@ -43,9 +53,13 @@ struct Args {
     /// Simulated days.
     #[arg(long, default_value_t = 365)]
     days: usize,
-    /// Seconds of each measured burst (Issue, then ListKeys) every month.
-    #[arg(long, default_value_t = 2.0)]
-    burst_seconds: f64,
+    /// Issue calls in each month's burst (one-hour keys to a property of
+    /// their own).
+    #[arg(long, default_value_t = 10_000)]
+    burst_issues: u64,
+    /// ListKeys pages (of 50) in each month's burst.
+    #[arg(long, default_value_t = 20_000)]
+    burst_pages: u64,
     /// storage.key_retention_days.
     #[arg(long, default_value_t = 90)]
     retention_days: u64,
@@ -53,6 +67,14 @@ struct Args {
     /// the audit log grows for the whole first year).
     #[arg(long, default_value_t = 365)]
     audit_retention_days: u64,
+    /// Where to keep the data (its `data` directory and key file), left
+    /// there at the end for `store_report`; by default a temporary
+    /// directory, removed at the end.
+    #[arg(long)]
+    keep_in: Option<std::path::PathBuf>,
+    /// storage.memory_budget_mb (keysmith's default is 256).
+    #[arg(long, default_value_t = 256)]
+    memory_budget_mb: usize,
 }
 
 struct SimClock(AtomicI64);
@@ -88,10 +110,13 @@ fn config(dir: &Path, args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::load_with_env(Source::Embedded, false)?;
     config.server.listen = "127.0.0.1:0".parse()?;
     config.metrics.listen = "127.0.0.1:0".parse()?;
+    // Each month's reading of the listing cache is taken then, not 15 s before.
+    config.metrics.sample_interval_seconds = 0;
     config.storage.data_dir = dir.join("data");
     config.storage.encryption.key_file = Some(dir.join("kek"));
     config.storage.key_retention_days = args.retention_days;
     config.storage.audit_retention_days = args.audit_retention_days;
+    config.storage.memory_budget_mb = args.memory_budget_mb;
     // The simulation sweeps at the end of every simulated day itself.
     config.storage.sweep_interval_seconds = 365 * 86_400;
     let mut properties: Vec<serde_json::Value> = (0..args.properties)
@@ -141,19 +166,36 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes allocated on disk under `dir`, as `du` counts them: fjall's
+/// journal is a sparse file of its full size from the start.
 fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
                 .map(|e| match e.metadata() {
                     Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-                    Ok(m) => m.len(),
+                    Ok(m) => m.blocks() * 512,
                     Err(_) => 0,
                 })
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// `keysmith_listing_cache_bytes` from the server's `/metrics`: what the
+/// listing cache counts itself as holding.
+async fn listing_cache_bytes(metrics: std::net::SocketAddr) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("keysmith_listing_cache_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| anyhow::anyhow!("no keysmith_listing_cache_bytes in /metrics"))
 }
 
 async fn count(client: &mut AccessServiceClient<Channel>, property: &str, ended: bool) -> usize {
@@ -179,10 +221,11 @@ async fn count(client: &mut AccessServiceClient<Channel>, property: &str, ended:
     }
 }
 
-/// Issue and ListKeys calls a second, each for `seconds`, from 16 tasks.
-async fn burst(channel: &Channel, now: i64, seconds: f64, tag: &str) -> (f64, f64) {
+/// `issues` Issue calls, then `pages` ListKeys calls, from 16 tasks; each
+/// one's rate in calls a second.
+async fn burst(channel: &Channel, now: i64, issues: u64, pages: u64, tag: &str) -> (f64, f64) {
     let tag = tag.to_owned();
-    let issue = run_burst(channel, seconds, move |mut c, task, n| {
+    let issue = run_burst(channel, issues, move |mut c, task, n| {
         let tag = tag.clone();
         async move {
             c.issue(pb::IssueRequest {
@@ -199,7 +242,7 @@ async fn burst(channel: &Channel, now: i64, seconds: f64, tag: &str) -> (f64, f6
         }
     })
     .await;
-    let list = run_burst(channel, seconds, |mut c, task, _| async move {
+    let list = run_burst(channel, pages, |mut c, task, _| async move {
         c.list_keys(pb::ListKeysRequest {
             property_id: format!("hotel-{}", task % 4),
             page_size: 50,
@@ -212,23 +255,28 @@ async fn burst(channel: &Channel, now: i64, seconds: f64, tag: &str) -> (f64, f6
     (issue, list)
 }
 
-async fn run_burst<F, Fut>(channel: &Channel, seconds: f64, call: F) -> f64
+const BURST_TASKS: u64 = 16;
+
+/// `calls` calls shared among [`BURST_TASKS`] tasks; successful calls a
+/// second. A call that fails is not retried: every burst makes the same
+/// number of calls.
+async fn run_burst<F, Fut>(channel: &Channel, calls: u64, call: F) -> f64
 where
-    F: Fn(AccessServiceClient<Channel>, usize, u64) -> Fut + Clone + Send + 'static,
+    F: Fn(AccessServiceClient<Channel>, u64, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let tasks: Vec<_> = (0..16)
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..BURST_TASKS)
         .map(|task| {
             let (client, call) = (AccessServiceClient::new(channel.clone()), call.clone());
+            // The first `calls % BURST_TASKS` tasks make one call more.
+            let share = calls / BURST_TASKS + u64::from(task < calls % BURST_TASKS);
             tokio::spawn(async move {
                 let mut ok = 0u64;
-                let mut n = 0;
-                while Instant::now() < until {
+                for n in 0..share {
                     if call(client.clone(), task, n).await {
                         ok += 1;
                     }
-                    n += 1;
                 }
                 ok
             })
@@ -238,16 +286,36 @@ where
     for t in tasks {
         ok += t.await.unwrap_or(0);
     }
-    ok as f64 / seconds
+    ok as f64 / started.elapsed().as_secs_f64()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let dir = tempfile::tempdir()?;
+fn main() -> anyhow::Result<()> {
+    // As src/main.rs builds it: a worker that parks gives back what was freed.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(|| {
+            memory::return_freed_memory();
+        })
+        .build()?
+        .block_on(simulate(Args::parse()))
+}
+
+async fn simulate(args: Args) -> anyhow::Result<()> {
+    let temporary = tempfile::tempdir()?;
+    let dir = match &args.keep_in {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.as_path()
+        }
+        None => temporary.path(),
+    };
     let clock = Arc::new(SimClock(AtomicI64::new(START)));
-    let running =
-        keysmith_server::start_with_clock(config(dir.path(), &args)?, clock.clone()).await?;
+    let config = config(dir, &args)?;
+    memory::set_return_after_mb(config.server.return_freed_memory_mb);
+    let running = keysmith_server::start_with_clock(config, clock.clone()).await?;
+    let metrics = running
+        .metrics_addr
+        .ok_or_else(|| anyhow::anyhow!("metrics are off"))?;
     let channel = Channel::from_shared(format!("http://{}", running.addr))?
         .connect()
         .await?;
@@ -258,6 +326,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|_| (0..args.rooms).map(|_| None).collect())
         .collect();
     let (mut issued, mut extended, mut ended_early) = (0u64, 0u64, 0u64);
+    // Full compactions the sweeps ran to drop tombstones, and what they gave back.
+    let (mut compactions, mut reclaimed) = (0u64, 0u64);
     let started = Instant::now();
     for day in 0..args.days as i64 {
         let morning = START + day * DAY;
@@ -342,38 +412,57 @@ async fn main() -> anyhow::Result<()> {
         }
         // The end of the day: the sweeper runs.
         clock.0.store(morning + DAY - 1, Ordering::SeqCst);
-        running.sweep_now().await;
+        let swept = running.sweep_now().await;
+        if swept.reclaimed_bytes > 0 {
+            compactions += 1;
+            reclaimed += swept.reclaimed_bytes;
+        }
 
         if (day + 1) % 30 == 0 || day + 1 == args.days as i64 {
             let month = (day + 1 + 29) / 30;
             let now = morning + DAY - 1;
-            let (issue_rate, list_rate) =
-                burst(&channel, now, args.burst_seconds, &format!("m{month}")).await;
-            running.sweep_now().await;
+            let (issue_rate, list_rate) = burst(
+                &channel,
+                now,
+                args.burst_issues,
+                args.burst_pages,
+                &format!("m{month}"),
+            )
+            .await;
+            let swept = running.sweep_now().await;
+            if swept.reclaimed_bytes > 0 {
+                compactions += 1;
+                reclaimed += swept.reclaimed_bytes;
+            }
             let (mut live, mut stored) = (0, 0);
             for p in 0..args.properties {
                 let property = format!("hotel-{p}");
                 live += count(&mut client, &property, false).await;
                 stored += count(&mut client, &property, true).await;
             }
-            let disk = disk_bytes(dir.path());
+            let disk = disk_bytes(dir);
             let rss = rss_kb();
+            let cache = listing_cache_bytes(metrics).await?;
             println!(
                 "month {month:>2} (day {:>3}): live keys {live:>6}, stored keys {stored:>7}, \
-                 disk {:>7.1} MB, RSS {:>6.1} MB, Issue {issue_rate:>7.0}/s, ListKeys \
-                 {list_rate:>7.0}/s  [issued {issued}, extended {extended}, ended early \
-                 {ended_early}, {:.0} s]",
+                 disk {:>7.1} MB, RSS {:>6.1} MB (listing cache {:>5.1} MB), Issue \
+                 {issue_rate:>7.0}/s, ListKeys {list_rate:>7.0}/s  [issued {issued}, extended \
+                 {extended}, ended early {ended_early}, {compactions} full compactions \
+                 ({:.0} MB given back), {:.0} s]",
                 day + 1,
                 disk as f64 / 1e6,
                 rss as f64 / 1e3,
+                cache as f64 / 1e6,
+                reclaimed as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             );
             println!(
                 "MONTH {}",
                 serde_json::json!({
                     "month": month, "day": day + 1, "live_keys": live, "stored_keys": stored,
-                    "disk_bytes": disk, "rss_kb": rss, "issue_per_s": issue_rate,
+                    "disk_bytes": disk, "rss_kb": rss, "listing_cache_bytes": cache, "issue_per_s": issue_rate,
                     "list_per_s": list_rate, "issued": issued,
+                    "full_compactions": compactions, "reclaimed_bytes": reclaimed,
                 })
             );
         }

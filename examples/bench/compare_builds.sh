@@ -11,35 +11,28 @@
 #   cargo build --release --bin keysmith -p keysmith-examples --example loadgen
 #   examples/bench/compare_builds.sh /tmp/old-target/release/keysmith ./target/release/keysmith
 #
-# Needs h2load (Debian nghttp2-client). Uses port 50721; ROUNDS (3) and
+# Needs h2load (Debian nghttp2-client) and bc. Uses port 50721; ROUNDS (3) and
 # DURATION (10 s) from the environment. Run from anywhere: it works in the
 # repository's root, where the embedded default keeps its development key.
 set -eu
 cd "$(dirname "$0")/../.."
+. examples/bench/lib.sh
 A=$1; B=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
 OUT=$(mktemp -d /tmp/keysmith-compare.XXXXXX); PORT=50721
 LOADGEN=${LOADGEN:-./target/release/examples/loadgen}
 "$LOADGEN" --h2load-bodies "$OUT/h2b" >/dev/null
 load() {
-  h2load -D "$DURATION" -c 4 -m 16 -t 1 --data "$OUT/h2b/$1.grpc" \
-    -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$PORT/keysmith.v1.AccessService/$2" \
+  h2 -D "$DURATION" --data "$OUT/h2b/$1.grpc" "http://127.0.0.1:$PORT/keysmith.v1.AccessService/$2" \
     | tee -a "$OUT/h2load.log" | awk '/^finished in/{rate=$4} /^requests:/{errors=$10+$12} END{printf "%s %s", rate, errors}'
 }
 run() {
-  local bin=$1 name=$2 pid
+  local bin=$1 name=$2
   rm -rf "$OUT/data"
-  KEYSMITH__STORAGE__DATA_DIR=$OUT/data KEYSMITH__SERVER__LISTEN=127.0.0.1:$PORT \
-    KEYSMITH__METRICS__ENABLED=false KEYSMITH__LOG__FILTER=info,keysmith::access=off \
-    "$bin" serve >"$OUT/server.log" 2>&1 &
-  pid=$!
-  until grep -q "keysmith is serving" "$OUT/server.log"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
-    sleep 0.01
-  done
+  ks_start "$bin" "$OUT/data" "$PORT" "$OUT/server.log" \
+    KEYSMITH__METRICS__ENABLED=false KEYSMITH__LOG__FILTER=info,keysmith::access=off
   read -r issue issue_errors <<<"$(load issue Issue)"
   read -r list list_errors <<<"$(load list ListKeys)"
-  kill -TERM "$pid"; wait "$pid" || true
+  ks_stop
   echo "$name issue $issue list $list (errors: $issue_errors, $list_errors)" | tee -a "$OUT/runs"
 }
 for round in $(seq 1 "$ROUNDS"); do

@@ -13,38 +13,25 @@
 # Needs h2load (Debian nghttp2-client) and bc. Uses ports 50711 and 9711.
 set -u
 cd "$(dirname "$0")/../.."
+. examples/bench/lib.sh
 KEYS=${1:-400000}; OUT=${2:-/tmp/keysmith-keys}; BIN=${BIN:-./target/release}
 PORT=50711; D=$OUT/data; H2B=$OUT/h2b
 mkdir -p "$OUT"; rm -rf "$D"
 [ -f "$H2B/issue.grpc" ] || "$BIN/examples/loadgen" --h2load-bodies "$H2B" >/dev/null
-# Sets PID and T (seconds from exec to "keysmith is serving").
 start() {
-  local t0; t0=$(date +%s.%N); rm -f "$OUT/server.log"
-  KEYSMITH__STORAGE__DATA_DIR=$D KEYSMITH__SERVER__LISTEN=127.0.0.1:$PORT \
-    KEYSMITH__METRICS__LISTEN=127.0.0.1:9711 KEYSMITH__LOG__FILTER=info \
-    "$BIN/keysmith" serve > "$OUT/server.log" 2>&1 &
-  PID=$!
-  until grep -q "keysmith is serving" "$OUT/server.log"; do
-    kill -0 "$PID" 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
-    sleep 0.01
-  done
-  T=$(echo "$(date +%s.%N) - $t0" | bc)
+  ks_start "$BIN/keysmith" "$D" "$PORT" "$OUT/server.log" \
+    KEYSMITH__METRICS__LISTEN=127.0.0.1:9711 KEYSMITH__LOG__FILTER=info
 }
-rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$PID/status"; }
-stop() { kill -TERM "$PID"; wait "$PID"; }
-load() {
-  h2load "$@" -c 4 -m 16 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
-    | grep -E "^finished in|succeeded"
-}
-start; sleep 2; echo "RSS of a server on an empty store: $(rss) MB"
-( while kill -0 "$PID" 2>/dev/null; do rss; sleep 1; done > "$OUT/rss.log" ) &
+load() { h2 "$@" | grep -E "^finished in|succeeded"; }
+start; sleep 2; echo "RSS of a server on an empty store: $(ks_rss) MB"
+ks_rss_every 1 "$OUT/rss.log"
 load -n "$KEYS" --data "$H2B/issue.grpc" "http://127.0.0.1:$PORT/keysmith.v1.AccessService/Issue"
-echo "RSS after the Issues: $(rss) MB"
+echo "RSS after the Issues: $(ks_rss) MB"
 load -D 20 --data "$H2B/list.grpc" "http://127.0.0.1:$PORT/keysmith.v1.AccessService/ListKeys"
-echo "RSS after ListKeys: $(rss) MB; peak under load: $(sort -n "$OUT/rss.log" | tail -1) MB"
-stop
-for i in 1 2 3 4 5; do start; echo "start $i: $T s to serving, RSS $(rss) MB"; stop; done
+echo "RSS after ListKeys: $(ks_rss) MB; peak under load: $(sort -n "$OUT/rss.log" | tail -1) MB"
+ks_stop
+for i in 1 2 3 4 5; do start; echo "start $i: $T s to serving, RSS $(ks_rss) MB"; ks_stop; done
 if [ -w /proc/sys/vm/drop_caches ]; then
-  sync; echo 3 > /proc/sys/vm/drop_caches; start; echo "start, page cache dropped: $T s"; stop
+  sync; echo 3 > /proc/sys/vm/drop_caches; start; echo "start, page cache dropped: $T s"; ks_stop
 fi
 "$BIN/examples/store_report" "$D"

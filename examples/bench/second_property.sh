@@ -8,10 +8,11 @@
 #
 #   examples/bench/second_property.sh /tmp/keys-1m/data 150000
 #
-# Needs python3, h2load and the release builds of keysmith and loadgen.
+# Needs python3, h2load, bc and the release builds of keysmith and loadgen.
 # Uses ports 50715 and 9715.
 set -u
 cd "$(dirname "$0")/../.."
+. examples/bench/lib.sh
 SRC=$1; N=$2; BIN=${BIN:-./target/release}
 WORK=$(mktemp -d); D=$WORK/data; CONFIG=$WORK/two-properties.toml
 cp -a "$SRC" "$D"
@@ -27,27 +28,18 @@ for i, line in enumerate(lines):
 second = '\n'.join(block).replace('property_id = "demo-hotel"', 'property_id = "second-hotel"')
 open(sys.argv[2], 'w').write(src[:start] + second + '\n' + src[start:])
 PY
-KEYSMITH__STORAGE__DATA_DIR=$D KEYSMITH__SERVER__LISTEN=127.0.0.1:50715 \
-  KEYSMITH__METRICS__LISTEN=127.0.0.1:9715 KEYSMITH__LOG__FILTER=warn \
-  "$BIN/keysmith" serve --config "$CONFIG" > "$WORK/server.log" 2>&1 &
-PID=$!
-until ss -ltn | grep -q ":50715 "; do
-  kill -0 "$PID" 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-  sleep 0.05
-done
-rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$PID/status"; }
-echo "RSS at start: $(rss) MB"
+ks_start "$BIN/keysmith" "$D" 50715 "$WORK/server.log" \
+  KEYSMITH__METRICS__LISTEN=127.0.0.1:9715 KEYSMITH__LOG__FILTER=info,keysmith::access=off \
+  -- --config "$CONFIG"
+echo "RSS at start: $(ks_rss) MB"
 "$BIN/examples/loadgen" --addr http://127.0.0.1:50715 --property second-hotel \
   --h2load-bodies "$WORK/h2b" > /dev/null
-( while kill -0 "$PID" 2>/dev/null; do rss; sleep 0.5; done > "$WORK/rss.log" ) &
-load() {
-  h2load -c 4 -m 16 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' "$@" \
-    | grep -E "^finished in"
-}
+ks_rss_every 0.5 "$WORK/rss.log"
+load() { h2 "$@" | grep -E "^finished in"; }
 load -n "$N" --data "$WORK/h2b/issue.grpc" http://127.0.0.1:50715/keysmith.v1.AccessService/Issue
-echo "RSS after the Issues: $(rss) MB"
+echo "RSS after the Issues: $(ks_rss) MB"
 load -D 30 --data "$WORK/h2b/list.grpc" http://127.0.0.1:50715/keysmith.v1.AccessService/ListKeys
-echo "RSS after ListKeys: $(rss) MB, peak $(sort -n "$WORK/rss.log" | tail -1) MB"
-sleep 5; echo "RSS 5 s later: $(rss) MB"
+echo "RSS after ListKeys: $(ks_rss) MB, peak $(sort -n "$WORK/rss.log" | tail -1) MB"
+sleep 5; echo "RSS 5 s later: $(ks_rss) MB"
 grep -c "larger than the listing cache" "$WORK/server.log" | sed 's/^/warnings that a property is larger than the listing budget: /'
-kill -TERM "$PID"; wait "$PID"; rm -rf "$WORK"
+ks_stop; rm -rf "$WORK"

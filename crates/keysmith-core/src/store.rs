@@ -323,6 +323,16 @@ pub trait Store: Send + Sync + 'static {
     /// oldest of each property first, and returns how many, once durable.
     async fn purge_changes(&self, before: Timestamp, limit: usize) -> Result<usize>;
 
+    /// Gives the disk space of deleted records back where the store's
+    /// engine holds on to it after the delete, and returns the bytes the
+    /// data directory shrank by (0: nothing was needed). The sweeper calls
+    /// it after each sweep, so that a store which deletes as much as it
+    /// writes stops growing. A store whose database does this by itself
+    /// (PostgreSQL's autovacuum) has nothing to do.
+    async fn reclaim_space(&self) -> Result<u64> {
+        Ok(0)
+    }
+
     /// The leases under which background work runs once across the
     /// processes that share this store (see [`crate::lease`]): a store one
     /// process owns alone grants every lease.

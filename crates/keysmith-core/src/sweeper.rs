@@ -102,6 +102,7 @@ impl Sweeper {
                         purged_audit_records = report.purged_audit,
                         forgotten_request_ids = report.forgotten_request_ids,
                         purged_changes = report.purged_changes,
+                        reclaimed_bytes = report.reclaimed_bytes,
                         "swept the store"
                     );
                 }

@@ -13,6 +13,10 @@
 //! committer thread flushes, once per cycle (group commit), so a batch is
 //! durable exactly when its cycle's flush returns.
 //!
+//! Deletes: fjall keeps a delete's tombstone until a compaction reaches
+//! the last level, which a store of keysmith's size never does on its own;
+//! the sweeper has them dropped ([`Tree::table_counts`]).
+//!
 //! fjall takes no lock on its directory, so [`open`] takes one of its own
 //! (`<data dir>/fjall/keysmith.lock`): a second process opening the same
 //! store is refused instead of sharing its files. Every handle holds it.
@@ -53,6 +57,9 @@ pub struct Memory {
 /// A tree's memtable is written to a table at this size, or sooner when
 /// the memtables together reach the write buffer.
 const MEMTABLE_BYTES: u64 = 8 << 20;
+/// The size of the tables a full compaction writes: fjall's own default
+/// (its leveled compaction's `target_size`).
+const TABLE_BYTES: u64 = 64 << 20;
 /// fjall refuses a write buffer under 1 MiB.
 const MIN_WRITE_BUFFER_BYTES: u64 = 1 << 20;
 /// fjall refuses a journal budget under 24 MiB.
@@ -237,6 +244,64 @@ impl Tree {
     pub fn flush(&self) -> KvResult<()> {
         self.db.flush()
     }
+
+    /// What the tree's tables on disk hold (its memtables aside).
+    ///
+    /// fjall (its leveled compaction) drops a delete's tombstone only when
+    /// a compaction writes into the tree's last level, the seventh. A store
+    /// of a few GB never grows past the first two, where level 1 alone
+    /// takes 256 MiB: there every tombstone stays for good, and a store
+    /// that deletes as much as it writes grows without end (BENCHMARKS.md,
+    /// "Two years on fjall"). [`Tree::compact_fully`] is what drops them.
+    pub fn table_counts(&self) -> TableCounts {
+        match &self.partition.tree {
+            fjall::AnyTree::Standard(tree) => {
+                let levels = tree
+                    .levels
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                levels
+                    .iter()
+                    .fold(TableCounts::default(), |sum, table| TableCounts {
+                        entries: sum.entries + table.metadata.key_count,
+                        tombstones: sum.tombstones + table.tombstone_count(),
+                    })
+            }
+            // The store's trees never keep values apart from their keys.
+            fjall::AnyTree::Blob(_) => TableCounts::default(),
+        }
+    }
+
+    /// Rewrites every table of the tree into its last level, dropping the
+    /// tombstones and every older version of a key, and blocks until done.
+    /// Writes go on meanwhile (into the memtables and level 0); the other
+    /// compactions wait. It needs free space for a second copy of what is
+    /// left.
+    ///
+    /// Not fjall's own `PartitionHandle::major_compact`: that keeps every
+    /// version newer than its snapshot watermark, which stays at 0 for the
+    /// first moments after an open (fjall's monitor raises it every 250 ms
+    /// to the current sequence number less 100), yet drops every tombstone
+    /// it writes into the last level, so the version a tombstone hid came
+    /// back (seen in `the_space_of_purged_keys_is_given_back`). The store
+    /// takes no snapshots of fjall's (its scans hold the tables they read),
+    /// so every version older than the newest visible one may go.
+    pub fn compact_fully(&self) -> KvResult<()> {
+        use fjall::AbstractTree;
+        let visible = self.db.keyspace.instant();
+        self.partition
+            .tree
+            .major_compact(TABLE_BYTES, visible)
+            .map_err(Error::from)
+    }
+}
+
+/// Entries in a tree's tables, tombstones included, and of them the
+/// tombstones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    pub entries: u64,
+    pub tombstones: u64,
 }
 
 /// Puts and deletes to apply together. A later op on a key replaces an

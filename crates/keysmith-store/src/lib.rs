@@ -115,11 +115,12 @@ impl StoreOptions {
 }
 
 impl StoreOptions {
-    /// What the engine is given: its share of the budget (a third), of
-    /// which a quarter (4 to 16 MiB) for the memtables and the rest for the
-    /// block cache.
+    /// What the engine is given: its share of the budget (a third), told
+    /// to fjall as half as many bytes ([`ENGINE_HEAP_PER_COUNTED_BYTE`]),
+    /// of which a quarter (4 to 16 MiB) for the memtables and the rest for
+    /// the block cache.
     fn engine_memory(&self) -> kv::Memory {
-        let share = self.memory_budget_bytes / 3;
+        let share = self.memory_budget_bytes / 3 / ENGINE_HEAP_PER_COUNTED_BYTE;
         let write_buffer = (share / 4).clamp(MIN_WRITE_BUFFER_BYTES, WRITE_BUFFER_BYTES);
         kv::Memory {
             cache_bytes: share.saturating_sub(write_buffer).max(MIN_CACHE_BYTES) as u64,
@@ -138,6 +139,17 @@ impl StoreOptions {
 pub const DEFAULT_MEMORY_BUDGET_MB: usize = 256;
 /// The default of [`StoreOptions::watch_buffer`].
 pub const DEFAULT_WATCH_BUFFER: usize = 1024;
+/// Fewer tombstones than this are never worth a full compaction, whatever
+/// their share: a small store's tombstones take little room.
+const RECLAIM_AT_TOMBSTONES: u64 = 4096;
+/// Heap bytes the engine takes per byte it counts. fjall counts a cached
+/// block at its uncompressed length and a memtable at its keys' and
+/// values' lengths, but holds a block decoded (each entry's key and value
+/// an allocation of its own) and a memtable entry in a skiplist node. In
+/// the year run (BENCHMARKS.md, "Memory on fjall, measured"), heaptrack
+/// found 143 MB of heap in loaded blocks under a 69 MiB cache, and the
+/// process's RSS rose about two bytes for each byte of engine share.
+const ENGINE_HEAP_PER_COUNTED_BYTE: usize = 2;
 /// The engine's block cache is never given less than this, whatever the
 /// budget.
 const MIN_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -731,6 +743,35 @@ impl Store for EmbeddedStore {
                 .map_err(committer_error)?;
         }
         Ok(purged)
+    }
+
+    /// Compacts the tree fully once tombstones are a quarter of the entries
+    /// in its tables (and at least [`RECLAIM_AT_TOMBSTONES`]): fjall would
+    /// keep them for good (`kv::Tree::table_counts`). In a store at a steady
+    /// state that is about as often as a quarter of it is purged; the
+    /// compaction rewrites what is left once, on a blocking thread.
+    async fn reclaim_space(&self) -> Result<u64> {
+        let tree = self.tree()?;
+        let counts = tree.table_counts();
+        if counts.tombstones < RECLAIM_AT_TOMBSTONES || counts.tombstones * 4 < counts.entries {
+            return Ok(0);
+        }
+        let before = self.size_on_disk();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || tree.compact_fully())
+            .await
+            .map_err(|e| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {e}")))?
+            .map_err(store_error)?;
+        let after = self.size_on_disk();
+        tracing::info!(
+            tombstones = counts.tombstones,
+            entries = counts.entries,
+            bytes_before = before,
+            bytes_after = after,
+            seconds = started.elapsed().as_secs_f64(),
+            "compacted the store fully to drop the tombstones of purged records"
+        );
+        Ok(before.saturating_sub(after))
     }
 
     /// Every lease is granted: the store takes an exclusive lock on its

@@ -1199,3 +1199,62 @@ fn assert_current_layout(store: &EmbeddedStore) {
         .unwrap();
     assert_eq!(marker.as_deref(), Some(&[crate::layout::LAYOUT][..]));
 }
+
+/// Purged keys leave no tombstones in the engine's tables once the
+/// sweeper asks for their space back (`Store::reclaim_space`): fjall keeps
+/// a tombstone until a compaction reaches its last level, which a store
+/// this size never does by itself, so a store that deletes as much as it
+/// writes would grow for good. What was not purged stays.
+#[tokio::test]
+async fn the_space_of_purged_keys_is_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Revoked (ended) keys, as retention purges them.
+    let keys: Vec<AccessKey> = (0..3000)
+        .map(|i| revoked_at(&key(&format!("k{i:04}"), "g1", None), 1))
+        .collect();
+    {
+        let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
+        for chunk in keys.chunks(100) {
+            let keys = chunk.iter().map(|k| (k.clone(), None)).collect();
+            store
+                .commit(WriteSet {
+                    keys,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        // All but the last are purged.
+        for chunk in keys[..keys.len() - 1].chunks(100) {
+            store
+                .commit(WriteSet {
+                    purged: chunk.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        assert!(store.key("hotel", "k0000").unwrap().is_none());
+        // A stop writes the memtables to tables.
+        store.close();
+    }
+    let store = EmbeddedStore::open_with_test_key(dir.path()).unwrap();
+    assert!(
+        store.key("hotel", "k0000").unwrap().is_none(),
+        "after reopen"
+    );
+    let before = store.tree().unwrap().table_counts();
+    assert!(
+        before.tombstones >= super::RECLAIM_AT_TOMBSTONES,
+        "the test can fail: {before:?}"
+    );
+    let reclaimed = store.reclaim_space().await.unwrap();
+    let after = store.tree().unwrap().table_counts();
+    assert_eq!(after.tombstones, 0, "tombstones left: {after:?}");
+    assert!(reclaimed > 0, "the directory did not shrink");
+    assert!(store.key("hotel", "k0000").unwrap().is_none());
+    assert!(store.key("hotel", "k2999").unwrap().is_some());
+    // Nothing more to do: a second call leaves the tables alone.
+    assert_eq!(store.reclaim_space().await.unwrap(), 0);
+    store.close();
+}

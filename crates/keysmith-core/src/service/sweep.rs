@@ -52,6 +52,9 @@ pub struct SweepReport {
     pub forgotten_request_ids: usize,
     /// Change log records deleted past their retention.
     pub purged_changes: usize,
+    /// Bytes the store's files shrank by when it gave back the space of
+    /// what was deleted (`Store::reclaim_space`).
+    pub reclaimed_bytes: u64,
 }
 
 impl SweepReport {
@@ -139,6 +142,10 @@ impl AccessService {
             .store
             .expire_idempotency(before(now, retention.request_ids))
             .await?;
+        if !held() {
+            return Ok(report);
+        }
+        report.reclaimed_bytes = self.store.reclaim_space().await?;
         Ok(report)
     }
 
