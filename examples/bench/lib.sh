@@ -18,7 +18,7 @@ ks_start() {
     if [ "$1" = -- ]; then shift; args=("$@"); break; fi
     env+=("$1"); shift
   done
-  t0=$(date +%s.%N); rm -f "$log"
+  t0=$(date +%s.%N); : > "$log"
   env KEYSMITH__STORAGE__DATA_DIR="$data" KEYSMITH__SERVER__LISTEN="127.0.0.1:$port" \
     "${env[@]}" "$bin" serve "${args[@]}" > "$log" 2>&1 &
   PID=$!
