@@ -248,11 +248,12 @@ impl Tree {
     /// What the tree's tables on disk hold (its memtables aside).
     ///
     /// fjall (its leveled compaction) drops a delete's tombstone only when
-    /// a compaction writes into the tree's last level, the seventh. A store
-    /// of a few GB never grows past the first two, where level 1 alone
-    /// takes 256 MiB: there every tombstone stays for good, and a store
-    /// that deletes as much as it writes grows without end (BENCHMARKS.md,
-    /// "Two years on fjall"). [`Tree::compact_fully`] is what drops them.
+    /// a compaction writes into the tree's last level, the seventh. Level 1
+    /// alone takes 256 MiB and each next one ten times more, so a store
+    /// under some terabytes never reaches it: there every tombstone stays
+    /// for good, and a store that deletes as much as it writes grows
+    /// without end (BENCHMARKS.md, "Two years on fjall").
+    /// [`Tree::compact_fully`] is what drops them.
     pub fn table_counts(&self) -> TableCounts {
         match &self.partition.tree {
             fjall::AnyTree::Standard(tree) => {

@@ -763,9 +763,13 @@ impl Store for EmbeddedStore {
             .map_err(|e| Error::unavailable(reasons::STORE_UNAVAILABLE, format!("store: {e}")))?
             .map_err(store_error)?;
         let after = self.size_on_disk();
+        // fjall logs a compaction that fails and leaves its tables as they
+        // were: what is left shows whether this one did its work.
+        let left = self.tree()?.table_counts();
         tracing::info!(
             tombstones = counts.tombstones,
             entries = counts.entries,
+            tombstones_left = left.tombstones,
             bytes_before = before,
             bytes_after = after,
             seconds = started.elapsed().as_secs_f64(),
