@@ -110,7 +110,7 @@ fn config(dir: &Path, args: &Args) -> anyhow::Result<Config> {
     let mut config = Config::load_with_env(Source::Embedded, false)?;
     config.server.listen = "127.0.0.1:0".parse()?;
     config.metrics.listen = "127.0.0.1:0".parse()?;
-    // Each month's reading of the listing cache is taken then, not 15 s before.
+    // Each month's reading of the store is taken then, not 15 s before.
     config.metrics.sample_interval_seconds = 0;
     config.storage.data_dir = dir.join("data");
     config.storage.encryption.key_file = Some(dir.join("kek"));
@@ -166,36 +166,30 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes allocated on disk under `dir`, as `du` counts them: fjall's
-/// journal is a sparse file of its full size from the start.
-fn disk_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-                    Ok(m) => m.blocks() * 512,
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+/// What the server's `/metrics` reads of its store: its data directory's
+/// bytes on disk (allocated blocks, as `du` counts them) and what the
+/// listing cache counts itself as holding.
+struct StoreReading {
+    disk_bytes: u64,
+    listing_cache_bytes: u64,
 }
 
-/// `keysmith_listing_cache_bytes` from the server's `/metrics`: what the
-/// listing cache counts itself as holding.
-async fn listing_cache_bytes(metrics: std::net::SocketAddr) -> anyhow::Result<u64> {
+async fn store_reading(metrics: std::net::SocketAddr) -> anyhow::Result<StoreReading> {
     let text = reqwest::get(format!("http://{metrics}/metrics"))
         .await?
         .text()
         .await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("keysmith_listing_cache_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .ok_or_else(|| anyhow::anyhow!("no keysmith_listing_cache_bytes in /metrics"))
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+    };
+    Ok(StoreReading {
+        disk_bytes: gauge("keysmith_store_size_bytes")?,
+        listing_cache_bytes: gauge("keysmith_listing_cache_bytes")?,
+    })
 }
 
 async fn count(client: &mut AccessServiceClient<Channel>, property: &str, ended: bool) -> usize {
@@ -290,14 +284,8 @@ where
 }
 
 fn main() -> anyhow::Result<()> {
-    // As src/main.rs builds it: a worker that parks gives back what was freed.
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(|| {
-            memory::return_freed_memory();
-        })
-        .build()?
-        .block_on(simulate(Args::parse()))
+    // The runtime keysmith serves on: a worker that parks gives back what was freed.
+    memory::runtime()?.block_on(simulate(Args::parse()))
 }
 
 async fn simulate(args: Args) -> anyhow::Result<()> {
@@ -440,9 +428,11 @@ async fn simulate(args: Args) -> anyhow::Result<()> {
                 live += count(&mut client, &property, false).await;
                 stored += count(&mut client, &property, true).await;
             }
-            let disk = disk_bytes(dir);
             let rss = rss_kb();
-            let cache = listing_cache_bytes(metrics).await?;
+            let StoreReading {
+                disk_bytes: disk,
+                listing_cache_bytes: cache,
+            } = store_reading(metrics).await?;
             println!(
                 "month {month:>2} (day {:>3}): live keys {live:>6}, stored keys {stored:>7}, \
                  disk {:>7.1} MB, RSS {:>6.1} MB (listing cache {:>5.1} MB), Issue \

@@ -109,13 +109,7 @@ enum TokenCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(|| {
-            memory::return_freed_memory();
-        })
-        .build()?
-        .block_on(run(Cli::parse()))
+    memory::runtime()?.block_on(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

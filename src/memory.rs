@@ -125,6 +125,17 @@ pub fn return_freed_memory() -> bool {
     due
 }
 
+/// The multi-threaded runtime keysmith serves on: each worker that parks
+/// gives back what was freed ([`return_freed_memory`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(|| {
+            return_freed_memory();
+        })
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
